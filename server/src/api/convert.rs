@@ -1,0 +1,182 @@
+//! Conversions between the wire (`approval.v1`) and the domain. Every
+//! request field is parsed here into a domain type whose constructor names
+//! the field when it refuses it.
+
+use approval_api::v1;
+
+use crate::domain::{
+    AgentId, Approval, ApprovalId, Millis, ApprovalType, Context, Cursor, Decision, DomainError, Filter,
+    IdempotencyKey, Labels, Limits, ListQuery, NewApproval, PageToken, Principal, Status, Timeout,
+    TypePattern,
+};
+
+pub fn approval_to_proto(a: Approval) -> v1::Approval {
+    let status = status_to_proto(a.status);
+    let (decided_by, reason, decided_at) = match a.resolution {
+        Some(r) => (r.decided_by, r.reason, Some(Millis::to_timestamp(r.decided_at))),
+        None => (String::new(), String::new(), None),
+    };
+    v1::Approval {
+        id: a.id.to_string(),
+        approval_type: a.approval_type,
+        agent_id: a.agent_id,
+        requester: a.requester,
+        context: Some(a.context),
+        labels: a.labels.into_iter().collect(),
+        idempotency_key: a.idempotency_key,
+        created_at: Some(Millis::to_timestamp(a.created_at)),
+        deadline: Some(Millis::to_timestamp(a.deadline)),
+        status: status as i32,
+        decided_by,
+        reason,
+        decided_at,
+    }
+}
+
+pub fn status_to_proto(s: Status) -> v1::ApprovalStatus {
+    match s {
+        Status::Pending => v1::ApprovalStatus::Pending,
+        Status::Approved => v1::ApprovalStatus::Approved,
+        Status::Rejected => v1::ApprovalStatus::Rejected,
+        Status::Expired => v1::ApprovalStatus::Expired,
+        Status::Cancelled => v1::ApprovalStatus::Cancelled,
+    }
+}
+
+fn status_from_proto(field: &str, raw: i32) -> Result<Status, DomainError> {
+    match v1::ApprovalStatus::try_from(raw) {
+        Ok(v1::ApprovalStatus::Pending) => Ok(Status::Pending),
+        Ok(v1::ApprovalStatus::Approved) => Ok(Status::Approved),
+        Ok(v1::ApprovalStatus::Rejected) => Ok(Status::Rejected),
+        Ok(v1::ApprovalStatus::Expired) => Ok(Status::Expired),
+        Ok(v1::ApprovalStatus::Cancelled) => Ok(Status::Cancelled),
+        _ => Err(DomainError::invalid(
+            field,
+            format!("{raw} is not a status; use APPROVAL_STATUS_PENDING, _APPROVED, _REJECTED, _EXPIRED or _CANCELLED"),
+        )),
+    }
+}
+
+pub fn decision_from_proto(raw: i32) -> Result<Decision, DomainError> {
+    match v1::Decision::try_from(raw) {
+        Ok(v1::Decision::Approve) => Ok(Decision::Approve),
+        Ok(v1::Decision::Reject) => Ok(Decision::Reject),
+        _ => Err(DomainError::invalid(
+            "decision",
+            "is required: DECISION_APPROVE or DECISION_REJECT",
+        )),
+    }
+}
+
+/// The fields shared by `RequestApprovalRequest` and `CreateApprovalRequest`.
+pub struct CreateFields {
+    pub approval_type: String,
+    pub agent_id: String,
+    pub context: Option<prost_types::Struct>,
+    pub labels: std::collections::HashMap<String, String>,
+    pub timeout: Option<prost_types::Duration>,
+    pub idempotency_key: String,
+}
+
+impl From<v1::RequestApprovalRequest> for CreateFields {
+    fn from(r: v1::RequestApprovalRequest) -> Self {
+        Self {
+            approval_type: r.approval_type,
+            agent_id: r.agent_id,
+            context: r.context,
+            labels: r.labels,
+            timeout: r.timeout,
+            idempotency_key: r.idempotency_key,
+        }
+    }
+}
+
+impl From<v1::CreateApprovalRequest> for CreateFields {
+    fn from(r: v1::CreateApprovalRequest) -> Self {
+        Self {
+            approval_type: r.approval_type,
+            agent_id: r.agent_id,
+            context: r.context,
+            labels: r.labels,
+            timeout: r.timeout,
+            idempotency_key: r.idempotency_key,
+        }
+    }
+}
+
+impl CreateFields {
+    /// `caller` is the authenticated principal, if any; without one the
+    /// requester is the agent id the caller gave, or `anonymous`.
+    pub fn parse(self, caller: Option<Principal>, limits: &Limits) -> Result<NewApproval, DomainError> {
+        let agent_id = AgentId::parse("agent_id", &self.agent_id)?;
+        let requester = match caller {
+            Some(p) => p,
+            None if agent_id.as_str().is_empty() => Principal::anonymous(),
+            None => Principal::parse("agent_id", agent_id.as_str())?,
+        };
+        Ok(NewApproval {
+            approval_type: ApprovalType::parse("approval_type", &self.approval_type)?,
+            agent_id,
+            requester,
+            context: Context::parse("context", self.context, limits)?,
+            labels: Labels::parse("labels", self.labels, limits.max_labels)?,
+            timeout: Timeout::parse("timeout", self.timeout, limits)?,
+            idempotency_key: IdempotencyKey::parse("idempotency_key", &self.idempotency_key)?,
+        })
+    }
+}
+
+pub fn filter_from_proto(
+    approval_types: &[String],
+    agent_id: &str,
+    labels: std::collections::HashMap<String, String>,
+    limits: &Limits,
+) -> Result<Filter, DomainError> {
+    let types = approval_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TypePattern::parse(&format!("approval_types[{i}]"), t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agent_id = AgentId::parse("agent_id", agent_id)?;
+    Ok(Filter {
+        types,
+        agent_id: (!agent_id.as_str().is_empty()).then_some(agent_id),
+        labels: Labels::parse("labels", labels, limits.max_labels)?,
+    })
+}
+
+pub fn list_query_from_proto(r: v1::ListApprovalsRequest, limits: &Limits) -> Result<ListQuery, DomainError> {
+    let statuses = r
+        .statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| status_from_proto(&format!("statuses[{i}]"), *s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let page_size = match r.page_size {
+        0 => Limits::DEFAULT_PAGE_SIZE,
+        n if n < 0 => {
+            return Err(DomainError::invalid(
+                "page_size",
+                format!("{n} is negative; omit it for the default of {}", Limits::DEFAULT_PAGE_SIZE),
+            ))
+        }
+        n => (n as usize).min(Limits::MAX_PAGE_SIZE),
+    };
+    Ok(ListQuery {
+        statuses,
+        filter: filter_from_proto(&r.approval_types, &r.agent_id, r.labels, limits)?,
+        page_size,
+        after: PageToken::parse("page_token", &r.page_token)?,
+    })
+}
+
+pub fn cursor_from_proto(raw: &str) -> Result<Option<Cursor>, DomainError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    Cursor::parse("cursor", raw).map(Some)
+}
+
+pub fn id_from_proto(raw: &str) -> Result<ApprovalId, DomainError> {
+    ApprovalId::parse("id", raw)
+}

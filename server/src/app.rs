@@ -1,0 +1,241 @@
+//! Assembling and running one `approvald` process.
+//!
+//! `Application::build` binds its listeners (port 0 picks a free one), so
+//! tests start several replicas side by side in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use approval_api::v1::approval_service_server::ApprovalServiceServer;
+use approval_api::v1::FILE_DESCRIPTOR_SET;
+use http::header::HeaderName;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::api::ApprovalApi;
+use crate::approvals::Approvals;
+use crate::config::Config;
+use crate::domain::DomainError;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
+
+/// The service name whose health follows the store (readiness).
+pub const SERVICE_NAME: &str = "approval.v1.ApprovalService";
+/// A health service name that stays SERVING while the process is up, even
+/// when Redis is not (liveness: restarting would not bring Redis back).
+pub const LIVENESS_SERVICE_NAME: &str = "liveness";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] DomainError),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+pub struct Application {
+    config: Config,
+    grpc: TcpListener,
+    metrics_listener: TcpListener,
+    approvals: Approvals,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    store_name: &'static str,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        config.check().map_err(StartError::Config)?;
+        let (store, store_name): (Arc<dyn Store>, &'static str) = match &config.redis_url {
+            Some(url) => (
+                Arc::new(RedisStore::connect(RedisOptions {
+                    url: url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    retention: config.retention(),
+                    timeout: config.redis_timeout,
+                })?),
+                "redis",
+            ),
+            None => (Arc::new(MemoryStore::new(config.retention())), "memory"),
+        };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let grpc = bind(config.listen).await?;
+        let metrics_listener = bind(config.metrics_listen).await?;
+        let metrics = Metrics::new();
+        let shutdown = Shutdown::new();
+        let approvals = Approvals::new(store, config.limits(), metrics.clone(), shutdown.clone());
+        Ok(Self {
+            config,
+            grpc,
+            metrics_listener,
+            approvals,
+            metrics,
+            shutdown,
+            store_name,
+        })
+    }
+
+    /// The gRPC port actually bound.
+    pub fn port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// Cancel it to stop the server gracefully (what SIGTERM does).
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown handle is cancelled, then shuts down within
+    /// `--shutdown-grace`: health NOT_SERVING, no new calls, waiters told to
+    /// retry elsewhere (UNAVAILABLE), watchers closed, then exit.
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        let Self {
+            config,
+            grpc,
+            metrics_listener,
+            approvals,
+            metrics,
+            shutdown,
+            store_name,
+        } = self;
+        match store_name {
+            "memory" => tracing::info!(
+                "store: in-memory (this process only; approvals are lost on exit). Set --redis-url to share state between replicas"
+            ),
+            _ => tracing::info!(prefix = %config.redis_prefix, "store: Redis"),
+        }
+        if !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "accepting UNAUTHENTICATED calls from the network (--insecure-allow-unauthenticated)");
+        }
+
+        let tasks = approvals.start(config.health_interval);
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        let health_task = tokio::spawn(report_health(reporter.clone(), approvals.clone(), shutdown.clone()));
+        let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone()))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
+
+        tracing::info!(
+            grpc = %config.listen.ip(), port = grpc.local_addr().map(|a| a.port()).unwrap_or_default(),
+            metrics = ?metrics_listener_addr(&config),
+            "approvald listening"
+        );
+        let serve = Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(config.keepalive_interval))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .layer(cors(&config.cors_origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+        tokio::pin!(serve);
+
+        let result = tokio::select! {
+            r = &mut serve => r.map_err(StartError::from),
+            _ = shutdown.cancelled() => {
+                tracing::info!(grace = ?config.shutdown_grace, waiting = approvals.waiting(), "shutting down");
+                match tokio::time::timeout(config.shutdown_grace, &mut serve).await {
+                    Ok(r) => r.map_err(StartError::from),
+                    Err(_) => {
+                        tracing::warn!("shutdown grace passed with calls still open; closing them");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        shutdown.cancel();
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+        let _ = health_task.await;
+        let _ = metrics_task.await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn metrics_listener_addr(config: &Config) -> SocketAddr {
+    config.metrics_listen
+}
+
+/// Keeps gRPC health in step with the store, and NOT_SERVING from the first
+/// moment of shutdown (so load balancers stop sending new calls).
+async fn report_health(reporter: HealthReporter, approvals: Approvals, shutdown: Shutdown) {
+    let mut healthy = approvals.health();
+    loop {
+        let status = if *healthy.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter.set_service_status(SERVICE_NAME, status).await;
+        tokio::select! {
+            changed = healthy.changed() => if changed.is_err() { break },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    for name in ["", SERVICE_NAME, LIVENESS_SERVICE_NAME] {
+        reporter.set_service_status(name, ServingStatus::NotServing).await;
+    }
+}
+
+/// CORS for browsers calling through gRPC-Web.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(tower_http::cors::Any)
+        .expose_headers(exposed.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600))
+}

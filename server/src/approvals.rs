@@ -1,0 +1,605 @@
+//! The approval desk: every use case of the API, over a store, on one
+//! replica. The gRPC layer (`api`) converts and delegates to this.
+//!
+//! Background tasks (started by `Approvals::start`):
+//! - the `EventPump` reads the store's event log (blocking read, no polling),
+//!   wakes local waiters on `resolved` events and feeds local watchers;
+//! - the reaper sleeps until the earliest pending deadline and expires what
+//!   is due; every replica runs one, the store makes each expiry happen once;
+//! - the health monitor pings the store and reports reachability.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::time::Instant;
+
+use crate::domain::{
+    Approval, ApprovalId, Cursor, Decision, DomainError, Ending, Event, EventKind, Filter,
+    Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason, Status,
+};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Created, Store};
+use crate::waiters::Waiters;
+
+/// How many events a local watcher may fall behind before it re-reads the
+/// store to catch up.
+const FEED_CAPACITY: usize = 4096;
+/// Events read from the store at once.
+const READ_BATCH: usize = 1000;
+/// How long one blocking read of the event log waits.
+const PUMP_BLOCK: Duration = Duration::from_secs(5);
+/// Pause between retries while the store is unreachable.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+/// Longest reaper sleep when nothing is pending (new approvals wake it).
+const REAPER_IDLE: Duration = Duration::from_secs(60);
+/// Approvals expired per reaper round.
+const REAPER_BATCH: usize = 100;
+
+#[derive(Clone)]
+pub struct Approvals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    waiters: Waiters,
+    /// Every event, as the pump reads it, for local watchers.
+    feed: broadcast::Sender<Arc<Event>>,
+    /// Bumped after the pump recovers from a store outage: waiters re-read.
+    resync: watch::Sender<u64>,
+    /// Whether the store is reachable.
+    healthy: watch::Sender<bool>,
+    /// When the reaper plans to wake next (ms); the pump wakes it earlier
+    /// when an approval with an earlier deadline arrives.
+    reaper_plan: AtomicU64,
+    reaper_wake: Notify,
+    metrics: Metrics,
+    shutdown: Shutdown,
+}
+
+/// One item of a `WatchPending` stream.
+#[derive(Clone, Debug)]
+pub struct WatchItem {
+    /// `None` during the snapshot.
+    pub cursor: Option<Cursor>,
+    pub kind: WatchKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum WatchKind {
+    Added(Approval),
+    Resolved(Approval),
+    Synced,
+}
+
+/// Keeps a gauge up while a call is open.
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl GaugeGuard {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Approvals {
+    pub fn new(store: Arc<dyn Store>, limits: Limits, metrics: Metrics, shutdown: Shutdown) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                limits,
+                waiters: Waiters::default(),
+                feed: broadcast::channel(FEED_CAPACITY).0,
+                resync: watch::channel(0).0,
+                healthy: watch::channel(true).0,
+                reaper_plan: AtomicU64::new(0),
+                reaper_wake: Notify::new(),
+                metrics,
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Store reachability, for health reporting.
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.inner.healthy.subscribe()
+    }
+
+    /// Starts the event pump, the reaper and the health monitor.
+    pub fn start(&self, health_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().run_pump()),
+            tokio::spawn(self.clone().run_reaper()),
+            tokio::spawn(self.clone().run_health(health_interval)),
+        ]
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// Counts a failed store call, passing the error on.
+    fn note<T>(&self, r: Result<T, DomainError>) -> Result<T, DomainError> {
+        if let Err(DomainError::Unavailable(_)) = &r {
+            self.inner.metrics.store_errors.inc();
+        }
+        r
+    }
+
+    // ---- use cases -------------------------------------------------------
+
+    /// Creates an approval, or attaches to the requester's one with the same
+    /// idempotency key.
+    pub async fn create(&self, new: NewApproval) -> Result<Created, DomainError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DomainError::ShuttingDown);
+        }
+        let requested_type = new.approval_type.clone().into_string();
+        let requested_agent = new.agent_id.as_str().to_string();
+        let key = new.idempotency_key.as_ref().map(|k| k.as_str().to_string());
+        let created = self.note(self.store().create(new, Millis::now()).await)?;
+        if created.created {
+            self.inner.metrics.created.inc();
+        } else if created.approval.approval_type != requested_type
+            || created.approval.agent_id != requested_agent
+        {
+            return Err(DomainError::IdempotencyConflict {
+                key: key.unwrap_or_default(),
+                existing: created.approval.id,
+                existing_type: created.approval.approval_type,
+            });
+        }
+        Ok(created)
+    }
+
+    /// Waits until the approval is final. Returns `CallDeadline` at
+    /// `call_deadline` (the approval stays pending), `ShuttingDown` on
+    /// shutdown. While the store is unreachable it keeps waiting: it never
+    /// makes up an outcome.
+    pub async fn wait_final(
+        &self,
+        id: &ApprovalId,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
+        // Register before reading, so a decision in between still wakes us.
+        let mut waiter = self.inner.waiters.register(id);
+        let _open = GaugeGuard::new(&self.inner.metrics.waiters);
+        let mut resync = self.inner.resync.subscribe();
+        let mut first_look = true;
+        loop {
+            let now = Millis::now();
+            // `None`: look again after STORE_RETRY (store trouble, or the
+            // deadline passed and the expiry has not landed yet).
+            let expire_in = match self.note(self.store().get(id).await) {
+                Ok(Some(a)) if a.is_final() => return Ok(a),
+                Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
+                Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
+                    Ok(Some(a)) => {
+                        self.inner.metrics.finished(Status::Expired);
+                        return Ok(a);
+                    }
+                    // Someone else expired it (or is about to): read again.
+                    Ok(None) => Some(Duration::from_millis(10)),
+                    Err(_) => None,
+                },
+                Ok(None) => return Err(DomainError::NotFound(id.clone())),
+                Err(e) if first_look => return Err(e),
+                Err(_) => None,
+            };
+            first_look = false;
+            let wake = Instant::now() + expire_in.unwrap_or(STORE_RETRY);
+            tokio::select! {
+                a = waiter.resolved() => {
+                    if matches!(a.status, Status::Approved | Status::Rejected) {
+                        if let Some(r) = &a.resolution {
+                            let latency = r.decided_at.until(Millis::now());
+                            self.inner.metrics.decision_latency.observe(latency.as_secs_f64());
+                        }
+                    }
+                    return Ok(a);
+                }
+                _ = resync.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = sleep_until_opt(call_deadline) => {
+                    return Err(DomainError::CallDeadline(id.clone()));
+                }
+                _ = self.inner.shutdown.cancelled() => return Err(DomainError::ShuttingDown),
+            }
+        }
+    }
+
+    pub async fn respond(
+        &self,
+        id: &ApprovalId,
+        decision: Decision,
+        responder: Principal,
+        reason: Reason,
+    ) -> Result<Approval, DomainError> {
+        let ending = Ending::Decided {
+            decision,
+            by: responder.into_string(),
+            reason: reason.into_string(),
+        };
+        self.finish(id, ending).await
+    }
+
+    /// Withdraws a pending approval. `by` is the canceller (today: the
+    /// approval's requester, since nobody is authenticated).
+    pub async fn cancel(
+        &self,
+        id: &ApprovalId,
+        by: Option<Principal>,
+        reason: Reason,
+    ) -> Result<Approval, DomainError> {
+        let by = match by {
+            Some(p) => p.into_string(),
+            None => match self.note(self.store().get(id).await)? {
+                Some(a) => a.requester,
+                None => return Err(DomainError::NotFound(id.clone())),
+            },
+        };
+        let ending = Ending::Cancelled {
+            by,
+            reason: reason.into_string(),
+        };
+        self.finish(id, ending).await
+    }
+
+    async fn finish(&self, id: &ApprovalId, ending: Ending) -> Result<Approval, DomainError> {
+        match self.note(self.store().finish(id, &ending, Millis::now()).await)? {
+            Finished::Done(a) => {
+                self.inner.metrics.finished(a.status);
+                Ok(a)
+            }
+            Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),
+            Finished::Expired(a) => {
+                self.inner.metrics.finished(Status::Expired);
+                Err(DomainError::AlreadyFinal(Box::new(a)))
+            }
+            Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
+            Finished::NotFound => Err(DomainError::NotFound(id.clone())),
+        }
+    }
+
+    pub async fn get(&self, id: &ApprovalId) -> Result<Approval, DomainError> {
+        self.note(self.store().get(id).await)?
+            .ok_or_else(|| DomainError::NotFound(id.clone()))
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+        self.note(self.store().list(query).await)
+    }
+
+    /// Starts a `WatchPending` stream: a snapshot then live changes (no
+    /// cursor), or the changes after `cursor`. The stream ends when the
+    /// receiver is dropped or on shutdown.
+    pub async fn watch(
+        &self,
+        filter: Filter,
+        cursor: Option<Cursor>,
+        buffer: usize,
+    ) -> Result<mpsc::Receiver<Result<WatchItem, DomainError>>, DomainError> {
+        // Subscribe before reading the store: every event after what the
+        // reads below return is then in `feed`.
+        let feed = self.inner.feed.subscribe();
+        let (tx, rx) = mpsc::channel(buffer);
+        let (snapshot, position) = match cursor {
+            Some(c) => {
+                self.note(self.store().check_cursor(c).await)?;
+                (Vec::new(), c)
+            }
+            None => self.snapshot(&filter).await?,
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _open = GaugeGuard::new(&this.inner.metrics.watchers);
+            for item in snapshot {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+            this.follow(filter, position, feed, tx).await;
+        });
+        Ok(rx)
+    }
+
+    /// The pending approvals matching `filter` as of one position of the
+    /// event log, oldest first, then `synced` at that position.
+    ///
+    /// Reading the pending set is not atomic with the log, so: note the head
+    /// `h0`, read the set (it reflects at least every event up to `h0`), then
+    /// replay the events after `h0` on top. Replaying an event the set
+    /// already reflects changes nothing (add-if-absent, remove), so the
+    /// result is exactly the state at the last replayed event.
+    async fn snapshot(&self, filter: &Filter) -> Result<(Vec<WatchItem>, Cursor), DomainError> {
+        let mut position = self.note(self.store().head().await)?;
+        let mut pending: HashMap<ApprovalId, Approval> = self
+            .note(self.store().pending().await)?
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        loop {
+            let events = self.note(self.store().read_events(position, READ_BATCH, None).await)?;
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                position = e.cursor;
+                match e.kind {
+                    EventKind::Added => {
+                        pending.entry(e.approval.id.clone()).or_insert(e.approval);
+                    }
+                    EventKind::Resolved => {
+                        pending.remove(&e.approval.id);
+                    }
+                }
+            }
+        }
+        let mut items: Vec<Approval> = pending.into_values().filter(|a| filter.matches(a)).collect();
+        items.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut out: Vec<WatchItem> = items
+            .into_iter()
+            .map(|a| WatchItem {
+                cursor: None,
+                kind: WatchKind::Added(a),
+            })
+            .collect();
+        out.push(WatchItem {
+            cursor: Some(position),
+            kind: WatchKind::Synced,
+        });
+        Ok((out, position))
+    }
+
+    /// Live part of a watch: events after `position`, from the local feed,
+    /// falling back to the store whenever the feed cannot be trusted to be
+    /// complete (at the start, and after this watcher lagged behind it).
+    async fn follow(
+        &self,
+        filter: Filter,
+        mut position: Cursor,
+        mut feed: broadcast::Receiver<Arc<Event>>,
+        tx: mpsc::Sender<Result<WatchItem, DomainError>>,
+    ) {
+        let send = |e: &Event| {
+            let item = WatchItem {
+                cursor: Some(e.cursor),
+                kind: match e.kind {
+                    EventKind::Added => WatchKind::Added(e.approval.clone()),
+                    EventKind::Resolved => WatchKind::Resolved(e.approval.clone()),
+                },
+            };
+            let wanted = filter.matches(&e.approval);
+            let tx = tx.clone();
+            async move { !wanted || tx.send(Ok(item)).await.is_ok() }
+        };
+        'catch_up: loop {
+            // Everything the store has after `position`...
+            loop {
+                let events = match self.note(self.store().read_events(position, READ_BATCH, None).await) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if events.is_empty() {
+                    break;
+                }
+                for e in &events {
+                    if !send(e).await {
+                        return;
+                    }
+                    position = e.cursor;
+                }
+            }
+            // ...then whatever the pump reads next.
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = self.inner.shutdown.cancelled() => {
+                        let _ = tx.send(Err(DomainError::ShuttingDown)).await;
+                        return;
+                    }
+                    received = feed.recv() => match received {
+                        Ok(e) if e.cursor <= position => {}
+                        Ok(e) => {
+                            if !send(&e).await {
+                                return;
+                            }
+                            position = e.cursor;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            feed = self.inner.feed.subscribe();
+                            continue 'catch_up;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- background tasks -----------------------------------------------
+
+    fn set_healthy(&self, ok: bool) {
+        self.inner.healthy.send_if_modified(|h| {
+            let changed = *h != ok;
+            *h = ok;
+            changed
+        });
+    }
+
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.inner.shutdown.cancelled() => false,
+        }
+    }
+
+    /// The event pump: one blocking read of the log at a time, resuming from
+    /// the last event it saw after any failure.
+    async fn run_pump(self) {
+        let mut position = loop {
+            match self.store().head().await {
+                Ok(c) => break c,
+                Err(e) => {
+                    self.set_healthy(false);
+                    tracing::warn!(error = %e, "event pump: cannot read the event log yet");
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                }
+            }
+        };
+        self.refresh_pending_count().await;
+        let mut failing = false;
+        loop {
+            let read = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                r = self.store().read_events(position, READ_BATCH, Some(PUMP_BLOCK)) => r,
+            };
+            match read {
+                Ok(events) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("event pump: store reachable again, resuming at {position}");
+                        self.set_healthy(true);
+                        // Waiters re-read in case what they wait for is gone
+                        // from the log; the count may have drifted.
+                        self.inner.resync.send_modify(|g| *g += 1);
+                        self.refresh_pending_count().await;
+                    }
+                    for e in events {
+                        position = e.cursor;
+                        self.dispatch(e);
+                    }
+                }
+                Err(e) => {
+                    self.inner.metrics.store_errors.inc();
+                    if !failing {
+                        tracing::warn!(error = %e, "event pump: store unreachable; waiters keep waiting");
+                    }
+                    failing = true;
+                    self.set_healthy(false);
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                    if let Err(DomainError::CursorExpired(_)) = self.store().check_cursor(position).await {
+                        // Events we never saw were trimmed: start from now;
+                        // the resync after recovery makes waiters re-read.
+                        if let Ok(head) = self.store().head().await {
+                            tracing::warn!("event pump: events after {position} were trimmed; continuing at {head}");
+                            position = head;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn refresh_pending_count(&self) {
+        if let Ok(n) = self.store().pending_count().await {
+            self.inner.metrics.pending.set(n as i64);
+        }
+    }
+
+    fn dispatch(&self, e: Event) {
+        match e.kind {
+            EventKind::Added => {
+                self.inner.metrics.pending.inc();
+                let deadline = e.approval.deadline.0;
+                if deadline < self.inner.reaper_plan.load(Ordering::Acquire) {
+                    self.inner.reaper_plan.store(deadline, Ordering::Release);
+                    self.inner.reaper_wake.notify_one();
+                }
+            }
+            EventKind::Resolved => {
+                self.inner.metrics.pending.dec();
+                self.inner.waiters.resolve(&e.approval);
+            }
+        }
+        // No receivers is fine: nobody is watching on this replica.
+        let _ = self.inner.feed.send(Arc::new(e));
+    }
+
+    /// The reaper: sleeps until the earliest pending deadline (or until the
+    /// pump reports an earlier one), then expires everything due.
+    async fn run_reaper(self) {
+        loop {
+            let now = Millis::now();
+            let due = match self.store().due(now, REAPER_BATCH).await {
+                Ok(ids) => ids,
+                Err(_) => {
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            for id in &due {
+                if let Ok(Some(_)) = self.store().expire(id, now).await {
+                    self.inner.metrics.finished(Status::Expired);
+                }
+            }
+            if due.len() == REAPER_BATCH {
+                continue;
+            }
+            let next = match self.store().next_deadline().await {
+                Ok(next) => next,
+                Err(_) => {
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let idle = Millis::now().plus(REAPER_IDLE);
+            let wake_at = next.map_or(idle, |n| n.min(idle));
+            self.inner.reaper_plan.store(wake_at.0, Ordering::Release);
+            let sleep = Instant::now() + Millis::now().until(wake_at);
+            tokio::select! {
+                _ = tokio::time::sleep_until(sleep) => {}
+                _ = self.inner.reaper_wake.notified() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn run_health(self, interval: Duration) {
+        loop {
+            let ok = self.store().ping().await.is_ok();
+            self.set_healthy(ok);
+            if !self.pause(interval).await {
+                return;
+            }
+        }
+    }
+
+    /// Calls waiting on this replica.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.count()
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,181 @@
+//! Configuration: every setting is a flag and an `APPROVALD_*` environment
+//! variable; `approvald --help` lists them all with their defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::domain::Limits;
+use crate::store::Retention;
+
+fn duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{raw:?} is not a duration like 30s, 5m, 7d: {e}"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Human approval gates as a service: agents ask, humans decide.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "approvald", version, about, long_about = None)]
+pub struct Config {
+    /// gRPC (and gRPC-Web) listen address. Port 0 picks a free port.
+    #[arg(long, env = "APPROVALD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Prometheus metrics listen address (serves /metrics).
+    #[arg(long, env = "APPROVALD_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// Accept unauthenticated calls on a non-loopback address. Authentication
+    /// is not available yet, so listening beyond 127.0.0.1/::1 needs this.
+    #[arg(long, env = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")]
+    pub insecure_allow_unauthenticated: bool,
+
+    /// Redis URL (redis:// or rediss://). Without it, approvals live in this
+    /// process only (embedded in-memory store).
+    #[arg(long, env = "APPROVALD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Namespace in Redis: every key lives under the hash tag `{PREFIX}`, so
+    /// tenants and tests can share one Redis.
+    #[arg(long, env = "APPROVALD_REDIS_PREFIX", default_value = "approvald")]
+    pub redis_prefix: String,
+
+    /// Connect and command timeout towards Redis.
+    #[arg(long, env = "APPROVALD_REDIS_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub redis_timeout: Duration,
+
+    /// How long final approvals stay readable.
+    #[arg(long, env = "APPROVALD_RETENTION", default_value = "7d", value_parser = duration)]
+    pub retention: Duration,
+
+    /// Events kept in the event log (WatchPending resume window).
+    #[arg(long, env = "APPROVALD_EVENT_LOG_CAP", default_value_t = Retention::DEFAULT_MAX_EVENTS)]
+    pub event_log_cap: usize,
+
+    /// Largest encoded `context`, in bytes.
+    #[arg(long, env = "APPROVALD_MAX_CONTEXT_BYTES", default_value_t = Limits::DEFAULT_MAX_CONTEXT_BYTES)]
+    pub max_context_bytes: usize,
+
+    /// Most labels on one approval.
+    #[arg(long, env = "APPROVALD_MAX_LABELS", default_value_t = Limits::DEFAULT_MAX_LABELS)]
+    pub max_labels: usize,
+
+    /// Largest `reason`, in bytes.
+    #[arg(long, env = "APPROVALD_MAX_REASON_BYTES", default_value_t = Limits::DEFAULT_MAX_REASON_BYTES)]
+    pub max_reason_bytes: usize,
+
+    /// `timeout` of an approval when the request gives none.
+    #[arg(long, env = "APPROVALD_DEFAULT_TIMEOUT", default_value = "300s", value_parser = duration)]
+    pub default_timeout: Duration,
+
+    /// Longest `timeout` accepted.
+    #[arg(long, env = "APPROVALD_MAX_TIMEOUT", default_value = "7d", value_parser = duration)]
+    pub max_timeout: Duration,
+
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "APPROVALD_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Concurrent calls (HTTP/2 streams) per connection.
+    #[arg(long, env = "APPROVALD_MAX_CONCURRENT_STREAMS", default_value_t = 10_000)]
+    pub max_concurrent_streams: u32,
+
+    /// HTTP/2 keepalive ping interval: finds dead clients holding waiters.
+    #[arg(long, env = "APPROVALD_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the connection closes.
+    #[arg(long, env = "APPROVALD_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub keepalive_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long open calls get to finish before the
+    /// process exits anyway.
+    #[arg(long, env = "APPROVALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+
+    /// How often the store's reachability is checked for health.
+    #[arg(long, env = "APPROVALD_HEALTH_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub health_interval: Duration,
+
+    /// Origins allowed to call through gRPC-Web (CORS). `*` allows any.
+    #[arg(long, env = "APPROVALD_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    pub cors_origins: Vec<String>,
+
+    /// Log format.
+    #[arg(long, env = "APPROVALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,approvald=debug`).
+    #[arg(long, env = "APPROVALD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, listening on free loopback ports (for tests and embedding).
+    pub fn for_tests() -> Self {
+        let mut c = Config::parse_from(["approvald"]);
+        c.listen = "127.0.0.1:0".parse().unwrap_or(c.listen);
+        c.metrics_listen = "127.0.0.1:0".parse().unwrap_or(c.metrics_listen);
+        c
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_context_bytes: self.max_context_bytes,
+            max_labels: self.max_labels,
+            max_reason_bytes: self.max_reason_bytes,
+            default_timeout: self.default_timeout,
+            max_timeout: self.max_timeout,
+        }
+    }
+
+    pub fn retention(&self) -> Retention {
+        Retention {
+            final_approvals: self.retention,
+            max_events: self.event_log_cap,
+            max_timeout: self.max_timeout,
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.default_timeout.is_zero() || self.default_timeout > self.max_timeout {
+            return Err(format!(
+                "--default-timeout ({}) must be > 0 and at most --max-timeout ({})",
+                humantime::format_duration(self.default_timeout),
+                humantime::format_duration(self.max_timeout)
+            ));
+        }
+        if self.retention.is_zero() {
+            return Err("--retention must be greater than zero".into());
+        }
+        if self.event_log_cap == 0 {
+            return Err("--event-log-cap must be at least 1".into());
+        }
+        if self.max_message_bytes < self.max_context_bytes {
+            return Err(format!(
+                "--max-message-bytes ({}) must be at least --max-context-bytes ({})",
+                self.max_message_bytes, self.max_context_bytes
+            ));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
+            return Err("--redis-prefix must be non-empty and contain no braces".into());
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure_allow_unauthenticated {
+            return Err(format!(
+                "refusing to listen on {} without authentication: authentication is not configured, \
+                 so anyone who can reach this address could request and approve. Listen on 127.0.0.1, \
+                 or pass --insecure-allow-unauthenticated (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) \
+                 behind a trusted network boundary",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The one error type of the domain. `api::status` maps it to gRPC codes.
+
+use super::{Approval, ApprovalId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// A request field is invalid; nothing was changed.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+
+    #[error("approval {0} not found: the id is unknown or the approval aged out of retention")]
+    NotFound(ApprovalId),
+
+    /// The approval is already final, in a way that conflicts with the request.
+    #[error("{}", already_final_message(.0))]
+    AlreadyFinal(Box<Approval>),
+
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency_key {key:?} already belongs to approval {existing} of type {existing_type:?}; use a new key for a different request")]
+    IdempotencyConflict {
+        key: String,
+        existing: ApprovalId,
+        existing_type: String,
+    },
+
+    /// A `WatchPending` cursor older than the capped event log.
+    #[error("cursor {0} is older than the event log keeps: start again without a cursor to get a fresh snapshot")]
+    CursorExpired(String),
+
+    /// The store (Redis) cannot be reached. Retry.
+    #[error("store unavailable: {0}; retry later")]
+    Unavailable(String),
+
+    /// The server is shutting down. Retry on another replica.
+    #[error("server is shutting down: retry (RequestApproval re-attaches by idempotency_key)")]
+    ShuttingDown,
+
+    /// The caller's own gRPC deadline ends before the approval is final.
+    #[error("the call's deadline passed while approval {0} is still pending; call again with the same idempotency_key (or AwaitApproval) to keep waiting")]
+    CallDeadline(ApprovalId),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn already_final_message(approval: &Approval) -> String {
+    let status = approval.status.name();
+    match &approval.resolution {
+        Some(r) if !r.decided_by.is_empty() => format!(
+            "approval {} is already {status}: decided by {:?} at {} ({})",
+            approval.id,
+            r.decided_by,
+            r.decided_at.rfc3339(),
+            if r.reason.is_empty() { "no reason given" } else { &r.reason }
+        ),
+        Some(r) => format!(
+            "approval {} is already {status} at {} ({})",
+            approval.id,
+            r.decided_at.rfc3339(),
+            r.reason
+        ),
+        None => format!("approval {} is already {status}", approval.id),
+    }
+}

@@ -1,0 +1,44 @@
+//! Size and time limits. Each default is defined here and nowhere else.
+
+use std::time::Duration;
+
+/// Bounds on what one request may carry. Configurable (see `Config`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Encoded size of `context`, in bytes.
+    pub max_context_bytes: usize,
+    /// Number of labels on one approval.
+    pub max_labels: usize,
+    /// Size of a `reason`, in bytes.
+    pub max_reason_bytes: usize,
+    /// `timeout` when the request gives none.
+    pub default_timeout: Duration,
+    /// Largest `timeout` accepted.
+    pub max_timeout: Duration,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_CONTEXT_BYTES: usize = 64 * 1024;
+    pub const DEFAULT_MAX_LABELS: usize = 64;
+    pub const DEFAULT_MAX_REASON_BYTES: usize = 4 * 1024;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Fixed: these are identifiers, not payloads.
+    pub const MAX_NAME_CHARS: usize = 128;
+    pub const MAX_LABEL_KEY_CHARS: usize = 63;
+    pub const MAX_LABEL_VALUE_CHARS: usize = 256;
+    pub const DEFAULT_PAGE_SIZE: usize = 50;
+    pub const MAX_PAGE_SIZE: usize = 1000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_context_bytes: Self::DEFAULT_MAX_CONTEXT_BYTES,
+            max_labels: Self::DEFAULT_MAX_LABELS,
+            max_reason_bytes: Self::DEFAULT_MAX_REASON_BYTES,
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            max_timeout: Self::DEFAULT_MAX_TIMEOUT,
+        }
+    }
+}

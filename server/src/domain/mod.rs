@@ -1,0 +1,17 @@
+//! The approval domain: what an approval is, how it may change, and what a
+//! valid request looks like. Nothing here knows about gRPC or Redis.
+
+mod approval;
+mod error;
+mod event;
+mod fields;
+mod limits;
+
+pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
+pub use error::DomainError;
+pub use event::{Cursor, Event, EventKind};
+pub use fields::{
+    AgentId, ApprovalId, ApprovalType, Context, Filter, IdempotencyKey, Labels, ListQuery, Page,
+    PageToken, Principal, Reason, Timeout, TypePattern,
+};
+pub use limits::Limits;

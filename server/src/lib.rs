@@ -1,0 +1,20 @@
+//! `approvald`: human approval gates as a service.
+//!
+//! Layout, outside in: `app` assembles a process; `api` is the gRPC layer
+//! (thin: parse, delegate, convert); `approvals` holds the use cases and the
+//! background tasks (event pump, reaper, health); `waiters` is the local
+//! registry of blocked calls; `store` keeps approvals (Redis or memory);
+//! `domain` is the approval itself, with no I/O.
+
+pub mod api;
+pub mod app;
+pub mod approvals;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;
+pub mod waiters;
+
+pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};
+pub use config::Config;

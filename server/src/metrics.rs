@@ -1,0 +1,146 @@
+//! Prometheus metrics, served as text on their own port (`/metrics`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::domain::Status;
+use crate::shutdown::Shutdown;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric of one `approvald` process. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Metrics {
+    pub created: Counter,
+    /// By outcome: approved, rejected, expired, cancelled.
+    pub finished: Family<Labels, Counter>,
+    /// Pending approvals in the store (all replicas), as this replica sees it.
+    pub pending: Gauge,
+    pub waiters: Gauge,
+    pub watchers: Gauge,
+    /// From a decision being made to a waiter on this replica having it.
+    pub decision_latency: Histogram,
+    pub store_errors: Counter,
+    registry: std::sync::Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let created = Counter::default();
+        let finished = Family::<Labels, Counter>::default();
+        let pending = Gauge::default();
+        let waiters = Gauge::default();
+        let watchers = Gauge::default();
+        let decision_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        let store_errors = Counter::default();
+        let mut r = Registry::with_prefix("approvald");
+        r.register("approvals_created", "Approvals created", created.clone());
+        r.register(
+            "approvals_finished",
+            "Approvals that became final, by outcome",
+            finished.clone(),
+        );
+        r.register("approvals_pending", "Approvals pending in the store", pending.clone());
+        r.register("waiters", "Calls on this replica waiting for a decision", waiters.clone());
+        r.register("watchers", "WatchPending streams open on this replica", watchers.clone());
+        r.register(
+            "decision_latency_seconds",
+            "From a decision being recorded to a waiter on this replica having it",
+            decision_latency.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Failed calls to the store (Redis)",
+            store_errors.clone(),
+        );
+        Self {
+            created,
+            finished,
+            pending,
+            waiters,
+            watchers,
+            decision_latency,
+            store_errors,
+            registry: std::sync::Arc::new(r),
+        }
+    }
+
+    pub fn finished(&self, status: Status) {
+        self.finished
+            .get_or_create(&vec![("outcome", status.name())])
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Serves `/metrics` on `listener` until shutdown.
+    pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
+        loop {
+            let (stream, _peer): (_, SocketAddr) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics listener accept failed");
+                        continue;
+                    }
+                },
+            };
+            let metrics = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, Infallible>(metrics.respond(req.uri().path())) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    fn respond(&self, path: &str) -> Response<Full<Bytes>> {
+        let (status, content_type, body) = match path {
+            "/metrics" => (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.render(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: metrics are at /metrics\n".to_string(),
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    }
+}

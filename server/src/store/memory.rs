@@ -1,0 +1,279 @@
+//! The embedded store: everything in one process, same rules as Redis.
+//! Used when no Redis URL is given, so `approvald` runs with one command.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{Created, Retention, Store};
+use crate::domain::{
+    Approval, ApprovalId, Cursor, DomainError, Ending, Event, EventKind, Finished, ListQuery,
+    Millis, NewApproval, Page, PageToken,
+};
+
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Wakes `read_events` callers blocked for new events.
+    appended: Notify,
+    retention: Retention,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every approval within retention, by id (ids sort by creation time).
+    approvals: BTreeMap<ApprovalId, Approval>,
+    /// Final approvals: when each ages out.
+    forget_at: BTreeSet<(Millis, ApprovalId)>,
+    /// Pending approvals by deadline.
+    pending: BTreeSet<(Millis, ApprovalId)>,
+    /// (requester, idempotency key) -> id.
+    idempotency: HashMap<(String, String), ApprovalId>,
+    events: VecDeque<Event>,
+    last: Cursor,
+    /// The newest cursor trimmed out of `events`.
+    trimmed: Option<Cursor>,
+}
+
+impl MemoryStore {
+    pub fn new(retention: Retention) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                appended: Notify::new(),
+                retention,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in this file; the
+        // state is still consistent per operation, so keep serving.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append(&self, state: &mut State, kind: EventKind, approval: &Approval, now: Millis) {
+        let cursor = if now.0 > state.last.ms {
+            Cursor { ms: now.0, seq: 0 }
+        } else {
+            Cursor {
+                ms: state.last.ms,
+                seq: state.last.seq + 1,
+            }
+        };
+        state.last = cursor;
+        state.events.push_back(Event {
+            cursor,
+            kind,
+            approval: approval.clone(),
+        });
+        while state.events.len() > self.inner.retention.max_events {
+            if let Some(old) = state.events.pop_front() {
+                state.trimmed = Some(old.cursor);
+            }
+        }
+        self.inner.appended.notify_waiters();
+    }
+
+    /// Drops final approvals past retention.
+    fn forget_old(&self, state: &mut State, now: Millis) {
+        while let Some((at, id)) = state.forget_at.first().cloned() {
+            if at > now {
+                break;
+            }
+            state.forget_at.pop_first();
+            if let Some(a) = state.approvals.remove(&id) {
+                if !a.idempotency_key.is_empty() {
+                    state
+                        .idempotency
+                        .remove(&(a.requester.clone(), a.idempotency_key.clone()));
+                }
+            }
+        }
+    }
+
+    fn make_final(&self, state: &mut State, approval: &Approval, now: Millis) {
+        state.pending.remove(&(approval.deadline, approval.id.clone()));
+        state.forget_at.insert((
+            now.plus(self.inner.retention.final_approvals),
+            approval.id.clone(),
+        ));
+        state.approvals.insert(approval.id.clone(), approval.clone());
+        self.append(state, EventKind::Resolved, approval, now);
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError> {
+        let mut state = self.state();
+        self.forget_old(&mut state, now);
+        let key = new
+            .idempotency_key
+            .as_ref()
+            .map(|k| (new.requester.as_str().to_string(), k.as_str().to_string()));
+        if let Some(key) = &key {
+            if let Some(existing) = state
+                .idempotency
+                .get(key)
+                .and_then(|id| state.approvals.get(id))
+            {
+                return Ok(Created {
+                    approval: existing.clone(),
+                    created: false,
+                });
+            }
+        }
+        let approval = new.into_approval(now);
+        if let Some(key) = key {
+            state.idempotency.insert(key, approval.id.clone());
+        }
+        state.approvals.insert(approval.id.clone(), approval.clone());
+        state
+            .pending
+            .insert((approval.deadline, approval.id.clone()));
+        self.append(&mut state, EventKind::Added, &approval, now);
+        Ok(Created {
+            approval,
+            created: true,
+        })
+    }
+
+    async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let mut state = self.state();
+        self.forget_old(&mut state, Millis::now());
+        Ok(state.approvals.get(id).cloned())
+    }
+
+    async fn finish(
+        &self,
+        id: &ApprovalId,
+        ending: &Ending,
+        now: Millis,
+    ) -> Result<Finished, DomainError> {
+        let mut state = self.state();
+        let Some(mut approval) = state.approvals.get(id).cloned() else {
+            return Ok(Finished::NotFound);
+        };
+        let outcome = approval.finish(ending, now);
+        if let Finished::Done(a) | Finished::Expired(a) = &outcome {
+            self.make_final(&mut state, a, now);
+        }
+        Ok(outcome)
+    }
+
+    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+        let mut state = self.state();
+        let Some(approval) = state.approvals.get_mut(id) else {
+            return Ok(None);
+        };
+        if approval.is_final() || approval.deadline > now {
+            return Ok(None);
+        }
+        approval.expire();
+        let approval = approval.clone();
+        self.make_final(&mut state, &approval, now);
+        Ok(Some(approval))
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError> {
+        let state = self.state();
+        Ok(state
+            .pending
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<Millis>, DomainError> {
+        Ok(self.state().pending.first().map(|(d, _)| *d))
+    }
+
+    async fn pending(&self) -> Result<Vec<Approval>, DomainError> {
+        let state = self.state();
+        Ok(state
+            .pending
+            .iter()
+            .filter_map(|(_, id)| state.approvals.get(id).cloned())
+            .collect())
+    }
+
+    async fn pending_count(&self) -> Result<u64, DomainError> {
+        Ok(self.state().pending.len() as u64)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+        let mut state = self.state();
+        self.forget_old(&mut state, Millis::now());
+        let upper = match &query.after {
+            Some(PageToken(id)) => std::ops::Bound::Excluded(id.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut matching = state
+            .approvals
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, a)| a)
+            .filter(|a| query.matches(a));
+        let approvals: Vec<Approval> = matching.by_ref().take(query.page_size).cloned().collect();
+        let more = matching.next().is_some();
+        let next = match (more, approvals.last()) {
+            (true, Some(last)) => Some(PageToken(last.id.clone())),
+            _ => None,
+        };
+        Ok(Page { approvals, next })
+    }
+
+    async fn head(&self) -> Result<Cursor, DomainError> {
+        Ok(self.state().last)
+    }
+
+    async fn read_events(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Event>, DomainError> {
+        loop {
+            // Register interest before looking, so an append between the look
+            // and the wait still wakes us.
+            let appended = self.inner.appended.notified();
+            {
+                let state = self.state();
+                let start = state.events.partition_point(|e| e.cursor <= after);
+                let events: Vec<Event> =
+                    state.events.range(start..).take(limit).cloned().collect();
+                if !events.is_empty() || block.is_none() {
+                    return Ok(events);
+                }
+            }
+            let Some(block) = block else {
+                return Ok(Vec::new());
+            };
+            if tokio::time::timeout(block, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
+        let state = self.state();
+        if state.trimmed.is_some_and(|t| t > cursor) || cursor > state.last {
+            return Err(DomainError::CursorExpired(cursor.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), DomainError> {
+        Ok(())
+    }
+}

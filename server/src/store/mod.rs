@@ -1,0 +1,101 @@
+//! Where approvals live. Two stores implement one trait: Redis (production,
+//! shared by every replica) and memory (one process, the default). The rules
+//! are the same: every change is atomic, appended to an ordered, capped event
+//! log, and an approval ends exactly once.
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Approval, ApprovalId, Cursor, DomainError, Ending, Event, Finished, ListQuery, Millis,
+    NewApproval, Page,
+};
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisOptions, RedisStore};
+
+/// What `Store::create` did.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub approval: Approval,
+    /// False when an approval with the same requester and idempotency key
+    /// existed and was returned instead.
+    pub created: bool,
+}
+
+/// Time-bounded keeping of data: how long final approvals stay readable, and
+/// how many events the log keeps.
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub final_approvals: Duration,
+    pub max_events: usize,
+    /// The longest approval timeout: bounds how long a pending record lives.
+    pub max_timeout: Duration,
+}
+
+impl Retention {
+    pub const DEFAULT_FINAL: Duration = Duration::from_secs(7 * 24 * 3600);
+    pub const DEFAULT_MAX_EVENTS: usize = 100_000;
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the approval, or returns the one with the same requester and
+    /// idempotency key. Appends an `added` event when it creates.
+    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError>;
+
+    async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
+
+    /// Applies `ending` atomically if the approval is pending and before its
+    /// deadline; past its deadline it expires it instead. Appends a
+    /// `resolved` event when it changes anything.
+    async fn finish(
+        &self,
+        id: &ApprovalId,
+        ending: &Ending,
+        now: Millis,
+    ) -> Result<Finished, DomainError>;
+
+    /// Expires the approval if it is pending and its deadline is at or before
+    /// `now`; returns it when this call expired it. Safe to race: only one
+    /// caller across all replicas gets `Some`.
+    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError>;
+
+    /// Pending approvals whose deadline is at or before `now`, earliest first.
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError>;
+
+    /// The earliest deadline among pending approvals.
+    async fn next_deadline(&self) -> Result<Option<Millis>, DomainError>;
+
+    /// Every pending approval (any order).
+    async fn pending(&self) -> Result<Vec<Approval>, DomainError>;
+
+    async fn pending_count(&self) -> Result<u64, DomainError>;
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError>;
+
+    /// The position of the newest event (`Cursor::START` when there is none).
+    async fn head(&self) -> Result<Cursor, DomainError>;
+
+    /// Events after `after`, oldest first, at most `limit`. With `block`, waits
+    /// up to that long for one to arrive when there is none yet. Fails with
+    /// `CursorExpired` when events after `after` were already trimmed.
+    async fn read_events(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Event>, DomainError>;
+
+    /// Succeeds when events after `cursor` are all still in the log; fails
+    /// with `CursorExpired` when some were trimmed, or the cursor is not from
+    /// this log (ahead of it).
+    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError>;
+
+    /// Cheap reachability check, for health.
+    async fn ping(&self) -> Result<(), DomainError>;
+}

@@ -1,0 +1,20 @@
+-- expire.lua: expires one pending approval whose deadline has passed. Every
+-- replica's reaper may call it for the same id at once: only one gets 'expired'.
+-- KEYS: as finish.lua. ARGV: id, now_ms, retention_ms, maxlen, expired_reason.
+-- Returns reply('expired') when this call expired it, { 'no' } otherwise.
+local id, now = ARGV[1], tonumber(ARGV[2])
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then
+  -- The record is gone (evicted): drop its stale index entry.
+  redis.call('ZREM', KEYS[2], id)
+  return { 'no' }
+end
+if current ~= 'pending' then
+  return { 'no' }
+end
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
+if deadline > now then
+  return { 'no' }
+end
+finalize(id, 'expired', '', ARGV[5], deadline, ARGV[3], ARGV[4])
+return reply('expired')

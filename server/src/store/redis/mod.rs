@@ -1,0 +1,596 @@
+//! The production store: Redis (7.0 or newer), shared by every replica.
+//!
+//! Layout, every key under one hash tag `{prefix}` so each Lua script touches
+//! one Cluster slot:
+//!
+//! | key                         | type   | bound                                  |
+//! |-----------------------------|--------|----------------------------------------|
+//! | `{p}:approval:<id>`         | hash   | TTL: deadline + retention, then retention once final |
+//! | `{p}:idem:<requester>:<key>`| string | TTL: as the approval when created      |
+//! | `{p}:pending`               | zset   | pending approvals only (by deadline)   |
+//! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
+//! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
+//!
+//! Every change goes through one Lua script (create, decide, cancel, expire),
+//! so it is atomic and appears in the event stream in the order it happened.
+
+mod codec;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script, Value};
+use tokio::sync::Mutex;
+
+use super::{Created, Retention, Store};
+use crate::domain::{
+    Approval, ApprovalId, Cursor, DomainError, Ending, Event, EventKind, Finished, ListQuery,
+    Millis, NewApproval, Page, PageToken,
+};
+
+
+const FINISH: &str = include_str!("finish.lua");
+
+/// How to reach Redis and where in it to keep data.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    pub url: String,
+    /// Namespace: every key is under the hash tag `{prefix}`.
+    pub prefix: String,
+    pub retention: Retention,
+    /// Connect and command timeout (not used for blocking reads).
+    pub timeout: Duration,
+}
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
+    /// for as long as it waits, so it gets one of its own with no response
+    /// timeout (the event pump is the only caller).
+    blocking: Mutex<Option<MultiplexedConnection>>,
+    keys: Keys,
+    retention: Retention,
+    timeout: Duration,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    create: Script,
+    decide: Script,
+    cancel: Script,
+    expire: Script,
+}
+
+struct Keys {
+    tag: String,
+    pending: String,
+    index: String,
+    events: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Self {
+            pending: format!("{tag}:pending"),
+            index: format!("{tag}:index"),
+            events: format!("{tag}:events"),
+            tag,
+        }
+    }
+
+    fn approval(&self, id: &ApprovalId) -> String {
+        format!("{}:approval:{id}", self.tag)
+    }
+
+    fn idempotency(&self, requester: &str, key: &str) -> String {
+        // Length-prefixed so that no two (requester, key) pairs collide.
+        format!("{}:idem:{}:{requester}:{key}", self.tag, requester.len())
+    }
+}
+
+/// Connection trouble is UNAVAILABLE (retry); anything else is a bug here.
+impl From<RedisError> for DomainError {
+    fn from(e: RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            DomainError::Unavailable(format!("Redis: {e}"))
+        } else {
+            DomainError::Internal(format!("Redis: {e}"))
+        }
+    }
+}
+
+type HashFields = (
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const HASH_FIELDS: [&str; 5] = ["body", "status", "by", "reason", "at"];
+
+fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
+    let (Some(body), Some(status), by, reason, at) = fields else {
+        return Ok(None);
+    };
+    codec::decode(
+        &body,
+        codec::StateFields {
+            status,
+            by: by.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+            at: at.unwrap_or_default(),
+        },
+    )
+    .map(Some)
+}
+
+fn parse_cursor(id: &str) -> Result<Cursor, DomainError> {
+    id.parse()
+        .map_err(|_| DomainError::Internal(format!("unexpected stream id {id:?}")))
+}
+
+impl RedisStore {
+    /// Sets up the store. Does not need Redis to be up yet: the connection is
+    /// made lazily and re-made after failures, and health reports it.
+    pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
+        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
+            DomainError::invalid("redis-url", format!("{:?} is not a Redis URL: {e}", options.url))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let script = |body: &str| Script::new(&format!("{FINISH}\n{body}"));
+        Ok(Self {
+            client,
+            conn,
+            blocking: Mutex::new(None),
+            keys: Keys::new(&options.prefix),
+            retention: options.retention,
+            timeout: options.timeout,
+            scripts: Scripts {
+                create: Script::new(include_str!("create.lua")),
+                decide: script(include_str!("decide.lua")),
+                cancel: script(include_str!("cancel.lua")),
+                expire: script(include_str!("expire.lua")),
+            },
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.retention.final_approvals.as_millis() as u64
+    }
+
+    async fn fetch(&self, ids: &[String]) -> Result<Vec<Option<Approval>>, DomainError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(format!("{}:approval:{id}", self.keys.tag))
+                .arg(&HASH_FIELDS[..]);
+        }
+        let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()).await?;
+        rows.into_iter().map(from_hash).collect()
+    }
+
+    fn events_from(&self, entries: Vec<redis::streams::StreamId>) -> Result<Vec<Event>, DomainError> {
+        entries
+            .into_iter()
+            .map(|entry| {
+                let kind = match entry.map.get("kind") {
+                    Some(Value::BulkString(k)) if k == b"added" => EventKind::Added,
+                    _ => EventKind::Resolved,
+                };
+                Ok(Event {
+                    cursor: parse_cursor(&entry.id)?,
+                    kind,
+                    approval: codec::decode_entry(&entry.map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn blocking_read(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Duration,
+    ) -> Result<Vec<Event>, DomainError> {
+        let mut slot = self.blocking.lock().await;
+        if slot.is_none() {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(None);
+            *slot = Some(
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let options = StreamReadOptions::default()
+            .count(limit)
+            .block(block.as_millis() as usize);
+        let after = after.to_string();
+        // A silently dead connection would block forever: bound the wait.
+        let read = tokio::time::timeout(
+            block + self.timeout + Duration::from_secs(1),
+            conn.xread_options::<_, _, Option<StreamReadReply>>(&[&self.keys.events], &[&after], &options),
+        )
+        .await;
+        let reply = match read {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                *slot = None;
+                return Err(e.into());
+            }
+            Err(_) => {
+                *slot = None;
+                return Err(DomainError::Unavailable(
+                    "Redis: blocking read timed out".into(),
+                ));
+            }
+        };
+        let entries = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        self.events_from(entries)
+    }
+
+    /// `max-deleted-entry-id` and `last-generated-id` of the event stream.
+    async fn stream_bounds(&self) -> Result<Option<(Cursor, Cursor)>, DomainError> {
+        let info: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.keys.events)
+            .query_async(&mut self.conn())
+            .await;
+        let info = match info {
+            Ok(v) => v,
+            // No stream yet: nothing was ever written (or Redis was wiped).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let pairs: Vec<(String, Value)> = match info {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [Value::BulkString(k), v] => {
+                        Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
+                    }
+                    [Value::SimpleString(k), v] => Some((k.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(items) => items
+                .into_iter()
+                .filter_map(|(k, v)| match k {
+                    Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
+                    Value::SimpleString(k) => Some((k, v)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let get = |name: &str| -> Cursor {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| match v {
+                    Value::BulkString(b) => String::from_utf8_lossy(b).parse().ok(),
+                    Value::SimpleString(s) => s.parse().ok(),
+                    _ => None,
+                })
+                .unwrap_or(Cursor::START)
+        };
+        Ok(Some((get("max-deleted-entry-id"), get("last-generated-id"))))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError> {
+        let requester = new.requester.as_str().to_string();
+        let idem = new
+            .idempotency_key
+            .as_ref()
+            .map(|k| self.keys.idempotency(&requester, k.as_str()));
+        let ttl = now
+            .until(now.plus(new.timeout.get()))
+            .saturating_add(self.retention.final_approvals)
+            .as_millis() as u64;
+        let cutoff = ApprovalId::lower_bound_at(Millis(
+            now.0
+                .saturating_sub(self.retention_ms())
+                .saturating_sub(self.retention.max_timeout.as_millis() as u64),
+        ));
+        let approval = new.into_approval(now);
+        let body = codec::encode_body(&approval);
+        // An idempotency key may outlive its approval by a little (its TTL is
+        // fixed at creation): `stale` is an owner found aged out, which
+        // create.lua may then replace.
+        let mut stale = String::new();
+        for _ in 0..3 {
+            if let Some(idem) = &idem {
+                let owner: Option<String> = self.conn().get(idem).await?;
+                if let Some(owner) = owner {
+                    let owner = ApprovalId::trusted(owner);
+                    if let Some(existing) = self.get(&owner).await? {
+                        return Ok(Created {
+                            approval: existing,
+                            created: false,
+                        });
+                    }
+                    stale = owner.to_string();
+                }
+            }
+            let reply: Vec<String> = self
+                .scripts
+                .create
+                .key(self.keys.approval(&approval.id))
+                .key(idem.clone().unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)))
+                .key(&self.keys.pending)
+                .key(&self.keys.index)
+                .key(&self.keys.events)
+                .arg(approval.id.as_str())
+                .arg(&body)
+                .arg(approval.deadline.0)
+                .arg(ttl)
+                .arg(&cutoff)
+                .arg(self.retention.max_events)
+                .arg(if idem.is_some() { "1" } else { "0" })
+                .arg(&stale)
+                .invoke_async(&mut self.conn())
+                .await?;
+            match reply.first().map(String::as_str) {
+                Some("created") => {
+                    return Ok(Created {
+                        approval,
+                        created: true,
+                    })
+                }
+                // Another call took the key between our look and the script:
+                // look again and attach to its approval.
+                Some("exists") => continue,
+                other => {
+                    return Err(DomainError::Internal(format!(
+                        "create.lua replied {other:?}"
+                    )))
+                }
+            }
+        }
+        Err(DomainError::Unavailable(
+            "idempotency key is contended; retry".into(),
+        ))
+    }
+
+    async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let fields: HashFields = redis::cmd("HMGET")
+            .arg(self.keys.approval(id))
+            .arg(&HASH_FIELDS[..])
+            .query_async(&mut self.conn())
+            .await?;
+        from_hash(fields)
+    }
+
+    async fn finish(
+        &self,
+        id: &ApprovalId,
+        ending: &Ending,
+        now: Millis,
+    ) -> Result<Finished, DomainError> {
+        let (script, reason) = match ending {
+            Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
+            Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
+        };
+        let reply: Vec<Vec<u8>> = script
+            .key(self.keys.approval(id))
+            .key(&self.keys.pending)
+            .key(&self.keys.events)
+            .arg(id.as_str())
+            .arg(ending.status().name())
+            .arg(ending.by())
+            .arg(reason)
+            .arg(now.0)
+            .arg(self.retention_ms())
+            .arg(self.retention.max_events)
+            .arg(Approval::EXPIRED_REASON)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
+            Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
+            Some(b"final") => Ok(Finished::AlreadyFinal(codec::decode_reply(&reply)?)),
+            Some(b"missing") => Ok(Finished::NotFound),
+            other => Err(DomainError::Internal(format!(
+                "finish script replied {:?}",
+                other.map(String::from_utf8_lossy)
+            ))),
+        }
+    }
+
+    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .expire
+            .key(self.keys.approval(id))
+            .key(&self.keys.pending)
+            .key(&self.keys.events)
+            .arg(id.as_str())
+            .arg(now.0)
+            .arg(self.retention_ms())
+            .arg(self.retention.max_events)
+            .arg(Approval::EXPIRED_REASON)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError> {
+        let ids: Vec<String> = self
+            .conn()
+            .zrangebyscore_limit(&self.keys.pending, "-inf", now.0, 0, limit as isize)
+            .await?;
+        Ok(ids.into_iter().map(ApprovalId::trusted).collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<Millis>, DomainError> {
+        let first: Vec<(String, f64)> = self
+            .conn()
+            .zrange_withscores(&self.keys.pending, 0, 0)
+            .await?;
+        Ok(first.first().map(|(_, score)| Millis(*score as u64)))
+    }
+
+    async fn pending(&self) -> Result<Vec<Approval>, DomainError> {
+        let ids: Vec<String> = self.conn().zrange(&self.keys.pending, 0, -1).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            out.extend(
+                self.fetch(chunk)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| !a.is_final()),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn pending_count(&self) -> Result<u64, DomainError> {
+        Ok(self.conn().zcard(&self.keys.pending).await?)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+        // Walk the time index newest first, filter, stop at a page (plus one
+        // to know whether more follow) or after a bounded scan, in which case
+        // the page may be short but the token lets the caller go on.
+        const MAX_SCANNED: usize = 5000;
+        let batch = (query.page_size * 2).clamp(100, 1000);
+        let mut upper = match &query.after {
+            Some(PageToken(id)) => format!("({id}"),
+            None => "+".to_string(),
+        };
+        let mut page = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let ids: Vec<String> = self
+                .conn()
+                .zrevrangebylex_limit(&self.keys.index, &upper, "-", 0, batch as isize)
+                .await?;
+            let exhausted = ids.len() < batch;
+            let rows = self.fetch(&ids).await?;
+            let mut gone = Vec::new();
+            for (id, row) in ids.iter().zip(rows) {
+                scanned += 1;
+                upper = format!("({id}");
+                match row {
+                    None => gone.push(id.clone()),
+                    Some(a) if query.matches(&a) => {
+                        if page.len() == query.page_size {
+                            // One more exists: the page is complete.
+                            let next = page.last().map(|a: &Approval| PageToken(a.id.clone()));
+                            self.forget(&gone).await;
+                            return Ok(Page {
+                                approvals: page,
+                                next,
+                            });
+                        }
+                        page.push(a);
+                    }
+                    Some(_) => {}
+                }
+            }
+            self.forget(&gone).await;
+            if exhausted {
+                return Ok(Page {
+                    approvals: page,
+                    next: None,
+                });
+            }
+            if scanned >= MAX_SCANNED {
+                let last = upper.trim_start_matches('(').to_string();
+                return Ok(Page {
+                    approvals: page,
+                    next: Some(PageToken(ApprovalId::trusted(last))),
+                });
+            }
+        }
+    }
+
+    async fn head(&self) -> Result<Cursor, DomainError> {
+        let last: StreamRangeReply = self
+            .conn()
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .await?;
+        match last.ids.first() {
+            Some(entry) => parse_cursor(&entry.id),
+            None => Ok(self
+                .stream_bounds()
+                .await?
+                .map_or(Cursor::START, |(_, last)| last)),
+        }
+    }
+
+    async fn read_events(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Event>, DomainError> {
+        if let Some(block) = block {
+            return self.blocking_read(after, limit, block).await;
+        }
+        let reply: StreamRangeReply = self
+            .conn()
+            .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
+            .await?;
+        self.events_from(reply.ids)
+    }
+
+    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
+        let (trimmed, last) = self.stream_bounds().await?.unwrap_or_default();
+        if cursor < trimmed || cursor > last {
+            return Err(DomainError::CursorExpired(cursor.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), DomainError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    /// Drops index entries whose approval aged out. Best effort: a failure
+    /// only leaves entries that the next list skips again.
+    async fn forget(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let _: Result<(), RedisError> = self.conn().zrem(&self.keys.index, ids).await;
+    }
+}
