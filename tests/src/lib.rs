@@ -1,1 +1,347 @@
+//! Test harness: a real `redis-server` on a free port, real `approvald`
+//! replicas (in-process, on port 0), and the real generated client.
 
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use approval_client::v1;
+use approval_client::ApprovalServiceClient;
+use approvald::shutdown::Shutdown;
+use approvald::{Application, Config};
+use tonic::transport::Channel;
+
+pub type Client = ApprovalServiceClient<Channel>;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A `redis-server` of our own, on a free loopback port, with AOF in a
+/// temporary folder (so a restart keeps the data). Stopped on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("approvald-test-redis-{port}-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("create redis temp dir");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): install it with `apt-get install -y redis-server` \
+                     (or run ./scripts/test, which does)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer PING within 10s", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL): clients see connection errors.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `approvald` running in this process.
+pub struct Replica {
+    pub port: u16,
+    pub metrics_port: u16,
+    shutdown: Shutdown,
+    task: Option<tokio::task::JoinHandle<Result<(), approvald::StartError>>>,
+}
+
+impl Replica {
+    pub async fn start(config: Config) -> Self {
+        let app = Application::build(config).await.expect("approvald starts");
+        let port = app.port();
+        let metrics_port = app.metrics_port();
+        let shutdown = app.shutdown_handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            port,
+            metrics_port,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(self.port).await
+    }
+
+    pub async fn channel(&self) -> Channel {
+        channel(self.port).await
+    }
+
+    /// Triggers graceful shutdown (as SIGTERM does) and waits for the end.
+    pub async fn stop(&mut self) -> Duration {
+        let started = Instant::now();
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task panicked")
+                .expect("server stopped with an error");
+        }
+        started.elapsed()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect to approvald")
+}
+
+pub async fn connect(port: u16) -> Client {
+    ApprovalServiceClient::new(channel(port).await)
+}
+
+/// Where approvals are stored in a test.
+#[derive(Clone, Copy, Debug)]
+pub enum Store {
+    Memory,
+    Redis,
+}
+
+/// A deployment under test: one replica on the memory store, or two
+/// replicas sharing one Redis (with a namespace of their own).
+pub struct Deployment {
+    pub replicas: Vec<Replica>,
+    pub redis: Option<RedisServer>,
+    pub prefix: String,
+}
+
+impl Deployment {
+    pub async fn start(store: Store) -> Self {
+        Self::start_with(store, 2, |_| {}).await
+    }
+
+    /// `replicas` applies to Redis; memory is always one process.
+    pub async fn start_with(store: Store, replicas: usize, tweak: impl Fn(&mut Config)) -> Self {
+        let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+        let redis = match store {
+            Store::Memory => None,
+            Store::Redis => Some(RedisServer::start()),
+        };
+        let count = if redis.is_some() { replicas } else { 1 };
+        let mut started = Vec::new();
+        for _ in 0..count {
+            let mut config = Config::for_tests();
+            config.redis_url = redis.as_ref().map(RedisServer::url);
+            config.redis_prefix = prefix.clone();
+            tweak(&mut config);
+            started.push(Replica::start(config).await);
+        }
+        Self {
+            replicas: started,
+            redis,
+            prefix,
+        }
+    }
+
+    /// A client of the first replica.
+    pub async fn a(&self) -> Client {
+        self.replicas[0].client().await
+    }
+
+    /// A client of the second replica (the first on the memory store).
+    pub async fn b(&self) -> Client {
+        self.replicas[self.replicas.len().min(2) - 1].client().await
+    }
+}
+
+// ---- request builders -------------------------------------------------------
+
+pub fn create_request(approval_type: &str) -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        approval_type: approval_type.to_string(),
+        agent_id: "agent-7".to_string(),
+        context: Some(context(&[("action", "deploy"), ("target", "production")])),
+        ..Default::default()
+    }
+}
+
+pub fn request_request(approval_type: &str) -> v1::RequestApprovalRequest {
+    v1::RequestApprovalRequest {
+        approval_type: approval_type.to_string(),
+        agent_id: "agent-7".to_string(),
+        context: Some(context(&[("action", "deploy")])),
+        ..Default::default()
+    }
+}
+
+pub fn context(pairs: &[(&str, &str)]) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StringValue(v.to_string())),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+pub fn approve(id: &str, responder: &str) -> v1::RespondRequest {
+    v1::RespondRequest {
+        id: id.to_string(),
+        decision: v1::Decision::Approve as i32,
+        reason: "looks good".to_string(),
+        responder: responder.to_string(),
+    }
+}
+
+pub fn reject(id: &str, responder: &str) -> v1::RespondRequest {
+    v1::RespondRequest {
+        id: id.to_string(),
+        decision: v1::Decision::Reject as i32,
+        reason: "not now".to_string(),
+        responder: responder.to_string(),
+    }
+}
+
+pub fn millis(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+pub async fn create(client: &mut Client, approval_type: &str) -> v1::Approval {
+    client
+        .create_approval(create_request(approval_type))
+        .await
+        .expect("create")
+        .into_inner()
+        .approval
+        .expect("approval in response")
+}
+
+pub async fn get(client: &mut Client, id: &str) -> v1::Approval {
+    client
+        .get_approval(v1::GetApprovalRequest { id: id.to_string() })
+        .await
+        .expect("get")
+        .into_inner()
+        .approval
+        .expect("approval in response")
+}
+
+pub fn status(a: &v1::Approval) -> v1::ApprovalStatus {
+    v1::ApprovalStatus::try_from(a.status).unwrap_or(v1::ApprovalStatus::Unspecified)
+}
+
+/// Polls `check` (a test-side wait for a condition, not a timing assertion)
+/// until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Generous bound for things that should happen "at once".
+pub const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// The next event of a watch stream, failing the test if none comes promptly.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<v1::WatchPendingResponse>,
+) -> v1::WatchPendingResponse {
+    tokio::time::timeout(PROMPTLY, stream.message())
+        .await
+        .expect("a watch event within the bound")
+        .expect("the watch stream is healthy")
+        .expect("the watch stream is still open")
+}
