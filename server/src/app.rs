@@ -139,7 +139,11 @@ impl Application {
         reporter
             .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
             .await;
-        let health_task = tokio::spawn(report_health(reporter.clone(), approvals.clone(), shutdown.clone()));
+        let health_task = tokio::spawn(report_health(
+            reporter.clone(),
+            approvals.clone(),
+            shutdown.clone(),
+        ));
         let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -167,11 +171,17 @@ impl Application {
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(tower::util::MapResponseLayer::new(
+                too_large_is_resource_exhausted::<tonic::body::Body>,
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc),
+                shutdown.clone().cancelled_owned(),
+            );
         tokio::pin!(serve);
 
         let result = tokio::select! {
@@ -220,7 +230,9 @@ async fn report_health(reporter: HealthReporter, approvals: Approvals, shutdown:
         }
     }
     for name in ["", SERVICE_NAME, LIVENESS_SERVICE_NAME] {
-        reporter.set_service_status(name, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
 }
 
@@ -238,4 +250,23 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers(tower_http::cors::Any)
         .expose_headers(exposed.map(HeaderName::from_static))
         .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// tonic refuses a message over `--max-message-bytes` with OUT_OF_RANGE; the
+/// API promises RESOURCE_EXHAUSTED for "too large" (as other gRPC servers
+/// answer), so rewrite that one status.
+fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }

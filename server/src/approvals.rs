@@ -94,7 +94,12 @@ impl Drop for GaugeGuard {
 }
 
 impl Approvals {
-    pub fn new(store: Arc<dyn Store>, limits: Limits, metrics: Metrics, shutdown: Shutdown) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        metrics: Metrics,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -350,7 +355,10 @@ impl Approvals {
                 }
             }
         }
-        let mut items: Vec<Approval> = pending.into_values().filter(|a| filter.matches(a)).collect();
+        let mut items: Vec<Approval> = pending
+            .into_values()
+            .filter(|a| filter.matches(a))
+            .collect();
         items.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let mut out: Vec<WatchItem> = items
             .into_iter()
@@ -391,13 +399,14 @@ impl Approvals {
         'catch_up: loop {
             // Everything the store has after `position`...
             loop {
-                let events = match self.note(self.store().read_events(position, READ_BATCH, None).await) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
+                let events =
+                    match self.note(self.store().read_events(position, READ_BATCH, None).await) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
                 if events.is_empty() {
                     break;
                 }
@@ -500,7 +509,9 @@ impl Approvals {
                     if !self.pause(STORE_RETRY).await {
                         return;
                     }
-                    if let Err(DomainError::CursorExpired(_)) = self.store().check_cursor(position).await {
+                    if let Err(DomainError::CursorExpired(_)) =
+                        self.store().check_cursor(position).await
+                    {
                         // Events we never saw were trimmed: start from now;
                         // the resync after recovery makes waiters re-read.
                         if let Ok(head) = self.store().head().await {

@@ -10,7 +10,8 @@ use crate::domain::Limits;
 use crate::store::Retention;
 
 fn duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw).map_err(|e| format!("{raw:?} is not a duration like 30s, 5m, 7d: {e}"))
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not a duration like 30s, 5m, 7d: {e}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,7 +29,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Prometheus metrics listen address (serves /metrics).
-    #[arg(long, env = "APPROVALD_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    #[arg(
+        long,
+        env = "APPROVALD_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// Accept unauthenticated calls on a non-loopback address. Authentication
@@ -83,7 +88,11 @@ pub struct Config {
     pub max_message_bytes: usize,
 
     /// Concurrent calls (HTTP/2 streams) per connection.
-    #[arg(long, env = "APPROVALD_MAX_CONCURRENT_STREAMS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "APPROVALD_MAX_CONCURRENT_STREAMS",
+        default_value_t = 10_000
+    )]
     pub max_concurrent_streams: u32,
 
     /// HTTP/2 keepalive ping interval: finds dead clients holding waiters.
@@ -104,7 +113,12 @@ pub struct Config {
     pub health_interval: Duration,
 
     /// Origins allowed to call through gRPC-Web (CORS). `*` allows any.
-    #[arg(long, env = "APPROVALD_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    #[arg(
+        long,
+        env = "APPROVALD_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
     pub cors_origins: Vec<String>,
 
     /// Log format.

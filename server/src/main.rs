@@ -8,7 +8,10 @@ use approvald::{Application, Config};
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|e| {
-        eprintln!("approvald: --log {:?} is not a valid filter ({e}); using \"info\"", config.log);
+        eprintln!(
+            "approvald: --log {:?} is not a valid filter ({e}); using \"info\"",
+            config.log
+        );
         EnvFilter::new("info")
     });
     let logs = tracing_subscriber::fmt().with_env_filter(filter);

@@ -60,9 +60,21 @@ impl Metrics {
             "Approvals that became final, by outcome",
             finished.clone(),
         );
-        r.register("approvals_pending", "Approvals pending in the store", pending.clone());
-        r.register("waiters", "Calls on this replica waiting for a decision", waiters.clone());
-        r.register("watchers", "WatchPending streams open on this replica", watchers.clone());
+        r.register(
+            "approvals_pending",
+            "Approvals pending in the store",
+            pending.clone(),
+        );
+        r.register(
+            "waiters",
+            "Calls on this replica waiting for a decision",
+            waiters.clone(),
+        );
+        r.register(
+            "watchers",
+            "WatchPending streams open on this replica",
+            watchers.clone(),
+        );
         r.register(
             "decision_latency_seconds",
             "From a decision being recorded to a waiter on this replica having it",

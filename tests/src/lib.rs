@@ -32,7 +32,10 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("approvald-test-redis-{port}-{}", uuid::Uuid::now_v7()));
+        let dir = std::env::temp_dir().join(format!(
+            "approvald-test-redis-{port}-{}",
+            uuid::Uuid::now_v7()
+        ));
         std::fs::create_dir_all(&dir).expect("create redis temp dir");
         let mut server = Self {
             port,
@@ -70,7 +73,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not answer PING within 10s", self.port);
+        panic!(
+            "redis-server on port {} did not answer PING within 10s",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
@@ -344,4 +350,57 @@ pub async fn next_event(
         .expect("a watch event within the bound")
         .expect("the watch stream is healthy")
         .expect("the watch stream is still open")
+}
+
+/// The gRPC health status of `service` on a replica.
+pub async fn health(
+    port: u16,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Ok(endpoint) = Channel::from_shared(format!("http://127.0.0.1:{port}")) else {
+        return ServingStatus::Unknown;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        // Not listening (any more): certainly not serving.
+        return ServingStatus::Unknown;
+    };
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    match client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+    {
+        Ok(r) => ServingStatus::try_from(r.into_inner().status).unwrap_or(ServingStatus::Unknown),
+        Err(_) => ServingStatus::Unknown,
+    }
+}
+
+/// Redis's own count of commands it processed so far.
+pub fn redis_commands_processed(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(conn)
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_commands_processed in INFO")
+}
+
+/// Polls `probe` until it yields a value or `limit` passes.
+pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }

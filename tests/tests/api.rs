@@ -494,6 +494,7 @@ on_both_stores! {
             .create_approval(v1::CreateApprovalRequest { context: Some(huge), ..create_request("x") })
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(err.message().contains("too large"), "{}", err.message());
     }
 }

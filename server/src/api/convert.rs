@@ -5,15 +5,19 @@
 use approval_api::v1;
 
 use crate::domain::{
-    AgentId, Approval, ApprovalId, Millis, ApprovalType, Context, Cursor, Decision, DomainError, Filter,
-    IdempotencyKey, Labels, Limits, ListQuery, NewApproval, PageToken, Principal, Status, Timeout,
-    TypePattern,
+    AgentId, Approval, ApprovalId, ApprovalType, Context, Cursor, Decision, DomainError, Filter,
+    IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, PageToken, Principal, Status,
+    Timeout, TypePattern,
 };
 
 pub fn approval_to_proto(a: Approval) -> v1::Approval {
     let status = status_to_proto(a.status);
     let (decided_by, reason, decided_at) = match a.resolution {
-        Some(r) => (r.decided_by, r.reason, Some(Millis::to_timestamp(r.decided_at))),
+        Some(r) => (
+            r.decided_by,
+            r.reason,
+            Some(Millis::to_timestamp(r.decided_at)),
+        ),
         None => (String::new(), String::new(), None),
     };
     v1::Approval {
@@ -107,7 +111,11 @@ impl From<v1::CreateApprovalRequest> for CreateFields {
 impl CreateFields {
     /// `caller` is the authenticated principal, if any; without one the
     /// requester is the agent id the caller gave, or `anonymous`.
-    pub fn parse(self, caller: Option<Principal>, limits: &Limits) -> Result<NewApproval, DomainError> {
+    pub fn parse(
+        self,
+        caller: Option<Principal>,
+        limits: &Limits,
+    ) -> Result<NewApproval, DomainError> {
         let agent_id = AgentId::parse("agent_id", &self.agent_id)?;
         let requester = match caller {
             Some(p) => p,
@@ -145,7 +153,10 @@ pub fn filter_from_proto(
     })
 }
 
-pub fn list_query_from_proto(r: v1::ListApprovalsRequest, limits: &Limits) -> Result<ListQuery, DomainError> {
+pub fn list_query_from_proto(
+    r: v1::ListApprovalsRequest,
+    limits: &Limits,
+) -> Result<ListQuery, DomainError> {
     let statuses = r
         .statuses
         .iter()
@@ -157,7 +168,10 @@ pub fn list_query_from_proto(r: v1::ListApprovalsRequest, limits: &Limits) -> Re
         n if n < 0 => {
             return Err(DomainError::invalid(
                 "page_size",
-                format!("{n} is negative; omit it for the default of {}", Limits::DEFAULT_PAGE_SIZE),
+                format!(
+                    "{n} is negative; omit it for the default of {}",
+                    Limits::DEFAULT_PAGE_SIZE
+                ),
             ))
         }
         n => (n as usize).min(Limits::MAX_PAGE_SIZE),

@@ -59,7 +59,8 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::RequestApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = caller(&request);
-        let new = CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
+        let new =
+            CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
         let created = self.approvals.create(new).await?;
         let done = self
             .approvals
@@ -77,7 +78,8 @@ impl ApprovalService for ApprovalApi {
         request: Request<v1::CreateApprovalRequest>,
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let caller = caller(&request);
-        let new = CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
+        let new =
+            CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
         let created = self.approvals.create(new).await?;
         Ok(Response::new(v1::CreateApprovalResponse {
             approval: Some(approval_to_proto(created.approval)),
@@ -114,9 +116,8 @@ impl ApprovalService for ApprovalApi {
         )?;
         let cursor = convert::cursor_from_proto(&r.cursor)?;
         let items = self.approvals.watch(filter, cursor, WATCH_BUFFER).await?;
-        let stream = ReceiverStream::new(items).map(|item| {
-            item.map(watch_item_to_proto).map_err(Status::from)
-        });
+        let stream = ReceiverStream::new(items)
+            .map(|item| item.map(watch_item_to_proto).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -16,7 +16,10 @@ impl From<DomainError> for Status {
     fn from(e: DomainError) -> Self {
         let message = e.to_string();
         match e {
-            DomainError::InvalidArgument { field, message: description } => Status::with_error_details(
+            DomainError::InvalidArgument {
+                field,
+                message: description,
+            } => Status::with_error_details(
                 Code::InvalidArgument,
                 message,
                 ErrorDetails::with_bad_request_violation(field, description),

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{AgentId, ApprovalId, ApprovalType, Context, IdempotencyKey, Labels, Principal, Timeout};
+use super::{
+    AgentId, ApprovalId, ApprovalType, Context, IdempotencyKey, Labels, Principal, Timeout,
+};
 
 /// Milliseconds since the Unix epoch: the one clock unit of the service and
 /// of the stores (Redis scores and TTLs are in milliseconds too).

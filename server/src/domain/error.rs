@@ -60,7 +60,11 @@ fn already_final_message(approval: &Approval) -> String {
             approval.id,
             r.decided_by,
             r.decided_at.rfc3339(),
-            if r.reason.is_empty() { "no reason given" } else { &r.reason }
+            if r.reason.is_empty() {
+                "no reason given"
+            } else {
+                &r.reason
+            }
         ),
         Some(r) => format!(
             "approval {} is already {status} at {} ({})",

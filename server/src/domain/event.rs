@@ -18,8 +18,12 @@ impl Cursor {
     pub const START: Cursor = Cursor { ms: 0, seq: 0 };
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
-        raw.parse()
-            .map_err(|_| DomainError::invalid(field, format!("{raw:?} is not a cursor this service returned")))
+        raw.parse().map_err(|_| {
+            DomainError::invalid(
+                field,
+                format!("{raw:?} is not a cursor this service returned"),
+            )
+        })
     }
 }
 

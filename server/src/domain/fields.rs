@@ -74,7 +74,9 @@ fn check_name(field: &str, raw: &str, max_chars: usize, allow_star: bool) -> Res
         ));
     }
     let bad = raw.chars().find(|c| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/') || (allow_star && *c == '*'))
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '_' | '-' | ':' | '/')
+            || (allow_star && *c == '*'))
     });
     if let Some(c) = bad {
         return Err(DomainError::invalid(
@@ -246,7 +248,12 @@ impl Labels {
             if k.is_empty() {
                 return Err(DomainError::invalid(field, "a label key is empty"));
             }
-            check_name(&format!("{field}[{k:?}]"), k, Limits::MAX_LABEL_KEY_CHARS, false)?;
+            check_name(
+                &format!("{field}[{k:?}]"),
+                k,
+                Limits::MAX_LABEL_KEY_CHARS,
+                false,
+            )?;
             check_text(&format!("{field}[{k:?}]"), v, Limits::MAX_LABEL_VALUE_CHARS)?;
         }
         Ok(Self(map))
@@ -274,7 +281,10 @@ impl Timeout {
         if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
             return Err(DomainError::invalid(
                 field,
-                format!("{}s {}ns is not a valid positive duration", d.seconds, d.nanos),
+                format!(
+                    "{}s {}ns is not a valid positive duration",
+                    d.seconds, d.nanos
+                ),
             ));
         }
         let value = Duration::new(d.seconds as u64, d.nanos as u32);

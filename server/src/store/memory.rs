@@ -100,12 +100,16 @@ impl MemoryStore {
     }
 
     fn make_final(&self, state: &mut State, approval: &Approval, now: Millis) {
-        state.pending.remove(&(approval.deadline, approval.id.clone()));
+        state
+            .pending
+            .remove(&(approval.deadline, approval.id.clone()));
         state.forget_at.insert((
             now.plus(self.inner.retention.final_approvals),
             approval.id.clone(),
         ));
-        state.approvals.insert(approval.id.clone(), approval.clone());
+        state
+            .approvals
+            .insert(approval.id.clone(), approval.clone());
         self.append(state, EventKind::Resolved, approval, now);
     }
 }
@@ -135,7 +139,9 @@ impl Store for MemoryStore {
         if let Some(key) = key {
             state.idempotency.insert(key, approval.id.clone());
         }
-        state.approvals.insert(approval.id.clone(), approval.clone());
+        state
+            .approvals
+            .insert(approval.id.clone(), approval.clone());
         state
             .pending
             .insert((approval.deadline, approval.id.clone()));
@@ -250,8 +256,7 @@ impl Store for MemoryStore {
             {
                 let state = self.state();
                 let start = state.events.partition_point(|e| e.cursor <= after);
-                let events: Vec<Event> =
-                    state.events.range(start..).take(limit).cloned().collect();
+                let events: Vec<Event> = state.events.range(start..).take(limit).cloned().collect();
                 if !events.is_empty() || block.is_none() {
                     return Ok(events);
                 }

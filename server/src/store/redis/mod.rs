@@ -30,7 +30,6 @@ use crate::domain::{
     Millis, NewApproval, Page, PageToken,
 };
 
-
 const FINISH: &str = include_str!("finish.lua");
 
 /// How to reach Redis and where in it to keep data.
@@ -144,7 +143,10 @@ impl RedisStore {
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
         let client = redis::Client::open(options.url.as_str()).map_err(|e| {
-            DomainError::invalid("redis-url", format!("{:?} is not a Redis URL: {e}", options.url))
+            DomainError::invalid(
+                "redis-url",
+                format!("{:?} is not a Redis URL: {e}", options.url),
+            )
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
@@ -191,7 +193,10 @@ impl RedisStore {
         rows.into_iter().map(from_hash).collect()
     }
 
-    fn events_from(&self, entries: Vec<redis::streams::StreamId>) -> Result<Vec<Event>, DomainError> {
+    fn events_from(
+        &self,
+        entries: Vec<redis::streams::StreamId>,
+    ) -> Result<Vec<Event>, DomainError> {
         entries
             .into_iter()
             .map(|entry| {
@@ -235,7 +240,11 @@ impl RedisStore {
         // A silently dead connection would block forever: bound the wait.
         let read = tokio::time::timeout(
             block + self.timeout + Duration::from_secs(1),
-            conn.xread_options::<_, _, Option<StreamReadReply>>(&[&self.keys.events], &[&after], &options),
+            conn.xread_options::<_, _, Option<StreamReadReply>>(
+                &[&self.keys.events],
+                &[&after],
+                &options,
+            ),
         )
         .await;
         let reply = match read {
@@ -267,7 +276,11 @@ impl RedisStore {
         let info = match info {
             Ok(v) => v,
             // No stream yet: nothing was ever written (or Redis was wiped).
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => return Ok(None),
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e.into()),
         };
         let pairs: Vec<(String, Value)> = match info {
@@ -302,7 +315,10 @@ impl RedisStore {
                 })
                 .unwrap_or(Cursor::START)
         };
-        Ok(Some((get("max-deleted-entry-id"), get("last-generated-id"))))
+        Ok(Some((
+            get("max-deleted-entry-id"),
+            get("last-generated-id"),
+        )))
     }
 }
 
@@ -347,7 +363,10 @@ impl Store for RedisStore {
                 .scripts
                 .create
                 .key(self.keys.approval(&approval.id))
-                .key(idem.clone().unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)))
+                .key(
+                    idem.clone()
+                        .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
+                )
                 .key(&self.keys.pending)
                 .key(&self.keys.index)
                 .key(&self.keys.events)

@@ -1,0 +1,464 @@
+//! Several replicas on one Redis: decisions cross replicas, races have one
+//! winner, deadlines fire once, Redis outages are loud, shutdown is graceful.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use approval_client::v1;
+use approval_client::v1::watch_pending_response::Event;
+use approval_tests::*;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+async fn redis_deployment(replicas: usize) -> Deployment {
+    Deployment::start_with(Store::Redis, replicas, |_| {}).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_on_one_replica_wakes_the_waiter_on_another() {
+    let d = redis_deployment(3).await;
+    let mut a = d.replicas[0].client().await;
+    let mut c = d.replicas[2].client().await;
+    let mut req = request_request("deploy:prod");
+    req.idempotency_key = "cross".into();
+    let waiter = tokio::spawn(async move { a.request_approval(req).await });
+    let mut b = d.replicas[1].client().await;
+    let id = wait_for(PROMPTLY, || {
+        let mut b = b.clone();
+        async move {
+            let page = b
+                .list_approvals(v1::ListApprovalsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            page.approvals.first().map(|a| a.id.clone())
+        }
+    })
+    .await
+    .expect("the approval is listed");
+    c.respond(approve(&id, "alice")).await.unwrap();
+    let answer = tokio::time::timeout(PROMPTLY, waiter)
+        .await
+        .expect("woken")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert!(answer.approved);
+    assert_eq!(answer.approval.unwrap().decided_by, "alice");
+    let _ = get(&mut b, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_every_view_agrees() {
+    let d = redis_deployment(2).await;
+    let mut a = d.a().await;
+    let created = create(&mut a, "race").await;
+    let mut watch = a
+        .watch_pending(v1::WatchPendingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_event(&mut watch).await;
+    assert!(matches!(&first.event, Some(Event::Added(x)) if x.id == created.id));
+    assert!(matches!(
+        next_event(&mut watch).await.event,
+        Some(Event::Synced(_))
+    ));
+
+    let waiter = {
+        let mut a = a.clone();
+        let id = created.id.clone();
+        tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
+    };
+    let clients = [d.a().await, d.b().await];
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let mut client = clients[i % 2].clone();
+        let req = if i % 3 == 0 {
+            reject(&created.id, &format!("responder-{i}"))
+        } else {
+            approve(&created.id, &format!("responder-{i}"))
+        };
+        calls.push(tokio::spawn(async move { (i, client.respond(req).await) }));
+    }
+    let mut winners = Vec::new();
+    for call in calls {
+        let (i, result) = call.await.unwrap();
+        match result {
+            Ok(r) => winners.push((i, r.into_inner().approval.unwrap())),
+            Err(e) => {
+                assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one Respond wins");
+    let (i, won) = winners.pop().unwrap();
+    assert_eq!(won.decided_by, format!("responder-{i}"));
+
+    let waited = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    let mut b = d.b().await;
+    let got = get(&mut b, &created.id).await;
+    let listed = b
+        .list_approvals(v1::ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    let watched = next_event(&mut watch).await;
+    let Some(Event::Resolved(watched)) = watched.event else {
+        panic!("expected resolved")
+    };
+    for view in [&waited, &got, &listed[0], &watched] {
+        assert_eq!(view, &won, "every view reports the winner");
+    }
+    // And nothing else was resolved.
+    let extra = tokio::time::timeout(Duration::from_millis(300), watch.message()).await;
+    assert!(extra.is_err(), "one resolved event only: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() {
+    let d = redis_deployment(2).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let mut watch = b
+        .watch_pending(v1::WatchPendingRequest {
+            approval_types: vec!["deadline".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next_event(&mut watch).await.event,
+        Some(Event::Synced(_))
+    ));
+    let mut outcomes = HashMap::new();
+    for round in 0..12u64 {
+        let mut req = create_request("deadline");
+        req.timeout = Some(millis(Duration::from_millis(200)));
+        let created = a
+            .create_approval(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .approval
+            .unwrap();
+        let waiter = {
+            let mut a = a.clone();
+            let id = created.id.clone();
+            tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
+        };
+        // Aim at the deadline, a little before or after.
+        tokio::time::sleep(Duration::from_millis(170 + round * 5)).await;
+        let responded = b.respond(approve(&created.id, "alice")).await;
+        let waited = waiter
+            .await
+            .unwrap()
+            .unwrap()
+            .into_inner()
+            .approval
+            .unwrap();
+        let expected = match &responded {
+            Ok(r) => {
+                let r = r.get_ref().approval.clone().unwrap();
+                assert_eq!(status(&r), v1::ApprovalStatus::Approved);
+                r
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+                assert!(e.message().contains("expired"), "{}", e.message());
+                assert_eq!(status(&waited), v1::ApprovalStatus::Expired);
+                waited.clone()
+            }
+        };
+        *outcomes
+            .entry(
+                v1::ApprovalStatus::try_from(expected.status)
+                    .unwrap()
+                    .as_str_name(),
+            )
+            .or_insert(0) += 1;
+        assert_eq!(waited, expected);
+        assert_eq!(get(&mut a, &created.id).await, expected);
+        // Skip the `added` event, then exactly one `resolved` with the outcome.
+        let added = next_event(&mut watch).await;
+        assert!(matches!(&added.event, Some(Event::Added(x)) if x.id == created.id));
+        let resolved = next_event(&mut watch).await;
+        assert_eq!(resolved.event, Some(Event::Resolved(expected)));
+    }
+    assert_eq!(outcomes.values().sum::<i32>(), 12, "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_expires_exactly_once_with_three_replicas() {
+    let d = redis_deployment(3).await;
+    let mut a = d.a().await;
+    let mut watch = a
+        .watch_pending(v1::WatchPendingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next_event(&mut watch).await.event,
+        Some(Event::Synced(_))
+    ));
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let mut req = create_request("expire");
+        req.timeout = Some(millis(Duration::from_millis(300)));
+        ids.push(
+            a.create_approval(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .approval
+                .unwrap()
+                .id,
+        );
+    }
+    let mut resolved: HashMap<String, usize> = HashMap::new();
+    while resolved.values().sum::<usize>() < 20 {
+        match next_event(&mut watch).await.event {
+            Some(Event::Resolved(x)) => {
+                assert_eq!(status(&x), v1::ApprovalStatus::Expired);
+                assert_eq!(x.decided_at, x.deadline);
+                *resolved.entry(x.id).or_default() += 1;
+            }
+            Some(Event::Added(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // A duplicate expiry would show up as a second resolved event.
+    let extra = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+    assert!(extra.is_err(), "no second expiry: {extra:?}");
+    assert!(
+        ids.iter().all(|id| resolved.get(id) == Some(&1)),
+        "{resolved:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_waiters_cost_redis_nothing() {
+    let d = redis_deployment(2).await;
+    let mut a = d.a().await;
+    let mut waiters = Vec::new();
+    for _ in 0..50 {
+        let created = create(&mut a, "idle").await;
+        let mut a = a.clone();
+        waiters.push(tokio::spawn(async move {
+            a.await_approval(v1::AwaitApprovalRequest { id: created.id })
+                .await
+        }));
+    }
+    // Let them all register.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    let before = redis_commands_processed(&mut conn);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = redis_commands_processed(&mut conn);
+    // What may run while idle, per replica: one health PING a second and one
+    // blocking XREAD every 5 s; plus our own INFO. Nothing per waiter.
+    let spent = after - before - 1;
+    assert!(
+        spent <= 2 * (3 + 1) + 2,
+        "{spent} Redis commands in 3 s with 50 idle waiters"
+    );
+    assert!(waiters.iter().all(|w| !w.is_finished()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_calls_fail_fast_health_goes_not_serving_and_waiters_keep_waiting() {
+    let mut d = redis_deployment(2).await;
+    let (pa, pb) = (d.replicas[0].port, d.replicas[1].port);
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let created = create(&mut a, "outage").await;
+    let waiter = {
+        let mut a = a.clone();
+        let id = created.id.clone();
+        tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
+    };
+    assert_eq!(
+        health(pa, "approval.v1.ApprovalService").await,
+        ServingStatus::Serving
+    );
+
+    d.redis.as_mut().unwrap().stop();
+    let started = Instant::now();
+    let err = b
+        .create_approval(create_request("outage"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "fails fast, took {:?}",
+        started.elapsed()
+    );
+    let err = b.respond(approve(&created.id, "alice")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    for port in [pa, pb] {
+        assert!(
+            eventually(PROMPTLY, || async move {
+                health(port, "").await == ServingStatus::NotServing
+            })
+            .await
+        );
+        assert_eq!(
+            health(port, "approval.v1.ApprovalService").await,
+            ServingStatus::NotServing
+        );
+        assert_eq!(
+            health(port, "liveness").await,
+            ServingStatus::Serving,
+            "liveness stays up"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the waiter keeps waiting: no made-up decision"
+    );
+
+    d.redis.as_mut().unwrap().restart();
+    for port in [pa, pb] {
+        assert!(
+            eventually(PROMPTLY, || async move {
+                health(port, "approval.v1.ApprovalService").await == ServingStatus::Serving
+            })
+            .await
+        );
+    }
+    let responded = wait_for(PROMPTLY, || {
+        let mut b = b.clone();
+        let id = created.id.clone();
+        async move { b.respond(approve(&id, "alice")).await.ok() }
+    })
+    .await;
+    assert!(
+        responded.is_some(),
+        "Respond works again once Redis is back"
+    );
+    let answer = tokio::time::timeout(PROMPTLY, waiter)
+        .await
+        .expect("waiter woke")
+        .unwrap()
+        .expect("await")
+        .into_inner();
+    assert!(answer.approved);
+    assert_eq!(answer.approval.unwrap().decided_by, "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_decision_survives_a_redis_restart() {
+    let mut d = redis_deployment(1).await;
+    let mut a = d.a().await;
+    let created = create(&mut a, "durable").await;
+    a.respond(approve(&created.id, "alice")).await.unwrap();
+    d.redis.as_mut().unwrap().restart();
+    let got = wait_for(PROMPTLY, || {
+        let mut a = a.clone();
+        let id = created.id.clone();
+        async move {
+            a.get_approval(v1::GetApprovalRequest { id })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().approval)
+        }
+    })
+    .await
+    .expect("readable again after the restart");
+    assert_eq!(status(&got), v1::ApprovalStatus::Approved);
+    assert_eq!(got.decided_by, "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_open_waiters_and_watchers_ends_within_its_grace() {
+    let grace = Duration::from_secs(3);
+    let mut d = Deployment::start_with(Store::Redis, 2, |c| c.shutdown_grace = grace).await;
+    let port = d.replicas[0].port;
+    let mut a = d.a().await;
+    let mut waiters = Vec::new();
+    for i in 0..5 {
+        let mut req = request_request("shutdown");
+        req.idempotency_key = format!("job-{i}");
+        let mut a = a.clone();
+        waiters.push(tokio::spawn(async move { a.request_approval(req).await }));
+    }
+    let mut watch = a
+        .watch_pending(v1::WatchPendingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut b = d.b().await;
+    assert!(
+        eventually(PROMPTLY, || {
+            let mut b = b.clone();
+            async move {
+                b.list_approvals(v1::ListApprovalsRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .approvals
+                    .len()
+                    == 5
+            }
+        })
+        .await
+    );
+
+    d.replicas[0].begin_shutdown();
+    assert!(
+        eventually(PROMPTLY, || async move {
+            health(port, "").await != ServingStatus::Serving
+        })
+        .await
+    );
+    let took = d.replicas[0].stop().await;
+    assert!(
+        took < grace + Duration::from_secs(2),
+        "shutdown took {took:?}"
+    );
+    for w in waiters {
+        let err = w.await.unwrap().expect_err("told to retry elsewhere");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    }
+    // The watcher's stream ended (with UNAVAILABLE: reconnect elsewhere).
+    let mut ended = false;
+    while let Ok(Some(item)) = tokio::time::timeout(PROMPTLY, watch.message())
+        .await
+        .map(|r| r.transpose())
+    {
+        if let Err(status) = item {
+            assert_eq!(status.code(), Code::Unavailable);
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "watch stream closed by shutdown");
+
+    // Nothing lost: each waiter re-attaches on the other replica.
+    let pending = b
+        .list_approvals(v1::ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert_eq!(pending.len(), 5);
+    assert!(pending
+        .iter()
+        .all(|a| status(a) == v1::ApprovalStatus::Pending));
+    b.respond(approve(&pending[0].id, "alice")).await.unwrap();
+    let mut req = request_request("shutdown");
+    req.idempotency_key = pending[0].idempotency_key.clone();
+    let answer = b.request_approval(req).await.unwrap().into_inner();
+    assert!(answer.approved);
+    assert_eq!(answer.approval.unwrap().id, pending[0].id);
+}
