@@ -1,0 +1,37 @@
+# Shared helpers for scripts/test and the suites in scripts/suites/.
+# Source it: `. "$(dirname "$0")/lib.sh"`.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Installs Debian packages that are missing (root on a fresh machine), or
+# says exactly what to run.
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing packages: ${missing[*]}; install them with: apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# redis-server on PATH (the Rust tests start their own on free ports).
+need_redis() {
+  command -v redis-server >/dev/null 2>&1 || need_apt redis-server
+}
+
+# Builds approvald (debug) and exports APPROVALD_BIN for the suites.
+build_approvald() {
+  (cd "$ROOT" && cargo build --locked -q -p approvald --bin approvald)
+  export APPROVALD_BIN="$ROOT/target/debug/approvald"
+}
