@@ -266,8 +266,8 @@ impl RedisStore {
         self.events_from(entries)
     }
 
-    /// `max-deleted-entry-id` and `last-generated-id` of the event stream.
-    async fn stream_bounds(&self) -> Result<Option<(Cursor, Cursor)>, DomainError> {
+    /// What the event stream still holds: `None` when it does not exist.
+    async fn stream_bounds(&self) -> Result<Option<StreamBounds>, DomainError> {
         let info: Result<Value, RedisError> = redis::cmd("XINFO")
             .arg("STREAM")
             .arg(&self.keys.events)
@@ -287,38 +287,46 @@ impl RedisStore {
             Value::Array(items) => items
                 .chunks(2)
                 .filter_map(|kv| match kv {
-                    [Value::BulkString(k), v] => {
-                        Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
-                    }
-                    [Value::SimpleString(k), v] => Some((k.clone(), v.clone())),
+                    [k, v] => text(k).map(|k| (k, v.clone())),
                     _ => None,
                 })
                 .collect(),
             Value::Map(items) => items
                 .into_iter()
-                .filter_map(|(k, v)| match k {
-                    Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
-                    Value::SimpleString(k) => Some((k, v)),
-                    _ => None,
-                })
+                .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
                 .collect(),
             _ => Vec::new(),
         };
-        let get = |name: &str| -> Cursor {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| match v {
-                    Value::BulkString(b) => String::from_utf8_lossy(b).parse().ok(),
-                    Value::SimpleString(s) => s.parse().ok(),
-                    _ => None,
-                })
-                .unwrap_or(Cursor::START)
+        let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let number = |name: &str| -> u64 {
+            match field(name) {
+                Some(Value::Int(n)) => *n as u64,
+                Some(v) => text(v).and_then(|t| t.parse().ok()).unwrap_or(0),
+                None => 0,
+            }
         };
-        Ok(Some((
-            get("max-deleted-entry-id"),
-            get("last-generated-id"),
-        )))
+        let cursor = |name: &str| field(name).and_then(text).and_then(|t| t.parse().ok());
+        Ok(Some(StreamBounds {
+            first: cursor("recorded-first-entry-id"),
+            last: cursor("last-generated-id").unwrap_or(Cursor::START),
+            trimmed: number("entries-added") > number("length"),
+        }))
+    }
+}
+
+/// The part of the event log a stream still holds.
+struct StreamBounds {
+    first: Option<Cursor>,
+    last: Cursor,
+    /// Whether any entry was ever trimmed away (all of them precede `first`).
+    trimmed: bool,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
     }
 }
 
@@ -569,7 +577,7 @@ impl Store for RedisStore {
             None => Ok(self
                 .stream_bounds()
                 .await?
-                .map_or(Cursor::START, |(_, last)| last)),
+                .map_or(Cursor::START, |b| b.last)),
         }
     }
 
@@ -590,8 +598,19 @@ impl Store for RedisStore {
     }
 
     async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
-        let (trimmed, last) = self.stream_bounds().await?.unwrap_or_default();
-        if cursor < trimmed || cursor > last {
+        let Some(bounds) = self.stream_bounds().await? else {
+            // No log at all: only "before everything" is a position in it.
+            return match cursor == Cursor::START {
+                true => Ok(()),
+                false => Err(DomainError::CursorExpired(cursor.to_string())),
+            };
+        };
+        // Trimming removes the oldest entries, so events after `cursor` are
+        // all still there if `cursor` is at or past the first one kept, or
+        // nothing was ever trimmed. (A cursor naming exactly the last
+        // trimmed entry is refused too: the log cannot tell it apart.)
+        let complete = !bounds.trimmed || bounds.first.is_some_and(|first| cursor >= first);
+        if !complete || cursor > bounds.last {
             return Err(DomainError::CursorExpired(cursor.to_string()));
         }
         Ok(())

@@ -1,0 +1,206 @@
+//! The real `approvald` binary, started the way a user starts it.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use approval_api::v1;
+use approval_api::v1::approval_service_client::ApprovalServiceClient;
+
+const BIN: &str = env!("CARGO_BIN_EXE_approvald");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running approvald whose log lines arrive on a channel.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("APPROVALD_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("approvald starts");
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    /// The first log line containing `needle`, within a generous bound.
+    fn line_with(&self, needle: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no log line containing {needle:?}");
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "approvald did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigterm() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut p = Process::start(&["--listen", &listen, "--metrics-listen", &metrics]);
+    let store_line = p.line_with("store:");
+    assert!(store_line.contains("in-memory"), "{store_line}");
+    p.line_with("listening");
+
+    let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
+        .await
+        .unwrap();
+    let created = client
+        .create_approval(v1::CreateApprovalRequest {
+            approval_type: "deploy".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    let id = created.id.clone();
+    let mut waiting = client.clone();
+    let waiter = tokio::spawn(async move {
+        waiting
+            .await_approval(v1::AwaitApprovalRequest { id })
+            .await
+    });
+    client
+        .respond(v1::RespondRequest {
+            id: created.id,
+            decision: v1::Decision::Approve as i32,
+            reason: String::new(),
+            responder: "alice".into(),
+        })
+        .await
+        .unwrap();
+    assert!(waiter.await.unwrap().unwrap().into_inner().approved);
+
+    let status = tokio::task::spawn_blocking(move || p.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
+    let out = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0"])
+        .env_remove("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("--insecure-allow-unauthenticated"), "{text}");
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_flag() {
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--default-timeout",
+            "30d",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("--default-timeout"), "{text}");
+
+    let out = Command::new(BIN)
+        .args(["--retention", "forever"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retention"));
+}
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--log-format",
+        "json",
+    ]);
+    let line = p.line_with("store:");
+    let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(parsed["level"], "INFO");
+    assert!(p.terminate().success());
+}
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--redis-url",
+        "--redis-prefix",
+        "--retention",
+        "--shutdown-grace",
+        "--max-context-bytes",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(help.contains("APPROVALD_REDIS_URL"));
+}

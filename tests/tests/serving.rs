@@ -1,0 +1,242 @@
+//! What a replica serves besides the API: metrics, reflection (for grpcurl),
+//! gRPC-Web with CORS (for browsers).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use approval_client::v1;
+use approval_tests::*;
+use prost::Message;
+
+/// One plain HTTP/1.1 exchange on loopback; returns the raw response.
+fn http(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_created_decided_pending_and_waiters() {
+    let d = Deployment::start(Store::Redis).await;
+    let mut a = d.a().await;
+    let decided = create(&mut a, "m").await;
+    let open = create(&mut a, "m").await;
+    a.respond(approve(&decided.id, "alice")).await.unwrap();
+    let waiter = {
+        let mut a = a.clone();
+        tokio::spawn(async move {
+            a.await_approval(v1::AwaitApprovalRequest { id: open.id })
+                .await
+        })
+    };
+    let port = d.replicas[0].metrics_port;
+    let scrape = move || async move {
+        let raw = tokio::task::spawn_blocking(move || {
+            http(
+                port,
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+        })
+        .await
+        .unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let text = wait_for(PROMPTLY, || async {
+        let text = scrape().await;
+        (metric(&text, "approvald_waiters") == 1.0
+            && metric(&text, "approvald_approvals_pending") == 1.0)
+            .then_some(text)
+    })
+    .await
+    .expect("one waiter and one pending approval are reported");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(metric(&text, "approvald_approvals_created_total"), 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "approvald_approvals_finished_total{outcome=\"approved\"}"
+        ),
+        1.0
+    );
+    assert!(text.contains("approvald_decision_latency_seconds_bucket"));
+    assert!(text.contains("approvald_store_errors_total"));
+    waiter.abort();
+    let missing = tokio::task::spawn_blocking(move || {
+        http(
+            port,
+            b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&missing).starts_with("HTTP/1.1 404"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_api_and_health_in_v1_and_v1alpha() {
+    use tokio_stream::StreamExt;
+    let d = Deployment::start(Store::Memory).await;
+    let channel = d.replicas[0].channel().await;
+
+    use tonic_reflection::pb::v1 as r1;
+    let mut client = r1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = r1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(r1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(reply)) = replies.next().await else {
+        panic!("no reflection reply")
+    };
+    let Some(r1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        reply.message_response
+    else {
+        panic!("unexpected reply")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"approval.v1.ApprovalService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    use tonic_reflection::pb::v1alpha as ra;
+    let mut client = ra::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = ra::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            ra::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "approval.v1.ApprovalService".into(),
+            ),
+        ),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(reply)) = replies.next().await else {
+        panic!("no v1alpha reply")
+    };
+    assert!(matches!(
+        reply.message_response,
+        Some(ra::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_call_through_grpc_web_with_cors() {
+    let d = Deployment::start(Store::Memory).await;
+    let mut a = d.a().await;
+    let created = create(&mut a, "web").await;
+    let port = d.replicas[0].port;
+
+    // CORS preflight from a page on another origin.
+    let preflight = tokio::task::spawn_blocking(move || {
+        http(
+            port,
+            b"OPTIONS /approval.v1.ApprovalService/GetApproval HTTP/1.1\r\nHost: x\r\nOrigin: http://inbox.example\r\n\
+              Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    let preflight = String::from_utf8_lossy(&preflight).to_lowercase();
+    assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: *"),
+        "{preflight}"
+    );
+
+    // A gRPC-Web unary call over HTTP/1.1: one length-prefixed message.
+    let message = v1::GetApprovalRequest {
+        id: created.id.clone(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let mut request = format!(
+        "POST /approval.v1.ApprovalService/GetApproval HTTP/1.1\r\nHost: x\r\nOrigin: http://inbox.example\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let raw = tokio::task::spawn_blocking(move || http(port, &request))
+        .await
+        .unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end")
+        + 4;
+    let headers = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(
+        headers.contains("content-type: application/grpc-web+proto"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("access-control-allow-origin: *"),
+        "{headers}"
+    );
+    let mut body = decode_chunked(
+        &raw[split..],
+        headers.contains("transfer-encoding: chunked"),
+    );
+    // Data frame (flag 0), then the trailers frame (flag 0x80).
+    assert_eq!(body[0], 0);
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let reply = v1::GetApprovalResponse::decode(&body[5..5 + len]).expect("a GetApprovalResponse");
+    assert_eq!(reply.approval.unwrap().id, created.id);
+    let trailers = body.split_off(5 + len);
+    assert_eq!(trailers[0], 0x80);
+    assert!(String::from_utf8_lossy(&trailers[5..]).contains("grpc-status:0"));
+}
+
+fn decode_chunked(body: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&rest[start..start + size]);
+        rest = &rest[start + size + 2..];
+    }
+}
