@@ -11,14 +11,15 @@ use approval_api::v1::approval_service_server::ApprovalServiceServer;
 use approval_api::v1::FILE_DESCRIPTOR_SET;
 use http::header::HeaderName;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::ApprovalApi;
+use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
+use crate::auth::{AuthHandle, Authenticate};
 use crate::config::Config;
 use crate::domain::DomainError;
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub enum StartError {
     Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 pub struct Application {
@@ -56,11 +59,18 @@ pub struct Application {
     metrics: Metrics,
     shutdown: Shutdown,
     store_name: &'static str,
+    auth: Option<AuthHandle>,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.check().map_err(StartError::Config)?;
+        let auth = match &config.auth_config {
+            Some(path) => Some(AuthHandle::load(path.clone()).map_err(StartError::Config)?),
+            None => None,
+        };
+        let tls = tls_config(&config)?;
         let (store, store_name): (Arc<dyn Store>, &'static str) = match &config.redis_url {
             Some(url) => (
                 Arc::new(RedisStore::connect(RedisOptions {
@@ -91,6 +101,8 @@ impl Application {
             metrics,
             shutdown,
             store_name,
+            auth,
+            tls,
         })
     }
 
@@ -123,6 +135,8 @@ impl Application {
             metrics,
             shutdown,
             store_name,
+            auth,
+            tls,
         } = self;
         match store_name {
             "memory" => tracing::info!(
@@ -130,9 +144,22 @@ impl Application {
             ),
             _ => tracing::info!(prefix = %config.redis_prefix, "store: Redis"),
         }
-        if !config.listen.ip().is_loopback() {
-            tracing::warn!(listen = %config.listen, "accepting UNAUTHENTICATED calls from the network (--insecure-allow-unauthenticated)");
+        match &auth {
+            Some(handle) => {
+                tracing::info!(file = %handle.path().display(), "authentication on (re-read on SIGHUP)")
+            }
+            None if !config.listen.ip().is_loopback() => tracing::warn!(
+                listen = %config.listen,
+                "authentication is OFF and the listen address is not loopback: accepting UNAUTHENTICATED calls from the network (--insecure-allow-unauthenticated)"
+            ),
+            None => tracing::info!("authentication off (loopback only)"),
         }
+        if tls.is_some() {
+            tracing::info!(mutual = config.tls_client_ca_file.is_some(), "TLS on");
+        }
+        let reload_task = auth
+            .clone()
+            .map(|handle| tokio::spawn(reload_on_sighup(handle, shutdown.clone())));
 
         let tasks = approvals.start(config.health_interval);
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -154,16 +181,22 @@ impl Application {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone()))
+        let rate = RateLimit::new(config.rate_limit, config.rate_limit_burst);
+        let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone(), rate))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
+        let api = InterceptedService::new(api, Authenticate::new(auth));
 
         tracing::info!(
             grpc = %config.listen.ip(), port = grpc.local_addr().map(|a| a.port()).unwrap_or_default(),
             metrics = ?metrics_listener_addr(&config),
             "approvald listening"
         );
-        let serve = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let serve = builder
             .accept_http1(true)
             .http2_keepalive_interval(Some(config.keepalive_interval))
             .http2_keepalive_timeout(Some(config.keepalive_timeout))
@@ -179,7 +212,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(api)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc),
+                crate::connections::incoming(grpc, config.max_connections),
                 shutdown.clone().cancelled_owned(),
             );
         tokio::pin!(serve);
@@ -202,9 +235,70 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = health_task.await;
+        if let Some(t) = reload_task {
+            let _ = t.await;
+        }
         let _ = metrics_task.await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// TLS from the --tls-* files, read once at start.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| StartError::Config(format!("{flag} {}: {e}", path.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read("--tls-cert-file", cert)?,
+        read("--tls-key-file", key)?,
+    );
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &config.tls_client_ca_file {
+        tls = tls
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "--tls-client-ca-file",
+                ca,
+            )?))
+            .client_auth_optional(true);
+    }
+    Ok(Some(tls))
+}
+
+/// Re-reads the authentication file on every SIGHUP. Open connections and
+/// calls are untouched; a file that does not load leaves the old one in force.
+async fn reload_on_sighup(handle: AuthHandle, shutdown: Shutdown) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP: the authentication file will not be reloaded"
+            );
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hangup.recv() => if got.is_none() { return },
+            }
+            match handle.reload() {
+                Ok(()) => {
+                    tracing::info!(file = %handle.path().display(), "authentication file reloaded")
+                }
+                Err(e) => tracing::error!(
+                    "authentication file NOT reloaded, the previous one stays in force: {e}"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (handle, shutdown);
     }
 }
 

@@ -17,13 +17,14 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, Decision, DomainError, Ending, Event, EventKind, Filter,
+    Approval, ApprovalId, Caller, Cursor, Decision, DomainError, Ending, Event, EventKind, Filter,
     Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason, Status,
 };
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
 use crate::waiters::Waiters;
+use crate::AUDIT_TARGET;
 
 /// How many events a local watcher may fall behind before it re-reads the
 /// store to catch up.
@@ -60,6 +61,8 @@ struct Inner {
     reaper_wake: Notify,
     metrics: Metrics,
     shutdown: Shutdown,
+    /// Open `WatchPending` streams per principal (or peer address).
+    watchers: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 /// One item of a `WatchPending` stream.
@@ -112,6 +115,7 @@ impl Approvals {
                 reaper_wake: Notify::new(),
                 metrics,
                 shutdown,
+                watchers: Default::default(),
             }),
         }
     }
@@ -150,16 +154,27 @@ impl Approvals {
 
     /// Creates an approval, or attaches to the requester's one with the same
     /// idempotency key.
-    pub async fn create(&self, new: NewApproval) -> Result<Created, DomainError> {
+    pub async fn create(&self, caller: &Caller, new: NewApproval) -> Result<Created, DomainError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DomainError::ShuttingDown);
         }
+        audit_refusal(caller, "create", caller.may_create())?;
         let requested_type = new.approval_type.clone().into_string();
         let requested_agent = new.agent_id.as_str().to_string();
         let key = new.idempotency_key.as_ref().map(|k| k.as_str().to_string());
-        let created = self.note(self.store().create(new, Millis::now()).await)?;
+        let created = self.note(
+            self.store()
+                .create(new, Millis::now(), self.inner.limits.max_open_per_requester)
+                .await,
+        )?;
         if created.created {
             self.inner.metrics.created.inc();
+            audit(
+                "created",
+                &created.approval,
+                &created.approval.requester,
+                caller,
+            );
         } else if created.approval.approval_type != requested_type
             || created.approval.agent_id != requested_agent
         {
@@ -178,6 +193,7 @@ impl Approvals {
     /// makes up an outcome.
     pub async fn wait_final(
         &self,
+        caller: &Caller,
         id: &ApprovalId,
         call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
@@ -190,12 +206,17 @@ impl Approvals {
             let now = Millis::now();
             // `None`: look again after STORE_RETRY (store trouble, or the
             // deadline passed and the expiry has not landed yet).
-            let expire_in = match self.note(self.store().get(id).await) {
+            let found = self.note(self.store().get(id).await);
+            if let (true, Ok(Some(a))) = (first_look, &found) {
+                audit_refusal(caller, "read", caller.check_see(a))?;
+            }
+            let expire_in = match found {
                 Ok(Some(a)) if a.is_final() => return Ok(a),
                 Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
                 Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
                     Ok(Some(a)) => {
                         self.inner.metrics.finished(Status::Expired);
+                        audit("expired", &a, SYSTEM, &Caller::Open);
                         return Ok(a);
                     }
                     // Someone else expired it (or is about to): read again.
@@ -230,50 +251,60 @@ impl Approvals {
 
     pub async fn respond(
         &self,
+        caller: &Caller,
         id: &ApprovalId,
         decision: Decision,
         responder: Principal,
         reason: Reason,
     ) -> Result<Approval, DomainError> {
+        if let Caller::Known { .. } = caller {
+            let approval = self.get_unchecked(id).await?;
+            audit_refusal(caller, "decide", caller.may_decide(&approval))?;
+        }
         let ending = Ending::Decided {
             decision,
             by: responder.into_string(),
             reason: reason.into_string(),
         };
-        self.finish(id, ending).await
+        self.finish(caller, id, ending).await
     }
 
     /// Withdraws a pending approval. `by` is the canceller (today: the
     /// approval's requester, since nobody is authenticated).
     pub async fn cancel(
         &self,
+        caller: &Caller,
         id: &ApprovalId,
-        by: Option<Principal>,
         reason: Reason,
     ) -> Result<Approval, DomainError> {
-        let by = match by {
-            Some(p) => p.into_string(),
-            None => match self.note(self.store().get(id).await)? {
-                Some(a) => a.requester,
-                None => return Err(DomainError::NotFound(id.clone())),
-            },
-        };
+        let approval = self.get_unchecked(id).await?;
+        audit_refusal(caller, "cancel", caller.may_cancel(&approval))?;
+        let by = caller
+            .principal()
+            .map_or(approval.requester, |p| p.as_str().to_string());
         let ending = Ending::Cancelled {
             by,
             reason: reason.into_string(),
         };
-        self.finish(id, ending).await
+        self.finish(caller, id, ending).await
     }
 
-    async fn finish(&self, id: &ApprovalId, ending: Ending) -> Result<Approval, DomainError> {
+    async fn finish(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        ending: Ending,
+    ) -> Result<Approval, DomainError> {
         match self.note(self.store().finish(id, &ending, Millis::now()).await)? {
             Finished::Done(a) => {
                 self.inner.metrics.finished(a.status);
+                audit(a.status.name(), &a, ending.by(), caller);
                 Ok(a)
             }
             Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),
             Finished::Expired(a) => {
                 self.inner.metrics.finished(Status::Expired);
+                audit("expired", &a, SYSTEM, &Caller::Open);
                 Err(DomainError::AlreadyFinal(Box::new(a)))
             }
             Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
@@ -281,7 +312,13 @@ impl Approvals {
         }
     }
 
-    pub async fn get(&self, id: &ApprovalId) -> Result<Approval, DomainError> {
+    pub async fn get(&self, caller: &Caller, id: &ApprovalId) -> Result<Approval, DomainError> {
+        let approval = self.get_unchecked(id).await?;
+        audit_refusal(caller, "read", caller.check_see(&approval))?;
+        Ok(approval)
+    }
+
+    async fn get_unchecked(&self, id: &ApprovalId) -> Result<Approval, DomainError> {
         self.note(self.store().get(id).await)?
             .ok_or_else(|| DomainError::NotFound(id.clone()))
     }
@@ -295,10 +332,12 @@ impl Approvals {
     /// receiver is dropped or on shutdown.
     pub async fn watch(
         &self,
+        watcher: Option<String>,
         filter: Filter,
         cursor: Option<Cursor>,
         buffer: usize,
     ) -> Result<mpsc::Receiver<Result<WatchItem, DomainError>>, DomainError> {
+        let slot = watcher.map(|w| WatcherSlot::take(self, w)).transpose()?;
         // Subscribe before reading the store: every event after what the
         // reads below return is then in `feed`.
         let feed = self.inner.feed.subscribe();
@@ -312,6 +351,7 @@ impl Approvals {
         };
         let this = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let _open = GaugeGuard::new(&this.inner.metrics.watchers);
             for item in snapshot {
                 if tx.send(Ok(item)).await.is_err() {
@@ -564,8 +604,9 @@ impl Approvals {
                 }
             };
             for id in &due {
-                if let Ok(Some(_)) = self.store().expire(id, now).await {
+                if let Ok(Some(a)) = self.store().expire(id, now).await {
                     self.inner.metrics.finished(Status::Expired);
+                    audit("expired", &a, SYSTEM, &Caller::Open);
                 }
             }
             if due.len() == REAPER_BATCH {
@@ -605,6 +646,92 @@ impl Approvals {
     /// Calls waiting on this replica.
     pub fn waiting(&self) -> usize {
         self.inner.waiters.count()
+    }
+}
+
+/// The name the service itself acts under in the audit log (expiry).
+const SYSTEM: &str = "approvald";
+
+/// One audit record: an approval was created or became final.
+fn audit(action: &str, a: &Approval, principal: &str, caller: &Caller) {
+    let method = match caller {
+        Caller::Open => "none",
+        Caller::Known { identity, .. } => identity.method.name(),
+    };
+    tracing::info!(
+        target: AUDIT_TARGET,
+        action,
+        id = %a.id,
+        approval_type = %a.approval_type,
+        principal,
+        auth = method,
+        requester = %a.requester,
+        status = a.status.name(),
+        "approval {action}"
+    );
+}
+
+/// Passes `check` on, recording a refusal in the audit log.
+fn audit_refusal(
+    caller: &Caller,
+    action: &str,
+    check: Result<(), DomainError>,
+) -> Result<(), DomainError> {
+    if let Err(e) = &check {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            action = "refused",
+            attempted = action,
+            principal = caller.principal().map_or("", |p| p.as_str()),
+            reason = %e,
+            "refused"
+        );
+    }
+    check
+}
+
+/// A place among one principal's open watchers, given back on drop.
+struct WatcherSlot {
+    approvals: Approvals,
+    key: String,
+}
+
+impl WatcherSlot {
+    fn take(approvals: &Approvals, key: String) -> Result<Self, DomainError> {
+        let max = approvals.inner.limits.max_watchers_per_principal;
+        let mut open = approvals
+            .inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_default();
+        if *n >= max {
+            return Err(DomainError::ResourceExhausted(format!(
+                "{key} already has {max} WatchPending streams open on this replica: close one first"
+            )));
+        }
+        *n += 1;
+        Ok(Self {
+            approvals: approvals.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .approvals
+            .inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::domain::Limits;
 use crate::store::Retention;
@@ -24,6 +26,9 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "approvald", version, about, long_about = None)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// gRPC (and gRPC-Web) listen address. Port 0 picks a free port.
     #[arg(long, env = "APPROVALD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -36,10 +41,56 @@ pub struct Config {
     )]
     pub metrics_listen: SocketAddr,
 
-    /// Accept unauthenticated calls on a non-loopback address. Authentication
-    /// is not available yet, so listening beyond 127.0.0.1/::1 needs this.
+    /// Accept unauthenticated calls on a non-loopback address. Without
+    /// --auth-config, listening beyond 127.0.0.1/::1 needs this.
     #[arg(long, env = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")]
     pub insecure_allow_unauthenticated: bool,
+
+    /// Authentication file (TOML: bearer tokens, JWT, client certificates,
+    /// policies; see SECURITY.md). Turns authentication on. Re-read on SIGHUP.
+    #[arg(long, env = "APPROVALD_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+
+    /// TLS server certificate chain (PEM). With --tls-key-file, serves TLS.
+    #[arg(long, env = "APPROVALD_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// TLS server private key (PEM).
+    #[arg(long, env = "APPROVALD_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates must chain to (mutual TLS).
+    /// Clients may still authenticate with a bearer token instead.
+    #[arg(long, env = "APPROVALD_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Calls per second one authenticated principal may make on one
+    /// replica. 0 turns the limit off.
+    #[arg(long, env = "APPROVALD_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+
+    /// Calls a principal may make in a burst above --rate-limit.
+    #[arg(long, env = "APPROVALD_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+
+    /// Pending approvals one requester may hold at once (all replicas).
+    #[arg(long, env = "APPROVALD_MAX_OPEN_PER_REQUESTER", default_value_t = Limits::DEFAULT_MAX_OPEN_PER_REQUESTER)]
+    pub max_open_per_requester: usize,
+
+    /// WatchPending streams one authenticated principal may hold open on
+    /// one replica.
+    #[arg(long, env = "APPROVALD_MAX_WATCHERS_PER_PRINCIPAL", default_value_t = Limits::DEFAULT_MAX_WATCHERS_PER_PRINCIPAL)]
+    pub max_watchers_per_principal: usize,
+
+    /// Open client connections; more wait to be accepted.
+    #[arg(long, env = "APPROVALD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Write the audit log (JSON lines: every create, decision, cancel,
+    /// expiry and refusal, with the principal) to this file instead of the
+    /// main log.
+    #[arg(long, env = "APPROVALD_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
 
     /// Redis URL (redis:// or rediss://). Without it, approvals live in this
     /// process only (embedded in-memory store).
@@ -130,6 +181,15 @@ pub struct Config {
     pub log: String,
 }
 
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Print the SHA-256 of a bearer token (read from standard input), as
+    /// the authentication file stores it.
+    HashToken,
+    /// Print a new random bearer token and its SHA-256.
+    NewToken,
+}
+
 impl Config {
     /// The defaults, listening on free loopback ports (for tests and embedding).
     pub fn for_tests() -> Self {
@@ -146,6 +206,8 @@ impl Config {
             max_reason_bytes: self.max_reason_bytes,
             default_timeout: self.default_timeout,
             max_timeout: self.max_timeout,
+            max_open_per_requester: self.max_open_per_requester,
+            max_watchers_per_principal: self.max_watchers_per_principal,
         }
     }
 
@@ -181,14 +243,23 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
         }
-        if !self.listen.ip().is_loopback() && !self.insecure_allow_unauthenticated {
+        if !self.listen.ip().is_loopback()
+            && self.auth_config.is_none()
+            && !self.insecure_allow_unauthenticated
+        {
             return Err(format!(
-                "refusing to listen on {} without authentication: authentication is not configured, \
-                 so anyone who can reach this address could request and approve. Listen on 127.0.0.1, \
-                 or pass --insecure-allow-unauthenticated (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) \
-                 behind a trusted network boundary",
+                "refusing to listen on {} without authentication: anyone who can reach this address \
+                 could request and approve. Configure --auth-config (see SECURITY.md), listen on \
+                 127.0.0.1, or pass --insecure-allow-unauthenticated \
+                 (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) behind a trusted network boundary",
                 self.listen
             ));
+        }
+        if self.max_open_per_requester == 0
+            || self.max_watchers_per_principal == 0
+            || self.max_connections == 0
+        {
+            return Err("--max-open-per-requester, --max-watchers-per-principal and --max-connections must be at least 1".into());
         }
         Ok(())
     }

@@ -9,7 +9,9 @@
 pub mod api;
 pub mod app;
 pub mod approvals;
+pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod metrics;
 pub mod shutdown;
@@ -18,3 +20,6 @@ pub mod waiters;
 
 pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};
 pub use config::Config;
+
+/// The `tracing` target of audit records (see `--audit-log`).
+pub const AUDIT_TARGET: &str = "approvald::audit";

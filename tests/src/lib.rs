@@ -404,3 +404,38 @@ where
     }
     None
 }
+
+/// The Prometheus text a replica serves on its metrics port.
+pub async fn metrics_text(metrics_port: u16) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Waits until `n` calls are blocked waiting on the replica.
+pub async fn until_waiting(replica: &Replica, n: usize) {
+    let port = replica.metrics_port;
+    let line = format!("approvald_waiters {n}");
+    let ok = wait_for(PROMPTLY, || {
+        let line = line.clone();
+        async move {
+            metrics_text(port)
+                .await
+                .lines()
+                .any(|l| l == line)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(ok.is_some(), "{n} waiters never registered");
+}

@@ -257,8 +257,7 @@ async fn idle_waiters_cost_redis_nothing() {
                 .await
         }));
     }
-    // Let them all register.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_waiting(&d.replicas[0], 50).await;
     let mut conn = d.redis.as_ref().unwrap().connection();
     let before = redis_commands_processed(&mut conn);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -290,6 +289,7 @@ async fn with_redis_down_calls_fail_fast_health_goes_not_serving_and_waiters_kee
         ServingStatus::Serving
     );
 
+    until_waiting(&d.replicas[0], 1).await;
     d.redis.as_mut().unwrap().stop();
     let started = Instant::now();
     let err = b

@@ -3,6 +3,7 @@
 
 mod convert;
 mod deadline;
+mod rate;
 mod status;
 
 use std::pin::Pin;
@@ -15,8 +16,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::approvals::{Approvals, WatchItem, WatchKind};
-use crate::domain::{Approval, Principal, Reason, Status as ApprovalStatus};
+use crate::domain::{Approval, Caller, DomainError, Principal, Reason, Status as ApprovalStatus};
 
+pub use rate::RateLimit;
 pub use status::ERROR_DOMAIN;
 
 use convert::{approval_to_proto, id_from_proto, CreateFields};
@@ -25,19 +27,32 @@ use convert::{approval_to_proto, id_from_proto, CreateFields};
 #[derive(Clone)]
 pub struct ApprovalApi {
     approvals: Approvals,
+    rate: std::sync::Arc<RateLimit>,
 }
 
 impl ApprovalApi {
-    pub fn new(approvals: Approvals) -> Self {
-        Self { approvals }
+    pub fn new(approvals: Approvals, rate: RateLimit) -> Self {
+        Self {
+            approvals,
+            rate: std::sync::Arc::new(rate),
+        }
     }
-}
 
-/// The authenticated principal of a call, if any. This is the seam for the
-/// authentication layer: it will put a `Principal` into the request
-/// extensions; until then every call is unauthenticated (`None`).
-fn caller<T>(request: &Request<T>) -> Option<Principal> {
-    request.extensions().get::<Principal>().cloned()
+    /// Who is calling (put there by `auth::Authenticate`), once the rate
+    /// limit lets the call through. Limits count per authenticated
+    /// principal: without authentication there is no principal to count
+    /// against (names are self-declared), so they do not apply.
+    fn admit<T>(&self, request: &Request<T>) -> Result<Caller, DomainError> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Open);
+        if let Some(p) = caller.principal() {
+            self.rate.check(p.as_str())?;
+        }
+        Ok(caller)
+    }
 }
 
 /// Items sent ahead of a slow watcher before the server stops reading events
@@ -58,13 +73,13 @@ impl ApprovalService for ApprovalApi {
         request: Request<v1::RequestApprovalRequest>,
     ) -> Result<Response<v1::RequestApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
-        let caller = caller(&request);
-        let new =
-            CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
-        let created = self.approvals.create(new).await?;
+        let caller = self.admit(&request)?;
+        let new = CreateFields::from(request.into_inner())
+            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let created = self.approvals.create(&caller, new).await?;
         let done = self
             .approvals
-            .wait_final(&created.approval.id, call_deadline)
+            .wait_final(&caller, &created.approval.id, call_deadline)
             .await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::RequestApprovalResponse {
@@ -77,10 +92,10 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::CreateApprovalRequest>,
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
-        let caller = caller(&request);
-        let new =
-            CreateFields::from(request.into_inner()).parse(caller, self.approvals.limits())?;
-        let created = self.approvals.create(new).await?;
+        let caller = self.admit(&request)?;
+        let new = CreateFields::from(request.into_inner())
+            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let created = self.approvals.create(&caller, new).await?;
         Ok(Response::new(v1::CreateApprovalResponse {
             approval: Some(approval_to_proto(created.approval)),
             created: created.created,
@@ -92,8 +107,12 @@ impl ApprovalService for ApprovalApi {
         request: Request<v1::AwaitApprovalRequest>,
     ) -> Result<Response<v1::AwaitApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
+        let caller = self.admit(&request)?;
         let id = id_from_proto(&request.get_ref().id)?;
-        let done = self.approvals.wait_final(&id, call_deadline).await?;
+        let done = self
+            .approvals
+            .wait_final(&caller, &id, call_deadline)
+            .await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::AwaitApprovalResponse {
             approval: Some(approval),
@@ -107,15 +126,21 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::WatchPendingRequest>,
     ) -> Result<Response<Self::WatchPendingStream>, Status> {
+        let caller = self.admit(&request)?;
+        let watcher = caller.principal().map(|p| p.as_str().to_string());
         let r = request.into_inner();
-        let filter = convert::filter_from_proto(
+        let mut filter = convert::filter_from_proto(
             &r.approval_types,
             &r.agent_id,
             r.labels,
             self.approvals.limits(),
         )?;
+        filter.viewer = Some(caller);
         let cursor = convert::cursor_from_proto(&r.cursor)?;
-        let items = self.approvals.watch(filter, cursor, WATCH_BUFFER).await?;
+        let items = self
+            .approvals
+            .watch(watcher, filter, cursor, WATCH_BUFFER)
+            .await?;
         let stream = ReceiverStream::new(items)
             .map(|item| item.map(watch_item_to_proto).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
@@ -125,18 +150,18 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::RespondRequest>,
     ) -> Result<Response<v1::RespondResponse>, Status> {
-        let caller = caller(&request);
+        let caller = self.admit(&request)?;
         let r = request.into_inner();
         let id = id_from_proto(&r.id)?;
         let decision = convert::decision_from_proto(r.decision)?;
-        let responder = match caller {
-            Some(p) => p,
+        let responder = match caller.principal() {
+            Some(p) => p.clone(),
             None => Principal::parse("responder", &r.responder)?,
         };
         let reason = Reason::parse("reason", &r.reason, self.approvals.limits())?;
         let approval = self
             .approvals
-            .respond(&id, decision, responder, reason)
+            .respond(&caller, &id, decision, responder, reason)
             .await?;
         Ok(Response::new(v1::RespondResponse {
             approval: Some(approval_to_proto(approval)),
@@ -147,8 +172,9 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::GetApprovalRequest>,
     ) -> Result<Response<v1::GetApprovalResponse>, Status> {
+        let caller = self.admit(&request)?;
         let id = id_from_proto(&request.get_ref().id)?;
-        let approval = self.approvals.get(&id).await?;
+        let approval = self.approvals.get(&caller, &id).await?;
         Ok(Response::new(v1::GetApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))
@@ -158,7 +184,10 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::ListApprovalsRequest>,
     ) -> Result<Response<v1::ListApprovalsResponse>, Status> {
-        let query = convert::list_query_from_proto(request.into_inner(), self.approvals.limits())?;
+        let caller = self.admit(&request)?;
+        let mut query =
+            convert::list_query_from_proto(request.into_inner(), self.approvals.limits())?;
+        query.filter.viewer = Some(caller);
         let page = self.approvals.list(&query).await?;
         Ok(Response::new(v1::ListApprovalsResponse {
             approvals: page.approvals.into_iter().map(approval_to_proto).collect(),
@@ -170,11 +199,11 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::CancelApprovalRequest>,
     ) -> Result<Response<v1::CancelApprovalResponse>, Status> {
-        let caller = caller(&request);
+        let caller = self.admit(&request)?;
         let r = request.into_inner();
         let id = id_from_proto(&r.id)?;
         let reason = Reason::parse("reason", &r.reason, self.approvals.limits())?;
-        let approval = self.approvals.cancel(&id, caller, reason).await?;
+        let approval = self.approvals.cancel(&caller, &id, reason).await?;
         Ok(Response::new(v1::CancelApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))

@@ -23,6 +23,18 @@ pub enum DomainError {
         existing_type: String,
     },
 
+    /// The caller is authenticated but may not do this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
+    /// Credentials are missing or invalid.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// A per-principal limit (rate, open approvals, watchers) is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+
     /// A `WatchPending` cursor older than the capped event log.
     #[error("cursor {0} is older than the event log keeps: start again without a cursor to get a fresh snapshot")]
     CursorExpired(String),

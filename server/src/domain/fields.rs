@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::{Approval, DomainError, Limits, Millis, Status};
+use super::{Approval, Caller, DomainError, Limits, Millis, Status};
 
 type Result<T> = std::result::Result<T, DomainError>;
 
@@ -358,17 +358,20 @@ impl IdempotencyKey {
     }
 }
 
-/// Which approvals a watcher or a list wants.
+/// Which approvals a watcher or a list wants, and may see.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub types: Vec<TypePattern>,
     pub agent_id: Option<AgentId>,
     pub labels: Labels,
+    /// Only what this caller may see (everything when `None`).
+    pub viewer: Option<Caller>,
 }
 
 impl Filter {
     pub fn matches(&self, a: &Approval) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|t| t.matches(&a.approval_type)))
+        self.viewer.as_ref().is_none_or(|c| c.may_see(a))
+            && (self.types.is_empty() || self.types.iter().any(|t| t.matches(&a.approval_type)))
             && self
                 .agent_id
                 .as_ref()

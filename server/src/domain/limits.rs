@@ -15,6 +15,10 @@ pub struct Limits {
     pub default_timeout: Duration,
     /// Largest `timeout` accepted.
     pub max_timeout: Duration,
+    /// Pending approvals one requester may hold at once.
+    pub max_open_per_requester: usize,
+    /// `WatchPending` streams one principal may hold open on one replica.
+    pub max_watchers_per_principal: usize,
 }
 
 impl Limits {
@@ -27,6 +31,8 @@ impl Limits {
     pub const MAX_NAME_CHARS: usize = 128;
     pub const MAX_LABEL_KEY_CHARS: usize = 63;
     pub const MAX_LABEL_VALUE_CHARS: usize = 256;
+    pub const DEFAULT_MAX_OPEN_PER_REQUESTER: usize = 1000;
+    pub const DEFAULT_MAX_WATCHERS_PER_PRINCIPAL: usize = 32;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
 }
@@ -39,6 +45,8 @@ impl Default for Limits {
             max_reason_bytes: Self::DEFAULT_MAX_REASON_BYTES,
             default_timeout: Self::DEFAULT_TIMEOUT,
             max_timeout: Self::DEFAULT_MAX_TIMEOUT,
+            max_open_per_requester: Self::DEFAULT_MAX_OPEN_PER_REQUESTER,
+            max_watchers_per_principal: Self::DEFAULT_MAX_WATCHERS_PER_PRINCIPAL,
         }
     }
 }

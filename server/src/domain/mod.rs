@@ -1,12 +1,14 @@
 //! The approval domain: what an approval is, how it may change, and what a
 //! valid request looks like. Nothing here knows about gRPC or Redis.
 
+mod access;
 mod approval;
 mod error;
 mod event;
 mod fields;
 mod limits;
 
+pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
 pub use error::DomainError;
 pub use event::{Cursor, Event, EventKind};

@@ -36,6 +36,8 @@ struct State {
     pending: BTreeSet<(Millis, ApprovalId)>,
     /// (requester, idempotency key) -> id.
     idempotency: HashMap<(String, String), ApprovalId>,
+    /// Pending approvals per requester (absent when none).
+    open: HashMap<String, usize>,
     events: VecDeque<Event>,
     last: Cursor,
     /// The newest cursor trimmed out of `events`.
@@ -116,7 +118,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError> {
+    async fn create(
+        &self,
+        new: NewApproval,
+        now: Millis,
+        max_open: usize,
+    ) -> Result<Created, DomainError> {
         let mut state = self.state();
         self.forget_old(&mut state, now);
         let key = new
@@ -135,7 +142,12 @@ impl Store for MemoryStore {
                 });
             }
         }
+        let open = state.open.get(new.requester.as_str()).copied().unwrap_or(0);
+        if open >= max_open {
+            return Err(super::quota_error(new.requester.as_str(), max_open));
+        }
         let approval = new.into_approval(now);
+        *state.open.entry(approval.requester.clone()).or_default() += 1;
         if let Some(key) = key {
             state.idempotency.insert(key, approval.id.clone());
         }

@@ -45,8 +45,15 @@ impl Retention {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates the approval, or returns the one with the same requester and
-    /// idempotency key. Appends an `added` event when it creates.
-    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError>;
+    /// idempotency key. Appends an `added` event when it creates. Fails with
+    /// `ResourceExhausted` when the requester already has `max_open`
+    /// pending approvals.
+    async fn create(
+        &self,
+        new: NewApproval,
+        now: Millis,
+        max_open: usize,
+    ) -> Result<Created, DomainError>;
 
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
 
@@ -98,4 +105,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability check, for health.
     async fn ping(&self) -> Result<(), DomainError>;
+}
+
+/// The error both stores give when a requester is at its quota.
+fn quota_error(requester: &str, max_open: usize) -> DomainError {
+    DomainError::ResourceExhausted(format!(
+        "{requester} already has {max_open} pending approvals (the most one requester may hold): \
+         wait for some to be decided or cancel them"
+    ))
 }

@@ -3,11 +3,12 @@
 --   body      protobuf-encoded approval.v1.Approval (the immutable fields)
 --   status    pending | approved | rejected | expired | cancelled
 --   deadline  ms since the epoch
+--   requester the principal that created it (for the open counts)
 --   by, reason, at   set once, when it becomes final (at = ms since the epoch)
 --
 -- Every script that finishes an approval takes the same keys:
 --   KEYS[1] the approval hash, KEYS[2] the pending index (zset by deadline),
---   KEYS[3] the event stream
+--   KEYS[3] the event stream, KEYS[4] open counts (hash: requester -> pending)
 -- and ends with `reply(outcome)`: { outcome, body, status, by, reason, at }
 -- where outcome is done | expired | final | missing.
 
@@ -21,6 +22,10 @@ end
 local function finalize(id, status, by, reason, at, retention_ms, maxlen)
   redis.call('HSET', KEYS[1], 'status', status, 'by', by, 'reason', reason, 'at', at)
   redis.call('ZREM', KEYS[2], id)
+  local requester = redis.call('HGET', KEYS[1], 'requester')
+  if requester and redis.call('HINCRBY', KEYS[4], requester, -1) <= 0 then
+    redis.call('HDEL', KEYS[4], requester)
+  end
   redis.call('PEXPIRE', KEYS[1], retention_ms)
   local body = redis.call('HGET', KEYS[1], 'body')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',

@@ -9,6 +9,7 @@
 //! | `{p}:idem:<requester>:<key>`| string | TTL: as the approval when created      |
 //! | `{p}:pending`               | zset   | pending approvals only (by deadline)   |
 //! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
+//! | `{p}:open`                  | hash   | one field per requester with pending approvals |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
 //!
 //! Every change goes through one Lua script (create, decide, cancel, expire),
@@ -68,6 +69,7 @@ struct Keys {
     pending: String,
     index: String,
     events: String,
+    open: String,
 }
 
 impl Keys {
@@ -77,6 +79,7 @@ impl Keys {
             pending: format!("{tag}:pending"),
             index: format!("{tag}:index"),
             events: format!("{tag}:events"),
+            open: format!("{tag}:open"),
             tag,
         }
     }
@@ -332,7 +335,12 @@ fn text(v: &Value) -> Option<String> {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn create(&self, new: NewApproval, now: Millis) -> Result<Created, DomainError> {
+    async fn create(
+        &self,
+        new: NewApproval,
+        now: Millis,
+        max_open: usize,
+    ) -> Result<Created, DomainError> {
         let requester = new.requester.as_str().to_string();
         let idem = new
             .idempotency_key
@@ -378,6 +386,7 @@ impl Store for RedisStore {
                 .key(&self.keys.pending)
                 .key(&self.keys.index)
                 .key(&self.keys.events)
+                .key(&self.keys.open)
                 .arg(approval.id.as_str())
                 .arg(&body)
                 .arg(approval.deadline.0)
@@ -386,6 +395,8 @@ impl Store for RedisStore {
                 .arg(self.retention.max_events)
                 .arg(if idem.is_some() { "1" } else { "0" })
                 .arg(&stale)
+                .arg(&requester)
+                .arg(max_open)
                 .invoke_async(&mut self.conn())
                 .await?;
             match reply.first().map(String::as_str) {
@@ -398,6 +409,7 @@ impl Store for RedisStore {
                 // Another call took the key between our look and the script:
                 // look again and attach to its approval.
                 Some("exists") => continue,
+                Some("quota") => return Err(super::quota_error(&requester, max_open)),
                 other => {
                     return Err(DomainError::Internal(format!(
                         "create.lua replied {other:?}"
@@ -433,6 +445,7 @@ impl Store for RedisStore {
             .key(self.keys.approval(id))
             .key(&self.keys.pending)
             .key(&self.keys.events)
+            .key(&self.keys.open)
             .arg(id.as_str())
             .arg(ending.status().name())
             .arg(ending.by())
@@ -462,6 +475,7 @@ impl Store for RedisStore {
             .key(self.keys.approval(id))
             .key(&self.keys.pending)
             .key(&self.keys.events)
+            .key(&self.keys.open)
             .arg(id.as_str())
             .arg(now.0)
             .arg(self.retention_ms())

@@ -1,0 +1,376 @@
+//! The typed view of an approval: what the wire's `v1::Approval` means, with
+//! times as `SystemTime`, the context as JSON and the status as an enum.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{json, v1, Error};
+
+/// Where an approval is in its lifecycle. `Pending` is the only status that
+/// is not final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for a human decision.
+    Pending,
+    /// A human approved it.
+    Approved,
+    /// A human rejected it.
+    Rejected,
+    /// Its deadline passed before anyone decided.
+    Expired,
+    /// The requester withdrew it.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, pending first.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Approved,
+        Status::Rejected,
+        Status::Expired,
+        Status::Cancelled,
+    ];
+
+    /// True for every status but `Pending`.
+    ///
+    /// ```
+    /// use approval_client::Status;
+    /// assert!(Status::Expired.is_final());
+    /// assert!(!Status::Pending.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        self != Status::Pending
+    }
+
+    /// The lowercase name (`"approved"`), as in JSON output.
+    ///
+    /// ```
+    /// use approval_client::Status;
+    /// assert_eq!(Status::Approved.as_str(), "approved");
+    /// assert_eq!("approved".parse::<Status>(), Ok(Status::Approved));
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub(crate) fn to_wire(self) -> v1::ApprovalStatus {
+        match self {
+            Status::Pending => v1::ApprovalStatus::Pending,
+            Status::Approved => v1::ApprovalStatus::Approved,
+            Status::Rejected => v1::ApprovalStatus::Rejected,
+            Status::Expired => v1::ApprovalStatus::Expired,
+            Status::Cancelled => v1::ApprovalStatus::Cancelled,
+        }
+    }
+
+    pub(crate) fn from_wire(raw: i32) -> Option<Self> {
+        Some(match v1::ApprovalStatus::try_from(raw).ok()? {
+            v1::ApprovalStatus::Pending => Status::Pending,
+            v1::ApprovalStatus::Approved => Status::Approved,
+            v1::ApprovalStatus::Rejected => Status::Rejected,
+            v1::ApprovalStatus::Expired => Status::Expired,
+            v1::ApprovalStatus::Cancelled => Status::Cancelled,
+            v1::ApprovalStatus::Unspecified => return None,
+        })
+    }
+
+    /// Reads a name as the server spells it in error details
+    /// (`APPROVED`, `APPROVAL_STATUS_APPROVED`) or as [`Status::as_str`] does.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("approval_status_").unwrap_or(&name);
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    /// Parses `pending`, `approved`, `rejected`, `expired` or `cancelled`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::parse(s).ok_or_else(|| {
+            format!("unknown status {s:?}: use pending, approved, rejected, expired or cancelled")
+        })
+    }
+}
+
+/// One request for a human decision, final or not.
+///
+/// Serializes to JSON with RFC 3339 times and lowercase statuses (this is what
+/// `approvalctl --output json` prints).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Approval {
+    /// UUIDv7, assigned by the service.
+    pub id: String,
+    /// What kind of action it gates, e.g. `deploy:production`.
+    pub approval_type: String,
+    /// The agent or workflow that asked.
+    pub agent_id: String,
+    /// The principal that created it.
+    pub requester: String,
+    /// What the human is shown: always a JSON object.
+    pub context: Value,
+    /// Labels for filtering.
+    pub labels: BTreeMap<String, String>,
+    /// The requester's idempotency key.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub idempotency_key: String,
+    /// When it was created.
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: SystemTime,
+    /// When it expires if still pending.
+    #[serde(serialize_with = "rfc3339")]
+    pub deadline: SystemTime,
+    /// Where it is in its lifecycle.
+    pub status: Status,
+    /// Who made it final (the responder or the canceller); `None` while
+    /// pending and when it expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// Why it ended (empty while pending).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When it became final.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
+    pub decided_at: Option<SystemTime>,
+}
+
+impl Approval {
+    /// True unless it is still pending.
+    ///
+    /// ```no_run
+    /// # async fn run(client: approval_client::ApprovalClient) -> Result<(), approval_client::Error> {
+    /// let approval = client.get("0190c0de-0000-7000-8000-000000000000").await?;
+    /// if !approval.is_final() {
+    ///     println!("still waiting for a human");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+
+    /// How long until its deadline (zero once passed), by this machine's clock.
+    ///
+    /// ```no_run
+    /// # async fn run(client: approval_client::ApprovalClient) -> Result<(), approval_client::Error> {
+    /// let approval = client.get("0190c0de-0000-7000-8000-000000000000").await?;
+    /// println!("expires in {:?}", approval.time_left());
+    /// # Ok(()) }
+    /// ```
+    pub fn time_left(&self) -> std::time::Duration {
+        self.deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+    }
+}
+
+impl TryFrom<v1::Approval> for Approval {
+    type Error = Error;
+
+    fn try_from(a: v1::Approval) -> Result<Self, Error> {
+        let status = Status::from_wire(a.status).ok_or_else(|| {
+            Error::Protocol(format!("approval {} has unknown status {}", a.id, a.status))
+        })?;
+        let created_at = time(a.created_at, "created_at", &a.id)?;
+        let deadline = time(a.deadline, "deadline", &a.id)?;
+        let decided_at = match a.decided_at {
+            Some(t) => Some(time(Some(t), "decided_at", &a.id)?),
+            None => None,
+        };
+        Ok(Approval {
+            context: json::from_struct(a.context),
+            labels: a.labels.into_iter().collect(),
+            decided_by: Some(a.decided_by).filter(|s| !s.is_empty()),
+            id: a.id,
+            approval_type: a.approval_type,
+            agent_id: a.agent_id,
+            requester: a.requester,
+            idempotency_key: a.idempotency_key,
+            created_at,
+            deadline,
+            status,
+            reason: a.reason,
+            decided_at,
+        })
+    }
+}
+
+/// The approval in a response, typed; an error if the server left it out.
+pub(crate) fn required(a: Option<v1::Approval>) -> Result<Approval, Error> {
+    a.ok_or_else(|| Error::Protocol("the response carries no approval".into()))?
+        .try_into()
+}
+
+fn time(t: Option<prost_types::Timestamp>, field: &str, id: &str) -> Result<SystemTime, Error> {
+    let t = t.ok_or_else(|| Error::Protocol(format!("approval {id} has no {field}")))?;
+    SystemTime::try_from(t)
+        .map_err(|e| Error::Protocol(format!("approval {id} has a bad {field}: {e}")))
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a final approval ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A human approved: go ahead.
+    Approved,
+    /// A human rejected.
+    Rejected,
+    /// Nobody decided before the deadline.
+    Expired,
+    /// The requester withdrew it.
+    Cancelled,
+}
+
+impl Outcome {
+    fn of(status: Status) -> Option<Self> {
+        Some(match status {
+            Status::Pending => return None,
+            Status::Approved => Outcome::Approved,
+            Status::Rejected => Outcome::Rejected,
+            Status::Expired => Outcome::Expired,
+            Status::Cancelled => Outcome::Cancelled,
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Approved => "approved",
+            Outcome::Rejected => "rejected",
+            Outcome::Expired => "expired",
+            Outcome::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// The end of an approval: how, who, why and when. Only
+/// [`Outcome::Approved`] means go ahead.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Who decided (or cancelled); `None` when it expired.
+    pub decided_by: Option<String>,
+    /// The responder's or canceller's reason, or why it expired.
+    pub reason: String,
+    /// When it became final.
+    #[serde(serialize_with = "rfc3339")]
+    pub decided_at: SystemTime,
+    /// The whole approval.
+    pub approval: Approval,
+}
+
+impl Decision {
+    /// True only when a human approved.
+    ///
+    /// ```no_run
+    /// use approval_client::ApprovalRequest;
+    /// # async fn run(client: approval_client::ApprovalClient) -> Result<(), approval_client::Error> {
+    /// let decision = client.request_approval(ApprovalRequest::new("deploy")).await?;
+    /// if !decision.is_approved() {
+    ///     return Ok(()); // rejected, expired or cancelled: do nothing
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_approved(&self) -> bool {
+        self.outcome == Outcome::Approved
+    }
+}
+
+impl TryFrom<Approval> for Decision {
+    type Error = Error;
+
+    /// The decision of a final approval; an error for a pending one.
+    fn try_from(approval: Approval) -> Result<Self, Error> {
+        let outcome = Outcome::of(approval.status).ok_or_else(|| {
+            Error::Protocol(format!(
+                "approval {} is still pending where a final one was expected",
+                approval.id
+            ))
+        })?;
+        Ok(Decision {
+            outcome,
+            decided_by: approval.decided_by.clone(),
+            reason: approval.reason.clone(),
+            decided_at: approval.decided_at.unwrap_or(approval.deadline),
+            approval,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_parse_from_every_spelling_the_service_uses() {
+        assert_eq!(Status::parse("APPROVED"), Some(Status::Approved));
+        assert_eq!(
+            Status::parse("APPROVAL_STATUS_CANCELLED"),
+            Some(Status::Cancelled)
+        );
+        assert_eq!("expired".parse::<Status>(), Ok(Status::Expired));
+        assert!("maybe".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn only_a_final_approval_is_a_decision() {
+        let now = SystemTime::now();
+        let mut a = Approval {
+            id: "a".into(),
+            approval_type: "deploy".into(),
+            agent_id: String::new(),
+            requester: "anonymous".into(),
+            context: Value::Null,
+            labels: BTreeMap::new(),
+            idempotency_key: String::new(),
+            created_at: now,
+            deadline: now,
+            status: Status::Pending,
+            decided_by: None,
+            reason: String::new(),
+            decided_at: None,
+        };
+        assert!(Decision::try_from(a.clone()).is_err());
+        a.status = Status::Rejected;
+        a.decided_by = Some("alice".into());
+        let d = Decision::try_from(a).expect("final");
+        assert_eq!(d.outcome, Outcome::Rejected);
+        assert!(!d.is_approved());
+        assert_eq!(d.decided_by.as_deref(), Some("alice"));
+    }
+}

@@ -1,0 +1,143 @@
+//! `approvalctl`: human approval gates from the command line.
+//!
+//! `approvalctl request --type deploy:production && ./deploy.sh` asks for a
+//! decision, waits, and exits 0 only when a human approved. `approvalctl
+//! watch` shows the live queue; `approve`, `reject`, `get`, `list` and
+//! `cancel` do the rest. Exit codes are in `exit.rs` (and `--help`).
+
+mod cli;
+mod commands;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use approval_client::{ApprovalClient, Verdict};
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command, Global, Responder};
+use crate::exit::{Exit, Failure};
+
+/// Where the server is when nothing says otherwise.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; everything else is a
+            // usage error, with our code (clap's own 2 means "expired" here).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Failure.code());
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let out = cli.global.output;
+    let server_flag = if cli.global.server == DEFAULT_SERVER {
+        String::new()
+    } else {
+        format!(" --server {}", cli.global.server)
+    };
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "approvalctl",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Ok)
+        }
+        Command::Request(args) => {
+            let client = connect(&cli.global, None).await?;
+            commands::request::run(&client, args, out, &server_flag).await
+        }
+        Command::Watch(args) => {
+            let client = connect(&cli.global, None).await?;
+            commands::watch::run(&client, args, out).await
+        }
+        Command::Approve(args) => {
+            let client = connect(&cli.global, Some(responder(args.responder)?)).await?;
+            commands::respond::run(&client, &args.id, Verdict::Approve, args.reason, out).await
+        }
+        Command::Reject(args) => {
+            let client = connect(&cli.global, Some(responder(args.responder)?)).await?;
+            commands::respond::run(&client, &args.id, Verdict::Reject, args.reason, out).await
+        }
+        Command::Get(args) => {
+            let client = connect(&cli.global, None).await?;
+            commands::get::run(&client, args, out).await
+        }
+        Command::List(args) => {
+            let client = connect(&cli.global, None).await?;
+            commands::list::run(&client, args, out).await
+        }
+        Command::Cancel(args) => {
+            let client = connect(&cli.global, None).await?;
+            commands::cancel::run(&client, args, out).await
+        }
+    }
+}
+
+/// A client for the global flags (server, token, TLS files).
+async fn connect(global: &Global, responder: Option<String>) -> Result<ApprovalClient, Failure> {
+    let mut builder = ApprovalClient::builder(global.server.clone());
+    if let Some(token) = &global.token {
+        builder = builder.bearer_token(token.clone());
+    }
+    if let Some(path) = &global.ca_cert {
+        builder = builder.ca_certificate(read_file(path, "--ca-cert")?);
+    }
+    if let (Some(cert), Some(key)) = (&global.client_cert, &global.client_key) {
+        builder = builder.client_certificate(
+            read_file(cert, "--client-cert")?,
+            read_file(key, "--client-key")?,
+        );
+    }
+    if let Some(domain) = &global.tls_domain {
+        builder = builder.tls_domain(domain.clone());
+    }
+    if let Some(responder) = responder {
+        builder = builder.responder(responder);
+    }
+    Ok(builder.connect().await?)
+}
+
+fn read_file(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("{flag} {}: cannot read it: {e}", path.display())))
+}
+
+/// Who responds: --responder, APPROVAL_RESPONDER, or the login name.
+fn responder(flag: Responder) -> Result<String, Failure> {
+    flag.responder
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| {
+            Failure::usage("who is responding? pass --responder NAME or set APPROVAL_RESPONDER")
+        })
+}

@@ -1,0 +1,509 @@
+//! `approvalctl`, the real binary, against live `approvald` replicas on a
+//! real Redis: every subcommand, every documented exit code, the watch view.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use approval_client::{ApprovalRequest, Status};
+use approval_tests::{Deployment, PROMPTLY};
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Generous bound for one CLI run (process start included).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// `approvalctl --server <server>`, with no APPROVAL_* from the outside.
+fn approvalctl(server: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_approvalctl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("APPROVAL_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--server")
+        .arg(server)
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+async fn run(server: &str, args: &[&str]) -> Run {
+    let out = tokio::time::timeout(RUN_LIMIT, approvalctl(server).args(args).output())
+        .await
+        .expect("approvalctl finished within the bound")
+        .expect("approvalctl runs");
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts `approvalctl request ...` and returns it with the id it announced.
+async fn start_request(server: &str, args: &[&str]) -> (Child, String) {
+    let mut child = approvalctl(server)
+        .arg("request")
+        .args(args)
+        .spawn()
+        .expect("approvalctl runs");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = tokio::time::timeout(PROMPTLY, lines.next_line())
+        .await
+        .expect("the request is announced")
+        .expect("stderr readable")
+        .expect("a line");
+    // "waiting for approval <ID> (<type>), expires in 5m"
+    let id = first
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("no id in {first:?}"))
+        .to_string();
+    // Keep draining stderr so the child never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, id)
+}
+
+async fn finish(mut child: Child) -> Run {
+    let mut stdout = child.stdout.take().expect("piped");
+    let status = tokio::time::timeout(RUN_LIMIT, child.wait())
+        .await
+        .expect("the request ended within the bound")
+        .expect("wait");
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).await.expect("stdout");
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: text,
+        stderr: String::new(),
+    }
+}
+
+fn servers(d: &Deployment) -> (String, String) {
+    (d.replicas[0].endpoint(), d.replicas[1].endpoint())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_0_once_approved_from_a_second_terminal() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    let (request, id) = start_request(
+        &a,
+        &[
+            "--output",
+            "json",
+            "--type",
+            "deploy:production",
+            "--context",
+            r#"{"service": "billing", "version": "1.4.2"}"#,
+            "--label",
+            "team=payments",
+            "--timeout",
+            "2m",
+        ],
+    )
+    .await;
+
+    let approved = run(
+        &b,
+        &[
+            "--output",
+            "json",
+            "approve",
+            &id,
+            "--reason",
+            "lgtm",
+            "--responder",
+            "alice",
+        ],
+    )
+    .await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    assert_eq!(approved.json()["status"], "approved");
+
+    let done = finish(request).await;
+    assert_eq!(done.code, 0, "approved means exit 0");
+    let decision = serde_json::from_str::<Value>(&done.stdout).expect("a JSON decision");
+    assert_eq!(decision["outcome"], "approved");
+    assert_eq!(decision["decided_by"], "alice");
+    assert_eq!(decision["reason"], "lgtm");
+    assert_eq!(decision["approval"]["id"], id.as_str());
+    assert_eq!(decision["approval"]["context"]["version"], "1.4.2");
+    assert_eq!(decision["approval"]["labels"]["team"], "payments");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_1_when_rejected() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    let (request, id) = start_request(&a, &["--type", "db:drop"]).await;
+
+    let refused = run(&b, &["reject", &id]).await;
+    assert_eq!(refused.code, 4, "a rejection needs a reason");
+    assert!(refused.stderr.contains("--reason"), "{}", refused.stderr);
+
+    let rejected = run(&b, &["reject", &id, "--reason", "not on a Friday"]).await;
+    assert_eq!(rejected.code, 0, "{}", rejected.stderr);
+    assert!(
+        rejected.stdout.contains("rejected by tester"),
+        "{}",
+        rejected.stdout
+    );
+
+    let done = finish(request).await;
+    assert_eq!(done.code, 1);
+    assert!(
+        done.stdout.contains("rejected by tester: not on a Friday"),
+        "{}",
+        done.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_2_when_nobody_decides_in_time() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let done = run(
+        &a,
+        &[
+            "--output",
+            "json",
+            "request",
+            "--type",
+            "spend",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(done.code, 2, "{}", done.stderr);
+    assert_eq!(done.json()["outcome"], "expired");
+    assert_eq!(done.json()["approval"]["status"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_3_when_cancelled() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    let (request, id) = start_request(&a, &["--type", "rotate-keys"]).await;
+    let cancelled = run(
+        &b,
+        &["--output", "json", "cancel", &id, "--reason", "superseded"],
+    )
+    .await;
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    let done = finish(request).await;
+    assert_eq!(done.code, 3);
+    assert!(done.stdout.contains("cancelled"), "{}", done.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_list_show_approvals_as_json_and_as_tables() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    let c = client(&d.replicas[0], "alice").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let created = c
+            .create(ApprovalRequest::new("listed").label("n", i.to_string()))
+            .await
+            .expect("create");
+        ids.push(created.approval.id);
+    }
+    c.approve(&ids[0], "first one").await.expect("approve");
+    c.create(ApprovalRequest::new("unlisted"))
+        .await
+        .expect("create");
+
+    let got = run(&b, &["--output", "json", "get", &ids[0]]).await;
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    let got = got.json();
+    assert_eq!(got["id"], ids[0].as_str());
+    assert_eq!(got["status"], "approved");
+    assert_eq!(got["decided_by"], "alice");
+    assert_eq!(got["labels"]["n"], "0");
+
+    let table = run(&b, &["get", &ids[1]]).await;
+    assert_eq!(table.code, 0);
+    assert!(
+        table.stdout.contains("pending") && table.stdout.contains(&ids[1]),
+        "{}",
+        table.stdout
+    );
+
+    let listed = run(
+        &a,
+        &[
+            "-o", "json", "list", "--status", "pending", "--type", "listed", "--limit", "5",
+        ],
+    )
+    .await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: Vec<String> = listed
+        .json()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|a| a["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[2].clone(), ids[1].clone()],
+        "pending ones, newest first"
+    );
+
+    let limited = run(&a, &["-o", "json", "list", "--limit", "2"]).await;
+    assert_eq!(limited.json().as_array().map(Vec::len), Some(2));
+
+    let table = run(&a, &["list", "--type", "listed"]).await;
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.contains("STATUS"), "{}", table.stdout);
+    for id in &ids {
+        assert!(table.stdout.contains(id.as_str()), "{}", table.stdout);
+    }
+    assert!(table.stdout.contains("first one"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_exit_with_documented_codes_and_say_what_to_do() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+
+    let help = run(&a, &["--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
+
+    let bad_flag = run(&a, &["list", "--colour"]).await;
+    assert_eq!(
+        bad_flag.code, 4,
+        "usage errors are 4, not clap's 2 (which means expired)"
+    );
+
+    let bad_type = run(&a, &["request", "--type", "has spaces"]).await;
+    assert_eq!(bad_type.code, 4);
+    assert!(
+        bad_type.stderr.contains("approval_type") && bad_type.stderr.contains("--type"),
+        "{}",
+        bad_type.stderr
+    );
+
+    let bad_context = run(&a, &["request", "--type", "x", "--context", "{not json"]).await;
+    assert_eq!(bad_context.code, 4);
+    assert!(
+        bad_context.stderr.contains("not valid JSON"),
+        "{}",
+        bad_context.stderr
+    );
+
+    let missing = run(&a, &["get", &unknown_id()]).await;
+    assert_eq!(missing.code, 5, "{}", missing.stderr);
+    assert!(missing.stderr.contains("not found"), "{}", missing.stderr);
+
+    let c = client(&d.replicas[0], "alice").await;
+    let id = c
+        .create(ApprovalRequest::new("conflict"))
+        .await
+        .expect("create")
+        .approval
+        .id;
+    assert_eq!(
+        run(&a, &["approve", &id, "--responder", "alice"])
+            .await
+            .code,
+        0
+    );
+    assert_eq!(
+        run(&b, &["approve", &id, "--responder", "alice"])
+            .await
+            .code,
+        0,
+        "an identical retry is fine"
+    );
+    let late = run(&b, &["reject", &id, "--reason", "no", "--responder", "bob"]).await;
+    assert_eq!(late.code, 6, "{}", late.stderr);
+    assert!(
+        late.stderr.contains("alice"),
+        "names the winner: {}",
+        late.stderr
+    );
+    assert_eq!(c.get(&id).await.expect("get").status, Status::Approved);
+
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let unreachable = run(&nowhere, &["list"]).await;
+    assert_eq!(unreachable.code, 7);
+    assert!(
+        unreachable.stderr.contains(&nowhere),
+        "names the address: {}",
+        unreachable.stderr
+    );
+    assert!(
+        unreachable.stderr.contains("--server"),
+        "says what to do: {}",
+        unreachable.stderr
+    );
+
+    let completions = run(&a, &["completions", "bash"]).await;
+    assert_eq!(completions.code, 0);
+    assert!(completions.stdout.contains("approvalctl"));
+}
+
+/// The next JSON line of a running `watch --output json`.
+async fn next_json(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Value {
+    let line = tokio::time::timeout(PROMPTLY, lines.next_line())
+        .await
+        .expect("a watch line within the bound")
+        .expect("stdout readable")
+        .expect("watch still running");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_the_live_queue_as_json_lines() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let c = client(&d.replicas[1], "alice").await;
+    let before = c
+        .create(ApprovalRequest::new("deploy:api"))
+        .await
+        .expect("create")
+        .approval;
+    c.create(ApprovalRequest::new("other"))
+        .await
+        .expect("create");
+
+    let mut watch = approvalctl(&a)
+        .args(["--output", "json", "watch", "--type", "deploy:*"])
+        .spawn()
+        .expect("approvalctl runs");
+    let mut lines = BufReader::new(watch.stdout.take().expect("piped")).lines();
+
+    let first = next_json(&mut lines).await;
+    assert_eq!(first["event"], "added");
+    assert_eq!(first["approval"]["id"], before.id.as_str());
+    assert_eq!(next_json(&mut lines).await["event"], "synced");
+
+    let live = c
+        .create(ApprovalRequest::new("deploy:web"))
+        .await
+        .expect("create")
+        .approval;
+    let added = next_json(&mut lines).await;
+    assert_eq!(added["event"], "added");
+    assert_eq!(added["approval"]["id"], live.id.as_str());
+    assert_eq!(added["approval"]["status"], "pending");
+
+    c.approve(&before.id, "ship it").await.expect("approve");
+    let resolved = next_json(&mut lines).await;
+    assert_eq!(resolved["event"], "resolved");
+    assert_eq!(resolved["approval"]["id"], before.id.as_str());
+    assert_eq!(resolved["approval"]["status"], "approved");
+    assert_eq!(resolved["approval"]["decided_by"], "alice");
+
+    watch.kill().await.expect("stop watch");
+}
+
+/// Runs `approvalctl <args>` in a pseudo-terminal (util-linux `script`),
+/// returning the child; `None` where `script` is not installed.
+fn in_terminal(server: &str, args: &str) -> Option<Child> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping the terminal rendering check: `script` (util-linux) is not installed");
+        return None;
+    }
+    let command = format!(
+        "stty cols 160 rows 40 2>/dev/null; {} --server {server} {args}",
+        env!("CARGO_BIN_EXE_approvalctl")
+    );
+    let child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("USER", "tester")
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script runs");
+    Some(child)
+}
+
+/// Reads the terminal's output until it contains every one of `wanted`.
+async fn read_until(out: &mut (impl tokio::io::AsyncRead + Unpin), wanted: &[&str]) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if wanted.iter().all(|w| text.contains(w)) {
+            return text;
+        }
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, out.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => panic!("the terminal never showed {wanted:?}; it showed:\n{text}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_watch_draws_a_table_and_request_shows_the_time_left() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let c = client(&d.replicas[1], "alice").await;
+    let waiting = c
+        .create(
+            ApprovalRequest::new("deploy:tty").context(serde_json::json!({"service": "billing"})),
+        )
+        .await
+        .expect("create")
+        .approval;
+
+    let Some(mut watch) = in_terminal(&a, "watch") else {
+        return;
+    };
+    let mut screen = watch.stdout.take().expect("piped");
+    let drawn = read_until(
+        &mut screen,
+        &["1 pending (live)", "deploy:tty", &waiting.id],
+    )
+    .await;
+    assert!(drawn.contains("TYPE") && drawn.contains("LEFT"), "{drawn}");
+    c.approve(&waiting.id, "ok").await.expect("approve");
+    read_until(&mut screen, &["0 pending (live)", "approved by alice"]).await;
+    watch.kill().await.expect("stop watch");
+
+    let Some(mut request) = in_terminal(&a, "request --type deploy:tty --timeout 2s") else {
+        return;
+    };
+    let mut screen = request.stdout.take().expect("piped");
+    read_until(&mut screen, &["left"]).await;
+    let status = tokio::time::timeout(RUN_LIMIT, request.wait())
+        .await
+        .expect("the request ends")
+        .expect("wait");
+    assert_eq!(status.code(), Some(2), "expired, through the terminal too");
+}

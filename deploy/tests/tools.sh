@@ -1,0 +1,47 @@
+# Installs (once, cached) the tools of the deploy checks and exports:
+#   HELM       helm, built from its Go module (no prebuilt download needed)
+#   DEPLOY_PY  python of a virtualenv with deploy/tests/requirements.txt
+# Source it after scripts/lib.sh: `. deploy/tests/tools.sh`.
+# The cache lives outside the work tree (APPROVALD_TOOLS_DIR, default
+# ~/.cache/approvald-deploy), so fresh clones on the same machine reuse it.
+
+HELM_VERSION=v3.22.0
+# The plain manifest's Kubernetes version: the oldest with the preStop `sleep`
+# handler on by default (see deploy/README.md).
+MANIFEST_KUBE_VERSION=1.30.0
+# The oldest Kubernetes version the chart supports and CI validates.
+MIN_KUBE_VERSION=1.28
+
+TOOLS_DIR="${APPROVALD_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/approvald-deploy}"
+
+need_helm() {
+  HELM="$TOOLS_DIR/helm-$HELM_VERSION/helm"
+  if [ ! -x "$HELM" ]; then
+    command -v go >/dev/null || { echo "go is missing: needed to build helm $HELM_VERSION" >&2; return 1; }
+    log "building helm $HELM_VERSION from its Go module (once; cached in $TOOLS_DIR)"
+    GOBIN="$TOOLS_DIR/helm-$HELM_VERSION" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  fi
+  export HELM
+}
+
+need_deploy_python() {
+  local req="$ROOT/deploy/tests/requirements.txt" venv
+  venv="$TOOLS_DIR/venv-$(sha256sum "$req" | cut -c1-12)"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    log "installing $(grep -v '^#' "$req" | xargs) into $venv (once)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" 2>/dev/null || { need_apt python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    touch "$venv/.complete"
+  fi
+  DEPLOY_PY="$venv/bin/python"
+  export DEPLOY_PY
+}
+
+# helm template of the chart, as the plain manifest and the checks render it.
+#   render KUBE_VERSION [helm template flags...]
+render() {
+  local kube="$1"; shift
+  "$HELM" template approvald "$ROOT/deploy/helm/approvald" --namespace approvald \
+    --kube-version "$kube" "$@"
+}

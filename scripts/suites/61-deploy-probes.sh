@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Probe test (issue 6): starts approvald with exactly the container env of the
+# rendered Deployment (deploy/kubernetes/approvald.yaml, and the production
+# example), against a redis-server of its own, and runs the declared startup,
+# readiness and liveness probes with a real grpc.health.v1 client: SERVING;
+# Redis down -> readiness NOT_SERVING, liveness SERVING; SIGTERM -> NOT_SERVING,
+# exit 0 within the shutdown grace. Details: deploy/tests/probe_test.py.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+. "$ROOT/deploy/tests/tools.sh"
+cd "$ROOT"
+need_redis
+need_helm
+need_deploy_python
+[ -n "${APPROVALD_BIN:-}" ] || build_approvald
+
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml >"$OUT/production.yaml"
+
+for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml"; do
+  log "probe test: $manifest"
+  "$DEPLOY_PY" deploy/tests/probe_test.py "$manifest" "$APPROVALD_BIN"
+done
