@@ -55,6 +55,7 @@ pub struct Application {
     config: Config,
     grpc: TcpListener,
     metrics_listener: TcpListener,
+    health_listener: Option<TcpListener>,
     approvals: Approvals,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -71,7 +72,8 @@ impl Application {
             None => None,
         };
         let tls = tls_config(&config)?;
-        let (store, store_name): (Arc<dyn Store>, &'static str) = match &config.redis_url {
+        let redis_url = config.redis_url().map_err(StartError::Config)?;
+        let (store, store_name): (Arc<dyn Store>, &'static str) = match &redis_url {
             Some(url) => (
                 Arc::new(RedisStore::connect(RedisOptions {
                     url: url.clone(),
@@ -90,6 +92,10 @@ impl Application {
         };
         let grpc = bind(config.listen).await?;
         let metrics_listener = bind(config.metrics_listen).await?;
+        let health_listener = match config.health_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
         let approvals = Approvals::new(store, config.limits(), metrics.clone(), shutdown.clone());
@@ -97,6 +103,7 @@ impl Application {
             config,
             grpc,
             metrics_listener,
+            health_listener,
             approvals,
             metrics,
             shutdown,
@@ -118,6 +125,14 @@ impl Application {
             .unwrap_or_default()
     }
 
+    /// The plaintext health port, when --health-listen is set.
+    pub fn health_port(&self) -> Option<u16> {
+        self.health_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
     /// Cancel it to stop the server gracefully (what SIGTERM does).
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
@@ -131,6 +146,7 @@ impl Application {
             config,
             grpc,
             metrics_listener,
+            health_listener,
             approvals,
             metrics,
             shutdown,
@@ -172,6 +188,23 @@ impl Application {
             shutdown.clone(),
         ));
         let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
+        // Plaintext health for probes, beside a TLS main port.
+        let health_only_task = health_listener.map(|listener| {
+            let service = health_service.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("health listener failed: {e}");
+                }
+            })
+        });
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -235,8 +268,8 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = health_task.await;
-        if let Some(t) = reload_task {
-            let _ = t.await;
+        for t in [reload_task, health_only_task].into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = metrics_task.await;
         tracing::info!("stopped");

@@ -33,6 +33,12 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// Also serve gRPC health (only) in plaintext on this address, for probes
+    /// that cannot speak TLS or send credentials (Kubernetes gRPC probes)
+    /// when --tls-cert-file is set.
+    #[arg(long, env = "APPROVALD_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+
     /// Prometheus metrics listen address (serves /metrics).
     #[arg(
         long,
@@ -92,10 +98,15 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
-    /// Redis URL (redis:// or rediss://). Without it, approvals live in this
-    /// process only (embedded in-memory store).
-    #[arg(long, env = "APPROVALD_REDIS_URL")]
+    /// Redis URL (redis:// or rediss:// for TLS; a password goes in the URL).
+    /// Without it, approvals live in this process only (in-memory store).
+    #[arg(long, env = "APPROVALD_REDIS_URL", conflicts_with = "redis_url_file")]
     pub redis_url: Option<String>,
+
+    /// File holding the Redis URL (e.g. a mounted Secret), instead of
+    /// --redis-url. Surrounding whitespace is ignored.
+    #[arg(long, env = "APPROVALD_REDIS_URL_FILE")]
+    pub redis_url_file: Option<PathBuf>,
 
     /// Namespace in Redis: every key lives under the hash tag `{PREFIX}`, so
     /// tenants and tests can share one Redis.
@@ -216,6 +227,17 @@ impl Config {
             final_approvals: self.retention,
             max_events: self.event_log_cap,
             max_timeout: self.max_timeout,
+        }
+    }
+
+    /// The Redis URL from --redis-url or --redis-url-file, if any.
+    pub fn redis_url(&self) -> Result<Option<String>, String> {
+        match (&self.redis_url, &self.redis_url_file) {
+            (Some(url), _) => Ok(Some(url.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| Some(s.trim().to_string()))
+                .map_err(|e| format!("--redis-url-file {}: {e}", path.display())),
+            (None, None) => Ok(None),
         }
     }
 

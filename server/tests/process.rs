@@ -204,3 +204,97 @@ fn help_lists_every_setting_with_its_environment_variable() {
     }
     assert!(help.contains("APPROVALD_REDIS_URL"));
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
+    let dir = std::env::temp_dir().join(format!("approvald-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    let audit = dir.join("audit.log");
+    let entry = |principal: &str, token: &str| {
+        format!(
+            "[[tokens]]\nprincipal = {principal:?}\nroles = [\"requester\", \"approver\"]\nsha256 = {:?}\n",
+            approvald::auth::hash_token(token)
+        )
+    };
+    std::fs::write(&file, entry("first", "token-one")).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--auth-config",
+        file.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    p.line_with("listening");
+    let create = |token: &'static str| {
+        let listen = listen.clone();
+        async move {
+            let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
+                .await
+                .unwrap();
+            let mut request = tonic::Request::new(v1::CreateApprovalRequest {
+                approval_type: "deploy".into(),
+                ..Default::default()
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.create_approval(request).await
+        }
+    };
+    assert!(create("token-one").await.is_ok());
+    assert_eq!(
+        create("token-two").await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+
+    std::fs::write(
+        &file,
+        entry("first", "token-one") + &entry("second", "token-two"),
+    )
+    .unwrap();
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &p.child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    hup();
+    p.line_with("authentication file reloaded");
+    let created = create("token-two")
+        .await
+        .expect("the new token works after SIGHUP");
+    assert_eq!(created.into_inner().approval.unwrap().requester, "second");
+
+    std::fs::write(&file, "this is not toml [[[").unwrap();
+    hup();
+    p.line_with("NOT reloaded");
+    assert!(
+        create("token-two").await.is_ok(),
+        "a broken file keeps the previous one in force"
+    );
+
+    // Every create and refusal is in the audit log, as JSON, with the principal.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let created: Vec<_> = records
+        .iter()
+        .filter(|r| r["fields"]["action"] == "created")
+        .collect();
+    assert_eq!(created.len(), 3, "{text}");
+    assert_eq!(created[1]["fields"]["principal"], "second");
+    assert_eq!(created[1]["fields"]["auth"], "token");
+    assert!(
+        records.iter().any(|r| r["fields"]["action"] == "refused"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -115,6 +115,7 @@ impl Drop for RedisServer {
 pub struct Replica {
     pub port: u16,
     pub metrics_port: u16,
+    pub health_port: Option<u16>,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<Result<(), approvald::StartError>>>,
 }
@@ -124,11 +125,13 @@ impl Replica {
         let app = Application::build(config).await.expect("approvald starts");
         let port = app.port();
         let metrics_port = app.metrics_port();
+        let health_port = app.health_port();
         let shutdown = app.shutdown_handle();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             port,
             metrics_port,
+            health_port,
             shutdown,
             task: Some(task),
         }

@@ -48,9 +48,11 @@ impl JwtVerifier {
                 "HS256" => Algorithm::HS256,
                 "RS256" => Algorithm::RS256,
                 "ES256" => Algorithm::ES256,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "jwt.algorithms[{i}]: {other:?} is not supported; use HS256, RS256 or ES256"
-                )),
+                ))
+                }
             };
             algorithms.push(alg);
         }

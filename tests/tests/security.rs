@@ -1,0 +1,724 @@
+//! Authentication and authorization: every refusal path, each asserting the
+//! status code and that nothing changed; identity taken from credentials,
+//! never from fields the caller typed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use approval_client::v1;
+use approval_client::ApprovalServiceClient;
+use approval_tests::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Request};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Token name -> (principal, roles): each token is its own name, hashed.
+const TOKENS: &[(&str, &str, &str)] = &[
+    ("tok-agent-a", "agent-a", r#"["requester"]"#),
+    ("tok-agent-b", "agent-b", r#"["requester"]"#),
+    ("tok-alice", "alice", r#"["approver:deploy:*"]"#),
+    ("tok-bob", "bob", r#"["approver"]"#),
+    ("tok-root", "root", r#"["admin"]"#),
+    ("tok-nobody", "nobody", "[]"),
+    (
+        "tok-dev",
+        "dev",
+        r#"["requester", "approver:dev:*", "approver:deploy:*"]"#,
+    ),
+];
+
+/// Writes an authentication file (tokens, JWT, certificates, a policy that
+/// lets `dev:*` requesters approve their own) into a fresh folder.
+fn auth_dir(extra: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("approvald-auth-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut toml = String::new();
+    for (token, principal, roles) in TOKENS {
+        toml += &format!(
+            "[[tokens]]\nprincipal = {principal:?}\nroles = {roles}\nsha256 = {:?}\n\n",
+            approvald::auth::hash_token(token)
+        );
+    }
+    let f = fixtures();
+    toml += &format!(
+        r#"[jwt]
+issuer = "https://idp.test"
+audience = "approvald"
+algorithms = ["HS256", "RS256", "ES256"]
+roles_claim = "roles"
+hs256_secret_file = {:?}
+public_key_files = [{:?}, {:?}]
+jwks_file = {:?}
+leeway = "0s"
+
+[certificates]
+principal = "cn"
+[[certificates.clients]]
+principal = "ci-runner"
+roles = ["requester"]
+
+[[policies]]
+approval_types = ["dev:*"]
+allow_self_approval = true
+{extra}
+"#,
+        f.join("jwt-hs256.secret"),
+        f.join("jwt-rs256.pub.pem"),
+        f.join("jwt-es256.pub.pem"),
+        f.join("jwks.json"),
+    );
+    std::fs::write(dir.join("auth.toml"), toml).unwrap();
+    dir
+}
+
+async fn secured(store: Store, tweak: impl Fn(&mut approvald::Config)) -> (Deployment, PathBuf) {
+    let dir = auth_dir("");
+    let file = dir.join("auth.toml");
+    let d = Deployment::start_with(store, 2, |c| {
+        c.auth_config = Some(file.clone());
+        tweak(c);
+    })
+    .await;
+    (d, dir)
+}
+
+fn as_<T>(token: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn everything(client: &mut Client) -> Vec<v1::Approval> {
+    client
+        .list_approvals(as_("tok-root", v1::ListApprovalsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals
+}
+
+async fn create_as(client: &mut Client, token: &str, approval_type: &str) -> v1::Approval {
+    client
+        .create_approval(as_(token, create_request(approval_type)))
+        .await
+        .expect("create")
+        .into_inner()
+        .approval
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_valid_credentials_are_unauthenticated_and_change_nothing() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let existing = create_as(&mut a, "tok-agent-a", "deploy:prod").await;
+    let before = everything(&mut a).await;
+
+    let err = a
+        .create_approval(create_request("deploy:prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("Bearer"), "{}", err.message());
+    let err = a
+        .create_approval(as_("not-a-token", create_request("deploy:prod")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut bad_scheme = Request::new(approve(&existing.id, "x"));
+    bad_scheme
+        .metadata_mut()
+        .insert("authorization", "Basic YWxpY2U6cHc=".parse().unwrap());
+    assert_eq!(
+        a.respond(bad_scheme).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        a.respond(approve(&existing.id, "alice"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        a.watch_pending(v1::WatchPendingRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(everything(&mut a).await, before, "nothing changed");
+}
+
+fn jwt(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: serde_json::Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(sub: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sub": sub, "iss": "https://idp.test", "aud": "approvald",
+        "exp": now() + 600, "nbf": now() - 10, "roles": ["requester", "some-other-system-role"]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwts_are_checked_for_signature_issuer_audience_expiry_and_not_before() {
+    let (d, _dir) = secured(Store::Memory, |_| {}).await;
+    let mut a = d.a().await;
+    let f = fixtures();
+    let hs = EncodingKey::from_secret(b"test-only-hs256-secret-of-at-least-32-bytes!!");
+    let rs = EncodingKey::from_rsa_pem(&std::fs::read(f.join("jwt-rs256.key")).unwrap()).unwrap();
+    let es = EncodingKey::from_ec_pem(&std::fs::read(f.join("jwt-es256.key")).unwrap()).unwrap();
+    let jwks = EncodingKey::from_rsa_pem(&std::fs::read(f.join("jwt-jwks.key")).unwrap()).unwrap();
+
+    // Valid, with every key source: the principal is `sub`.
+    for (token, who) in [
+        (
+            jwt(Algorithm::HS256, &hs, None, claims("hs-agent")),
+            "hs-agent",
+        ),
+        (
+            jwt(Algorithm::RS256, &rs, None, claims("rs-agent")),
+            "rs-agent",
+        ),
+        (
+            jwt(Algorithm::ES256, &es, None, claims("es-agent")),
+            "es-agent",
+        ),
+        (
+            jwt(
+                Algorithm::RS256,
+                &jwks,
+                Some("jwks-key-1"),
+                claims("jwks-agent"),
+            ),
+            "jwks-agent",
+        ),
+    ] {
+        let created = create_as(&mut a, &token, "deploy:prod").await;
+        assert_eq!(created.requester, who);
+    }
+    let before = everything(&mut a).await;
+
+    let mut expired = claims("x");
+    expired["exp"] = serde_json::json!(now() - 60);
+    let mut early = claims("x");
+    early["nbf"] = serde_json::json!(now() + 600);
+    let mut audience = claims("x");
+    audience["aud"] = serde_json::json!("someone-else");
+    let mut issuer = claims("x");
+    issuer["iss"] = serde_json::json!("https://evil.test");
+    let wrong_key = EncodingKey::from_secret(b"another-secret-another-secret-another!!");
+    let refusals = [
+        (jwt(Algorithm::HS256, &hs, None, expired), "expired"),
+        (jwt(Algorithm::HS256, &hs, None, early), "not valid yet"),
+        (jwt(Algorithm::HS256, &hs, None, audience), "audience"),
+        (jwt(Algorithm::HS256, &hs, None, issuer), "issuer"),
+        (
+            jwt(Algorithm::HS256, &wrong_key, None, claims("x")),
+            "signature",
+        ),
+        (
+            jwt(Algorithm::RS256, &jwks, Some("unknown-kid"), claims("x")),
+            "JWT",
+        ),
+        (
+            jwt(
+                Algorithm::HS384,
+                &EncodingKey::from_secret(b"test-only-hs256-secret-of-at-least-32-bytes!!"),
+                None,
+                claims("x"),
+            ),
+            "not accepted",
+        ),
+    ];
+    for (token, why) in refusals {
+        let err = a
+            .create_approval(as_(&token, create_request("deploy:prod")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{why}: {err:?}");
+        assert!(err.message().contains(why), "{why}: {}", err.message());
+    }
+    assert_eq!(everything(&mut a).await, before, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_and_responder_are_the_authenticated_principals() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let mut req = create_request("deploy:prod");
+    req.agent_id = "pretending-to-be-someone".into();
+    let created = a
+        .create_approval(as_("tok-agent-a", req))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(
+        created.requester, "agent-a",
+        "not the agent_id the caller typed"
+    );
+    assert_eq!(created.agent_id, "pretending-to-be-someone");
+    let mut b = d.b().await;
+    let decided = b
+        .respond(as_("tok-alice", approve(&created.id, "the-ceo")))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(
+        decided.decided_by, "alice",
+        "not the responder the caller typed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_need_an_approver_of_the_type_and_not_the_requester() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let deploy = create_as(&mut a, "tok-dev", "deploy:prod").await;
+    let db = create_as(&mut a, "tok-agent-a", "db:drop").await;
+    let before = everything(&mut a).await;
+
+    let refusals = [
+        ("tok-dev", &deploy, "self-approval"),
+        ("tok-alice", &db, "may not decide approvals of type"),
+        ("tok-agent-b", &deploy, "may not decide"),
+        ("tok-nobody", &deploy, "may not decide"),
+    ];
+    for (token, approval, why) in refusals {
+        let err = a
+            .respond(as_(token, approve(&approval.id, "x")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
+        assert!(err.message().contains(why), "{token}: {}", err.message());
+    }
+    assert_eq!(everything(&mut a).await, before, "nothing changed");
+
+    // Policy allows self-approval for dev:*.
+    let own = create_as(&mut a, "tok-dev", "dev:sandbox").await;
+    a.respond(as_("tok-dev", approve(&own.id, "")))
+        .await
+        .expect("self-approval allowed by policy");
+    // An approver of any type, and an admin, may decide.
+    a.respond(as_("tok-bob", reject(&db.id, "")))
+        .await
+        .expect("bob approves any type");
+    a.respond(as_("tok-root", approve(&deploy.id, "")))
+        .await
+        .expect("admin may decide");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_sees_only_what_it_requested_or_may_decide() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let mine = create_as(&mut a, "tok-agent-a", "db:drop").await;
+    let theirs = create_as(&mut a, "tok-agent-b", "db:migrate").await;
+    let deploy = create_as(&mut a, "tok-agent-b", "deploy:prod").await;
+
+    let err = a
+        .get_approval(as_(
+            "tok-agent-a",
+            v1::GetApprovalRequest {
+                id: theirs.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = a
+        .await_approval(as_(
+            "tok-agent-a",
+            v1::AwaitApprovalRequest {
+                id: theirs.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let ids = |token: &'static str| {
+        let mut a = a.clone();
+        async move {
+            let mut ids: Vec<String> = a
+                .list_approvals(as_(token, v1::ListApprovalsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .approvals
+                .into_iter()
+                .map(|x| x.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(ids("tok-agent-a").await, vec![mine.id.clone()]);
+    assert_eq!(
+        ids("tok-alice").await,
+        vec![deploy.id.clone()],
+        "alice decides deploy:* only"
+    );
+    assert_eq!(
+        ids("tok-root").await,
+        sorted(vec![mine.id.clone(), theirs.id.clone(), deploy.id.clone()])
+    );
+    assert!(ids("tok-nobody").await.is_empty());
+
+    let mut watch = a
+        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_event(&mut watch).await;
+    assert!(
+        matches!(&first.event, Some(v1::watch_pending_response::Event::Added(x)) if x.id == deploy.id),
+        "{first:?}"
+    );
+    assert!(matches!(
+        next_event(&mut watch).await.event,
+        Some(v1::watch_pending_response::Event::Synced(_))
+    ));
+    create_as(&mut a, "tok-agent-a", "db:drop").await;
+    let visible = create_as(&mut a, "tok-agent-a", "deploy:staging").await;
+    let next = next_event(&mut watch).await;
+    assert!(
+        matches!(&next.event, Some(v1::watch_pending_response::Event::Added(x)) if x.id == visible.id),
+        "only what alice may decide: {next:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_requester_or_an_admin_may_cancel() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let one = create_as(&mut a, "tok-agent-a", "deploy:prod").await;
+    let two = create_as(&mut a, "tok-agent-a", "deploy:prod").await;
+    let before = everything(&mut a).await;
+    for stranger in ["tok-agent-b", "tok-alice"] {
+        let err = a
+            .cancel_approval(as_(
+                stranger,
+                v1::CancelApprovalRequest {
+                    id: one.id.clone(),
+                    reason: String::new(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{stranger}: {err:?}");
+        assert!(
+            err.message().contains("only its requester"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(everything(&mut a).await, before, "nothing changed");
+    let cancelled = a
+        .cancel_approval(as_(
+            "tok-agent-a",
+            v1::CancelApprovalRequest {
+                id: one.id,
+                reason: "no longer needed".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(cancelled.decided_by, "agent-a");
+    let by_admin = a
+        .cancel_approval(as_(
+            "tok-root",
+            v1::CancelApprovalRequest {
+                id: two.id,
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(by_admin.decided_by, "root");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_without_the_requester_role_may_not_create() {
+    let (d, _dir) = secured(Store::Memory, |_| {}).await;
+    let mut a = d.a().await;
+    for token in ["tok-nobody", "tok-alice"] {
+        let err = a
+            .create_approval(as_(token, create_request("deploy:prod")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}");
+        let err = a
+            .request_approval(as_(token, request_request("deploy:prod")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}");
+    }
+    assert!(everything(&mut a).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_per_principal_across_reconnects() {
+    let (d, _dir) = secured(Store::Memory, |c| {
+        c.rate_limit = 1;
+        c.rate_limit_burst = 5;
+    })
+    .await;
+    let mut refused = 0;
+    for _ in 0..8 {
+        // A new connection every time: the limit follows the principal.
+        let mut fresh = d.a().await;
+        match fresh
+            .list_approvals(as_("tok-agent-a", v1::ListApprovalsRequest::default()))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("rate limit"), "{}", e.message());
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= 2,
+        "8 calls against a burst of 5 at 1/s: {refused} refused"
+    );
+    // Another principal has its own budget.
+    let mut a = d.a().await;
+    a.list_approvals(as_("tok-agent-b", v1::ListApprovalsRequest::default()))
+        .await
+        .expect("agent-b is not limited by agent-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_approvals_per_requester_are_capped_on_every_replica() {
+    let (d, _dir) = secured(Store::Redis, |c| c.max_open_per_requester = 2).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let first = create_as(&mut a, "tok-agent-a", "deploy:prod").await;
+    create_as(&mut b, "tok-agent-a", "deploy:prod").await;
+    let before = everything(&mut a).await;
+    for client in [&mut a, &mut b] {
+        let err = client
+            .create_approval(as_("tok-agent-a", create_request("deploy:prod")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("2 pending approvals"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(everything(&mut a).await, before, "nothing changed");
+    // Another requester is not affected; a decision frees a place.
+    create_as(&mut a, "tok-agent-b", "deploy:prod").await;
+    a.respond(as_("tok-alice", approve(&first.id, "")))
+        .await
+        .unwrap();
+    create_as(&mut b, "tok-agent-a", "deploy:prod").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_per_principal_are_capped_across_reconnects() {
+    let (d, _dir) = secured(Store::Memory, |c| c.max_watchers_per_principal = 2).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = d.a().await;
+        open.push(
+            c.watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let mut c = d.a().await;
+    let err = c
+        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Closing one frees its place.
+    drop(open.pop());
+    let reopened = wait_for(PROMPTLY, || {
+        let mut c = c.clone();
+        async move {
+            c.watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert!(reopened.is_some(), "a closed watcher gives its place back");
+}
+
+// ---- mutual TLS ---------------------------------------------------------------
+
+struct Pki {
+    dir: PathBuf,
+    ca_pem: String,
+}
+
+fn issue(
+    cn: &str,
+    sans: Vec<String>,
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(sans).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    (rcgen::Issuer::new(params, key), cert.pem())
+}
+
+fn pki(dir: &Path) -> Pki {
+    let (issuer, ca_pem) = ca("approvald test CA");
+    let (cert, key) = issue("localhost", vec!["localhost".into()], &issuer);
+    std::fs::write(dir.join("server.pem"), cert).unwrap();
+    std::fs::write(dir.join("server.key"), key).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    let (cert, key) = issue("ci-runner", vec![], &issuer);
+    std::fs::write(dir.join("client.pem"), cert).unwrap();
+    std::fs::write(dir.join("client.key"), key).unwrap();
+    let (rogue, _) = ca("rogue CA");
+    let (cert, key) = issue("ci-runner", vec![], &rogue);
+    std::fs::write(dir.join("rogue.pem"), cert).unwrap();
+    std::fs::write(dir.join("rogue.key"), key).unwrap();
+    Pki {
+        dir: dir.to_path_buf(),
+        ca_pem,
+    }
+}
+
+async fn tls_client(
+    port: u16,
+    pki: &Pki,
+    client: Option<&str>,
+) -> Result<ApprovalServiceClient<Channel>, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    if let Some(name) = client {
+        let cert = std::fs::read(pki.dir.join(format!("{name}.pem"))).unwrap();
+        let key = std::fs::read(pki.dir.join(format!("{name}.key"))).unwrap();
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(ApprovalServiceClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_names_the_principal_and_refuses_unknown_certificates() {
+    let dir = auth_dir("");
+    let pki = pki(&dir);
+    let d = Deployment::start_with(Store::Memory, 1, |c| {
+        c.auth_config = Some(dir.join("auth.toml"));
+        c.tls_cert_file = Some(dir.join("server.pem"));
+        c.tls_key_file = Some(dir.join("server.key"));
+        c.tls_client_ca_file = Some(dir.join("ca.pem"));
+        c.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let port = d.replicas[0].port;
+    // Probes that speak neither TLS nor credentials use the plaintext
+    // health port.
+    let health_port = d.replicas[0].health_port.expect("health port");
+    assert_eq!(
+        health(health_port, "approval.v1.ApprovalService").await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    let mut known = tls_client(port, &pki, Some("client"))
+        .await
+        .expect("TLS connect");
+    let created = known
+        .create_approval(create_request("deploy:prod"))
+        .await
+        .expect("the certificate authenticates")
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(
+        created.requester, "ci-runner",
+        "principal from the certificate's CN"
+    );
+
+    // A certificate from another CA is refused at the handshake.
+    let rogue = match tls_client(port, &pki, Some("rogue")).await {
+        Err(_) => None,
+        Ok(mut c) => Some(c.create_approval(create_request("deploy:prod")).await),
+    };
+    assert!(
+        matches!(rogue, None | Some(Err(_))),
+        "rogue certificate accepted: {rogue:?}"
+    );
+    // TLS without a certificate or token: unauthenticated.
+    let mut anonymous = tls_client(port, &pki, None)
+        .await
+        .expect("TLS without a client certificate");
+    let err = anonymous
+        .create_approval(create_request("deploy:prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // ...but a token works over the same TLS.
+    anonymous
+        .create_approval(as_("tok-agent-a", create_request("deploy:prod")))
+        .await
+        .expect("token over TLS");
+    let all = known
+        .list_approvals(as_("tok-root", v1::ListApprovalsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert_eq!(all.len(), 2, "the refused calls created nothing");
+}
