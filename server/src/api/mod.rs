@@ -1,7 +1,8 @@
 //! The gRPC face of the service: thin handlers that parse the request into
 //! domain types, call `Approvals`, and convert the answer back.
 
-mod convert;
+pub mod convert;
+pub mod fuzzing;
 mod deadline;
 mod rate;
 mod status;
