@@ -504,12 +504,16 @@ impl Approvals {
     /// The event pump: one blocking read of the log at a time, resuming from
     /// the last event it saw after any failure.
     async fn run_pump(self) {
+        let mut warned = false;
         let mut position = loop {
             match self.store().head().await {
                 Ok(c) => break c,
                 Err(e) => {
                     self.set_healthy(false);
-                    tracing::warn!(error = %e, "event pump: cannot read the event log yet");
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(error = %e, "event pump: cannot read the event log yet; retrying");
+                    }
                     if !self.pause(STORE_RETRY).await {
                         return;
                     }

@@ -60,7 +60,10 @@ mod tests {
                 approval_type: "deploy:prod".into(),
                 agent_id: "a".into(),
                 labels: [("team".to_string(), "infra".to_string())].into(),
-                timeout: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+                timeout: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
                 ..Default::default()
             }
             .encode_to_vec(),

@@ -2,8 +2,8 @@
 //! domain types, call `Approvals`, and convert the answer back.
 
 pub mod convert;
-pub mod fuzzing;
 mod deadline;
+pub mod fuzzing;
 mod rate;
 mod status;
 
