@@ -17,10 +17,14 @@ type Result<T> = std::result::Result<T, DomainError>;
 pub struct ApprovalId(String);
 
 impl ApprovalId {
-    /// A new id whose embedded timestamp is `now`, so ids sort by creation.
+    /// A new id whose embedded timestamp is `now`, so ids sort by creation
+    /// (within one process also inside one millisecond: a shared counter).
     pub fn generate_at(now: Millis) -> Self {
+        static COUNTER: std::sync::Mutex<uuid::ContextV7> =
+            std::sync::Mutex::new(uuid::ContextV7::new());
+        let counter = COUNTER.lock().unwrap_or_else(|e| e.into_inner());
         let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
+            &*counter,
             now.0 / 1000,
             ((now.0 % 1000) * 1_000_000) as u32,
         );
