@@ -98,7 +98,9 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
-    /// Redis URL (redis:// or rediss:// for TLS; a password goes in the URL).
+    /// Redis URL: redis://, rediss:// (TLS), or
+    /// redis+sentinel://host:26379[,host:26379...]/<master>[/db] to follow
+    /// the master that Redis Sentinel names. A password goes in the URL.
     /// Without it, approvals live in this process only (in-memory store).
     #[arg(long, env = "APPROVALD_REDIS_URL", conflicts_with = "redis_url_file")]
     pub redis_url: Option<String>,

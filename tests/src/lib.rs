@@ -27,10 +27,24 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// A replica of the server on `master_port`.
+    pub fn start_replica_of(master_port: u16) -> Self {
+        Self::start_with(vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master_port.to_string(),
+        ])
+    }
+
+    fn start_with(extra: Vec<String>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!(
             "approvald-test-redis-{port}-{}",
@@ -41,6 +55,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            extra,
         };
         server.launch();
         server
@@ -50,6 +65,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -101,6 +117,64 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
             .expect("connect to test redis")
+    }
+}
+
+/// A Redis Sentinel watching the master on `master_port` under the name
+/// `master` (quorum 1, fast failure detection). Stopped on drop.
+pub struct Sentinel {
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Sentinel {
+    pub fn start(master: &str, master_port: u16) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("approvald-test-sentinel-{port}"));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {master} 500\n\
+                 sentinel failover-timeout {master} 3000\n",
+                dir.display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        Self { port, dir, child }
+    }
+
+    /// The master's port as this sentinel sees it, if it knows one.
+    pub fn master_port(&self, master: &str) -> Option<u16> {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .ok()?
+            .get_connection()
+            .ok()?;
+        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master)
+            .query(&mut conn)
+            .ok()?;
+        addr.and_then(|(_, port)| port.parse().ok())
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

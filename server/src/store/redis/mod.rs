@@ -16,11 +16,12 @@
 //! so it is atomic and appears in the event stream in the order it happened.
 
 mod codec;
+mod link;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script, Value};
 use tokio::sync::Mutex;
@@ -45,8 +46,7 @@ pub struct RedisOptions {
 }
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: link::Link,
     /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
     /// for as long as it waits, so it gets one of its own with no response
     /// timeout (the event pump is the only caller).
@@ -102,6 +102,7 @@ impl From<RedisError> for DomainError {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
         {
             DomainError::Unavailable(format!("Redis: {e}"))
         } else {
@@ -145,22 +146,10 @@ impl RedisStore {
     /// Sets up the store. Does not need Redis to be up yet: the connection is
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
-            DomainError::invalid(
-                "redis-url",
-                format!("{:?} is not a Redis URL: {e}", options.url),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let link = link::Link::open(&options.url, options.timeout)?;
         let script = |body: &str| Script::new(&format!("{FINISH}\n{body}"));
         Ok(Self {
-            client,
-            conn,
+            link,
             blocking: Mutex::new(None),
             keys: Keys::new(&options.prefix),
             retention: options.retention,
@@ -174,8 +163,8 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    fn conn(&self) -> Result<ConnectionManager, DomainError> {
+        self.link.conn()
     }
 
     fn retention_ms(&self) -> u64 {
@@ -192,7 +181,7 @@ impl RedisStore {
                 .arg(format!("{}:approval:{id}", self.keys.tag))
                 .arg(&HASH_FIELDS[..]);
         }
-        let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()).await?;
+        let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()?).await?;
         rows.into_iter().map(from_hash).collect()
     }
 
@@ -228,7 +217,9 @@ impl RedisStore {
                 .set_connection_timeout(Some(self.timeout))
                 .set_response_timeout(None);
             *slot = Some(
-                self.client
+                self.link
+                    .node()?
+                    .client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?,
             );
@@ -274,7 +265,7 @@ impl RedisStore {
         let info: Result<Value, RedisError> = redis::cmd("XINFO")
             .arg("STREAM")
             .arg(&self.keys.events)
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn()?)
             .await;
         let info = match info {
             Ok(v) => v,
@@ -363,7 +354,7 @@ impl Store for RedisStore {
         let mut stale = String::new();
         for _ in 0..3 {
             if let Some(idem) = &idem {
-                let owner: Option<String> = self.conn().get(idem).await?;
+                let owner: Option<String> = self.conn()?.get(idem).await?;
                 if let Some(owner) = owner {
                     let owner = ApprovalId::trusted(owner);
                     if let Some(existing) = self.get(&owner).await? {
@@ -397,7 +388,7 @@ impl Store for RedisStore {
                 .arg(&stale)
                 .arg(&requester)
                 .arg(max_open)
-                .invoke_async(&mut self.conn())
+                .invoke_async(&mut self.conn()?)
                 .await?;
             match reply.first().map(String::as_str) {
                 Some("created") => {
@@ -426,7 +417,7 @@ impl Store for RedisStore {
         let fields: HashFields = redis::cmd("HMGET")
             .arg(self.keys.approval(id))
             .arg(&HASH_FIELDS[..])
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn()?)
             .await?;
         from_hash(fields)
     }
@@ -454,7 +445,7 @@ impl Store for RedisStore {
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.conn()?)
             .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
@@ -481,7 +472,7 @@ impl Store for RedisStore {
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.conn()?)
             .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
@@ -491,7 +482,7 @@ impl Store for RedisStore {
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError> {
         let ids: Vec<String> = self
-            .conn()
+            .conn()?
             .zrangebyscore_limit(&self.keys.pending, "-inf", now.0, 0, limit as isize)
             .await?;
         Ok(ids.into_iter().map(ApprovalId::trusted).collect())
@@ -499,14 +490,14 @@ impl Store for RedisStore {
 
     async fn next_deadline(&self) -> Result<Option<Millis>, DomainError> {
         let first: Vec<(String, f64)> = self
-            .conn()
+            .conn()?
             .zrange_withscores(&self.keys.pending, 0, 0)
             .await?;
         Ok(first.first().map(|(_, score)| Millis(*score as u64)))
     }
 
     async fn pending(&self) -> Result<Vec<Approval>, DomainError> {
-        let ids: Vec<String> = self.conn().zrange(&self.keys.pending, 0, -1).await?;
+        let ids: Vec<String> = self.conn()?.zrange(&self.keys.pending, 0, -1).await?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
             out.extend(
@@ -521,7 +512,7 @@ impl Store for RedisStore {
     }
 
     async fn pending_count(&self) -> Result<u64, DomainError> {
-        Ok(self.conn().zcard(&self.keys.pending).await?)
+        Ok(self.conn()?.zcard(&self.keys.pending).await?)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
@@ -538,7 +529,7 @@ impl Store for RedisStore {
         let mut scanned = 0;
         loop {
             let ids: Vec<String> = self
-                .conn()
+                .conn()?
                 .zrevrangebylex_limit(&self.keys.index, &upper, "-", 0, batch as isize)
                 .await?;
             let exhausted = ids.len() < batch;
@@ -583,7 +574,7 @@ impl Store for RedisStore {
 
     async fn head(&self) -> Result<Cursor, DomainError> {
         let last: StreamRangeReply = self
-            .conn()
+            .conn()?
             .xrevrange_count(&self.keys.events, "+", "-", 1)
             .await?;
         match last.ids.first() {
@@ -605,7 +596,7 @@ impl Store for RedisStore {
             return self.blocking_read(after, limit, block).await;
         }
         let reply: StreamRangeReply = self
-            .conn()
+            .conn()?
             .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
             .await?;
         self.events_from(reply.ids)
@@ -631,8 +622,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), DomainError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
-        Ok(())
+        self.link.check().await
     }
 }
 
@@ -643,6 +633,8 @@ impl RedisStore {
         if ids.is_empty() {
             return;
         }
-        let _: Result<(), RedisError> = self.conn().zrem(&self.keys.index, ids).await;
+        if let Ok(mut conn) = self.conn() {
+            let _: Result<(), RedisError> = conn.zrem(&self.keys.index, ids).await;
+        }
     }
 }

@@ -1,0 +1,16 @@
+# The Python SDK (sdk/python): installed from its folder into a virtualenv,
+# then its pytest suite (including the README's examples) against live
+# replicas on one Redis.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+. "$ROOT/sdk/tests/cluster.sh"
+
+python3 -c 'import ensurepip' 2>/dev/null || need_apt python3-venv
+venv="$ROOT/sdk/python/.venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+log "pip install sdk/python[test]"
+"$venv/bin/pip" install -q --upgrade "$ROOT/sdk/python[test]"
+
+start_cluster
+cd "$ROOT/sdk/python"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

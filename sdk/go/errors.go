@@ -1,0 +1,76 @@
+package approvald
+
+import (
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// AlreadyDecidedError: the approval was already final with another outcome
+// (FAILED_PRECONDITION, reason ALREADY_FINAL). The first decision wins.
+type AlreadyDecidedError struct {
+	// Status is how it ended ("approved", "rejected", "expired", "cancelled").
+	Status    string
+	DecidedBy string
+	Reason    string
+	DecidedAt string
+	err       error
+}
+
+func (e *AlreadyDecidedError) Error() string { return e.err.Error() }
+
+// GRPCStatus keeps status.Code working on the error.
+func (e *AlreadyDecidedError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+
+// InvalidArgumentError: the request was refused; Field names the bad field.
+type InvalidArgumentError struct {
+	Field string
+	err   error
+}
+
+func (e *InvalidArgumentError) Error() string { return e.err.Error() }
+
+// GRPCStatus keeps status.Code working on the error.
+func (e *InvalidArgumentError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+
+type notFoundError struct{ err error }
+
+func (e *notFoundError) Error() string              { return e.err.Error() }
+func (e *notFoundError) Is(target error) bool       { return target == ErrUnknownApproval }
+func (e *notFoundError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+func (e *notFoundError) Unwrap() error              { return e.err }
+
+// convert turns gRPC errors with google.rpc details into the typed errors
+// above; other errors pass through (status.Code still works on them).
+func convert(err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch s.Code() {
+	case codes.FailedPrecondition:
+		for _, d := range s.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "ALREADY_FINAL" {
+				m := info.GetMetadata()
+				return &AlreadyDecidedError{Status: m["status"], DecidedBy: m["decided_by"],
+					Reason: m["reason"], DecidedAt: m["decided_at"], err: err}
+			}
+		}
+	case codes.InvalidArgument:
+		e := &InvalidArgumentError{err: err}
+		for _, d := range s.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+				e.Field = br.GetFieldViolations()[0].GetField()
+			}
+		}
+		return e
+	case codes.NotFound:
+		return &notFoundError{err: fmt.Errorf("%w", err)}
+	}
+	return err
+}

@@ -1,0 +1,148 @@
+"""Plain Python values for what the service returns, and the conversions
+between them and the generated protobuf messages (one place for both the sync
+and the asyncio client)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Optional, Union
+
+from google.protobuf import duration_pb2, json_format, struct_pb2
+
+from approval.v1 import approval_pb2 as pb
+
+#: An approval timeout: seconds, or a timedelta.
+Timeout = Union[float, int, timedelta]
+
+
+class Status(str, enum.Enum):
+    """Where an approval is in its life. PENDING is the only non-final one."""
+
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+    @classmethod
+    def from_proto(cls, value: int) -> "Status":
+        return cls(pb.ApprovalStatus.Name(value).removeprefix("APPROVAL_STATUS_"))
+
+    def to_proto(self) -> int:
+        return pb.ApprovalStatus.Value(f"APPROVAL_STATUS_{self.value}")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One request for a human decision, as the service stored it."""
+
+    id: str
+    approval_type: str
+    agent_id: str
+    requester: str
+    context: dict[str, Any]
+    labels: dict[str, str]
+    idempotency_key: str
+    created_at: datetime
+    deadline: datetime
+    status: Status
+    #: Who made it final (responder or canceller); empty when it expired.
+    decided_by: str = ""
+    #: The responder's or canceller's reason, or why it expired.
+    reason: str = ""
+    decided_at: Optional[datetime] = None
+    proto: pb.Approval = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    @property
+    def approved(self) -> bool:
+        """True only when a human approved it."""
+        return self.status is Status.APPROVED
+
+    @property
+    def final(self) -> bool:
+        return self.status is not Status.PENDING
+
+    @classmethod
+    def from_proto(cls, message: pb.Approval) -> "Approval":
+        return cls(
+            id=message.id,
+            approval_type=message.approval_type,
+            agent_id=message.agent_id,
+            requester=message.requester,
+            context=json_format.MessageToDict(message.context),
+            labels=dict(message.labels),
+            idempotency_key=message.idempotency_key,
+            created_at=message.created_at.ToDatetime(timezone.utc),
+            deadline=message.deadline.ToDatetime(timezone.utc),
+            status=Status.from_proto(message.status),
+            decided_by=message.decided_by,
+            reason=message.reason,
+            decided_at=(
+                message.decided_at.ToDatetime(timezone.utc)
+                if message.HasField("decided_at")
+                else None
+            ),
+            proto=message,
+        )
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One event of `watch_pending`.
+
+    kind is "added" (pending: from the snapshot or new), "resolved" (became
+    final), "synced" (the snapshot is complete, live events follow) or
+    "reset" (the resume cursor had aged out: a fresh snapshot follows).
+    """
+
+    kind: str
+    approval: Optional[Approval]
+    #: Resume point; empty during the snapshot.
+    cursor: str
+
+    @classmethod
+    def from_proto(cls, message: pb.WatchPendingResponse) -> "WatchEvent":
+        kind = message.WhichOneof("event") or "unknown"
+        approval = None
+        if kind in ("added", "resolved"):
+            approval = Approval.from_proto(getattr(message, kind))
+        return cls(kind=kind, approval=approval, cursor=message.cursor)
+
+
+def to_struct(context: Optional[Mapping[str, Any]]) -> Optional[struct_pb2.Struct]:
+    if context is None:
+        return None
+    struct = struct_pb2.Struct()
+    struct.update(dict(context))
+    return struct
+
+
+def to_duration(timeout: Optional[Timeout]) -> Optional[duration_pb2.Duration]:
+    if timeout is None:
+        return None
+    if not isinstance(timeout, timedelta):
+        timeout = timedelta(seconds=timeout)
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(timeout)
+    return duration
+
+
+def creation_fields(
+    approval_type: str,
+    agent_id: Optional[str],
+    context: Optional[Mapping[str, Any]],
+    labels: Optional[Mapping[str, str]],
+    timeout: Optional[Timeout],
+    idempotency_key: Optional[str],
+) -> dict[str, Any]:
+    """The fields shared by RequestApprovalRequest and CreateApprovalRequest."""
+    return dict(
+        approval_type=approval_type,
+        agent_id=agent_id or "",
+        context=to_struct(context),
+        labels=dict(labels or {}),
+        timeout=to_duration(timeout),
+        idempotency_key=idempotency_key or "",
+    )

@@ -1,0 +1,97 @@
+"""Errors a program can act on, made from the service's gRPC status and its
+google.rpc details (ErrorInfo for an already-final approval, BadRequest for
+a bad field)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from ._model import Status
+
+
+class ApprovalError(Exception):
+    """A call failed. `code` is the gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidArgument(ApprovalError):
+    """The request was refused; `field` names the bad field when known."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field: Optional[str]) -> None:
+        super().__init__(code, message)
+        self.field = field
+
+
+class NotFound(ApprovalError):
+    """Unknown (or aged-out) approval id."""
+
+
+class AlreadyDecided(ApprovalError):
+    """The approval was already final with another outcome: the first wins.
+
+    `status`, `decided_by`, `reason` and `decided_at` tell how it ended.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, metadata: dict[str, str]) -> None:
+        super().__init__(code, message)
+        status = metadata.get("status", "").upper()
+        #: How it ended (a Status), or None if the service did not say.
+        self.status = Status(status) if status in Status.__members__ else None
+        self.decided_by = metadata.get("decided_by", "")
+        self.reason = metadata.get("reason", "")
+        self.decided_at = metadata.get("decided_at", "")
+
+
+class Unavailable(ApprovalError):
+    """The service (or its Redis) cannot be reached: retry, on any replica."""
+
+
+class WaitTimedOut(ApprovalError):
+    """The caller's wait ended before a decision. The approval stays pending:
+    call again with the same `idempotency_key` to re-attach."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, idempotency_key: str = "") -> None:
+        super().__init__(code, message)
+        self.idempotency_key = idempotency_key
+
+
+def from_rpc_error(error: grpc.RpcError, idempotency_key: str = "") -> ApprovalError:
+    """The ApprovalError for a failed call (sync or asyncio)."""
+    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+    message: str = error.details() or ""  # type: ignore[attr-defined]
+    details = _status_details(error)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field = None
+        for detail in details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request) and bad_request.field_violations:
+                field = bad_request.field_violations[0].field
+        return InvalidArgument(code, message, field)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        for detail in details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.reason == "ALREADY_FINAL":
+                return AlreadyDecided(code, message, dict(info.metadata))
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(code, message)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(code, message)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return WaitTimedOut(code, message, idempotency_key)
+    return ApprovalError(code, message)
+
+
+def _status_details(error: grpc.RpcError) -> list:
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        return []
+    return list(status.details) if status is not None else []

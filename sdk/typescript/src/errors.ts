@@ -1,0 +1,105 @@
+// Errors a program can act on, from the service's gRPC status and its
+// google.rpc details (ErrorInfo for an already-final approval, BadRequest for
+// a bad field). Every error stays a ConnectError (`code`, `rawMessage`).
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+
+/** The approval was already final with another outcome: the first decision wins. */
+export class AlreadyDecidedError extends ConnectError {
+  // ConnectError's instanceof (which needs name "ConnectError") would match
+  // any ConnectError: use the prototype chain.
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === "object" && v !== null && Object.prototype.isPrototypeOf.call(AlreadyDecidedError.prototype, v);
+  }
+  constructor(
+    cause: ConnectError,
+    /** How it ended: "approved", "rejected", "expired" or "cancelled". */
+    readonly status: string,
+    readonly decidedBy: string,
+    readonly reason: string,
+    readonly decidedAt: string,
+  ) {
+    super(cause.rawMessage, cause.code, cause.metadata, undefined, cause);
+    this.details = cause.details;
+  }
+}
+
+/** The request was refused; `field` names the bad field when known. */
+export class InvalidArgumentError extends ConnectError {
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === "object" && v !== null && Object.prototype.isPrototypeOf.call(InvalidArgumentError.prototype, v);
+  }
+  constructor(cause: ConnectError, readonly field: string | undefined) {
+    super(cause.rawMessage, cause.code, cause.metadata, undefined, cause);
+    this.details = cause.details;
+  }
+}
+
+/** The typed error for a failed call (others come back as ConnectError). */
+export function convertError(reason: unknown): unknown {
+  const error = ConnectError.from(reason);
+  if (error.code === Code.FailedPrecondition) {
+    const info = rawDetails(error, "google.rpc.ErrorInfo").map(decodeErrorInfo)
+      .find((i) => i.reason === "ALREADY_FINAL");
+    if (info) {
+      const m = info.metadata;
+      return new AlreadyDecidedError(error, m.status ?? "", m.decided_by ?? "", m.reason ?? "", m.decided_at ?? "");
+    }
+  }
+  if (error.code === Code.InvalidArgument) {
+    const violation = rawDetails(error, "google.rpc.BadRequest").map(decodeFirstViolationField)[0];
+    return new InvalidArgumentError(error, violation);
+  }
+  return error;
+}
+
+function rawDetails(error: ConnectError, typeName: string): Uint8Array[] {
+  return error.details.flatMap((d) => (!("desc" in d) && d.type === typeName ? [d.value] : []));
+}
+
+// google.rpc.ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+// and BadRequest { repeated FieldViolation field_violations = 1 } with
+// FieldViolation { string field = 1; ... }, read with protobuf-es's wire
+// reader (the google.rpc types are not generated for TypeScript).
+function decodeErrorInfo(bytes: Uint8Array): { reason: string; metadata: Record<string, string> } {
+  const reader = new BinaryReader(bytes);
+  const result = { reason: "", metadata: {} as Record<string, string> };
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) {
+      result.reason = reader.string();
+    } else if (field === 3 && wireType === WireType.LengthDelimited) {
+      const entry = new BinaryReader(reader.bytes());
+      let key = "";
+      let value = "";
+      while (entry.pos < entry.len) {
+        const [f, w] = entry.tag();
+        if (f === 1 && w === WireType.LengthDelimited) key = entry.string();
+        else if (f === 2 && w === WireType.LengthDelimited) value = entry.string();
+        else entry.skip(w, f);
+      }
+      result.metadata[key] = value;
+    } else {
+      reader.skip(wireType, field);
+    }
+  }
+  return result;
+}
+
+function decodeFirstViolationField(bytes: Uint8Array): string | undefined {
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) {
+      const violation = new BinaryReader(reader.bytes());
+      while (violation.pos < violation.len) {
+        const [f, w] = violation.tag();
+        if (f === 1 && w === WireType.LengthDelimited) return violation.string();
+        violation.skip(w, f);
+      }
+    } else {
+      reader.skip(wireType, field);
+    }
+  }
+  return undefined;
+}
