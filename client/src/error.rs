@@ -96,7 +96,7 @@ pub enum Error {
     #[error("unexpected answer from approvald: {0}")]
     Protocol(String),
     /// Any other gRPC failure.
-    #[error("approvald at {endpoint} failed: {status}")]
+    #[error("approvald at {endpoint} failed ({:?}): {}", .status.code(), .status.message())]
     Rpc {
         endpoint: String,
         status: Box<tonic::Status>,

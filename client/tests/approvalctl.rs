@@ -47,6 +47,11 @@ impl Run {
     }
 }
 
+async fn run_strings(server: &str, args: &[String]) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(server, &args).await
+}
+
 async fn run(server: &str, args: &[&str]) -> Run {
     let out = tokio::time::timeout(RUN_LIMIT, approvalctl(server).args(args).output())
         .await
@@ -61,8 +66,17 @@ async fn run(server: &str, args: &[&str]) -> Run {
 
 /// Starts `approvalctl request ...` and returns it with the id it announced.
 async fn start_request(server: &str, args: &[&str]) -> (Child, String) {
+    let args: Vec<String> = std::iter::once("request")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect();
+    start_request_with(server, &args).await
+}
+
+/// Starts `approvalctl <args>` (a `request`) and returns it with the id it
+/// announced on stderr.
+async fn start_request_with(server: &str, args: &[String]) -> (Child, String) {
     let mut child = approvalctl(server)
-        .arg("request")
         .args(args)
         .spawn()
         .expect("approvalctl runs");
@@ -506,4 +520,138 @@ async fn on_a_terminal_watch_draws_a_table_and_request_shows_the_time_left() {
         .expect("the request ends")
         .expect("wait");
     assert_eq!(status.code(), Some(2), "expired, through the terminal too");
+}
+
+// ---- a secured server: TLS, client certificates, bearer tokens ---------------
+
+/// A CA, a server certificate for `localhost`, and a client certificate for
+/// `oncall`, as PEM files in `dir`.
+fn write_pki(dir: &std::path::Path) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "approvalctl test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    for (name, sans) in [
+        ("server", vec!["localhost".to_string()]),
+        ("oncall", vec![]),
+    ] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(sans).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).expect("cert");
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaks_tls_client_certificates_and_bearer_tokens_to_a_secured_server() {
+    let dir = std::env::temp_dir().join(format!("approvalctl-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    write_pki(&dir);
+    let auth = format!(
+        "[[tokens]]\nprincipal = \"release-bot\"\nroles = [\"requester\"]\nsha256 = {:?}\n\n\
+         [certificates]\nprincipal = \"cn\"\n[[certificates.clients]]\nprincipal = \"oncall\"\nroles = [\"approver\"]\n",
+        approvald::auth::hash_token("tok-bot")
+    );
+    std::fs::write(dir.join("auth.toml"), auth).expect("write");
+    let d = Deployment::start_with(approval_tests::Store::Redis, 1, |c| {
+        c.auth_config = Some(dir.join("auth.toml"));
+        c.tls_cert_file = Some(dir.join("server.pem"));
+        c.tls_key_file = Some(dir.join("server.key"));
+        c.tls_client_ca_file = Some(dir.join("ca.pem"));
+    })
+    .await;
+    let server = format!("https://127.0.0.1:{}", d.replicas[0].port);
+    let ca = dir.join("ca.pem").display().to_string();
+    let tls: Vec<String> = ["--ca-cert", &ca, "--tls-domain", "localhost"]
+        .map(String::from)
+        .to_vec();
+    let with = |extra: &[&str]| -> Vec<String> {
+        tls.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+
+    // The agent authenticates with a token...
+    let args = with(&[
+        "--token",
+        "tok-bot",
+        "request",
+        "--type",
+        "deploy:tls",
+        "--timeout",
+        "2m",
+    ]);
+    let (request, id) = start_request_with(&server, &args).await;
+
+    // ...the human with a client certificate; identity comes from it.
+    let cert = dir.join("oncall.pem").display().to_string();
+    let key = dir.join("oncall.key").display().to_string();
+    let args = with(&[
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+        "-o",
+        "json",
+        "approve",
+        &id,
+    ]);
+    let approved = run_strings(&server, &args).await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    assert_eq!(approved.json()["decided_by"], "oncall");
+    assert_eq!(approved.json()["requester"], "release-bot");
+    assert_eq!(finish(request).await.code, 0);
+
+    let no_token = run_strings(&server, &with(&["list"])).await;
+    assert_eq!(no_token.code, 8, "{}", no_token.stderr);
+    assert!(no_token.stderr.contains("--token"), "{}", no_token.stderr);
+
+    let untrusted = run(&server, &["--token", "tok-bot", "list"]).await;
+    assert_eq!(untrusted.code, 7, "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains("--ca-cert"),
+        "{}",
+        untrusted.stderr
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_survives_its_server_restarting_and_exits_with_the_decision() {
+    let redis = approval_tests::RedisServer::start();
+    let prefix = format!("cli-{}", uuid::Uuid::now_v7().simple());
+    let port = free_port();
+    let mut first = replica_on(port, &redis, &prefix).await;
+    let server = first.endpoint();
+    let (request, id) =
+        start_request(&server, &["--type", "deploy:restart", "--timeout", "2m"]).await;
+
+    first.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = replica_on(port, &redis, &prefix).await;
+    let approved = run(
+        &second.endpoint(),
+        &["approve", &id, "--reason", "after the restart"],
+    )
+    .await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+
+    let done = finish(request).await;
+    assert_eq!(done.code, 0, "the blip never reached the script");
+    assert!(
+        done.stdout
+            .contains("approved by tester: after the restart"),
+        "{}",
+        done.stdout
+    );
 }

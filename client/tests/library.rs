@@ -157,6 +157,7 @@ async fn a_request_survives_its_server_restarting_mid_wait_and_then_gets_the_dec
         .await
         .try_into()
         .expect("one");
+    approval_tests::until_waiting(&first, 1).await;
 
     // The replica goes away mid-wait (its waiter is told UNAVAILABLE), and a
     // new one comes up on the same address a moment later.

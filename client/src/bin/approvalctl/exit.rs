@@ -102,7 +102,11 @@ impl From<Error> for Failure {
             ),
             Error::Unavailable { message, endpoint } => (
                 Exit::Unavailable,
-                Some(if message.starts_with("cannot reach") || message.starts_with("lost the connection") {
+                Some(if message.contains("certificate") {
+                    "the server's TLS certificate was not accepted: trust its CA with --ca-cert FILE \
+                     (and --tls-domain NAME if the certificate names another host)"
+                        .to_string()
+                } else if message.starts_with("cannot reach") || message.starts_with("lost the connection") {
                     format!(
                         "is approvald running at {endpoint}? Point approvalctl at it with --server URL or APPROVAL_SERVER=URL"
                     )
