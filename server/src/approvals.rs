@@ -520,7 +520,7 @@ impl Approvals {
                 }
             }
         };
-        self.refresh_pending_count().await;
+        let mut counted_through = self.refresh_pending_count().await;
         let mut failing = false;
         loop {
             let read = tokio::select! {
@@ -536,11 +536,11 @@ impl Approvals {
                         // Waiters re-read in case what they wait for is gone
                         // from the log; the count may have drifted.
                         self.inner.resync.send_modify(|g| *g += 1);
-                        self.refresh_pending_count().await;
+                        counted_through = self.refresh_pending_count().await;
                     }
                     for e in events {
                         position = e.cursor;
-                        self.dispatch(e);
+                        self.dispatch(e, counted_through);
                     }
                 }
                 Err(e) => {
@@ -568,16 +568,25 @@ impl Approvals {
         }
     }
 
-    async fn refresh_pending_count(&self) {
-        if let Ok(n) = self.store().pending_count().await {
-            self.inner.metrics.pending.set(n as i64);
+    /// Sets the pending gauge from the store; returns the event the count
+    /// reflects, so the pump does not count events up to it a second time.
+    async fn refresh_pending_count(&self) -> Cursor {
+        match self.store().pending_count().await {
+            Ok((n, at)) => {
+                self.inner.metrics.pending.set(n as i64);
+                at
+            }
+            Err(_) => Cursor::START,
         }
     }
 
-    fn dispatch(&self, e: Event) {
+    fn dispatch(&self, e: Event, counted_through: Cursor) {
+        let count = e.cursor > counted_through;
         match e.kind {
             EventKind::Added => {
-                self.inner.metrics.pending.inc();
+                if count {
+                    self.inner.metrics.pending.inc();
+                }
                 let deadline = e.approval.deadline.0;
                 if deadline < self.inner.reaper_plan.load(Ordering::Acquire) {
                     self.inner.reaper_plan.store(deadline, Ordering::Release);
@@ -585,7 +594,9 @@ impl Approvals {
                 }
             }
             EventKind::Resolved => {
-                self.inner.metrics.pending.dec();
+                if count {
+                    self.inner.metrics.pending.dec();
+                }
                 self.inner.waiters.resolve(&e.approval);
             }
         }

@@ -225,8 +225,9 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn pending_count(&self) -> Result<u64, DomainError> {
-        Ok(self.state().pending.len() as u64)
+    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
+        let state = self.state();
+        Ok((state.pending.len() as u64, state.last))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {

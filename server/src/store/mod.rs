@@ -81,7 +81,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every pending approval (any order).
     async fn pending(&self) -> Result<Vec<Approval>, DomainError>;
 
-    async fn pending_count(&self) -> Result<u64, DomainError>;
+    /// How many approvals are pending, and the newest event that count
+    /// reflects (read together, atomically).
+    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError>;
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DomainError>;
 

@@ -511,8 +511,18 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn pending_count(&self) -> Result<u64, DomainError> {
-        Ok(self.conn()?.zcard(&self.keys.pending).await?)
+    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
+        let (count, last): (u64, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .zcard(&self.keys.pending)
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .query_async(&mut self.conn()?)
+            .await?;
+        let at = match last.ids.first() {
+            Some(entry) => parse_cursor(&entry.id)?,
+            None => Cursor::START,
+        };
+        Ok((count, at))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
