@@ -5,6 +5,9 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$ROOT/sdk/tests/cluster.sh"
 
+# The auth tests make TLS certificates with openssl.
+command -v openssl >/dev/null || need_apt openssl
+
 python3 -c 'import ensurepip' 2>/dev/null || need_apt python3-venv
 venv="$ROOT/sdk/python/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -4,6 +4,9 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$ROOT/sdk/tests/cluster.sh"
 
+# The auth tests make TLS certificates with openssl.
+command -v openssl >/dev/null || need_apt openssl
+
 command -v npm >/dev/null || { echo "npm is missing: install Node 20" >&2; exit 1; }
 cd "$ROOT/sdk/typescript"
 if ! cmp -s package-lock.json node_modules/.installed-lock.json; then

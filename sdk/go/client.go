@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -41,26 +42,42 @@ type Option func(*dialConfig)
 
 type dialConfig struct {
 	agentID     string
+	token       string
+	transport   credentials.TransportCredentials
+	err         error
 	dialOptions []grpc.DialOption
 }
 
 // WithAgentID names the agent that asks for approvals.
 func WithAgentID(id string) Option { return func(c *dialConfig) { c.agentID = id } }
 
-// WithDialOptions adds gRPC dial options (for example TLS credentials, which
-// replace the default plaintext connection).
+// WithDialOptions adds gRPC dial options. Transport credentials given here
+// (grpc.WithTransportCredentials) replace the default plaintext connection
+// and WithTLS.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *dialConfig) { c.dialOptions = append(c.dialOptions, opts...) }
 }
 
 // Dial connects to approvald at target: "host:port", or several replicas as
 // "ipv4:10.0.0.1:50051,10.0.0.2:50051" (a lost call re-attaches to any).
+// The connection is plaintext unless WithTLS (or transport credentials in
+// WithDialOptions) says otherwise; WithToken authenticates every call.
 func Dial(target string, opts ...Option) (*Client, error) {
 	cfg := dialConfig{}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	dialOptions := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	transport := cfg.transport
+	if transport == nil {
+		transport = insecure.NewCredentials()
+	}
+	dialOptions := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
+	if cfg.token != "" {
+		dialOptions = append(dialOptions, grpc.WithPerRPCCredentials(bearerToken(cfg.token)))
+	}
 	if strings.Contains(target, ",") {
 		// A list of addresses is no valid :authority.
 		dialOptions = append(dialOptions, grpc.WithAuthority("approvald"))

@@ -1,7 +1,7 @@
 package approvald
 
 import (
-	"fmt"
+	"errors"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -35,12 +35,26 @@ func (e *InvalidArgumentError) Error() string { return e.err.Error() }
 // GRPCStatus keeps status.Code working on the error.
 func (e *InvalidArgumentError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
 
-type notFoundError struct{ err error }
+// ErrUnauthenticated is matched (errors.Is) by UNAUTHENTICATED errors: the
+// service has authentication on and the call had no valid credentials
+// (WithToken, or a client certificate with WithTLS).
+var ErrUnauthenticated = errors.New("approvald: unauthenticated")
 
-func (e *notFoundError) Error() string              { return e.err.Error() }
-func (e *notFoundError) Is(target error) bool       { return target == ErrUnknownApproval }
-func (e *notFoundError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
-func (e *notFoundError) Unwrap() error              { return e.err }
+// ErrPermissionDenied is matched (errors.Is) by PERMISSION_DENIED errors: the
+// caller's roles do not allow this, or it is deciding its own request.
+var ErrPermissionDenied = errors.New("approvald: permission denied")
+
+// sentinelError is a gRPC error that errors.Is matches with one of the
+// sentinels above.
+type sentinelError struct {
+	err      error
+	sentinel error
+}
+
+func (e *sentinelError) Error() string              { return e.err.Error() }
+func (e *sentinelError) Is(target error) bool       { return target == e.sentinel }
+func (e *sentinelError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+func (e *sentinelError) Unwrap() error              { return e.err }
 
 // convert turns gRPC errors with google.rpc details into the typed errors
 // above; other errors pass through (status.Code still works on them).
@@ -70,7 +84,11 @@ func convert(err error) error {
 		}
 		return e
 	case codes.NotFound:
-		return &notFoundError{err: fmt.Errorf("%w", err)}
+		return &sentinelError{err: err, sentinel: ErrUnknownApproval}
+	case codes.Unauthenticated:
+		return &sentinelError{err: err, sentinel: ErrUnauthenticated}
+	case codes.PermissionDenied:
+		return &sentinelError{err: err, sentinel: ErrPermissionDenied}
 	}
 	return err
 }

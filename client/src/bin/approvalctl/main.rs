@@ -80,11 +80,19 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             commands::watch::run(&client, args, out).await
         }
         Command::Approve(args) => {
-            let client = connect(&cli.global, Some(responder(args.responder)?)).await?;
+            let client = connect(
+                &cli.global,
+                Some(responder(args.responder, cli.global.token.is_some())?),
+            )
+            .await?;
             commands::respond::run(&client, &args.id, Verdict::Approve, args.reason, out).await
         }
         Command::Reject(args) => {
-            let client = connect(&cli.global, Some(responder(args.responder)?)).await?;
+            let client = connect(
+                &cli.global,
+                Some(responder(args.responder, cli.global.token.is_some())?),
+            )
+            .await?;
             commands::respond::run(&client, &args.id, Verdict::Reject, args.reason, out).await
         }
         Command::Get(args) => {
@@ -131,12 +139,15 @@ fn read_file(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::usage(format!("{flag} {}: cannot read it: {e}", path.display())))
 }
 
-/// Who responds: --responder, APPROVAL_RESPONDER, or the login name.
-fn responder(flag: Responder) -> Result<String, Failure> {
+/// Who responds: --responder, APPROVAL_RESPONDER, or the login name. With a
+/// token the server records the token's principal instead, so no name is
+/// needed then.
+fn responder(flag: Responder, has_token: bool) -> Result<String, Failure> {
     flag.responder
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("USERNAME").ok())
         .filter(|r| !r.trim().is_empty())
+        .or_else(|| has_token.then(|| "token holder".to_string()))
         .ok_or_else(|| {
             Failure::usage("who is responding? pass --responder NAME or set APPROVAL_RESPONDER")
         })

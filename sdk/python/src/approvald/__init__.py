@@ -4,16 +4,21 @@
   respond_to_approval), for code that already uses it.
 - `ApprovalClient`: every operation (request, create, await_, watch_pending,
   respond, get, list, cancel); `approvald.aio` has the asyncio variants.
+- `token=` on either authenticates every call; `tls_credentials()` builds
+  the TLS settings for `credentials=`.
 - The generated protobuf and gRPC code is `approval.v1.approval_pb2(_grpc)`.
 """
 
 from ._model import Approval, Status, WatchEvent
 from .client import DEFAULT_TARGET, ApprovalClient, WatchStream
+from .credentials import tls_credentials
 from .errors import (
     AlreadyDecided,
     ApprovalError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
     WaitTimedOut,
 )
@@ -30,9 +35,12 @@ __all__ = [
     "ApprovalResponse",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "Status",
+    "Unauthenticated",
     "Unavailable",
     "WaitTimedOut",
     "WatchEvent",
     "WatchStream",
+    "tls_credentials",
 ]

@@ -16,6 +16,7 @@ from approval.v1 import approval_pb2_grpc
 
 from ._model import Approval, Status, Timeout, WatchEvent, creation_fields
 from .client import ATTACHED_AFTER_SECONDS, DEFAULT_TARGET, _ReconnectBudget, channel_options
+from .credentials import async_bearer_token
 from .errors import AlreadyDecided, NotFound, Unavailable, from_rpc_error
 from .gate import ApprovalGate, ApprovalRequest, ApprovalResponse
 
@@ -33,14 +34,24 @@ class AsyncApprovalClient:
         credentials: Optional[grpc.ChannelCredentials] = None,
         channel: Optional[grpc.aio.Channel] = None,
         reconnect_timeout: float = 60.0,
+        token: Optional[str] = None,
     ) -> None:
         if channel is None:
+            interceptors = async_bearer_token(token) if token is not None else None
+            options = channel_options(target)
             if credentials is None:
-                channel = grpc.aio.insecure_channel(target, options=channel_options(target))
+                channel = grpc.aio.insecure_channel(
+                    target, options=options, interceptors=interceptors
+                )
             else:
                 channel = grpc.aio.secure_channel(
-                    target, credentials, options=channel_options(target)
+                    target, credentials, options=options, interceptors=interceptors
                 )
+        elif token is not None:
+            raise ValueError(
+                "token with channel: pass interceptors=approvald.credentials."
+                "async_bearer_token(token) to your channel instead"
+            )
         self._channel = channel
         self._stub = approval_pb2_grpc.ApprovalServiceStub(channel)
         self.agent_id = agent_id
@@ -239,8 +250,12 @@ class AsyncApprovalGate:
         agent_id: Optional[str] = None,
         *,
         client: Optional[AsyncApprovalClient] = None,
+        token: Optional[str] = None,
+        credentials: Optional[grpc.ChannelCredentials] = None,
     ) -> None:
-        self.client = client or AsyncApprovalClient(target, agent_id=agent_id)
+        self.client = client or AsyncApprovalClient(
+            target, agent_id=agent_id, token=token, credentials=credentials
+        )
         self.agent_id = agent_id if agent_id is not None else self.client.agent_id
 
     async def request_approval(

@@ -13,6 +13,7 @@ from approval.v1 import approval_pb2 as pb
 from approval.v1 import approval_pb2_grpc
 
 from ._model import Approval, Status, Timeout, WatchEvent, creation_fields
+from .credentials import BearerToken
 from .errors import Unavailable, from_rpc_error
 
 #: Where approvald listens by default.
@@ -50,6 +51,10 @@ class ApprovalClient:
     "ipv4:127.0.0.1:50051,127.0.0.1:50052". `reconnect_timeout` bounds how
     long a blocked call or a watch keeps trying to reach the service after it
     lost its connection.
+
+    `token` is sent as `authorization: Bearer <token>` with every call (a
+    static token or a JWT), over TLS or plaintext. `credentials` turns TLS on:
+    `approvald.tls_credentials(ca_cert=..., client_cert=..., client_key=...)`.
     """
 
     def __init__(
@@ -60,12 +65,20 @@ class ApprovalClient:
         credentials: Optional[grpc.ChannelCredentials] = None,
         channel: Optional[grpc.Channel] = None,
         reconnect_timeout: float = 60.0,
+        token: Optional[str] = None,
     ) -> None:
         if channel is None:
             if credentials is None:
                 channel = grpc.insecure_channel(target, options=channel_options(target))
             else:
                 channel = grpc.secure_channel(target, credentials, options=channel_options(target))
+            if token is not None:
+                channel = grpc.intercept_channel(channel, BearerToken(token))
+        elif token is not None:
+            raise ValueError(
+                "token with channel: add approvald.credentials.BearerToken(token) "
+                "to your channel (grpc.intercept_channel) instead"
+            )
         self._channel = channel
         self._stub = approval_pb2_grpc.ApprovalServiceStub(channel)
         self.agent_id = agent_id

@@ -50,6 +50,16 @@ class AlreadyDecided(ApprovalError):
         self.decided_at = metadata.get("decided_at", "")
 
 
+class Unauthenticated(ApprovalError):
+    """The service has authentication on and the call had no valid
+    credentials: pass `token=` (or a client certificate)."""
+
+
+class PermissionDenied(ApprovalError):
+    """The caller is authenticated but may not do this: its roles do not
+    cover the approval type, or it is deciding its own request."""
+
+
 class Unavailable(ApprovalError):
     """The service (or its Redis) cannot be reached: retry, on any replica."""
 
@@ -82,6 +92,10 @@ def from_rpc_error(error: grpc.RpcError, idempotency_key: str = "") -> ApprovalE
                 return AlreadyDecided(code, message, dict(info.metadata))
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(code, message)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(code, message)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(code, message)
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(code, message)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

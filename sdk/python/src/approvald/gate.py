@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+import grpc
+
 from ._model import Approval, Status
 from .client import DEFAULT_TARGET, ApprovalClient
 from .errors import AlreadyDecided, NotFound
@@ -91,8 +93,15 @@ class ApprovalGate:
         agent_id: Optional[str] = None,
         *,
         client: Optional[ApprovalClient] = None,
+        token: Optional[str] = None,
+        credentials: Optional[grpc.ChannelCredentials] = None,
     ) -> None:
-        self.client = client or ApprovalClient(target, agent_id=agent_id)
+        """`token` authenticates every call (see `ApprovalClient`); with
+        authentication on, the server records the token's principal as the
+        requester and as `responder`, whatever `responder` says."""
+        self.client = client or ApprovalClient(
+            target, agent_id=agent_id, token=token, credentials=credentials
+        )
         self.agent_id = agent_id if agent_id is not None else self.client.agent_id
 
     def request_approval(
@@ -115,7 +124,9 @@ class ApprovalGate:
     ) -> bool:
         """Records a decision. True when it is the decision on record (also for
         an identical retry); False when the approval is unknown or was already
-        decided otherwise (the first decision wins)."""
+        decided otherwise (the first decision wins). With authentication on,
+        raises PermissionDenied when the token's principal may not decide it
+        (its own request, or a type outside its approver pattern)."""
         try:
             self.client.respond(request_id, approved, responder=responder, reason=reason)
             return True
