@@ -1,12 +1,12 @@
 package dev.approvald;
 
+import static dev.approvald.approval.v1.Decision.DECISION_APPROVE;
+import static dev.approvald.approval.v1.Decision.DECISION_REJECT;
+
 import dev.approvald.approval.v1.Approval;
 import dev.approvald.approval.v1.AwaitApprovalRequest;
 import dev.approvald.approval.v1.AwaitApprovalResponse;
 import dev.approvald.approval.v1.CancelApprovalRequest;
-import static dev.approvald.approval.v1.Decision.DECISION_APPROVE;
-import static dev.approvald.approval.v1.Decision.DECISION_REJECT;
-
 import dev.approvald.approval.v1.GetApprovalRequest;
 import dev.approvald.approval.v1.ListApprovalsRequest;
 import dev.approvald.approval.v1.ListApprovalsResponse;
@@ -204,7 +204,7 @@ public final class ApprovalGate implements AutoCloseable {
    * if set, resumes after an earlier event). Iterate the result; close it to stop.
    */
   public PendingWatch watchPending(WatchPendingRequest filter) {
-    return new PendingWatch(api, filter, new ReconnectBudget(reconnectTimeout));
+    return new PendingWatch(api, filter, new ReconnectBudget(channel, reconnectTimeout));
   }
 
   /** Closes the connection (calls in flight are cancelled). */
@@ -234,7 +234,7 @@ public final class ApprovalGate implements AutoCloseable {
   private <T> T reattaching(Duration wait, String idempotencyKey, Function<ApprovalApi, T> rpc) {
     Deadline waitEnds = wait == null ? null : Deadline.after(wait.toNanos(), TimeUnit.NANOSECONDS);
     ApprovalApi calls = waitEnds == null ? api : api.withOptions(api.options().withDeadline(waitEnds));
-    ReconnectBudget budget = new ReconnectBudget(reconnectTimeout);
+    ReconnectBudget budget = new ReconnectBudget(channel, reconnectTimeout);
     while (true) {
       long started = System.nanoTime();
       try {

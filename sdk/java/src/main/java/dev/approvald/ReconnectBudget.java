@@ -1,6 +1,8 @@
 package dev.approvald;
 
+import io.grpc.ConnectivityState;
 import io.grpc.Deadline;
+import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
@@ -9,16 +11,20 @@ import java.util.concurrent.TimeUnit;
 /**
  * How long a blocked call or a watch keeps trying to reach the service after losing its
  * connection: {@code timeout} from the first loss, counted afresh after a call that had reached
- * the service again, with growing pauses (0.1 s to 2 s) between tries.
+ * the service again, with growing pauses (0.1 s to 2 s) between tries. Each try first cuts
+ * short the channel's own reconnect backoff (which grows to two minutes), so that a replica that
+ * comes back is found within a pause.
  */
 final class ReconnectBudget {
   private static final long FIRST_PAUSE_MILLIS = 100;
   private static final long LONGEST_PAUSE_MILLIS = 2000;
+  private final ManagedChannel channel;
   private final Duration timeout;
   private Deadline ends;
   private long pauseMillis;
 
-  ReconnectBudget(Duration timeout) {
+  ReconnectBudget(ManagedChannel channel, Duration timeout) {
+    this.channel = channel;
     this.timeout = timeout;
   }
 
@@ -51,6 +57,9 @@ final class ReconnectBudget {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new ApprovalException(Status.Code.CANCELLED, "interrupted", e);
+    }
+    if (channel.getState(true) == ConnectivityState.TRANSIENT_FAILURE) {
+      channel.resetConnectBackoff();
     }
   }
 }
