@@ -16,9 +16,13 @@ manifest() {
 # deploy/render.sh (helm $HELM_VERSION, --kube-version $MANIFEST_KUBE_VERSION): do not edit.
 #
 # Needs Kubernetes >= ${MANIFEST_KUBE_VERSION%.0} (the preStop \`sleep\` handler); for 1.28 and 1.29 use
-# the Helm chart, which leaves the pause out there. Before applying it:
+# the Helm chart, which leaves the pause out there. Authentication is ON: every
+# call needs a token (or JWT, or client certificate) from auth.toml (SECURITY.md).
+# TLS is off (use the chart's tls.* values for it). Before applying it:
 #   kubectl create namespace approvald
 #   kubectl -n approvald create secret generic approvald-redis --from-literal=url=redis://HOST:6379
+#   approvald new-token    # the token goes to a client, its sha256 into auth.toml
+#   kubectl -n approvald create secret generic approvald-auth --from-file=auth.toml
 #   kubectl apply -f deploy/kubernetes/approvald.yaml
 # See deploy/README.md.
 HEADER

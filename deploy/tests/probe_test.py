@@ -7,17 +7,32 @@ From MANIFEST (a `helm template` output or deploy/kubernetes/approvald.yaml)
 it reads the approvald Deployment: the container's command/args, its env and
 envFrom (resolved against the ConfigMaps in the same manifest), its probes and
 its shutdown timings. It then starts approvald with exactly that environment
-(and nothing inherited from this shell), except for three rewrites a local run
+(and nothing inherited from this shell), except for the rewrites a local run
 cannot avoid, each printed as it is made:
 
-  * APPROVALD_LISTEN and APPROVALD_METRICS_LISTEN: the pod binds 0.0.0.0 on
-    fixed ports; here they become 127.0.0.1 on free ports (tests only talk to
-    127.0.0.1, and other tests on this machine may hold the fixed ports).
-    The probes' declared port must be the port APPROVALD_LISTEN binds in the
-    pod; it is mapped to the local free port.
-  * APPROVALD_REDIS_URL: the Secret (or bundled Redis service) it refers to
-    does not exist here; it points at a redis-server this test starts on a
-    free 127.0.0.1 port.
+  * APPROVALD_LISTEN, APPROVALD_METRICS_LISTEN and (with TLS)
+    APPROVALD_HEALTH_LISTEN: the pod binds 0.0.0.0 on fixed ports; here they
+    become 127.0.0.1 on free ports (tests only talk to 127.0.0.1, and other
+    tests on this machine may hold the fixed ports). The probes' declared port
+    must be the port approvald serves health on in the pod without TLS or
+    credentials: APPROVALD_LISTEN's without TLS, APPROVALD_HEALTH_LISTEN's with
+    it. It is mapped to the local free port.
+  * Secret volumes: each mountPath of a Secret volume becomes a temporary
+    folder, and every env value under it (APPROVALD_REDIS_URL_FILE,
+    APPROVALD_AUTH_CONFIG, APPROVALD_TLS_*_FILE) is rewritten to match. The
+    files hold the Secret's data when the manifest has the Secret (inline
+    auth.config); otherwise what such a Secret would hold: the Redis URL of
+    the test's redis-server, an auth.toml with one token made by
+    `approvald new-token`, a self-signed server certificate and key and a
+    client CA made with openssl.
+  * The Redis URL: the Secret (or bundled Redis service) it refers to does
+    not exist here; it points at a redis-server this test starts on a free
+    127.0.0.1 port (in APPROVALD_REDIS_URL, or the file of
+    APPROVALD_REDIS_URL_FILE).
+
+With TLS, the main port is also checked to speak TLS (a plaintext call
+fails, a TLS one with the test certificate succeeds); with authentication, an
+API call without credentials is UNAUTHENTICATED and one with the token is OK.
 
 Each probe is one grpc.health.v1 Check, on a fresh connection, with the
 declared service name and timeoutSeconds, succeeding only on SERVING: what the
@@ -70,6 +85,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def secret_data(doc):
+    import base64
+    data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+    data.update(doc.get("stringData") or {})
+    return data
+
+
 def seconds(duration):
     """The humantime durations the chart writes: "10s", "2m", "500ms"."""
     for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
@@ -91,6 +113,15 @@ class Pod:
         self.spec = deployments[0]["spec"]["template"]["spec"]
         [self.container] = [c for c in self.spec["containers"] if c["name"] == "approvald"]
         self.config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+        self.secrets = {d["metadata"]["name"]: secret_data(d) for d in docs if d["kind"] == "Secret"}
+        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        # mountPath -> the Secret volume mounted there (the only kind approvald gets).
+        self.secret_mounts = {}
+        for mount in self.container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            assert "secret" in volume, f"volume {mount['name']}: only Secret volumes are expected ({volume})"
+            assert mount.get("readOnly"), f"volume {mount['name']} is mounted writable"
+            self.secret_mounts[mount["mountPath"]] = volume["secret"]
         self.ports = {p["name"]: p["containerPort"] for p in self.container["ports"]}
         self.grace = self.spec.get("terminationGracePeriodSeconds", 30)
         pre_stop = self.container.get("lifecycle", {}).get("preStop", {})
@@ -159,6 +190,79 @@ class Redis:
             self.proc.wait(10)
 
 
+def make_tls(binary, folder):
+    """A self-signed server certificate for 127.0.0.1/localhost, and a client CA."""
+    os.makedirs(folder, exist_ok=True)
+    files = {}
+    for name, cn, san in (("server", "localhost", "DNS:localhost,IP:127.0.0.1"), ("client-ca", "probe-test client CA", None)):
+        crt, key = os.path.join(folder, f"{name}.crt"), os.path.join(folder, f"{name}.key")
+        cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", key, "-out", crt, "-days", "1", "-subj", f"/CN={cn}"]
+        if san:
+            cmd += ["-addext", f"subjectAltName={san}"]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        files[name] = (open(crt).read(), open(key).read())
+    return files
+
+
+def new_token(binary):
+    out = subprocess.run([binary, "new-token"], check=True, capture_output=True, text=True, env={}).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return fields["token"].strip(), fields["sha256"].strip()
+
+
+def mount_secrets(pod, env, binary, workdir, redis_url):
+    """Maps every Secret volume to a local folder holding what the Secret
+    would, and rewrites the env values under its mountPath. Returns what the
+    test needs to talk to approvald: the server certificate, the token."""
+    made = {"cert": None, "token": None}
+    tls = None
+    for mount_path, secret in pod.secret_mounts.items():
+        local = os.path.join(workdir, "secrets", secret["secretName"])
+        os.makedirs(local, exist_ok=True)
+        users = {k: v for k, v in env.items() if v.startswith(mount_path.rstrip("/") + "/")}
+        check(users != {}, f"Secret {secret['secretName']} mounted at {mount_path} is used by the env ({sorted(users)})")
+        for var, path in sorted(users.items()):
+            name = path[len(mount_path.rstrip("/")) + 1:]
+            items = secret.get("items")
+            if items:
+                check(name in [i["path"] for i in items],
+                      f"{var}: {name} is one of the items of Secret {secret['secretName']}")
+            target = os.path.join(local, name)
+            if secret["secretName"] in pod.secrets:
+                content, origin = pod.secrets[secret["secretName"]][name], "the manifest's Secret"
+                if var == "APPROVALD_AUTH_CONFIG":
+                    # Inline auth.config: keep it, and add the test's token.
+                    token, digest = new_token(binary)
+                    made["token"] = token
+                    content += f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
+                    origin += " + a token made by `approvald new-token`"
+            elif var == "APPROVALD_REDIS_URL_FILE":
+                content, origin = redis_url, "the test's Redis URL"
+            elif var == "APPROVALD_AUTH_CONFIG":
+                token, digest = new_token(binary)
+                made["token"] = token
+                content = f'[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
+                origin = "an auth.toml with one token made by `approvald new-token`"
+            elif var in ("APPROVALD_TLS_CERT_FILE", "APPROVALD_TLS_KEY_FILE", "APPROVALD_TLS_CLIENT_CA_FILE"):
+                tls = tls or make_tls(binary, os.path.join(workdir, "pki"))
+                if var == "APPROVALD_TLS_CERT_FILE":
+                    content, origin = tls["server"][0], "a self-signed certificate (openssl) for 127.0.0.1"
+                    made["cert"] = content
+                elif var == "APPROVALD_TLS_KEY_FILE":
+                    content, origin = tls["server"][1], "its key"
+                else:
+                    content, origin = tls["client-ca"][0], "a CA certificate (openssl)"
+            else:
+                check(False, f"{var}={path}: no idea what Secret {secret['secretName']} holds")
+            with open(target, "w") as f:
+                f.write(content)
+            os.chmod(target, 0o440)
+            print(f"rewrite: {var} {path} -> {target} ({origin})", flush=True)
+            env[var] = target
+    return made
+
+
 def health(port, service, timeout):
     """One kubelet-style probe: fresh connection, one Check, SERVING or not."""
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_http_proxy", 0)]) as channel:
@@ -186,12 +290,21 @@ def main(manifest, binary):
     env, secret_refs = pod.env()
     startup, readiness, liveness = (pod.probe(k) for k in ("startup", "readiness", "liveness"))
 
-    # The probes must reach the port approvald binds in the pod.
-    pod_host, pod_port = env["APPROVALD_LISTEN"].rsplit(":", 1)
+    # The probes must reach a port where approvald serves health in the pod
+    # without TLS or credentials: the gRPC port, or the health-only port
+    # when the gRPC port speaks TLS.
+    tls_on = "APPROVALD_TLS_CERT_FILE" in env
+    probed = "APPROVALD_HEALTH_LISTEN" if tls_on else "APPROVALD_LISTEN"
+    check(not tls_on or "APPROVALD_HEALTH_LISTEN" in env,
+          f"TLS is {'on: a plaintext health port is declared' if tls_on else 'off: probes use the gRPC port'}")
+    pod_host, pod_port = env[probed].rsplit(":", 1)
+    port_name = "health" if tls_on else "grpc"
     for name, p in (("startup", startup), ("readiness", readiness), ("liveness", liveness)):
-        check(p["port"] == int(pod_port) == pod.ports["grpc"],
-              f"{name} probe port {p['port']} is the gRPC port approvald listens on in the pod ({env['APPROVALD_LISTEN']})")
-    check(pod_host in ("0.0.0.0", "[::]"), f"approvald listens on every pod address ({pod_host})")
+        check(p["port"] == int(pod_port) == pod.ports[port_name],
+              f"{name} probe port {p['port']} is the container port {port_name!r}, where {probed}={env[probed]} serves plaintext health")
+    check(pod_host in ("0.0.0.0", "[::]"), f"{probed}: every pod address ({pod_host})")
+    check(env["APPROVALD_LISTEN"].rsplit(":", 1)[1] == str(pod.ports["grpc"]),
+          f"APPROVALD_LISTEN {env['APPROVALD_LISTEN']} is the container port 'grpc' ({pod.ports['grpc']})")
     check(startup["service"] == "liveness" and liveness["service"] == "liveness",
           "startup and liveness probes ask for the 'liveness' health service")
     check(readiness["service"] == "approval.v1.ApprovalService",
@@ -201,26 +314,41 @@ def main(manifest, binary):
           f"preStop pause {pod.pre_stop_sleep}s + shutdown grace {grace:g}s < terminationGracePeriodSeconds {pod.grace}s")
 
     grpc_port, metrics_port, redis_port = free_port(), free_port(), free_port()
+    health_port = free_port() if tls_on else grpc_port
     redis_url = f"redis://127.0.0.1:{redis_port}"
-    print(f"rewrite: APPROVALD_LISTEN {env['APPROVALD_LISTEN']} -> 127.0.0.1:{grpc_port} "
-          f"(probe port {readiness['port']} -> {grpc_port})")
+    print(f"rewrite: APPROVALD_LISTEN {env['APPROVALD_LISTEN']} -> 127.0.0.1:{grpc_port}"
+          + ("" if tls_on else f" (probe port {readiness['port']} -> {grpc_port})"))
     print(f"rewrite: APPROVALD_METRICS_LISTEN {env['APPROVALD_METRICS_LISTEN']} -> 127.0.0.1:{metrics_port}")
     env["APPROVALD_LISTEN"] = f"127.0.0.1:{grpc_port}"
     env["APPROVALD_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
-    check(secret_refs == [] or secret_refs == ["APPROVALD_REDIS_URL"],
-          f"the only value taken from a Secret is the Redis URL ({secret_refs or 'none'})")
-    print(f"rewrite: APPROVALD_REDIS_URL {env.get('APPROVALD_REDIS_URL', '<from Secret>')} -> {redis_url}", flush=True)
-    env["APPROVALD_REDIS_URL"] = redis_url
-    print("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())), flush=True)
+    if tls_on:
+        print(f"rewrite: APPROVALD_HEALTH_LISTEN {env['APPROVALD_HEALTH_LISTEN']} -> 127.0.0.1:{health_port} "
+              f"(probe port {readiness['port']} -> {health_port})")
+        env["APPROVALD_HEALTH_LISTEN"] = f"127.0.0.1:{health_port}"
+    check(secret_refs == [], f"no value comes from a Secret through the environment ({secret_refs or 'none'})")
+    check(("APPROVALD_REDIS_URL" in env) != ("APPROVALD_REDIS_URL_FILE" in env),
+          "the Redis URL is given once: APPROVALD_REDIS_URL (bundled Redis) or APPROVALD_REDIS_URL_FILE (a Secret)")
+    if "APPROVALD_REDIS_URL" in env:
+        print(f"rewrite: APPROVALD_REDIS_URL {env['APPROVALD_REDIS_URL']} -> {redis_url}", flush=True)
+        env["APPROVALD_REDIS_URL"] = redis_url
 
     with tempfile.TemporaryDirectory() as workdir:
+        made = mount_secrets(pod, env, binary, workdir, redis_url)
+        if "APPROVALD_REDIS_URL_FILE" in env:
+            print(f"rewrite: the Redis URL in {env['APPROVALD_REDIS_URL_FILE']} -> {redis_url}", flush=True)
+        check(tls_on == (made["cert"] is not None), f"TLS {'on' if tls_on else 'off'}, as the env says")
+        check(("APPROVALD_AUTH_CONFIG" in env) == (made["token"] is not None)
+              and ("APPROVALD_AUTH_CONFIG" in env) != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
+              f"authentication {'on' if 'APPROVALD_AUTH_CONFIG' in env else 'off (insecure flag set)'}, never both")
+        print("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())), flush=True)
         redis = Redis(redis_port, workdir)
         redis.start()
         log = open(os.path.join(workdir, "approvald.log"), "w+")
         # Exactly the container's environment: nothing inherited from here.
         server = subprocess.Popen(pod.argv(binary), env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            run(pod, server, redis, grpc_port, startup, readiness, liveness, grace)
+            run(pod, server, redis, health_port, startup, readiness, liveness, grace,
+                api=dict(port=grpc_port, cert=made["cert"], token=made["token"]))
         except BaseException:
             log.seek(0)
             print("--- approvald log ---\n" + log.read()[-4000:], file=sys.stderr)
@@ -232,7 +360,44 @@ def main(manifest, binary):
     return finish()
 
 
-def run(pod, server, redis, port, startup, readiness, liveness, grace):
+def call_api(port, cert, token):
+    """One ListApprovals call on the main port (plaintext or TLS, with or
+    without a bearer token): the status code's name."""
+    target = f"127.0.0.1:{port}"
+    options = [("grpc.enable_http_proxy", 0)]
+    if cert:
+        options.append(("grpc.ssl_target_name_override", "localhost"))
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=cert.encode()), options)
+    else:
+        channel = grpc.insecure_channel(target, options)
+    with channel:
+        call = channel.unary_unary("/approval.v1.ApprovalService/ListApprovals",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        try:
+            call(b"", timeout=5, metadata=metadata)
+            return "OK"
+        except grpc.RpcError as e:
+            return e.code().name
+
+
+def check_api(api):
+    """The main port as clients see it: TLS when configured, auth when configured."""
+    port, cert, token = api["port"], api["cert"], api["token"]
+    if cert:
+        status = call_api(port, None, None)
+        check(status == "UNAVAILABLE", f"TLS: a plaintext call to the gRPC port fails ({status})")
+    if token:
+        status = call_api(port, cert, None)
+        check(status == "UNAUTHENTICATED", f"auth: ListApprovals without credentials: {status}")
+        status = call_api(port, cert, token)
+        check(status == "OK", f"auth: ListApprovals with the test's token{' over TLS' if cert else ''}: {status}")
+    else:
+        status = call_api(port, cert, None)
+        check(status == "OK", f"no auth (insecure flag): ListApprovals without credentials{' over TLS' if cert else ''}: {status}")
+
+
+def run(pod, server, redis, port, startup, readiness, liveness, grace, api):
     budget = startup["period"] * startup["failures"]
     status = wait_for(startup, port, "SERVING", budget)
     check(status == "SERVING", f"startup probe (service {startup['service']!r}): {status} within its {budget}s budget")
@@ -240,6 +405,7 @@ def run(pod, server, redis, port, startup, readiness, liveness, grace):
     check(status == "SERVING", f"readiness probe (service {readiness['service']!r}): {status}")
     status = health(port, liveness["service"], liveness["timeout"])
     check(status == "SERVING", f"liveness probe (service {liveness['service']!r}): {status}")
+    check_api(api)
 
     redis.stop()
     status = wait_for(readiness, port, "NOT_SERVING", 15)

@@ -6,7 +6,9 @@
 # `kubernetes-validate --strict` for its version and checkov (skips justified
 # in deploy/checkov/), deploy/Dockerfile passes checkov's static checks (it
 # cannot be built here: no Docker engine), and deploy/kubernetes/approvald.yaml
-# is up to date.
+# is up to date. The security values (auth on by default, TLS with a plaintext
+# health port for the probes, mutual TLS, secrets as mounted files) are
+# rendered, validated and scanned too.
 # Installs helm (from its Go module) and a Python virtualenv once, cached.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -61,7 +63,13 @@ duration without a unit|--set-string config.retention=7
 digest not sha256|--set image.digest=latest
 unknown preStop mode|--set preStop.mode=exec
 no Redis at all|--set redis.existingSecret=
-open port without auth nor the insecure flag|--set insecureAllowUnauthenticated=false
+open port without auth nor the insecure flag|--set auth.enabled=false
+auth without a Secret nor inline config|--set auth.existingSecret=
+TLS without its Secret|--set tls.enabled=true
+mutual TLS without TLS|--set tls.clientCASecret=approvald-client-ca
+health port on the gRPC port|--set tls.enabled=true --set tls.existingSecret=approvald-tls --set ports.health=50051
+negative rate limit|--set config.rateLimit=-1
+unknown tls key|--set tls.cert=server.pem
 grace period shorter than pause + shutdown grace|--set terminationGracePeriodSeconds=12
 CASES
 echo "refused $refused wrong values, each with a message" >&2
@@ -90,11 +98,61 @@ for v in "${VERSIONS[@]}"; do
 done
 echo "validated $validated renderings" >&2
 
-log "the auth seam: auth.enabled mounts the auth Secret and drops the insecure flag"
-render "$NEWEST.0" --set auth.enabled=true --set-string auth.config='# auth configuration' >"$OUT/auth.yaml"
-"$DEPLOY_PY" -m kubernetes_validate --strict --quiet -k "$NEWEST.0" "$OUT/auth.yaml" >&2 || fail "auth rendering does not validate"
-grep -q 'APPROVALD_AUTH_CONFIG' "$OUT/auth.yaml" || fail "auth.enabled: no APPROVALD_AUTH_CONFIG"
-! grep -q 'APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED' "$OUT/auth.yaml" || fail "auth.enabled: still insecure"
+# `pod FILE EXPR` prints the Python expression EXPR evaluated on the approvald
+# container `c`, its pod `spec`, the rendered documents `docs` and shorthands:
+# `env` (the container's env values), `cm` (its ConfigMap's data), `svc` (the
+# approvald Service), `probe_ports` (the three probes' ports).
+pod() {
+  "$DEPLOY_PY" - "$@" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+[dep] = [d for d in docs if d["kind"] == "Deployment"]
+spec = dep["spec"]["template"]["spec"]
+[c] = [x for x in spec["containers"] if x["name"] == "approvald"]
+ns = {
+    "c": c, "spec": spec, "docs": docs, "dep": dep,
+    "env": {e["name"]: e.get("value") for e in c.get("env", [])},
+    "cm": next(d for d in docs if d["kind"] == "ConfigMap" and "APPROVALD_LISTEN" in d.get("data", {}))["data"],
+    "svc": next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == dep["metadata"]["name"]),
+    "probe_ports": {c[k]["grpc"]["port"] for k in ("startupProbe", "readinessProbe", "livenessProbe")},
+    "secret_volumes": {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v},
+}
+print(eval(sys.argv[2], ns))
+PY
+}
+expect() { # expect FILE WHAT EXPR: EXPR must be True
+  [ "$(pod "$1" "$3")" = True ] || fail "$(basename "$1"): $2"
+  echo "  ok: $(basename "$1"): $2" >&2
+}
+
+log "security values: defaults (auth on), inline auth.config, TLS, mutual TLS, evaluation"
+D="$OUT/default-$NEWEST.yaml" P="$OUT/production-$NEWEST.yaml" M="$OUT/minimal-$NEWEST.yaml"
+expect "$D" "auth on by default, auth.toml from Secret approvald-auth, no insecure flag" \
+  "env.get('APPROVALD_AUTH_CONFIG') == '/etc/approvald/auth/auth.toml' and secret_volumes.get('auth') == 'approvald-auth' and 'APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED' not in cm"
+expect "$D" "no secret in the environment: the Redis URL is a mounted file; every mount read-only" \
+  "env.get('APPROVALD_REDIS_URL_FILE') == '/etc/approvald/redis/url' and secret_volumes.get('redis-url') == 'approvald-redis' and not any('valueFrom' in e for e in c['env']) and all(m.get('readOnly') for m in c['volumeMounts'])"
+expect "$D" "no TLS: probes on the gRPC port, no health port, appProtocol grpc" \
+  "probe_ports == {50051} and 'APPROVALD_HEALTH_LISTEN' not in cm and 'APPROVALD_TLS_CERT_FILE' not in env and svc['spec']['ports'][0]['appProtocol'] == 'grpc'"
+expect "$D" "the limits are in the ConfigMap" \
+  "all(k in cm for k in ('APPROVALD_RATE_LIMIT', 'APPROVALD_RATE_LIMIT_BURST', 'APPROVALD_MAX_OPEN_PER_REQUESTER', 'APPROVALD_MAX_WATCHERS_PER_PRINCIPAL', 'APPROVALD_MAX_CONNECTIONS'))"
+expect "$M" "evaluation values: insecure flag explicit, no auth, bundled Redis URL (no password) as a value" \
+  "cm.get('APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED') == 'true' and 'APPROVALD_AUTH_CONFIG' not in env and env.get('APPROVALD_REDIS_URL', '').startswith('redis://')"
+expect "$P" "production: auth from Secret, TLS from Secret approvald-tls, probes on the plaintext health port 8081" \
+  "probe_ports == {8081} and cm['APPROVALD_HEALTH_LISTEN'] == '0.0.0.0:8081' and env['APPROVALD_TLS_CERT_FILE'] == '/etc/approvald/tls/tls.crt' and env['APPROVALD_TLS_KEY_FILE'] == '/etc/approvald/tls/tls.key' and secret_volumes.get('tls') == 'approvald-tls' and secret_volumes.get('auth') == 'approvald-auth' and {'name': 'health', 'containerPort': 8081, 'protocol': 'TCP'} in c['ports']"
+expect "$P" "production: gRPC Service port appProtocol https, the NetworkPolicy opens the health port" \
+  "svc['spec']['ports'][0]['appProtocol'] == 'https' and any(r['ports'][0]['port'] == 'health' for r in next(d for d in docs if d['kind'] == 'NetworkPolicy')['spec']['ingress'])"
+
+render "$NEWEST.0" --set-string auth.config='# auth configuration' >"$OUT/auth.yaml"
+render "$NEWEST.0" -f deploy/helm/examples/production.yaml --set tls.clientCASecret=approvald-client-ca >"$OUT/mtls.yaml"
+for f in auth mtls; do
+  "$DEPLOY_PY" -m kubernetes_validate --strict --quiet -k "$NEWEST.0" "$OUT/$f.yaml" >"$OUT/kv.txt" 2>&1 \
+    || { cat "$OUT/kv.txt" >&2; fail "$f rendering does not validate"; }
+  grep -v "kind ServiceMonitor with api version monitoring.coreos.com/v1" "$OUT/kv.txt" >&2 || true
+done
+expect "$OUT/auth.yaml" "inline auth.config: the chart's own Secret, mounted; its checksum rolls the pods" \
+  "secret_volumes.get('auth') == 'approvald-auth' and any(d['kind'] == 'Secret' and d['metadata']['name'] == 'approvald-auth' for d in docs) and 'checksum/auth' in dep['spec']['template']['metadata']['annotations']"
+expect "$OUT/mtls.yaml" "mutual TLS: client CA mounted read-only, APPROVALD_TLS_CLIENT_CA_FILE" \
+  "env.get('APPROVALD_TLS_CLIENT_CA_FILE') == '/etc/approvald/client-ca/ca.crt' and secret_volumes.get('client-ca') == 'approvald-client-ca'"
 
 log "deploy/kubernetes/approvald.yaml is what deploy/render.sh renders"
 bash deploy/render.sh --stdout >"$OUT/approvald.yaml"
@@ -109,7 +167,7 @@ done
 log "checkov (deploy/checkov/*.yaml says why each skipped check does not apply)"
 mkdir -p "$OUT/checkov-defaults" "$OUT/checkov-production"
 cp deploy/kubernetes/approvald.yaml "$OUT/auth.yaml" "$OUT/default-$NEWEST.yaml" "$OUT/minimal-$NEWEST.yaml" "$OUT/minimal-1.28.yaml" "$OUT/checkov-defaults/"
-cp "$OUT/production-$NEWEST.yaml" "$OUT/production-1.28.yaml" "$OUT/checkov-production/"
+cp "$OUT/production-$NEWEST.yaml" "$OUT/production-1.28.yaml" "$OUT/mtls.yaml" "$OUT/checkov-production/"
 "$DEPLOY_PY" -m checkov.main --config-file deploy/checkov/defaults.yaml -d "$OUT/checkov-defaults" >&2 \
   || fail "checkov: default and minimal renderings"
 "$DEPLOY_PY" -m checkov.main --config-file deploy/checkov/production.yaml -d "$OUT/checkov-production" >&2 \

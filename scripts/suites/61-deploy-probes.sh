@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Probe test (issue 6): starts approvald with exactly the container env of the
-# rendered Deployment (deploy/kubernetes/approvald.yaml, and the production
-# example), against a redis-server of its own, and runs the declared startup,
+# rendered Deployment (deploy/kubernetes/approvald.yaml: auth on, plaintext;
+# the production example: auth + TLS, probes on the plaintext health port;
+# the same with mutual TLS), with its Secret volumes mapped to local files
+# (test Redis URL, an auth.toml, a self-signed certificate made with openssl),
+# against a redis-server of its own, and runs the declared startup,
 # readiness and liveness probes with a real grpc.health.v1 client: SERVING;
 # Redis down -> readiness NOT_SERVING, liveness SERVING; SIGTERM -> NOT_SERVING,
 # exit 0 within the shutdown grace. Details: deploy/tests/probe_test.py.
@@ -17,8 +20,10 @@ need_deploy_python
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml >"$OUT/production.yaml"
+render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml \
+  --set tls.clientCASecret=approvald-client-ca >"$OUT/production-mtls.yaml"
 
-for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml"; do
+for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml" "$OUT/production-mtls.yaml"; do
   log "probe test: $manifest"
   "$DEPLOY_PY" deploy/tests/probe_test.py "$manifest" "$APPROVALD_BIN"
 done

@@ -72,9 +72,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The Secret holding the auth configuration (issue 5 seam). */}}
+{{/* The Secret holding the auth configuration: the chart's own when auth.config is set. */}}
 {{- define "approvald.authSecretName" -}}
-{{- default (printf "%s-auth" (include "approvald.fullname" .)) .Values.auth.existingSecret }}
+{{- if .Values.auth.config }}
+{{- printf "%s-auth" (include "approvald.fullname" .) }}
+{{- else }}
+{{- .Values.auth.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Redis URL Secret is mounted (APPROVALD_REDIS_URL_FILE). */}}
+{{- define "approvald.redisMountPath" -}}/etc/approvald/redis{{- end }}
+
+{{/* The port the kubelet probes: the plaintext health port when TLS is on. */}}
+{{- define "approvald.probePort" -}}
+{{- if .Values.tls.enabled }}{{ .Values.ports.health }}{{ else }}{{ .Values.ports.grpc }}{{ end }}
+{{- end }}
+
+{{/* appProtocol of the gRPC Service port (see service.grpcAppProtocol). */}}
+{{- define "approvald.grpcAppProtocol" -}}
+{{- if .Values.service.grpcAppProtocol }}{{ .Values.service.grpcAppProtocol }}
+{{- else if .Values.tls.enabled }}https
+{{- else }}grpc
+{{- end }}
 {{- end }}
 
 {{/*
@@ -93,7 +113,19 @@ image has no `sleep` binary, so an exec handler is not an option.
 {{- define "approvald.validate" -}}
 {{- $v := .Values }}
 {{- if and (not $v.auth.enabled) (not $v.insecureAllowUnauthenticated) }}
-{{- fail "approvald listens on the pod network, which needs either auth.enabled=true (with an auth configuration) or insecureAllowUnauthenticated=true" }}
+{{- fail "approvald listens on the pod network, which needs either auth.enabled=true (with auth.existingSecret or auth.config holding auth.toml) or, for evaluation only, insecureAllowUnauthenticated=true; see SECURITY.md and deploy/README.md" }}
+{{- end }}
+{{- if and $v.auth.enabled (not $v.auth.config) (not $v.auth.existingSecret) }}
+{{- fail "auth.enabled=true needs auth.existingSecret (a Secret whose key auth.secretKey holds auth.toml) or inline auth.config; see SECURITY.md" }}
+{{- end }}
+{{- if and $v.tls.enabled (not $v.tls.existingSecret) }}
+{{- fail "tls.enabled=true needs tls.existingSecret: a kubernetes.io/tls Secret with tls.crt and tls.key (kubectl create secret tls NAME --cert=... --key=...)" }}
+{{- end }}
+{{- if and $v.tls.clientCASecret (not $v.tls.enabled) }}
+{{- fail "tls.clientCASecret (mutual TLS) needs tls.enabled=true and tls.existingSecret" }}
+{{- end }}
+{{- if and $v.tls.enabled (has (int $v.ports.health) (list (int $v.ports.grpc) (int $v.ports.metrics))) }}
+{{- fail (printf "ports.health (%d) must differ from ports.grpc and ports.metrics" (int $v.ports.health)) }}
 {{- end }}
 {{- if and (not $v.redis.bundled.enabled) (not $v.redis.existingSecret) }}
 {{- fail "set redis.existingSecret (a Secret whose key redis.existingSecretKey holds the Redis URL), or redis.bundled.enabled=true for an evaluation Redis" }}
