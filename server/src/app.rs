@@ -162,7 +162,7 @@ impl Application {
         }
         match &auth {
             Some(handle) => {
-                tracing::info!(file = %handle.path().display(), "authentication on (re-read on SIGHUP)")
+                tracing::info!(file = %handle.path().display(), "authentication on (re-read on SIGHUP and when it changes)")
             }
             None if !config.listen.ip().is_loopback() => tracing::warn!(
                 listen = %config.listen,
@@ -173,9 +173,13 @@ impl Application {
         if tls.is_some() {
             tracing::info!(mutual = config.tls_client_ca_file.is_some(), "TLS on");
         }
-        let reload_task = auth
-            .clone()
-            .map(|handle| tokio::spawn(reload_on_sighup(handle, shutdown.clone())));
+        let reload_task = auth.clone().map(|handle| {
+            tokio::spawn(reload_auth(
+                handle,
+                (!config.auth_reload_interval.is_zero()).then_some(config.auth_reload_interval),
+                shutdown.clone(),
+            ))
+        });
 
         let tasks = approvals.start(config.health_interval);
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -302,36 +306,63 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, StartError> {
     Ok(Some(tls))
 }
 
-/// Re-reads the authentication file on every SIGHUP. Open connections and
-/// calls are untouched; a file that does not load leaves the old one in force.
-async fn reload_on_sighup(handle: AuthHandle, shutdown: Shutdown) {
+/// Re-reads the authentication file on every SIGHUP, and when the file
+/// changes (checked every `check_every`; a Kubernetes Secret update swaps the
+/// mounted file). Open connections and calls are untouched; a file that does
+/// not load leaves the old one in force.
+async fn reload_auth(handle: AuthHandle, check_every: Option<Duration>, shutdown: Shutdown) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(_) => {
             tracing::warn!(
-                "cannot listen for SIGHUP: the authentication file will not be reloaded"
+                "cannot listen for SIGHUP: the authentication file reloads only when it changes"
             );
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                got = hangup.recv() => if got.is_none() { return },
-            }
-            match handle.reload() {
-                Ok(()) => {
-                    tracing::info!(file = %handle.path().display(), "authentication file reloaded")
-                }
-                Err(e) => tracing::error!(
-                    "authentication file NOT reloaded, the previous one stays in force: {e}"
-                ),
-            }
+            None
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (handle, shutdown);
+    };
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = modified(handle.path());
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<Option<()>>();
+        let tick = async {
+            match check_every {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let why = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = signalled => match got {
+                Some(_) => "SIGHUP",
+                None => return,
+            },
+            _ = tick => {
+                let now = modified(handle.path());
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the file changed"
+            }
+        };
+        match handle.reload() {
+            Ok(()) => {
+                tracing::info!(file = %handle.path().display(), why, "authentication file reloaded")
+            }
+            Err(e) => tracing::error!(
+                why,
+                "authentication file NOT reloaded, the previous one stays in force: {e}"
+            ),
+        }
     }
 }
 

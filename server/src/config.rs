@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
+    /// How often to check the authentication file for changes (reloading it
+    /// when it changed, as on SIGHUP). 0 turns the check off.
+    #[arg(long, env = "APPROVALD_AUTH_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub auth_reload_interval: Duration,
+
     /// TLS server certificate chain (PEM). With --tls-key-file, serves TLS.
     #[arg(long, env = "APPROVALD_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,

@@ -229,6 +229,8 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         file.to_str().unwrap(),
         "--audit-log",
         audit.to_str().unwrap(),
+        "--auth-reload-interval",
+        "100ms",
     ]);
     p.line_with("listening");
     let create = |token: &'static str| {
@@ -279,6 +281,20 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         "a broken file keeps the previous one in force"
     );
 
+    // A changed file is picked up without a signal (a Kubernetes Secret
+    // update swaps the mounted file), within the reload interval.
+    std::fs::write(&file, entry("third", "token-three")).unwrap();
+    let line = p.line_with("authentication file reloaded");
+    assert!(line.contains("the file changed"), "{line}");
+    assert!(
+        create("token-three").await.is_ok(),
+        "the changed file is in force"
+    );
+    assert_eq!(
+        create("token-one").await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+
     // Every create and refusal is in the audit log, as JSON, with the principal.
     let text = std::fs::read_to_string(&audit).unwrap();
     let records: Vec<serde_json::Value> = text
@@ -289,7 +305,7 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         .iter()
         .filter(|r| r["fields"]["action"] == "created")
         .collect();
-    assert_eq!(created.len(), 3, "{text}");
+    assert_eq!(created.len(), 4, "{text}");
     assert_eq!(created[1]["fields"]["principal"], "second");
     assert_eq!(created[1]["fields"]["auth"], "token");
     assert!(
