@@ -65,6 +65,12 @@ struct Inner {
     watchers: std::sync::Mutex<HashMap<String, usize>>,
 }
 
+/// What one look at an awaited approval found.
+enum Look {
+    Final(Box<Approval>),
+    Again(Option<Duration>),
+}
+
 /// One item of a `WatchPending` stream.
 #[derive(Clone, Debug)]
 pub struct WatchItem {
@@ -203,32 +209,16 @@ impl Approvals {
         let mut resync = self.inner.resync.subscribe();
         let mut first_look = true;
         loop {
-            let now = Millis::now();
-            // `None`: look again after STORE_RETRY (store trouble, or the
-            // deadline passed and the expiry has not landed yet).
-            let found = self.note(self.store().get(id).await);
-            if let (true, Ok(Some(a))) = (first_look, &found) {
-                audit_refusal(caller, "read", caller.check_see(a))?;
-            }
-            let expire_in = match found {
-                Ok(Some(a)) if a.is_final() => return Ok(a),
-                Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
-                Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
-                    Ok(Some(a)) => {
-                        self.inner.metrics.finished(Status::Expired);
-                        audit("expired", &a, SYSTEM, &Caller::Open);
-                        return Ok(a);
-                    }
-                    // Someone else expired it (or is about to): read again.
-                    Ok(None) => Some(Duration::from_millis(10)),
-                    Err(_) => None,
-                },
-                Ok(None) => return Err(DomainError::NotFound(id.clone())),
-                Err(e) if first_look => return Err(e),
-                Err(_) => None,
+            // Boxed: a look holds approvals and store calls only while it
+            // runs, so what stays parked while the call waits is small.
+            let expire_in = match Box::pin(self.look(caller, id, first_look)).await? {
+                Look::Final(a) => return Ok(*a),
+                Look::Again(expire_in) => expire_in,
             };
             first_look = false;
-            let wake = Instant::now() + expire_in.unwrap_or(STORE_RETRY);
+            // One timer per waiter: the next look, or the call's deadline.
+            let look_again = Instant::now() + expire_in.unwrap_or(STORE_RETRY);
+            let wake = call_deadline.map_or(look_again, |d| d.min(look_again));
             tokio::select! {
                 a = waiter.resolved() => {
                     if matches!(a.status, Status::Approved | Status::Rejected) {
@@ -240,13 +230,48 @@ impl Approvals {
                     return Ok(a);
                 }
                 _ = resync.changed() => {}
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = sleep_until_opt(call_deadline) => {
-                    return Err(DomainError::CallDeadline(id.clone()));
+                _ = tokio::time::sleep_until(wake) => {
+                    if call_deadline.is_some_and(|d| d <= Instant::now()) {
+                        return Err(DomainError::CallDeadline(id.clone()));
+                    }
                 }
                 _ = self.inner.shutdown.cancelled() => return Err(DomainError::ShuttingDown),
             }
         }
+    }
+
+    /// One read of the approval for `wait_final`: final (or expired by this
+    /// call), or how long until it should be looked at again (`None`: after
+    /// STORE_RETRY, for store trouble or an expiry that has not landed yet).
+    async fn look(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        first_look: bool,
+    ) -> Result<Look, DomainError> {
+        let now = Millis::now();
+        let found = self.note(self.store().get(id).await);
+        if let (true, Ok(Some(a))) = (first_look, &found) {
+            audit_refusal(caller, "read", caller.check_see(a))?;
+        }
+        let expire_in = match found {
+            Ok(Some(a)) if a.is_final() => return Ok(Look::Final(Box::new(a))),
+            Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
+            Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
+                Ok(Some(a)) => {
+                    self.inner.metrics.finished(Status::Expired);
+                    audit("expired", &a, SYSTEM, &Caller::Open);
+                    return Ok(Look::Final(Box::new(a)));
+                }
+                // Someone else expired it (or is about to): read again.
+                Ok(None) => Some(Duration::from_millis(10)),
+                Err(_) => None,
+            },
+            Ok(None) => return Err(DomainError::NotFound(id.clone())),
+            Err(e) if first_look => return Err(e),
+            Err(_) => None,
+        };
+        Ok(Look::Again(expire_in))
     }
 
     pub async fn respond(
@@ -747,12 +772,5 @@ impl Drop for WatcherSlot {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -6,9 +6,9 @@
 //! polls: an idle waiter is one map entry and one parked task.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::domain::{Approval, ApprovalId};
 
@@ -17,8 +17,17 @@ pub struct Waiters {
     slots: Arc<Mutex<HashMap<ApprovalId, Slot>>>,
 }
 
+/// What the waiters on one id share: the outcome once it is known, and a
+/// `Notify` to wake them. Kept small on purpose (no channel, the approval
+/// behind an `Arc`): an idle waiter should cost a few hundred bytes.
+#[derive(Default)]
+struct Outcome {
+    approval: OnceLock<Arc<Approval>>,
+    ready: Notify,
+}
+
 struct Slot {
-    tx: watch::Sender<Option<Approval>>,
+    outcome: Arc<Outcome>,
     waiting: usize,
 }
 
@@ -32,12 +41,12 @@ impl Waiters {
     pub fn register(&self, id: &ApprovalId) -> Waiter {
         let mut slots = self.slots();
         let slot = slots.entry(id.clone()).or_insert_with(|| Slot {
-            tx: watch::channel(None).0,
+            outcome: Arc::default(),
             waiting: 0,
         });
         slot.waiting += 1;
         Waiter {
-            rx: slot.tx.subscribe(),
+            outcome: slot.outcome.clone(),
             id: id.clone(),
             waiters: self.clone(),
         }
@@ -45,9 +54,13 @@ impl Waiters {
 
     /// Wakes every local waiter on this (final) approval.
     pub fn resolve(&self, approval: &Approval) {
-        if let Some(slot) = self.slots().get(&approval.id) {
-            slot.tx.send_replace(Some(approval.clone()));
-        }
+        let outcome = match self.slots().get(&approval.id) {
+            Some(slot) => slot.outcome.clone(),
+            None => return,
+        };
+        // An approval ends once: a second event for it carries the same end.
+        let _ = outcome.approval.set(Arc::new(approval.clone()));
+        outcome.ready.notify_waiters();
     }
 
     /// Number of calls waiting on this replica.
@@ -59,7 +72,7 @@ impl Waiters {
 /// One waiting call. Dropping it (the call ended, or its client went away and
 /// tonic dropped the handler) removes it from the registry.
 pub struct Waiter {
-    rx: watch::Receiver<Option<Approval>>,
+    outcome: Arc<Outcome>,
     id: ApprovalId,
     waiters: Waiters,
 }
@@ -68,13 +81,13 @@ impl Waiter {
     /// Resolves with the final approval once an event says so.
     pub async fn resolved(&mut self) -> Approval {
         loop {
-            if let Some(a) = self.rx.borrow_and_update().clone() {
-                return a;
+            // Created before the check, so a `notify_waiters` right after
+            // the check still wakes it.
+            let ready = self.outcome.ready.notified();
+            if let Some(a) = self.outcome.approval.get() {
+                return Approval::clone(a);
             }
-            if self.rx.changed().await.is_err() {
-                // The sender lives in the registry as long as we do.
-                std::future::pending::<()>().await;
-            }
+            ready.await;
         }
     }
 }

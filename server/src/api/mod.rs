@@ -109,7 +109,9 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::AwaitApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let id = id_from_proto(&request.get_ref().id)?;
+        // Consumed here: its headers and extensions are not kept for as long
+        // as the call waits.
+        let id = id_from_proto(&request.into_inner().id)?;
         let done = self
             .approvals
             .wait_final(&caller, &id, call_deadline)
