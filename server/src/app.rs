@@ -191,6 +191,10 @@ impl Application {
             approvals.clone(),
             shutdown.clone(),
         ));
+        let metrics_port = metrics_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default();
         let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
         // Plaintext health for probes, beside a TLS main port.
         let health_only_task = health_listener.map(|listener| {
@@ -226,7 +230,7 @@ impl Application {
 
         tracing::info!(
             grpc = %config.listen.ip(), port = grpc.local_addr().map(|a| a.port()).unwrap_or_default(),
-            metrics = ?metrics_listener_addr(&config),
+            metrics_port,
             "approvald listening"
         );
         let mut builder = Server::builder();
@@ -364,10 +368,6 @@ async fn reload_auth(handle: AuthHandle, check_every: Option<Duration>, shutdown
             ),
         }
     }
-}
-
-fn metrics_listener_addr(config: &Config) -> SocketAddr {
-    config.metrics_listen
 }
 
 /// Keeps gRPC health in step with the store, and NOT_SERVING from the first

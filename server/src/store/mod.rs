@@ -38,7 +38,6 @@ pub struct Retention {
 }
 
 impl Retention {
-    pub const DEFAULT_FINAL: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_MAX_EVENTS: usize = 100_000;
 }
 
