@@ -219,7 +219,7 @@ on_both_stores! {
         let mut req = create_request("t");
         req.timeout = Some(millis(Duration::from_millis(200)));
         let created = a.create_approval(req).await.unwrap().into_inner().approval.unwrap();
-        let mut b = d.b().await;
+        let b = d.b().await;
         let expired = eventually(PROMPTLY, || {
             let mut b = b.clone();
             let id = created.id.clone();
@@ -283,7 +283,7 @@ on_both_stores! {
         let two = a.create_approval(mk("deploy:staging", "a2", "web")).await.unwrap().into_inner().approval.unwrap();
         let three = a.create_approval(mk("db:drop", "a1", "infra")).await.unwrap().into_inner().approval.unwrap();
         a.respond(approve(&three.id, "alice")).await.unwrap();
-        let mut b = d.b().await;
+        let b = d.b().await;
         let ids = |req: v1::ListApprovalsRequest| {
             let mut b = b.clone();
             async move {
