@@ -12,7 +12,10 @@ use std::time::Duration;
 use approval_client::{ApprovalClient, ApprovalRequest, Status};
 use approval_tests::{Deployment, Store, PROMPTLY};
 use common::*;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
+    GetTaskParams, Implementation, ProgressNotificationParam, TaskPayload, Tool,
+};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
@@ -49,6 +52,19 @@ struct Session {
 /// Spawns `approvalctl --server <server> <global...> mcp <args...>` and
 /// initializes an MCP session with it.
 async fn session(server: &str, global: &[&str], args: &[&str]) -> Session {
+    let transport = spawn(server, global, args);
+    let host = Host::default();
+    let mcp = tokio::time::timeout(CALL_LIMIT, host.clone().serve(transport))
+        .await
+        .expect("initialized within the bound")
+        .expect("the MCP handshake succeeds");
+    let tools = mcp.list_all_tools().await.expect("tools/list");
+    Session { mcp, host, tools }
+}
+
+/// `approvalctl --server <server> <global...> mcp <args...>`, as a host
+/// starts it, with no APPROVAL_* from the outside.
+fn spawn(server: &str, global: &[&str], args: &[&str]) -> TokioChildProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_approvalctl"));
     for (k, _) in std::env::vars() {
         if k.starts_with("APPROVAL_") {
@@ -65,13 +81,7 @@ async fn session(server: &str, global: &[&str], args: &[&str]) -> Session {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("approvalctl mcp starts");
-    let host = Host::default();
-    let mcp = tokio::time::timeout(CALL_LIMIT, host.clone().serve(transport))
-        .await
-        .expect("initialized within the bound")
-        .expect("the MCP handshake succeeds");
-    let tools = mcp.list_all_tools().await.expect("tools/list");
-    Session { mcp, host, tools }
+    transport
 }
 
 impl Session {
@@ -578,4 +588,86 @@ async fn bad_tool_input_is_a_tool_error_naming_the_field_and_creates_nothing() {
         "nothing was created"
     );
     s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_tasks_gets_a_task_that_outlives_the_bounded_wait_and_ends_with_the_decision() {
+    let d = deployment().await;
+    let human = human(&d).await;
+    let host = ClientConfig::new(
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new("task-host", "1.0"),
+    );
+    let mcp = tokio::time::timeout(
+        CALL_LIMIT,
+        host.serve(spawn(&first(&d), &[], &["--wait", "1s"])),
+    )
+    .await
+    .expect("initialized within the bound")
+    .expect("the MCP handshake succeeds");
+
+    let arguments = json!({"approval_type": "deploy:mcp-task", "summary": "Deploy as a task"});
+    let Value::Object(arguments) = arguments else {
+        unreachable!()
+    };
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        CALL_LIMIT,
+        mcp.call_tool_once(
+            CallToolRequestParams::new("request_approval").with_arguments(arguments),
+        ),
+    )
+    .await
+    .expect("answered within the bound")
+    .expect("tools/call");
+    let CallToolResponse::Task(created) = response else {
+        panic!("a host with tasks gets a task, got {response:?}");
+    };
+    assert!(started.elapsed() < PROMPTLY, "the task is returned at once");
+    let task_id = created.task.task_id.clone();
+
+    // The human decides after longer than --wait: a task is not cut by it.
+    let pending = until_pending(&human, "deploy:mcp-task", 1).await;
+    assert_eq!(pending[0].agent_id, "mcp:task-host");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = mcp
+        .peer()
+        .get_task(GetTaskParams::new(task_id.clone()))
+        .await
+        .expect("tasks/get");
+    assert!(
+        !running.task.status().is_terminal(),
+        "still waiting for the human"
+    );
+    human
+        .approve(&pending[0].id, "ship it")
+        .await
+        .expect("approve");
+
+    let end = Instant::now() + PROMPTLY;
+    let done = loop {
+        let info = mcp
+            .peer()
+            .get_task(GetTaskParams::new(task_id.clone()))
+            .await
+            .expect("tasks/get");
+        if info.task.status().is_terminal() {
+            break info.task;
+        }
+        assert!(
+            Instant::now() < end,
+            "the task did not end after the decision"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let TaskPayload::Completed { result } = done.payload else {
+        panic!("the task completes, got {:?}", done.payload);
+    };
+    let result: CallToolResult =
+        serde_json::from_value(Value::Object(result)).expect("a tool result");
+    let output = result.structured_content.expect("structured content");
+    assert_eq!(output["status"], "approved");
+    assert_eq!(output["id"], pending[0].id.as_str());
+    assert_eq!(output["reason"], "ship it");
+    let _ = tokio::time::timeout(PROMPTLY, mcp.cancel()).await;
 }

@@ -16,9 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use approval_client::{Approval, ApprovalClient, ApprovalRequest, ListFilter, Status};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, JsonObject,
+    ProgressNotificationParam, ProgressToken,
+};
 use rmcp::service::RequestContext;
-use rmcp::RoleServer;
+use rmcp::task_manager::{TaskExit, TaskManager, TaskOptions};
+use rmcp::{Peer, RoleServer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -33,6 +37,14 @@ const CALL_LIMIT: Duration = Duration::from_secs(10);
 /// How often a waiting call tells the host it is still waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// A task waits until the approval's deadline and this much more (approvald
+/// needs a moment to mark it expired), and stays readable this long after.
+const TASK_SLACK: Duration = Duration::from_secs(15);
+const TASK_KEPT: Duration = Duration::from_secs(600);
+
+/// How often a host should poll a task.
+const TASK_POLL: Duration = Duration::from_secs(2);
+
 /// How many open requests `Unreported` remembers.
 const REMEMBERED: usize = 1024;
 
@@ -44,12 +56,16 @@ const LIST_MAX: u32 = 100;
 /// The agent id when neither `--agent` nor the host's name says otherwise.
 const DEFAULT_AGENT: &str = "approvalctl-mcp";
 
+/// Runs the tool calls. Cheap to clone: a task keeps a clone while it waits.
+#[derive(Clone)]
 pub struct Gate {
     client: ApprovalClient,
     /// The default and the ceiling of one call's wait.
     wait: Duration,
     agent_id: Option<String>,
-    unreported: Unreported,
+    unreported: Arc<Unreported>,
+    /// The waits running as MCP tasks, for hosts that support them.
+    tasks: TaskManager,
 }
 
 impl Gate {
@@ -58,15 +74,20 @@ impl Gate {
             client,
             wait,
             agent_id,
-            unreported: Unreported::default(),
+            unreported: Arc::default(),
+            tasks: TaskManager::new(),
         }
+    }
+
+    pub fn tasks(&self) -> &TaskManager {
+        &self.tasks
     }
 
     pub async fn request_approval(
         &self,
         arguments: JsonObject,
         context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ToolError> {
+    ) -> Result<CallToolResponse, ToolError> {
         let input: RequestApprovalInput = parse(arguments)?;
         let wait = self.wait_for(input.wait_seconds)?;
         let mut details = input.context.unwrap_or_default();
@@ -83,9 +104,13 @@ impl Gate {
         }
         let asked = Asked::new(&input.approval_type, &details, &input.labels);
         let approval = self.create(request, input.idempotency_key, &asked).await?;
-        let approval = self.wait_until_final(approval, wait, context).await?;
+        let answer = |a: &Approval| structured(&WaitOutput::of(a));
+        if supports_tasks(context) {
+            return Ok(self.as_task(approval, asked, answer));
+        }
+        let approval = self.wait_inline(approval, wait, context).await?;
         self.unreported.settle(&asked, &approval);
-        structured(&WaitOutput::of(&approval))
+        answer(&approval).map(Into::into)
     }
 
     pub async fn await_approval(
@@ -96,7 +121,7 @@ impl Gate {
         let input: AwaitApprovalInput = parse(arguments)?;
         let wait = self.wait_for(input.wait_seconds)?;
         let approval = self.bounded(self.client.get(&input.id)).await?;
-        let approval = self.wait_until_final(approval, wait, context).await?;
+        let approval = self.wait_inline(approval, wait, context).await?;
         self.unreported.settle_approval(&approval);
         structured(&WaitOutput::of(&approval))
     }
@@ -155,7 +180,7 @@ impl Gate {
         &self,
         arguments: JsonObject,
         context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ToolError> {
+    ) -> Result<CallToolResponse, ToolError> {
         let input: PermissionPromptInput = parse(arguments)?;
         let approval_type = format!("tool:{}", input.tool_name);
         let mut details = Map::new();
@@ -183,15 +208,59 @@ impl Gate {
             .context(Value::Object(details))
             .agent_id(self.agent_id(context));
         let approval = self.create(request, None, &asked).await?;
-        let approval = self.wait_until_final(approval, self.wait, context).await?;
+        let tool_input = input.input;
+        let answer = move |a: &Approval| {
+            let answer = permission(a, tool_input);
+            // The host reads the text content: exactly the answer's JSON.
+            let text = serde_json::to_string(&answer)
+                .map_err(|e| ToolError::field("input", format!("cannot be encoded: {e}")))?;
+            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+            result.structured_content = serde_json::to_value(&answer).ok();
+            Ok(result)
+        };
+        if supports_tasks(context) {
+            return Ok(self.as_task(approval, asked, answer));
+        }
+        let approval = self.wait_inline(approval, self.wait, context).await?;
         self.unreported.settle(&asked, &approval);
-        let answer = permission(&approval, input.input);
-        // The host reads the text content: exactly the answer's JSON.
-        let text = serde_json::to_string(&answer)
-            .map_err(|e| ToolError::field("input", format!("cannot be encoded: {e}")))?;
-        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-        result.structured_content = serde_json::to_value(&answer).ok();
-        Ok(result)
+        answer(&approval).map(Into::into)
+    }
+
+    /// For hosts that support MCP tasks: the call returns a task at once,
+    /// and the task waits for the decision until the approval's deadline
+    /// (no `--wait` bound: the host polls instead of holding a call open).
+    /// Cancelling the task stops the wait; the approval stays open.
+    fn as_task(
+        &self,
+        approval: Approval,
+        asked: Asked,
+        answer: impl FnOnce(&Approval) -> Result<CallToolResult, ToolError> + Send + 'static,
+    ) -> CallToolResponse {
+        let gate = self.clone();
+        let wait = approval.time_left() + TASK_SLACK;
+        let options = TaskOptions::new()
+            .with_ttl_ms(millis(wait + TASK_KEPT))
+            .with_poll_interval_ms(millis(TASK_POLL))
+            .with_status_message(format!(
+                "waiting for a human to decide approval {} ({})",
+                approval.id, approval.approval_type
+            ));
+        let task = self.tasks.spawn(options, move |task| {
+            Box::pin(async move {
+                let waited = tokio::select! {
+                    _ = task.cancelled() => return Err(TaskExit::Cancelled),
+                    waited = gate.wait_until_final(approval, wait, None) => waited,
+                };
+                let outcome = waited.and_then(|approval| {
+                    gate.unreported.settle(&asked, &approval);
+                    answer(&approval)
+                });
+                Ok(outcome.unwrap_or_else(|e| {
+                    CallToolResult::error(vec![ContentBlock::text(e.to_string())])
+                }))
+            })
+        });
+        CallToolResponse::Task(CreateTaskResult::new(task))
     }
 
     /// Creates the approval (or re-attaches to the open one for the same
@@ -217,21 +286,39 @@ impl Gate {
         Ok(created.approval)
     }
 
-    /// Waits up to `wait` for `approval` to become final, telling the host
-    /// it is still waiting every few seconds. Returns it final, or as it is
-    /// when the wait is over (pending).
-    async fn wait_until_final(
+    /// [`Gate::wait_until_final`] within one tool call: with progress
+    /// notifications, ending when the host cancels the call.
+    async fn wait_inline(
         &self,
         approval: Approval,
         wait: Duration,
         context: &RequestContext<RoleServer>,
+    ) -> Result<Approval, ToolError> {
+        let id = approval.id.clone();
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| (&context.peer, token));
+        tokio::select! {
+            waited = self.wait_until_final(approval, wait, progress) => waited,
+            _ = context.ct.cancelled() => Err(ToolError::cancelled().about(&id)),
+        }
+    }
+
+    /// Waits up to `wait` for `approval` to become final, telling the host
+    /// it is still waiting every few seconds when it gave a progress token.
+    /// Returns it final, or as it is when the wait is over (pending).
+    async fn wait_until_final(
+        &self,
+        approval: Approval,
+        wait: Duration,
+        progress: Option<(&Peer<RoleServer>, ProgressToken)>,
     ) -> Result<Approval, ToolError> {
         if approval.is_final() {
             return Ok(approval);
         }
         let started = Instant::now();
         let until = started + wait;
-        let progress = context.meta.get_progress_token();
         // The library's wait rides out broken connections until the
         // approval's deadline; this bound cuts it at `wait`.
         let decision = self.client.await_decision(&approval.id);
@@ -245,9 +332,8 @@ impl Gate {
                         .map_err(|e| ToolError::from(e).about(&approval.id));
                 }
                 _ = tokio::time::sleep_until(until) => break,
-                _ = context.ct.cancelled() => return Err(ToolError::cancelled().about(&approval.id)),
                 _ = tick.tick() => {
-                    if let Some(token) = &progress {
+                    if let Some((peer, token)) = &progress {
                         let waited = started.elapsed().as_secs_f64().floor();
                         let note = ProgressNotificationParam::new(token.clone(), waited)
                             .with_total(wait.as_secs_f64())
@@ -256,7 +342,7 @@ impl Gate {
                                 approval.id, approval.approval_type
                             ));
                         // A host that stopped listening is no reason to stop waiting.
-                        let _ = context.peer.notify_progress(note).await;
+                        let _ = peer.notify_progress(note).await;
                     }
                 }
             }
@@ -306,6 +392,17 @@ impl Gate {
             })
             .unwrap_or_else(|| DEFAULT_AGENT.to_string())
     }
+}
+
+/// True when the host declared the MCP tasks extension.
+fn supports_tasks(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .client_capabilities()
+        .is_some_and(|caps| caps.supports_tasks())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The tool's arguments as `T`, or a tool error naming the bad field.

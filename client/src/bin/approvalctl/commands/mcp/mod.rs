@@ -15,6 +15,8 @@
 //! longer than `--wait`: a request still pending then returns `pending` with
 //! its id, and `await_approval` waits again. The approval lives on in
 //! approvald meanwhile, so a decision made between two calls is never lost.
+//! A host that declares the MCP tasks extension gets a task instead, which
+//! waits until the approval is final and is polled by the host.
 
 mod failure;
 mod gate;
@@ -24,8 +26,9 @@ use std::time::Duration;
 
 use approval_client::ClientBuilder;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    GetTaskParams, GetTaskResult, Implementation, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -85,9 +88,14 @@ struct ApprovalTools {
 
 impl ServerHandler for ApprovalTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("approvald", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(Implementation::new("approvald", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -110,10 +118,14 @@ impl ServerHandler for ApprovalTools {
         let arguments = request.arguments.unwrap_or_default();
         let answer = match request.name.as_ref() {
             tools::REQUEST_APPROVAL => self.gate.request_approval(arguments, &context).await,
-            tools::AWAIT_APPROVAL => self.gate.await_approval(arguments, &context).await,
-            tools::GET_APPROVAL => self.gate.get_approval(arguments).await,
-            tools::LIST_PENDING => self.gate.list_pending(arguments).await,
-            tools::CANCEL_APPROVAL => self.gate.cancel_approval(arguments).await,
+            tools::AWAIT_APPROVAL => self
+                .gate
+                .await_approval(arguments, &context)
+                .await
+                .map(Into::into),
+            tools::GET_APPROVAL => self.gate.get_approval(arguments).await.map(Into::into),
+            tools::LIST_PENDING => self.gate.list_pending(arguments).await.map(Into::into),
+            tools::CANCEL_APPROVAL => self.gate.cancel_approval(arguments).await.map(Into::into),
             tools::PERMISSION_PROMPT => self.gate.permission_prompt(arguments, &context).await,
             other => {
                 return Err(ErrorData::invalid_params(
@@ -126,9 +138,36 @@ impl ServerHandler for ApprovalTools {
             }
         };
         Ok(match answer {
-            Ok(result) => result,
-            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
-        }
-        .into())
+            Ok(response) => response,
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]).into(),
+        })
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        Ok(GetTaskResult::new(
+            self.gate.tasks().get_task(&request.task_id)?,
+        ))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.gate
+            .tasks()
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.gate.tasks().cancel_task(&request.task_id)
     }
 }
