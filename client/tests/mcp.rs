@@ -671,3 +671,27 @@ async fn a_host_with_tasks_gets_a_task_that_outlives_the_bounded_wait_and_ends_w
     assert_eq!(output["reason"], "ship it");
     let _ = tokio::time::timeout(PROMPTLY, mcp.cancel()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approvald_that_accepts_but_never_answers_is_a_tool_error_within_the_call_bound() {
+    // The kernel completes the TCP handshake; nothing ever speaks HTTP/2.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = format!("http://{}", silent.local_addr().expect("address"));
+    let s = session(&server, &[], &["--wait", "30s"]).await;
+    let started = Instant::now();
+    let message = s
+        .tool_error(
+            "request_approval",
+            json!({"approval_type": "deploy:mcp-silent", "summary": "Deploy"}),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(message.contains("did not answer"), "{message}");
+    assert!(message.contains("do not perform"), "{message}");
+    s.close().await;
+    drop(silent);
+}
