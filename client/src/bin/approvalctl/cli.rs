@@ -93,6 +93,10 @@ pub enum Command {
     List(ListArgs),
     /// Withdraw a pending approval (its waiter ends with exit code 3).
     Cancel(CancelArgs),
+    /// Serve the approval tools to an AI agent over the Model Context Protocol
+    /// (stdio): request_approval, await_approval, get_approval, list_pending,
+    /// cancel_approval and permission_prompt. Started by the agent's host.
+    Mcp(McpArgs),
     /// Print a shell completion script, e.g. `approvalctl completions bash > /etc/bash_completion.d/approvalctl`.
     Completions {
         /// The shell.
@@ -213,6 +217,20 @@ pub struct CancelArgs {
     /// Why it is withdrawn.
     #[arg(long, short, default_value = "")]
     pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// How long one tool call waits for a human before it returns `pending`
+    /// (the agent then calls await_approval). Keep it under the host's
+    /// tool-call timeout, often 60s.
+    #[arg(long, env = "APPROVAL_MCP_WAIT", value_parser = duration, default_value = "25s")]
+    pub wait: Duration,
+
+    /// Who is asking, recorded on every approval (default: "mcp:" and the
+    /// host's name from the MCP handshake).
+    #[arg(long = "agent", env = "APPROVAL_AGENT_ID")]
+    pub agent_id: Option<String>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -3,7 +3,8 @@
 //! `approvalctl request --type deploy:production && ./deploy.sh` asks for a
 //! decision, waits, and exits 0 only when a human approved. `approvalctl
 //! watch` shows the live queue; `approve`, `reject`, `get`, `list` and
-//! `cancel` do the rest. Exit codes are in `exit.rs` (and `--help`).
+//! `cancel` do the rest; `mcp` serves the same gates to AI agents over the
+//! Model Context Protocol. Exit codes are in `exit.rs` (and `--help`).
 
 mod cli;
 mod commands;
@@ -12,7 +13,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use approval_client::{ApprovalClient, Verdict};
+use approval_client::{ApprovalClient, ClientBuilder, Verdict};
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command, Global, Responder};
@@ -107,11 +108,17 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             let client = connect(&cli.global, None).await?;
             commands::cancel::run(&client, args, out).await
         }
+        Command::Mcp(args) => commands::mcp::run(builder(&cli.global, None)?, args).await,
     }
 }
 
 /// A client for the global flags (server, token, TLS files).
 async fn connect(global: &Global, responder: Option<String>) -> Result<ApprovalClient, Failure> {
+    Ok(builder(global, responder)?.connect().await?)
+}
+
+/// The client settings the global flags give, not yet connected.
+fn builder(global: &Global, responder: Option<String>) -> Result<ClientBuilder, Failure> {
     let mut builder = ApprovalClient::builder(global.server.clone());
     if let Some(token) = &global.token {
         builder = builder.bearer_token(token.clone());
@@ -131,7 +138,7 @@ async fn connect(global: &Global, responder: Option<String>) -> Result<ApprovalC
     if let Some(responder) = responder {
         builder = builder.responder(responder);
     }
-    Ok(builder.connect().await?)
+    Ok(builder)
 }
 
 fn read_file(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {

@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod get;
 pub mod list;
+pub mod mcp;
 pub mod request;
 pub mod respond;
 pub mod watch;
