@@ -35,7 +35,7 @@ impl ContextDigest {
         let hex = raw.strip_prefix(PREFIX).ok_or_else(|| {
             DomainError::invalid(
                 field,
-                format!("must start with {PREFIX:?} (got {raw:.80?})"),
+                format!("must start with {PREFIX:?}, followed by 64 lowercase hex digits"),
             )
         })?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
