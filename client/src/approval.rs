@@ -128,6 +128,10 @@ pub struct Approval {
     pub requester: String,
     /// What the human is shown: always a JSON object.
     pub context: Value,
+    /// `sha256:` + hex of the RFC 8785 canonical JSON of `context`, computed
+    /// by the service.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub context_digest: String,
     /// Labels for filtering.
     pub labels: BTreeMap<String, String>,
     /// The requester's idempotency key.
@@ -201,6 +205,7 @@ impl TryFrom<v1::Approval> for Approval {
         };
         Ok(Approval {
             context: json::from_struct(a.context),
+            context_digest: a.context_digest,
             labels: a.labels.into_iter().collect(),
             decided_by: Some(a.decided_by).filter(|s| !s.is_empty()),
             id: a.id,
@@ -356,6 +361,7 @@ mod tests {
             agent_id: String::new(),
             requester: "anonymous".into(),
             context: Value::Null,
+            context_digest: String::new(),
             labels: BTreeMap::new(),
             idempotency_key: String::new(),
             created_at: now,

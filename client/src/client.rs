@@ -262,6 +262,7 @@ impl ApprovalClient {
             decision: decision as i32,
             reason: reason.into(),
             responder: self.responder.to_string(),
+            ..Default::default()
         };
         let answer = self.grpc().respond(wire).await.map_err(|s| self.error(s))?;
         required(answer.into_inner().approval)

@@ -233,6 +233,10 @@ impl Application {
             metrics_port,
             "approvald listening"
         );
+        if let Ok(addr) = grpc.local_addr() {
+            let open = crate::inbox::address(tls.is_some(), addr);
+            tracing::info!("inbox: open {open}");
+        }
         let mut builder = Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -243,6 +247,7 @@ impl Application {
             .http2_keepalive_timeout(Some(config.keepalive_timeout))
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .max_concurrent_streams(config.max_concurrent_streams)
+            .layer(crate::inbox::InboxLayer)
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(tower::util::MapResponseLayer::new(

@@ -17,8 +17,9 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, Decision, DomainError, Ending, Event, EventKind, Filter,
-    Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason, Status,
+    Approval, ApprovalId, Caller, ContextDigest, Cursor, Decision, DomainError, Ending, Event,
+    EventKind, Filter, Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason,
+    Status,
 };
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -281,10 +282,24 @@ impl Approvals {
         decision: Decision,
         responder: Principal,
         reason: Reason,
+        expected_digest: Option<ContextDigest>,
     ) -> Result<Approval, DomainError> {
-        if let Caller::Known { .. } = caller {
+        if matches!(caller, Caller::Known { .. }) || expected_digest.is_some() {
             let approval = self.get_unchecked(id).await?;
-            audit_refusal(caller, "decide", caller.may_decide(&approval))?;
+            if let Caller::Known { .. } = caller {
+                audit_refusal(caller, "decide", caller.may_decide(&approval))?;
+            }
+            // The context of an id never changes, so checking before the
+            // atomic finish cannot race with another writer.
+            if let Some(expected) = expected_digest {
+                if expected != approval.context_digest {
+                    return Err(DomainError::ContextDigestMismatch {
+                        id: id.clone(),
+                        expected: expected.into_string(),
+                        actual: approval.context_digest.into_string(),
+                    });
+                }
+            }
         }
         let ending = Ending::Decided {
             decision,

@@ -1,6 +1,6 @@
 //! `approvald`: human approval gates as a service.
 //!
-//! Layout, outside in: `app` assembles a process; `api` is the gRPC layer
+//! Layout, outside in: `app` assembles a process; `inbox` serves the web page; `api` is the gRPC layer
 //! (thin: parse, delegate, convert); `approvals` holds the use cases and the
 //! background tasks (event pump, reaper, health); `waiters` is the local
 //! registry of blocked calls; `store` keeps approvals (Redis or memory);
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod domain;
+pub mod inbox;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;

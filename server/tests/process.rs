@@ -120,6 +120,7 @@ async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigt
             decision: v1::Decision::Approve as i32,
             reason: String::new(),
             responder: "alice".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -355,6 +355,7 @@ pub fn approve(id: &str, responder: &str) -> v1::RespondRequest {
         decision: v1::Decision::Approve as i32,
         reason: "looks good".to_string(),
         responder: responder.to_string(),
+        ..Default::default()
     }
 }
 
@@ -364,6 +365,7 @@ pub fn reject(id: &str, responder: &str) -> v1::RespondRequest {
         decision: v1::Decision::Reject as i32,
         reason: "not now".to_string(),
         responder: responder.to_string(),
+        ..Default::default()
     }
 }
 

@@ -51,6 +51,73 @@ fn field_of(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
+/// `google.protobuf.Value` builders for contexts with every JSON kind.
+fn num(n: f64) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::NumberValue(n)),
+    }
+}
+
+fn text(s: &str) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(s.into())),
+    }
+}
+
+fn object(fields: Vec<(&str, prost_types::Value)>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+/// A context whose RFC 8785 form is
+/// `{"action":"deploy","nested":{"list":[1,2.5,true,null,"x"],"z":1e+21},"size":0.000001,"target":"production"}`
+/// (keys sorted, ECMAScript number forms), and the SHA-256 of those bytes
+/// (computed independently with `printf '%s' ... | sha256sum`).
+fn mixed_context() -> (prost_types::Struct, &'static str) {
+    use prost_types::value::Kind;
+    let list = prost_types::ListValue {
+        values: vec![
+            num(1.0),
+            num(2.5),
+            prost_types::Value {
+                kind: Some(Kind::BoolValue(true)),
+            },
+            prost_types::Value {
+                kind: Some(Kind::NullValue(0)),
+            },
+            text("x"),
+        ],
+    };
+    let nested = object(vec![
+        ("z", num(1e21)),
+        (
+            "list",
+            prost_types::Value {
+                kind: Some(Kind::ListValue(list)),
+            },
+        ),
+    ]);
+    let context = object(vec![
+        ("target", text("production")),
+        ("size", num(0.000001)),
+        ("action", text("deploy")),
+        (
+            "nested",
+            prost_types::Value {
+                kind: Some(Kind::StructValue(nested)),
+            },
+        ),
+    ]);
+    (
+        context,
+        "sha256:998e1e330f78595f75cdd39d9e4e449116d6caa5f5c30274b553a55b72ab723c",
+    )
+}
+
 on_both_stores! {
     async fn request_approval_blocks_until_a_human_approves(d: Deployment) {
         let mut a = d.a().await;
@@ -494,5 +561,69 @@ on_both_stores! {
             .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
         assert!(err.message().contains("too large"), "{}", err.message());
+    }
+
+    async fn context_digest_is_the_sha256_of_the_rfc8785_canonical_context(d: Deployment) {
+        let mut a = d.a().await;
+        let mut b = d.b().await;
+        let (ctx, digest) = mixed_context();
+        let mut req = create_request("deploy:prod");
+        req.context = Some(ctx);
+        let created = a.create_approval(req).await.unwrap().into_inner().approval.unwrap();
+        assert_eq!(created.context_digest, digest);
+        // Stored, not only computed on the way out: another replica reads it,
+        // and so do list and the final record.
+        assert_eq!(get(&mut b, &created.id).await.context_digest, digest);
+        let decided = b.respond(approve(&created.id, "alice")).await.unwrap().into_inner();
+        assert_eq!(decided.approval.unwrap().context_digest, digest);
+    }
+
+    async fn respond_with_another_context_digest_is_refused_and_changes_nothing(d: Deployment) {
+        let mut a = d.a().await;
+        let mut b = d.b().await;
+        let created = create(&mut a, "refund").await;
+        let crafted = format!("sha256:{}", "0".repeat(64));
+        let mut req = approve(&created.id, "alice");
+        req.expected_context_digest = crafted.clone();
+        let err = b.respond(req).await.expect_err("digest mismatch refused");
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("expected_context_digest"), "{}", err.message());
+        let info = err.get_details_error_info().expect("ErrorInfo details");
+        assert_eq!(info.reason, "CONTEXT_DIGEST_MISMATCH");
+        assert_eq!(info.metadata.get("context_digest"), Some(&created.context_digest));
+        assert_eq!(info.metadata.get("expected_context_digest"), Some(&crafted));
+        assert_eq!(get(&mut a, &created.id).await, created, "a refused decision changed the approval");
+        // The digest the human saw is accepted.
+        let mut req = approve(&created.id, "alice");
+        req.expected_context_digest = created.context_digest.clone();
+        let decided = b.respond(req).await.expect("matching digest").into_inner().approval.unwrap();
+        assert_eq!(status(&decided), v1::ApprovalStatus::Approved);
+    }
+
+    async fn malformed_expected_context_digest_is_invalid_and_names_the_field(d: Deployment) {
+        let mut a = d.a().await;
+        let created = create(&mut a, "t").await;
+        for bad in ["md5:abc", "sha256:XYZ", "998e1e330f78595f75cdd39d9e4e449116d6caa5f5c30274b553a55b72ab723c"] {
+            let mut req = approve(&created.id, "alice");
+            req.expected_context_digest = bad.to_string();
+            let err = a.respond(req).await.expect_err("malformed digest refused");
+            assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+            assert_eq!(field_of(&err), "expected_context_digest");
+        }
+        assert_eq!(status(&get(&mut a, &created.id).await), v1::ApprovalStatus::Pending);
+    }
+
+    async fn a_context_with_nan_or_infinity_is_refused_naming_the_path(d: Deployment) {
+        let mut a = d.a().await;
+        for bad in [f64::NAN, f64::INFINITY] {
+            let mut req = create_request("t");
+            req.context = Some(object(vec![("cost", prost_types::Value {
+                kind: Some(prost_types::value::Kind::StructValue(object(vec![("usd", num(bad))]))),
+            })]));
+            let err = a.create_approval(req).await.expect_err("non-JSON number refused");
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert_eq!(field_of(&err), "context");
+            assert!(err.message().contains("cost.usd"), "{}", err.message());
+        }
     }
 }

@@ -240,3 +240,47 @@ fn decode_chunked(body: &[u8], chunked: bool) -> Vec<u8> {
         rest = &rest[start + size + 2..];
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_port_serves_the_inbox_page_with_security_headers_beside_the_api() {
+    let d = Deployment::start(Store::Memory).await;
+    let port = d.replicas[0].port;
+    let get = move |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            String::from_utf8_lossy(&http(port, request.as_bytes())).into_owned()
+        })
+    };
+    for path in [
+        "/",
+        "/approvals/01a22c47-9bc1-713d-af04-d9df1c12486a",
+        "/assets/app.js",
+    ] {
+        let response = get(path).await.unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{path}: {response:.200}"
+        );
+        let headers = response.to_ascii_lowercase();
+        assert!(
+            headers.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+            "{path}"
+        );
+        assert!(headers.contains("frame-ancestors 'none'"), "{path}");
+        assert!(!headers.contains("unsafe-inline"), "{path}");
+        assert!(
+            headers.contains("x-content-type-options: nosniff"),
+            "{path}"
+        );
+        assert!(headers.contains("referrer-policy: no-referrer"), "{path}");
+        assert!(!headers.contains("set-cookie"), "{path}");
+    }
+    let page = get("/").await.unwrap();
+    assert!(page.contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
+    assert!(get("/nope").await.unwrap().starts_with("HTTP/1.1 404"));
+    // The API still answers on the same port.
+    let mut a = d.a().await;
+    let created = create(&mut a, "deploy:web").await;
+    assert!(created.context_digest.starts_with("sha256:"));
+}

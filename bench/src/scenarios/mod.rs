@@ -72,6 +72,7 @@ pub fn approve(id: &str) -> RespondRequest {
         decision: Decision::Approve as i32,
         reason: "benchmark".into(),
         responder: "bench-human".into(),
+        ..Default::default()
     }
 }
 

@@ -88,10 +88,13 @@ export class ApprovalClient {
   /**
    * Records a decision. The first decision wins: a conflicting one rejects
    * with AlreadyDecidedError naming the winner; an identical retry succeeds.
+   * With `expectedContextDigest` (the approval's contextDigest as shown), a
+   * different context rejects with ContextChangedError and nothing changes.
    */
-  async respond(id: string, approve: boolean, by: { responder: string; reason?: string }, options?: CallOptions): Promise<Approval> {
+  async respond(id: string, approve: boolean, by: { responder: string; reason?: string; expectedContextDigest?: string }, options?: CallOptions): Promise<Approval> {
     const decision = approve ? DecisionEnum.APPROVE : DecisionEnum.REJECT;
-    const response = await call(this.api.respond({ id, decision, responder: by.responder, reason: by.reason ?? "" }, options));
+    const request = { id, decision, responder: by.responder, reason: by.reason ?? "", expectedContextDigest: by.expectedContextDigest ?? "" };
+    const response = await call(this.api.respond(request, options));
     return response.approval!;
   }
 

@@ -24,6 +24,22 @@ export class AlreadyDecidedError extends ConnectError {
   }
 }
 
+/** `respond` named an expectedContextDigest other than the approval's: nothing changed. */
+export class ContextChangedError extends ConnectError {
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === "object" && v !== null && Object.prototype.isPrototypeOf.call(ContextChangedError.prototype, v);
+  }
+  constructor(
+    cause: ConnectError,
+    /** The approval's digest. */
+    readonly contextDigest: string,
+    readonly expectedContextDigest: string,
+  ) {
+    super(cause.rawMessage, cause.code, cause.metadata, undefined, cause);
+    this.details = cause.details;
+  }
+}
+
 /** The request was refused; `field` names the bad field when known. */
 export class InvalidArgumentError extends ConnectError {
   static override [Symbol.hasInstance](v: unknown): boolean {
@@ -39,11 +55,16 @@ export class InvalidArgumentError extends ConnectError {
 export function convertError(reason: unknown): unknown {
   const error = ConnectError.from(reason);
   if (error.code === Code.FailedPrecondition) {
-    const info = rawDetails(error, "google.rpc.ErrorInfo").map(decodeErrorInfo)
-      .find((i) => i.reason === "ALREADY_FINAL");
+    const infos = rawDetails(error, "google.rpc.ErrorInfo").map(decodeErrorInfo);
+    const info = infos.find((i) => i.reason === "ALREADY_FINAL");
     if (info) {
       const m = info.metadata;
       return new AlreadyDecidedError(error, m.status ?? "", m.decided_by ?? "", m.reason ?? "", m.decided_at ?? "");
+    }
+    const changed = infos.find((i) => i.reason === "CONTEXT_DIGEST_MISMATCH");
+    if (changed) {
+      const m = changed.metadata;
+      return new ContextChangedError(error, m.context_digest ?? "", m.expected_context_digest ?? "");
     }
   }
   if (error.code === Code.InvalidArgument) {

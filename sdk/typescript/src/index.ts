@@ -3,6 +3,6 @@
 // (gRPC-Web, browsers), or bring your own Connect transport.
 export { ApprovalClient, type ClientOptions, type Decision, type NewApproval, type WatchEvent } from "./client.js";
 export { bearerToken, type CredentialOptions } from "./credentials.js";
-export { AlreadyDecidedError, InvalidArgumentError } from "./errors.js";
+export { AlreadyDecidedError, ContextChangedError, InvalidArgumentError } from "./errors.js";
 export { ApprovalStatus, type Approval } from "./gen/approval/v1/approval_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";

@@ -26,6 +26,7 @@ pub fn approval_to_proto(a: Approval) -> v1::Approval {
         agent_id: a.agent_id,
         requester: a.requester,
         context: Some(a.context),
+        context_digest: a.context_digest.into_string(),
         labels: a.labels.into_iter().collect(),
         idempotency_key: a.idempotency_key,
         created_at: Some(Millis::to_timestamp(a.created_at)),

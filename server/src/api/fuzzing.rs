@@ -72,6 +72,7 @@ mod tests {
                 decision: 1,
                 reason: "ok".into(),
                 responder: "alice".into(),
+                ..Default::default()
             }
             .encode_to_vec(),
             v1::ListApprovalsRequest {

@@ -17,7 +17,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::approvals::{Approvals, WatchItem, WatchKind};
-use crate::domain::{Approval, Caller, DomainError, Principal, Reason, Status as ApprovalStatus};
+use crate::domain::{
+    Approval, Caller, ContextDigest, DomainError, Principal, Reason, Status as ApprovalStatus,
+};
 
 pub use rate::RateLimit;
 pub use status::ERROR_DOMAIN;
@@ -162,9 +164,13 @@ impl ApprovalService for ApprovalApi {
             None => Principal::parse("responder", &r.responder)?,
         };
         let reason = Reason::parse("reason", &r.reason, self.approvals.limits())?;
+        let expected_digest = match r.expected_context_digest.as_str() {
+            "" => None,
+            raw => Some(ContextDigest::parse("expected_context_digest", raw)?),
+        };
         let approval = self
             .approvals
-            .respond(&caller, &id, decision, responder, reason)
+            .respond(&caller, &id, decision, responder, reason, expected_digest)
             .await?;
         Ok(Response::new(v1::RespondResponse {
             approval: Some(approval_to_proto(approval)),

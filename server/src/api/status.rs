@@ -41,6 +41,23 @@ impl From<DomainError> for Status {
                     ErrorDetails::with_error_info("ALREADY_FINAL", ERROR_DOMAIN, meta),
                 )
             }
+            DomainError::ContextDigestMismatch {
+                id,
+                expected,
+                actual,
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(
+                    "CONTEXT_DIGEST_MISMATCH",
+                    ERROR_DOMAIN,
+                    HashMap::from([
+                        ("id".to_string(), id.to_string()),
+                        ("context_digest".to_string(), actual),
+                        ("expected_context_digest".to_string(), expected),
+                    ]),
+                ),
+            ),
             DomainError::IdempotencyConflict { existing, .. } => Status::with_error_details(
                 Code::FailedPrecondition,
                 message,

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    AgentId, ApprovalId, ApprovalType, Context, IdempotencyKey, Labels, Principal, Timeout,
+    AgentId, ApprovalId, ApprovalType, Context, ContextDigest, IdempotencyKey, Labels, Principal,
+    Timeout,
 };
 
 /// Milliseconds since the Unix epoch: the one clock unit of the service and
@@ -124,6 +125,8 @@ pub struct Approval {
     pub agent_id: String,
     pub requester: String,
     pub context: prost_types::Struct,
+    /// `ContextDigest::of(&context)`, computed once at creation.
+    pub context_digest: ContextDigest,
     pub labels: BTreeMap<String, String>,
     pub idempotency_key: String,
     pub created_at: Millis,
@@ -246,12 +249,14 @@ pub struct NewApproval {
 impl NewApproval {
     /// The record this request creates at `now`, with a fresh id.
     pub fn into_approval(self, now: Millis) -> Approval {
+        let context = self.context.into_struct();
         Approval {
             id: ApprovalId::generate_at(now),
             approval_type: self.approval_type.into_string(),
             agent_id: self.agent_id.into_string(),
             requester: self.requester.into_string(),
-            context: self.context.into_struct(),
+            context_digest: ContextDigest::of(&context),
+            context,
             labels: self.labels.into_map(),
             idempotency_key: self
                 .idempotency_key

@@ -15,6 +15,15 @@ pub enum DomainError {
     #[error("{}", already_final_message(.0))]
     AlreadyFinal(Box<Approval>),
 
+    /// `Respond` named a context digest other than the approval's: the
+    /// responder saw a different context. Nothing was changed.
+    #[error("approval {id} has context_digest {actual}, not the expected_context_digest {expected}: the context shown to the responder is not the one being approved; reload it and decide again")]
+    ContextDigestMismatch {
+        id: ApprovalId,
+        expected: String,
+        actual: String,
+    },
+
     /// The idempotency key was used before for a different request.
     #[error("idempotency_key {key:?} already belongs to approval {existing} of type {existing_type:?}; use a new key for a different request")]
     IdempotencyConflict {

@@ -222,12 +222,40 @@ impl Context {
                 ),
             ));
         }
+        if let Some(path) = non_json_number(&value) {
+            return Err(DomainError::invalid(
+                field,
+                format!("holds NaN or Infinity at {path}, which JSON (and so context_digest) cannot represent"),
+            ));
+        }
         Ok(Self(value))
     }
 
     pub fn into_struct(self) -> prost_types::Struct {
         self.0
     }
+}
+
+/// The path of the first number JSON cannot carry (NaN, +-Infinity), if any.
+/// Depth is bounded by protobuf decoding's recursion limit.
+fn non_json_number(s: &prost_types::Struct) -> Option<String> {
+    use prost_types::value::Kind;
+    fn walk(v: &prost_types::Value, path: String) -> Option<String> {
+        match &v.kind {
+            Some(Kind::NumberValue(n)) if !n.is_finite() => Some(path),
+            Some(Kind::StructValue(s)) => s
+                .fields
+                .iter()
+                .find_map(|(k, v)| walk(v, format!("{path}.{k}"))),
+            Some(Kind::ListValue(l)) => l
+                .values
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    s.fields.iter().find_map(|(k, v)| walk(v, k.clone()))
 }
 
 /// Labels for filtering: bounded in number, keys like approval types.

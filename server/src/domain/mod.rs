@@ -3,6 +3,7 @@
 
 mod access;
 mod approval;
+mod digest;
 mod error;
 mod event;
 mod fields;
@@ -10,6 +11,7 @@ mod limits;
 
 pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
+pub use digest::ContextDigest;
 pub use error::DomainError;
 pub use event::{Cursor, Event, EventKind};
 pub use fields::{

@@ -170,7 +170,12 @@ type Approval struct {
 	// Why: the responder's or canceller's reason, or why it expired.
 	Reason string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
 	// When it became final (unset while pending).
-	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// What exactly is being approved: "sha256:" + lowercase hex of the SHA-256
+	// of the RFC 8785 (JSON Canonicalization Scheme) form of `context`.
+	// Computed by the service at creation; send it back as
+	// RespondRequest.expected_context_digest to decide only on what you saw.
+	ContextDigest string `protobuf:"bytes,14,opt,name=context_digest,json=contextDigest,proto3" json:"context_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -294,6 +299,13 @@ func (x *Approval) GetDecidedAt() *timestamppb.Timestamp {
 		return x.DecidedAt
 	}
 	return nil
+}
+
+func (x *Approval) GetContextDigest() string {
+	if x != nil {
+		return x.ContextDigest
+	}
+	return ""
 }
 
 type RequestApprovalRequest struct {
@@ -907,9 +919,13 @@ type RespondRequest struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Who decides. Required while authentication is off; ignored (replaced by
 	// the authenticated principal) once it is on.
-	Responder     string `protobuf:"bytes,4,opt,name=responder,proto3" json:"responder,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Responder string `protobuf:"bytes,4,opt,name=responder,proto3" json:"responder,omitempty"`
+	// Optional: the approval's context_digest as the responder saw it. When set
+	// and different, the decision is refused with FAILED_PRECONDITION (reason
+	// CONTEXT_DIGEST_MISMATCH) and nothing changes. UIs always send it.
+	ExpectedContextDigest string `protobuf:"bytes,5,opt,name=expected_context_digest,json=expectedContextDigest,proto3" json:"expected_context_digest,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *RespondRequest) Reset() {
@@ -966,6 +982,13 @@ func (x *RespondRequest) GetReason() string {
 func (x *RespondRequest) GetResponder() string {
 	if x != nil {
 		return x.Responder
+	}
+	return ""
+}
+
+func (x *RespondRequest) GetExpectedContextDigest() string {
+	if x != nil {
+		return x.ExpectedContextDigest
 	}
 	return ""
 }
@@ -1347,7 +1370,7 @@ var File_approval_v1_approval_proto protoreflect.FileDescriptor
 
 const file_approval_v1_approval_proto_rawDesc = "" +
 	"\n" +
-	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n" +
+	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x05\n" +
 	"\bApproval\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rapproval_type\x18\x02 \x01(\tR\fapprovalType\x12\x19\n" +
@@ -1365,7 +1388,8 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"decided_by\x18\v \x01(\tR\tdecidedBy\x12\x16\n" +
 	"\x06reason\x18\f \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"decided_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x1a9\n" +
+	"decided_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12%\n" +
+	"\x0econtext_digest\x18\x0e \x01(\tR\rcontextDigest\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xed\x02\n" +
@@ -1414,12 +1438,13 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\bresolved\x18\x03 \x01(\v2\x15.approval.v1.ApprovalH\x00R\bresolved\x12-\n" +
 	"\x06synced\x18\x04 \x01(\v2\x13.approval.v1.SyncedH\x00R\x06syncedB\a\n" +
 	"\x05event\"\b\n" +
-	"\x06Synced\"\x89\x01\n" +
+	"\x06Synced\"\xc1\x01\n" +
 	"\x0eRespondRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\bdecision\x18\x02 \x01(\x0e2\x15.approval.v1.DecisionR\bdecision\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n" +
-	"\tresponder\x18\x04 \x01(\tR\tresponder\"D\n" +
+	"\tresponder\x18\x04 \x01(\tR\tresponder\x126\n" +
+	"\x17expected_context_digest\x18\x05 \x01(\tR\x15expectedContextDigest\"D\n" +
 	"\x0fRespondResponse\x121\n" +
 	"\bapproval\x18\x01 \x01(\v2\x15.approval.v1.ApprovalR\bapproval\"$\n" +
 	"\x12GetApprovalRequest\x12\x0e\n" +

@@ -8,7 +8,7 @@ use approval_api::v1;
 use prost::Message;
 use redis::Value;
 
-use crate::domain::{Approval, ApprovalId, DomainError, Millis, Resolution, Status};
+use crate::domain::{Approval, ApprovalId, ContextDigest, DomainError, Millis, Resolution, Status};
 
 /// The immutable fields, encoded once at creation.
 pub fn encode_body(a: &Approval) -> Vec<u8> {
@@ -18,6 +18,7 @@ pub fn encode_body(a: &Approval) -> Vec<u8> {
         agent_id: a.agent_id.clone(),
         requester: a.requester.clone(),
         context: Some(a.context.clone()),
+        context_digest: a.context_digest.to_string(),
         labels: a.labels.clone().into_iter().collect(),
         idempotency_key: a.idempotency_key.clone(),
         created_at: Some(Millis::to_timestamp(a.created_at)),
@@ -47,12 +48,19 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
         reason: state.reason,
         decided_at: Millis(state.at.parse().unwrap_or_default()),
     });
+    let context = p.context.unwrap_or_default();
     Ok(Approval {
         id: ApprovalId::trusted(p.id),
         approval_type: p.approval_type,
         agent_id: p.agent_id,
         requester: p.requester,
-        context: p.context.unwrap_or_default(),
+        // Records written before digests existed get theirs computed here.
+        context_digest: if p.context_digest.is_empty() {
+            ContextDigest::of(&context)
+        } else {
+            ContextDigest::trusted(p.context_digest)
+        },
+        context,
         labels: p.labels.into_iter().collect(),
         idempotency_key: p.idempotency_key,
         created_at: Millis::from_timestamp(p.created_at),

@@ -37,7 +37,7 @@ DECISION_APPROVE: Decision
 DECISION_REJECT: Decision
 
 class Approval(_message.Message):
-    __slots__ = ("id", "approval_type", "agent_id", "requester", "context", "labels", "idempotency_key", "created_at", "deadline", "status", "decided_by", "reason", "decided_at")
+    __slots__ = ("id", "approval_type", "agent_id", "requester", "context", "labels", "idempotency_key", "created_at", "deadline", "status", "decided_by", "reason", "decided_at", "context_digest")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class Approval(_message.Message):
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     id: str
     approval_type: str
     agent_id: str
@@ -71,7 +72,8 @@ class Approval(_message.Message):
     decided_by: str
     reason: str
     decided_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., approval_type: _Optional[str] = ..., agent_id: _Optional[str] = ..., requester: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    context_digest: str
+    def __init__(self, id: _Optional[str] = ..., approval_type: _Optional[str] = ..., agent_id: _Optional[str] = ..., requester: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context_digest: _Optional[str] = ...) -> None: ...
 
 class RequestApprovalRequest(_message.Message):
     __slots__ = ("approval_type", "agent_id", "context", "labels", "timeout", "idempotency_key")
@@ -185,16 +187,18 @@ class Synced(_message.Message):
     def __init__(self) -> None: ...
 
 class RespondRequest(_message.Message):
-    __slots__ = ("id", "decision", "reason", "responder")
+    __slots__ = ("id", "decision", "reason", "responder", "expected_context_digest")
     ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RESPONDER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     id: str
     decision: Decision
     reason: str
     responder: str
-    def __init__(self, id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reason: _Optional[str] = ..., responder: _Optional[str] = ...) -> None: ...
+    expected_context_digest: str
+    def __init__(self, id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reason: _Optional[str] = ..., responder: _Optional[str] = ..., expected_context_digest: _Optional[str] = ...) -> None: ...
 
 class RespondResponse(_message.Message):
     __slots__ = ("approval",)
