@@ -11,7 +11,7 @@ mod limits;
 pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
 pub use error::DomainError;
-pub use event::{Cursor, Event, EventKind};
+pub use event::{Cursor, Epoch, Event, EventKind, Position};
 pub use fields::{
     AgentId, ApprovalId, ApprovalType, Context, Filter, IdempotencyKey, Labels, ListQuery, Page,
     PageToken, Principal, Reason, Timeout, TypePattern,
