@@ -34,10 +34,6 @@ use crate::AUDIT_TARGET;
 const FEED_CAPACITY: usize = 256;
 /// Events the pump reads from the store at once.
 const READ_BATCH: usize = 100;
-/// Events one catching-up watcher reads from the store at once (and holds).
-const CATCH_UP_BATCH: usize = 16;
-/// Approvals one watcher reads from the store at once for its snapshot.
-const SNAPSHOT_PAGE: usize = 16;
 /// How long one blocking read of the event log waits (and so, at most, how
 /// long a wiped store goes unnoticed).
 const PUMP_BLOCK: Duration = Duration::from_secs(2);
@@ -469,7 +465,7 @@ impl Approvals {
         tx: &WatchSender,
         skipped: &mut HashSet<ApprovalId>,
     ) -> bool {
-        for page in ids.chunks(SNAPSHOT_PAGE) {
+        for page in ids.chunks(self.page_len()) {
             let approvals = match self.note(self.store().get_many(page).await) {
                 Ok(approvals) => approvals,
                 Err(e) => return self.end(tx, e).await,
@@ -514,7 +510,7 @@ impl Approvals {
         'catch_up: loop {
             // Everything the store has after `position`...
             loop {
-                let events = match self.read_after(position, CATCH_UP_BATCH).await {
+                let events = match self.read_after(position, self.page_len()).await {
                     Ok(events) => events,
                     Err(e) => {
                         self.end(tx, e).await;
@@ -578,6 +574,13 @@ impl Approvals {
                 }
             }
         }
+    }
+
+    /// How many approvals (or events) a watcher reads from the store at once
+    /// and holds until they are queued: as many as fit in
+    /// `Limits::WATCHER_PAGE_BYTES` at the largest context allowed.
+    fn page_len(&self) -> usize {
+        (Limits::WATCHER_PAGE_BYTES / self.inner.limits.max_context_bytes.max(1)).clamp(1, 64)
     }
 
     /// Events after `position`, or `CursorExpired` if some were trimmed.

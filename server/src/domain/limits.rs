@@ -44,7 +44,10 @@ impl Limits {
     /// What one watcher may have queued, in encoded bytes, ahead of its
     /// HTTP/2 stream (which holds at most about 400 KB more, hyper's
     /// per-stream send buffer).
-    pub const WATCHER_QUEUE_BYTES: usize = 256 * 1024;
+    pub const WATCHER_QUEUE_BYTES: usize = 128 * 1024;
+    /// What one watcher reads from the store at once (a snapshot page, a
+    /// batch of events to catch up), counting every context at its largest.
+    pub const WATCHER_PAGE_BYTES: usize = 256 * 1024;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
 }
