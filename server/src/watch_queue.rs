@@ -203,11 +203,11 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_full_queue_holds_the_producer_and_a_reader_makes_room() {
         let (tx, mut rx) = channel::<u32, ()>(10, Duration::from_secs(30), ());
         tx.send(1, 6).await.unwrap();
-        let blocked = tokio::time::timeout(Duration::from_secs(1), tx.send(2, 6)).await;
+        let blocked = tokio::time::timeout(Duration::from_millis(100), tx.send(2, 6)).await;
         assert!(blocked.is_err(), "a second item over the bound waits");
         assert_eq!(tx.queued_bytes(), 6);
         assert_eq!(rx.next().await, Some(1));
@@ -215,21 +215,22 @@ mod tests {
         assert_eq!(rx.next().await, Some(2));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_reader_that_takes_nothing_for_the_stall_time_stalls_the_sender() {
-        let (tx, _rx) = channel::<u32, ()>(10, Duration::from_secs(30), ());
+        let stall = Duration::from_millis(200);
+        let (tx, _rx) = channel::<u32, ()>(10, stall, ());
         tx.send(1, 8).await.unwrap();
         let started = Instant::now();
         assert_eq!(
             tx.send(2, 8).await,
             Err(SendError::Stalled { queued_bytes: 8 })
         );
-        assert!(started.elapsed() >= Duration::from_secs(30));
+        assert!(started.elapsed() >= stall);
         tx.end_with(9);
         assert_eq!(tx.queued_bytes(), 0, "ending drops what was queued");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_dropped_receiver_closes_the_sender() {
         let (tx, rx) = channel::<u32, ()>(10, Duration::from_secs(30), ());
         tx.send(1, 8).await.unwrap();
