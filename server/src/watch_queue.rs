@@ -34,7 +34,8 @@ pub enum SendError {
 struct State<T> {
     items: VecDeque<(T, usize)>,
     bytes: usize,
-    /// When the receiver last took an item (or the queue was created).
+    /// Since when the receiver has taken nothing while items waited: when
+    /// it last took one, or when an item arrived in the empty queue.
     last_taken: Instant,
     receiver_gone: bool,
     /// No more items will come after those queued.
@@ -105,6 +106,10 @@ impl<T> Sender<T> {
                     return Err(SendError::Closed);
                 }
                 if state.items.is_empty() || state.bytes + bytes <= self.shared.max_bytes {
+                    if state.items.is_empty() {
+                        // The reader was idle, not slow: its clock starts now.
+                        state.last_taken = Instant::now();
+                    }
                     state.bytes += bytes;
                     state.items.push_back((item, bytes));
                     if let Some(w) = state.reader.take() {
@@ -228,6 +233,20 @@ mod tests {
         assert!(started.elapsed() >= stall);
         tx.end_with(9);
         assert_eq!(tx.queued_bytes(), 0, "ending drops what was queued");
+    }
+
+    #[tokio::test]
+    async fn a_reader_idle_for_long_is_not_stalled_by_a_sudden_burst() {
+        let stall = Duration::from_millis(200);
+        let (tx, mut rx) = channel::<u32, ()>(10, stall, ());
+        tokio::time::sleep(stall * 2).await;
+        tx.send(1, 8).await.unwrap();
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(stall / 4).await;
+            (rx.next().await, rx.next().await)
+        });
+        assert_eq!(tx.send(2, 8).await, Ok(()));
+        assert_eq!(reader.await.unwrap(), (Some(1), Some(2)));
     }
 
     #[tokio::test]
