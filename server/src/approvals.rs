@@ -81,7 +81,7 @@ enum Look {
 #[derive(Clone, Debug)]
 pub enum WatchItem {
     /// A pending approval of the snapshot (no cursor).
-    Pending(Approval),
+    Pending(Box<Approval>),
     /// The snapshot is complete as of this position.
     Synced(Cursor),
     /// A live change, shared by every watcher that gets it.
@@ -475,7 +475,10 @@ impl Approvals {
                     Some(a) if !a.is_final() => {
                         if filter.matches(&a) {
                             let bytes = a.wire_bytes();
-                            if !self.deliver(tx, WatchItem::Pending(a), bytes).await {
+                            if !self
+                                .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
+                                .await
+                            {
                                 return false;
                             }
                         }

@@ -221,7 +221,7 @@ fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingRespons
         .to_string()
     };
     let (cursor, event) = match item {
-        WatchItem::Pending(a) => (String::new(), Event::Added(approval_to_proto(a))),
+        WatchItem::Pending(a) => (String::new(), Event::Added(approval_to_proto(*a))),
         WatchItem::Synced(at) => (cursor(at), Event::Synced(v1::Synced {})),
         WatchItem::Change(e) => {
             let approval = approval_to_proto(e.approval.clone());
