@@ -437,6 +437,48 @@ async fn watch_streams_the_live_queue_as_json_lines() {
     watch.kill().await.expect("stop watch");
 }
 
+/// The next plain-text line of a running `watch` whose stdout is a pipe.
+async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(PROMPTLY, lines.next_line())
+        .await
+        .expect("a watch line within the bound")
+        .expect("stdout readable")
+        .expect("watch still running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_says_it_re_synced_and_shows_a_fresh_snapshot_after_the_store_is_wiped() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let c = client(&d.replicas[1], "alice").await;
+    let gone = c
+        .create(ApprovalRequest::new("deploy:api"))
+        .await
+        .expect("create")
+        .approval;
+    let mut watch = approvalctl(&a)
+        .arg("watch")
+        .spawn()
+        .expect("approvalctl runs");
+    let mut lines = BufReader::new(watch.stdout.take().expect("piped")).lines();
+    let first = next_line(&mut lines).await;
+    assert!(
+        first.starts_with("pending") && first.contains(&gone.id),
+        "{first}"
+    );
+    assert!(next_line(&mut lines).await.starts_with("synced"));
+
+    let mut conn = d.redis.as_ref().expect("redis").connection();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).expect("FLUSHALL");
+
+    let said = next_line(&mut lines).await;
+    assert!(said.starts_with("re-synced"), "{said}");
+    // The fresh snapshot: the wiped approval is not in it.
+    let next = next_line(&mut lines).await;
+    assert!(next.starts_with("synced"), "{next}");
+    watch.kill().await.expect("stop watch");
+}
+
 /// Runs `approvalctl <args>` in a pseudo-terminal (util-linux `script`),
 /// returning the child; `None` where `script` is not installed.
 fn in_terminal(server: &str, args: &str) -> Option<Child> {

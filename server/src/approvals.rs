@@ -8,32 +8,38 @@
 //!   is due; every replica runs one, the store makes each expiry happen once;
 //! - the health monitor pings the store and reports reachability.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
 use crate::domain::{
-    Approval, ApprovalId, Caller, ContextDigest, Cursor, Decision, DomainError, Ending, Event,
-    EventKind, Filter, Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason,
+    Approval, ApprovalId, Caller, ContextDigest, Cursor, Decision, DomainError, Ending, Epoch,
+    Event, EventKind, Filter, Finished, Limits, ListQuery, Millis, NewApproval, Page, Position,
+    Principal, Reason,
     Status,
 };
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
 use crate::waiters::Waiters;
+use crate::watch_queue;
 use crate::AUDIT_TARGET;
 
 /// How many events a local watcher may fall behind before it re-reads the
-/// store to catch up.
-const FEED_CAPACITY: usize = 4096;
-/// Events read from the store at once.
-const READ_BATCH: usize = 1000;
-/// How long one blocking read of the event log waits.
-const PUMP_BLOCK: Duration = Duration::from_secs(5);
+/// store to catch up. The feed keeps up to this many events alive for a
+/// lagging watcher, whatever their size: keep it small.
+const FEED_CAPACITY: usize = 256;
+/// Events the pump reads from the store at once.
+const READ_BATCH: usize = 100;
+/// How long one blocking read of the event log waits (and so, at most, how
+/// long a wiped store goes unnoticed).
+const PUMP_BLOCK: Duration = Duration::from_secs(2);
+/// How often the pump checks that the store's history did not change.
+const HISTORY_CHECK: Duration = Duration::from_secs(1);
 /// Pause between retries while the store is unreachable.
 const STORE_RETRY: Duration = Duration::from_millis(500);
 /// Longest reaper sleep when nothing is pending (new approvals wake it).
@@ -51,7 +57,7 @@ struct Inner {
     limits: Limits,
     waiters: Waiters,
     /// Every event, as the pump reads it, for local watchers.
-    feed: broadcast::Sender<Arc<Event>>,
+    feed: broadcast::Sender<Feed>,
     /// Bumped after the pump recovers from a store outage: waiters re-read.
     resync: watch::Sender<u64>,
     /// Whether the store is reachable.
@@ -62,8 +68,8 @@ struct Inner {
     reaper_wake: Notify,
     metrics: Metrics,
     shutdown: Shutdown,
-    /// Open `WatchPending` streams per principal (or peer address).
-    watchers: std::sync::Mutex<HashMap<String, usize>>,
+    /// Open `WatchPending` streams, in all and per principal.
+    watchers: std::sync::Mutex<OpenWatchers>,
 }
 
 /// What one look at an awaited approval found.
@@ -74,17 +80,51 @@ enum Look {
 
 /// One item of a `WatchPending` stream.
 #[derive(Clone, Debug)]
-pub struct WatchItem {
-    /// `None` during the snapshot.
-    pub cursor: Option<Cursor>,
-    pub kind: WatchKind,
+pub enum WatchItem {
+    /// A pending approval of the snapshot (no cursor).
+    Pending(Box<Approval>),
+    /// The snapshot is complete as of this position.
+    Synced(Cursor),
+    /// A live change, shared by every watcher that gets it.
+    Change(Arc<Event>),
 }
 
-#[derive(Clone, Debug)]
-pub enum WatchKind {
-    Added(Approval),
-    Resolved(Approval),
-    Synced,
+/// An open `WatchPending` stream: its items, and the epoch its cursors
+/// belong to.
+pub struct Watch {
+    pub epoch: Epoch,
+    pub items: watch_queue::Receiver<Result<WatchItem, DomainError>, WatcherLease>,
+}
+
+type WatchSender = watch_queue::Sender<Result<WatchItem, DomainError>>;
+
+/// What a watch starts from.
+enum Start {
+    /// No cursor: the ids pending at a position, and that position.
+    Snapshot(Vec<ApprovalId>, Cursor),
+    Resume(Cursor),
+}
+
+/// What the pump passes to local watchers, in log order.
+#[derive(Clone)]
+enum Feed {
+    Event(Arc<Event>),
+    /// The pump could not read the events up to `resumed_at` (trimmed while
+    /// the store was unreachable): watchers behind it look in the store.
+    Gap {
+        resumed_at: Cursor,
+    },
+    /// The store's history changed (wiped or restored): every watcher ends.
+    HistoryChanged,
+}
+
+/// What an open watcher holds until its response stream is dropped: its
+/// place under the caps, and the gauge. Held by the stream, not by the
+/// producer, so a watcher that was ended but whose HTTP/2 stream still
+/// buffers data keeps counting.
+pub struct WatcherLease {
+    _slot: WatcherSlot,
+    _open: GaugeGuard,
 }
 
 /// Keeps a gauge up while a call is open.
@@ -369,159 +409,241 @@ impl Approvals {
 
     /// Starts a `WatchPending` stream: a snapshot then live changes (no
     /// cursor), or the changes after `cursor`. The stream ends when the
-    /// receiver is dropped or on shutdown.
+    /// receiver is dropped, on shutdown, when the watcher falls behind
+    /// (`WatcherBehind`), or when it would skip events (`CursorExpired`,
+    /// `HistoryChanged`): it never goes on past a gap.
     pub async fn watch(
         &self,
         watcher: Option<String>,
         filter: Filter,
-        cursor: Option<Cursor>,
-        buffer: usize,
-    ) -> Result<mpsc::Receiver<Result<WatchItem, DomainError>>, DomainError> {
-        let slot = watcher.map(|w| WatcherSlot::take(self, w)).transpose()?;
+        cursor: Option<Position>,
+    ) -> Result<Watch, DomainError> {
+        let slot = WatcherSlot::take(self, watcher)?;
         // Subscribe before reading the store: every event after what the
         // reads below return is then in `feed`.
         let feed = self.inner.feed.subscribe();
-        let (tx, rx) = mpsc::channel(buffer);
-        let (snapshot, position) = match cursor {
-            Some(c) => {
-                self.note(self.store().check_cursor(c).await)?;
-                (Vec::new(), c)
+        let epoch = self.note(self.store().epoch().await)?;
+        let start = match cursor {
+            Some(p) => {
+                if p.epoch.is_some_and(|e| e != epoch) {
+                    return Err(DomainError::HistoryChanged);
+                }
+                self.note(self.store().check_cursor(p.at).await)?;
+                Start::Resume(p.at)
             }
-            None => self.snapshot(&filter).await?,
+            None => {
+                let (ids, at) = self.note(self.store().pending_ids().await)?;
+                Start::Snapshot(ids, at)
+            }
         };
+        let lease = WatcherLease {
+            _slot: slot,
+            _open: GaugeGuard::new(&self.inner.metrics.watchers),
+        };
+        let (tx, items) = watch_queue::channel(
+            Limits::WATCHER_QUEUE_BYTES,
+            self.inner.limits.watcher_stall,
+            lease,
+        );
         let this = self.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            let _open = GaugeGuard::new(&this.inner.metrics.watchers);
-            for item in snapshot {
-                if tx.send(Ok(item)).await.is_err() {
-                    return;
+            let mut skipped = HashSet::new();
+            let position = match start {
+                Start::Resume(at) => at,
+                Start::Snapshot(ids, at) => {
+                    if !this
+                        .send_snapshot(&filter, ids, at, &tx, &mut skipped)
+                        .await
+                    {
+                        return;
+                    }
+                    at
                 }
-            }
-            this.follow(filter, position, feed, tx).await;
+            };
+            this.follow(filter, position, feed, &tx, skipped).await;
         });
-        Ok(rx)
+        Ok(Watch { epoch, items })
     }
 
-    /// The pending approvals matching `filter` as of one position of the
-    /// event log, oldest first, then `synced` at that position.
+    /// The snapshot: the approvals pending at `at` that match `filter`,
+    /// oldest first, then `synced` at `at`. Read a page at a time as the
+    /// client takes them, so a watcher holds ids, never the whole set.
     ///
-    /// Reading the pending set is not atomic with the log, so: note the head
-    /// `h0`, read the set (it reflects at least every event up to `h0`), then
-    /// replay the events after `h0` on top. Replaying an event the set
-    /// already reflects changes nothing (add-if-absent, remove), so the
-    /// result is exactly the state at the last replayed event.
-    async fn snapshot(&self, filter: &Filter) -> Result<(Vec<WatchItem>, Cursor), DomainError> {
-        let mut position = self.note(self.store().head().await)?;
-        let mut pending: HashMap<ApprovalId, Approval> = self
-            .note(self.store().pending().await)?
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
-            .collect();
-        loop {
-            let events = self.note(self.store().read_events(position, READ_BATCH, None).await)?;
-            if events.is_empty() {
-                break;
-            }
-            for e in events {
-                position = e.cursor;
-                match e.kind {
-                    EventKind::Added => {
-                        pending.entry(e.approval.id.clone()).or_insert(e.approval);
+    /// An approval pending at `at` may be final by the time its page is
+    /// read: it is left out and noted in `skipped`, so that its `resolved`
+    /// event (after `at`) is not sent either.
+    async fn send_snapshot(
+        &self,
+        filter: &Filter,
+        ids: Vec<ApprovalId>,
+        at: Cursor,
+        tx: &WatchSender,
+        skipped: &mut HashSet<ApprovalId>,
+    ) -> bool {
+        for page in ids.chunks(self.page_len()) {
+            let approvals = match self.note(self.store().get_many(page).await) {
+                Ok(approvals) => approvals,
+                Err(e) => return self.end(tx, e).await,
+            };
+            for (id, approval) in page.iter().zip(approvals) {
+                match approval {
+                    Some(a) if !a.is_final() => {
+                        if filter.matches(&a) {
+                            let bytes = a.wire_bytes();
+                            if !self
+                                .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
+                                .await
+                            {
+                                return false;
+                            }
+                        }
                     }
-                    EventKind::Resolved => {
-                        pending.remove(&e.approval.id);
+                    _ => {
+                        skipped.insert(id.clone());
                     }
                 }
             }
         }
-        let mut items: Vec<Approval> = pending
-            .into_values()
-            .filter(|a| filter.matches(a))
-            .collect();
-        items.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let mut out: Vec<WatchItem> = items
-            .into_iter()
-            .map(|a| WatchItem {
-                cursor: None,
-                kind: WatchKind::Added(a),
-            })
-            .collect();
-        out.push(WatchItem {
-            cursor: Some(position),
-            kind: WatchKind::Synced,
-        });
-        Ok((out, position))
+        self.deliver(tx, WatchItem::Synced(at), 0).await
     }
 
     /// Live part of a watch: events after `position`, from the local feed,
     /// falling back to the store whenever the feed cannot be trusted to be
-    /// complete (at the start, and after this watcher lagged behind it).
+    /// complete (at the start, after this watcher lagged behind it, after
+    /// the pump lost events).
     async fn follow(
         &self,
         filter: Filter,
         mut position: Cursor,
-        mut feed: broadcast::Receiver<Arc<Event>>,
-        tx: mpsc::Sender<Result<WatchItem, DomainError>>,
+        mut feed: broadcast::Receiver<Feed>,
+        tx: &WatchSender,
+        mut skipped: HashSet<ApprovalId>,
     ) {
-        let send = |e: &Event| {
-            let item = WatchItem {
-                cursor: Some(e.cursor),
-                kind: match e.kind {
-                    EventKind::Added => WatchKind::Added(e.approval.clone()),
-                    EventKind::Resolved => WatchKind::Resolved(e.approval.clone()),
-                },
-            };
-            let wanted = filter.matches(&e.approval);
-            let tx = tx.clone();
-            async move { !wanted || tx.send(Ok(item)).await.is_ok() }
+        let mut wanted = |e: &Event| {
+            if e.kind == EventKind::Resolved && skipped.remove(&e.approval.id) {
+                return false;
+            }
+            filter.matches(&e.approval)
         };
         'catch_up: loop {
             // Everything the store has after `position`...
             loop {
-                let events =
-                    match self.note(self.store().read_events(position, READ_BATCH, None).await) {
-                        Ok(events) => events,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    };
+                let events = match self.read_after(position, self.page_len()).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        self.end(tx, e).await;
+                        return;
+                    }
+                };
                 if events.is_empty() {
                     break;
                 }
-                for e in &events {
-                    if !send(e).await {
-                        return;
+                for e in events {
+                    if wanted(&e) {
+                        let bytes = e.approval.wire_bytes();
+                        let cursor = e.cursor;
+                        if !self
+                            .deliver(tx, WatchItem::Change(Arc::new(e)), bytes)
+                            .await
+                        {
+                            return;
+                        }
+                        position = cursor;
+                    } else {
+                        position = e.cursor;
                     }
-                    position = e.cursor;
                 }
             }
             // ...then whatever the pump reads next.
             loop {
-                tokio::select! {
+                let received = tokio::select! {
                     _ = tx.closed() => return,
                     _ = self.inner.shutdown.cancelled() => {
-                        let _ = tx.send(Err(DomainError::ShuttingDown)).await;
+                        self.end(tx, DomainError::ShuttingDown).await;
                         return;
                     }
-                    received = feed.recv() => match received {
-                        Ok(e) if e.cursor <= position => {}
-                        Ok(e) => {
-                            if !send(&e).await {
+                    received = feed.recv() => received,
+                };
+                match received {
+                    Ok(Feed::Event(e)) if e.cursor <= position => {}
+                    Ok(Feed::Event(e)) => {
+                        if wanted(&e) {
+                            let bytes = e.approval.wire_bytes();
+                            if !self.deliver(tx, WatchItem::Change(e.clone()), bytes).await {
                                 return;
                             }
-                            position = e.cursor;
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            feed = self.inner.feed.subscribe();
-                            continue 'catch_up;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
+                        position = e.cursor;
                     }
+                    // The pump lost events: read them from the store, or
+                    // find that they are gone.
+                    Ok(Feed::Gap { resumed_at }) if position < resumed_at => continue 'catch_up,
+                    Ok(Feed::Gap { .. }) => {}
+                    Ok(Feed::HistoryChanged) => {
+                        self.inner.metrics.watchers_ended("history_changed");
+                        self.end(tx, DomainError::HistoryChanged).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        feed = self.inner.feed.subscribe();
+                        continue 'catch_up;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         }
+    }
+
+    /// How many approvals (or events) a watcher reads from the store at once
+    /// and holds until they are queued: as many as fit in
+    /// `Limits::WATCHER_PAGE_BYTES` at the largest context allowed.
+    fn page_len(&self) -> usize {
+        (Limits::WATCHER_PAGE_BYTES / self.inner.limits.max_context_bytes.max(1)).clamp(1, 64)
+    }
+
+    /// Events after `position`, or `CursorExpired` if some were trimmed.
+    async fn read_after(&self, position: Cursor, limit: usize) -> Result<Vec<Event>, DomainError> {
+        let events = self.note(self.store().read_events(position, limit, None).await)?;
+        // Read first, then check: trimming only ever removes the oldest
+        // events, so if nothing after `position` is trimmed now, nothing was
+        // when the read ran, and `events` starts right after `position`.
+        if let Err(e) = self.note(self.store().check_cursor(position).await) {
+            if let DomainError::CursorExpired(_) = e {
+                self.inner.metrics.watchers_ended("events_trimmed");
+            }
+            return Err(e);
+        }
+        Ok(events)
+    }
+
+    /// Queues one item for the watcher; false when the watch is over (the
+    /// client left, or it fell behind and was ended).
+    async fn deliver(&self, tx: &WatchSender, item: WatchItem, bytes: usize) -> bool {
+        match tx.send(Ok(item), bytes).await {
+            Ok(()) => true,
+            Err(watch_queue::SendError::Closed) => false,
+            Err(watch_queue::SendError::Stalled { queued_bytes }) => {
+                self.inner.metrics.watchers_ended("behind");
+                let stalled_for = self.inner.limits.watcher_stall;
+                tracing::info!(
+                    queued_bytes,
+                    "ending a watcher that read nothing for {}s",
+                    stalled_for.as_secs()
+                );
+                tx.end_with(Err(DomainError::WatcherBehind {
+                    stalled_for,
+                    queued_bytes,
+                }));
+                false
+            }
+        }
+    }
+
+    /// Ends the watch with `e` after what is already queued; always false.
+    async fn end(&self, tx: &WatchSender, e: DomainError) -> bool {
+        // Zero bytes: a final status always fits.
+        let _ = tx.send(Err(e), 0).await;
+        false
     }
 
     // ---- background tasks -----------------------------------------------
@@ -542,12 +664,17 @@ impl Approvals {
     }
 
     /// The event pump: one blocking read of the log at a time, resuming from
-    /// the last event it saw after any failure.
+    /// the last event it saw after any failure. Between reads it checks
+    /// that the store's history is still the one it read (the epoch did not
+    /// change, the log did not rewind).
     async fn run_pump(self) {
         let mut warned = false;
-        let mut position = loop {
-            match self.store().head().await {
-                Ok(c) => break c,
+        let (mut epoch, mut position) = loop {
+            let read = async {
+                Ok::<_, DomainError>((self.store().epoch().await?, self.store().head().await?))
+            };
+            match read.await {
+                Ok(start) => break start,
                 Err(e) => {
                     self.set_healthy(false);
                     if !warned {
@@ -562,6 +689,7 @@ impl Approvals {
         };
         let mut counted_through = self.refresh_pending_count().await;
         let mut failing = false;
+        let mut checked_at = Instant::now();
         loop {
             let read = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
@@ -578,9 +706,27 @@ impl Approvals {
                         self.inner.resync.send_modify(|g| *g += 1);
                         counted_through = self.refresh_pending_count().await;
                     }
+                    let idle = events.is_empty();
                     for e in events {
                         position = e.cursor;
                         self.dispatch(e, counted_through);
+                    }
+                    if idle || checked_at.elapsed() >= HISTORY_CHECK {
+                        checked_at = Instant::now();
+                        if let Ok(Some((new_epoch, head))) =
+                            self.history_changed(epoch, position).await
+                        {
+                            tracing::warn!(
+                                "event pump: the store's history changed (wiped or restored; epoch {:x} -> {:x}); \
+                                 ending every watch and re-reading what waiters wait for",
+                                epoch.0, new_epoch.0
+                            );
+                            epoch = new_epoch;
+                            position = head;
+                            let _ = self.inner.feed.send(Feed::HistoryChanged);
+                            self.inner.resync.send_modify(|g| *g += 1);
+                            counted_through = self.refresh_pending_count().await;
+                        }
                     }
                 }
                 Err(e) => {
@@ -596,16 +742,40 @@ impl Approvals {
                     if let Err(DomainError::CursorExpired(_)) =
                         self.store().check_cursor(position).await
                     {
-                        // Events we never saw were trimmed: start from now;
-                        // the resync after recovery makes waiters re-read.
+                        // Events we never saw were trimmed: start from now.
+                        // Watchers behind `head` look for them in the store
+                        // (and end if they are gone); the resync after
+                        // recovery makes waiters re-read.
                         if let Ok(head) = self.store().head().await {
                             tracing::warn!("event pump: events after {position} were trimmed; continuing at {head}");
                             position = head;
+                            let _ = self.inner.feed.send(Feed::Gap { resumed_at: head });
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Whether the store's history is no longer the one of `epoch` read up
+    /// to `position`: the epoch changed (the store was wiped: the next
+    /// reader drew a new one), or the log ends before `position` (restored
+    /// from an older copy: this pump draws a new epoch). Returns the new
+    /// epoch and the log's head.
+    async fn history_changed(
+        &self,
+        epoch: Epoch,
+        position: Cursor,
+    ) -> Result<Option<(Epoch, Cursor)>, DomainError> {
+        let now = self.store().epoch().await?;
+        let head = self.store().head().await?;
+        if now != epoch {
+            return Ok(Some((now, head)));
+        }
+        if head < position {
+            return Ok(Some((self.store().renew_epoch(epoch).await?, head)));
+        }
+        Ok(None)
     }
 
     /// Sets the pending gauge from the store; returns the event the count
@@ -641,7 +811,7 @@ impl Approvals {
             }
         }
         // No receivers is fine: nobody is watching on this replica.
-        let _ = self.inner.feed.send(Arc::new(e));
+        let _ = self.inner.feed.send(Feed::Event(Arc::new(e)));
     }
 
     /// The reaper: sleeps until the earliest pending deadline (or until the
@@ -745,27 +915,44 @@ fn audit_refusal(
     check
 }
 
-/// A place among one principal's open watchers, given back on drop.
+#[derive(Default)]
+struct OpenWatchers {
+    total: usize,
+    per_principal: HashMap<String, usize>,
+}
+
+/// A place among the replica's open watchers (and its principal's, when
+/// known), given back on drop.
 struct WatcherSlot {
     approvals: Approvals,
-    key: String,
+    key: Option<String>,
 }
 
 impl WatcherSlot {
-    fn take(approvals: &Approvals, key: String) -> Result<Self, DomainError> {
-        let max = approvals.inner.limits.max_watchers_per_principal;
+    fn take(approvals: &Approvals, key: Option<String>) -> Result<Self, DomainError> {
+        let limits = &approvals.inner.limits;
         let mut open = approvals
             .inner
             .watchers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key.clone()).or_default();
-        if *n >= max {
+        if open.total >= limits.max_watchers {
             return Err(DomainError::ResourceExhausted(format!(
-                "{key} already has {max} WatchPending streams open on this replica: close one first"
+                "this replica already has {} WatchPending streams open (--max-watchers): retry later or on another replica",
+                limits.max_watchers
             )));
         }
-        *n += 1;
+        if let Some(key) = &key {
+            let max = limits.max_watchers_per_principal;
+            let n = open.per_principal.entry(key.clone()).or_default();
+            if *n >= max {
+                return Err(DomainError::ResourceExhausted(format!(
+                    "{key} already has {max} WatchPending streams open on this replica: close one first"
+                )));
+            }
+            *n += 1;
+        }
+        open.total += 1;
         Ok(Self {
             approvals: approvals.clone(),
             key,
@@ -781,10 +968,13 @@ impl Drop for WatcherSlot {
             .watchers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
+        open.total -= 1;
+        if let Some(key) = &self.key {
+            if let Some(n) = open.per_principal.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.per_principal.remove(key);
+                }
             }
         }
     }

@@ -93,6 +93,17 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_MAX_WATCHERS_PER_PRINCIPAL", default_value_t = Limits::DEFAULT_MAX_WATCHERS_PER_PRINCIPAL)]
     pub max_watchers_per_principal: usize,
 
+    /// Most `WatchPending` streams this replica holds open, whoever asks
+    /// (with authentication on or off). Each holds at most about 0.7 MB
+    /// (see README, Operations), so this bounds what watchers can take.
+    #[arg(long, env = "APPROVALD_MAX_WATCHERS", default_value_t = Limits::DEFAULT_MAX_WATCHERS)]
+    pub max_watchers: usize,
+
+    /// How long a watcher whose queue is full may read nothing before it is
+    /// ended with UNAVAILABLE (clients resume from their last cursor).
+    #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = "30s", value_parser = duration)]
+    pub watcher_stall: Duration,
+
     /// Open client connections; more wait to be accepted.
     #[arg(long, env = "APPROVALD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -226,6 +237,8 @@ impl Config {
             max_timeout: self.max_timeout,
             max_open_per_requester: self.max_open_per_requester,
             max_watchers_per_principal: self.max_watchers_per_principal,
+            max_watchers: self.max_watchers,
+            watcher_stall: self.watcher_stall,
         }
     }
 
@@ -286,9 +299,10 @@ impl Config {
         }
         if self.max_open_per_requester == 0
             || self.max_watchers_per_principal == 0
+            || self.max_watchers == 0
             || self.max_connections == 0
         {
-            return Err("--max-open-per-requester, --max-watchers-per-principal and --max-connections must be at least 1".into());
+            return Err("--max-open-per-requester, --max-watchers-per-principal, --max-watchers and --max-connections must be at least 1".into());
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod store;
 pub mod waiters;
+pub mod watch_queue;
 
 pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};
 pub use config::Config;

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub pending: Gauge,
     pub waiters: Gauge,
     pub watchers: Gauge,
+    /// Watches the server ended, by reason: behind (a slow client),
+    /// events_trimmed (it fell behind the event log), history_changed.
+    pub watchers_ended: Family<Labels, Counter>,
     /// From a decision being made to a waiter on this replica having it.
     pub decision_latency: Histogram,
     pub store_errors: Counter,
@@ -51,6 +54,7 @@ impl Metrics {
         let pending = Gauge::default();
         let waiters = Gauge::default();
         let watchers = Gauge::default();
+        let watchers_ended = Family::<Labels, Counter>::default();
         let decision_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let store_errors = Counter::default();
         let mut r = Registry::with_prefix("approvald");
@@ -76,6 +80,11 @@ impl Metrics {
             watchers.clone(),
         );
         r.register(
+            "watchers_ended",
+            "WatchPending streams the server ended, by reason (behind, events_trimmed, history_changed)",
+            watchers_ended.clone(),
+        );
+        r.register(
             "decision_latency_seconds",
             "From a decision being recorded to a waiter on this replica having it",
             decision_latency.clone(),
@@ -91,6 +100,7 @@ impl Metrics {
             pending,
             waiters,
             watchers,
+            watchers_ended,
             decision_latency,
             store_errors,
             registry: std::sync::Arc::new(r),
@@ -100,6 +110,12 @@ impl Metrics {
     pub fn finished(&self, status: Status) {
         self.finished
             .get_or_create(&vec![("outcome", status.name())])
+            .inc();
+    }
+
+    pub fn watchers_ended(&self, reason: &'static str) {
+        self.watchers_ended
+            .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 

@@ -518,3 +518,98 @@ pub async fn until_waiting(replica: &Replica, n: usize) {
     .await;
     assert!(ok.is_some(), "{n} waiters never registered");
 }
+
+/// The `approvald` binary next to this test's own (`target/<profile>/`), or
+/// `APPROVALD_BIN`. `cargo test --workspace` builds it (the server package
+/// has process tests); alone, build it first: `cargo build -p approvald`.
+pub fn approvald_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("APPROVALD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/approvald
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("approvald"))
+        .expect("the test binary lies under target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p approvald` (or set APPROVALD_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real `approvald` process on a free loopback port (killed on drop), for
+/// what only a separate process shows: its memory.
+pub struct ApprovaldProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl ApprovaldProcess {
+    pub async fn start(args: &[String]) -> Self {
+        let port = free_port();
+        let child = Command::new(approvald_binary())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(args)
+            .env_remove("APPROVALD_REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("approvald starts");
+        let up = wait_for(PROMPTLY, || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .await;
+        assert!(up.is_some(), "approvald never listened on {port}");
+        Self { port, child }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(self.port).await
+    }
+
+    /// Resident memory of the process, in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+}
+
+impl Drop for ApprovaldProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client whose HTTP/2 windows are the protocol's minimum (64 KiB), so a
+/// test that stops reading fills them with little data.
+pub async fn small_window_client(port: u16) -> Client {
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid endpoint")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect to approvald");
+    ApprovalServiceClient::new(channel)
+}
+
+/// A create request carrying about `bytes` of context.
+pub fn create_request_of(approval_type: &str, bytes: usize) -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        context: Some(context(&[("blob", &"x".repeat(bytes))])),
+        ..create_request(approval_type)
+    }
+}

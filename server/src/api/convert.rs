@@ -5,9 +5,9 @@
 use approval_api::v1;
 
 use crate::domain::{
-    AgentId, Approval, ApprovalId, ApprovalType, Context, Cursor, Decision, DomainError, Filter,
-    IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, PageToken, Principal, Status,
-    Timeout, TypePattern,
+    AgentId, Approval, ApprovalId, ApprovalType, Context, Decision, DomainError, Filter,
+    IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, PageToken, Position, Principal,
+    Status, Timeout, TypePattern,
 };
 
 pub fn approval_to_proto(a: Approval) -> v1::Approval {
@@ -186,11 +186,11 @@ pub fn list_query_from_proto(
     })
 }
 
-pub fn cursor_from_proto(raw: &str) -> Result<Option<Cursor>, DomainError> {
+pub fn cursor_from_proto(raw: &str) -> Result<Option<Position>, DomainError> {
     if raw.is_empty() {
         return Ok(None);
     }
-    Cursor::parse("cursor", raw).map(Some)
+    Position::parse("cursor", raw).map(Some)
 }
 
 pub fn id_from_proto(raw: &str) -> Result<ApprovalId, DomainError> {

@@ -7,7 +7,7 @@ use approval_api::v1;
 use prost::Message;
 
 use super::convert::{self, CreateFields};
-use crate::domain::{Cursor, Limits, Reason};
+use crate::domain::{Limits, Position, Reason};
 
 /// Decodes `data` as each request message the API takes and validates it.
 /// Panics only if validation accepted something it must not.
@@ -37,7 +37,7 @@ pub fn validate_request_bytes(data: &[u8]) {
     if let Ok(r) = v1::WatchPendingRequest::decode(data) {
         let _ = convert::filter_from_proto(&r.approval_types, &r.agent_id, r.labels, &limits);
         if let Ok(Some(c)) = convert::cursor_from_proto(&r.cursor) {
-            assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
+            assert_eq!(Position::parse("cursor", &c.to_string()).ok(), Some(c));
         }
     }
     if let Ok(r) = v1::GetApprovalRequest::decode(data) {

@@ -12,13 +12,13 @@ use std::pin::Pin;
 use approval_api::v1;
 use approval_api::v1::approval_service_server::ApprovalService;
 use futures::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use crate::approvals::{Approvals, WatchItem, WatchKind};
+use crate::approvals::{Approvals, WatchItem};
 use crate::domain::{
-    Approval, Caller, ContextDigest, DomainError, Principal, Reason, Status as ApprovalStatus,
+    Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
+    Status as ApprovalStatus,
 };
 
 pub use rate::RateLimit;
@@ -57,10 +57,6 @@ impl ApprovalApi {
         Ok(caller)
     }
 }
-
-/// Items sent ahead of a slow watcher before the server stops reading events
-/// for it (it then catches up from the store).
-const WATCH_BUFFER: usize = 256;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
 
@@ -142,12 +138,12 @@ impl ApprovalService for ApprovalApi {
         )?;
         filter.viewer = Some(caller);
         let cursor = convert::cursor_from_proto(&r.cursor)?;
-        let items = self
-            .approvals
-            .watch(watcher, filter, cursor, WATCH_BUFFER)
-            .await?;
-        let stream = ReceiverStream::new(items)
-            .map(|item| item.map(watch_item_to_proto).map_err(Status::from));
+        let watch = self.approvals.watch(watcher, filter, cursor).await?;
+        let epoch = watch.epoch;
+        let stream = watch.items.map(move |item| {
+            item.map(|i| watch_item_to_proto(i, epoch))
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -219,14 +215,29 @@ impl ApprovalService for ApprovalApi {
     }
 }
 
-fn watch_item_to_proto(item: WatchItem) -> v1::WatchPendingResponse {
+fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingResponse {
     use v1::watch_pending_response::Event;
+    let cursor = |at| {
+        Position {
+            at,
+            epoch: Some(epoch),
+        }
+        .to_string()
+    };
+    let (cursor, event) = match item {
+        WatchItem::Pending(a) => (String::new(), Event::Added(approval_to_proto(*a))),
+        WatchItem::Synced(at) => (cursor(at), Event::Synced(v1::Synced {})),
+        WatchItem::Change(e) => {
+            let approval = approval_to_proto(e.approval.clone());
+            let event = match e.kind {
+                EventKind::Added => Event::Added(approval),
+                EventKind::Resolved => Event::Resolved(approval),
+            };
+            (cursor(e.cursor), event)
+        }
+    };
     v1::WatchPendingResponse {
-        cursor: item.cursor.map(|c| c.to_string()).unwrap_or_default(),
-        event: Some(match item.kind {
-            WatchKind::Added(a) => Event::Added(approval_to_proto(a)),
-            WatchKind::Resolved(a) => Event::Resolved(approval_to_proto(a)),
-            WatchKind::Synced => Event::Synced(v1::Synced {}),
-        }),
+        cursor,
+        event: Some(event),
     }
 }

@@ -140,6 +140,23 @@ impl Approval {
         self.status.is_final()
     }
 
+    /// About what the approval takes on the wire: what queues and buffers
+    /// count it as.
+    pub fn wire_bytes(&self) -> usize {
+        use prost::Message;
+        let strings = self.id.as_str().len()
+            + self.approval_type.len()
+            + self.agent_id.len()
+            + self.requester.len()
+            + self.idempotency_key.len();
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let resolution = self
+            .resolution
+            .as_ref()
+            .map_or(0, |r| r.decided_by.len() + r.reason.len());
+        self.context.encoded_len() + strings + labels + resolution + 64
+    }
+
     /// The reason an approval gets when its deadline passes.
     pub const EXPIRED_REASON: &'static str = "deadline passed before a decision";
 

@@ -48,6 +48,19 @@ pub enum DomainError {
     #[error("cursor {0} is older than the event log keeps: start again without a cursor to get a fresh snapshot")]
     CursorExpired(String),
 
+    /// The store's history changed under a watcher or a cursor (Redis was
+    /// wiped or restored from a backup): what the watcher holds may be
+    /// stale, so it must start over.
+    #[error("the event history changed (the store was wiped or restored): start again without a cursor to get a fresh snapshot")]
+    HistoryChanged,
+
+    /// A watcher took nothing for `stalled_for` while its queue was full.
+    #[error("this watcher fell behind: it read nothing for {}s while {queued_bytes} bytes waited for it; resume with the cursor of the last event received (or without one before `synced`)", .stalled_for.as_secs())]
+    WatcherBehind {
+        stalled_for: std::time::Duration,
+        queued_bytes: usize,
+    },
+
     /// The store (Redis) cannot be reached. Retry.
     #[error("store unavailable: {0}; retry later")]
     Unavailable(String),

@@ -45,6 +45,49 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// One history of the event log. The store draws a new one when its data
+/// is found wiped or rewound (restored from a backup): positions of another
+/// epoch mean nothing in this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(pub u64);
+
+/// A resume cursor as clients hold it: a position and the epoch it belongs
+/// to, `ms-seq.epoch` on the wire. A cursor without an epoch (from an older
+/// replica) is taken as a position alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub at: Cursor,
+    pub epoch: Option<Epoch>,
+}
+
+impl Position {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
+        let (at, epoch) = match raw.split_once('.') {
+            Some((at, epoch)) => (at, Some(epoch)),
+            None => (raw, None),
+        };
+        let epoch = epoch
+            .map(|e| u64::from_str_radix(e, 16).map(Epoch))
+            .transpose()
+            .map_err(|_| {
+                DomainError::invalid(field, "is not a cursor this service returned".to_string())
+            })?;
+        Ok(Position {
+            at: Cursor::parse(field, at)?,
+            epoch,
+        })
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.epoch {
+            Some(Epoch(e)) => write!(f, "{}.{e:x}", self.at),
+            None => write!(f, "{}", self.at),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     /// A new pending approval.

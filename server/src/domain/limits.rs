@@ -19,6 +19,12 @@ pub struct Limits {
     pub max_open_per_requester: usize,
     /// `WatchPending` streams one principal may hold open on one replica.
     pub max_watchers_per_principal: usize,
+    /// `WatchPending` streams one replica holds open, whoever asks (auth on
+    /// or off).
+    pub max_watchers: usize,
+    /// How long a watcher whose queue is full may take nothing before it is
+    /// ended (UNAVAILABLE: resume with the last cursor).
+    pub watcher_stall: Duration,
 }
 
 impl Limits {
@@ -33,6 +39,15 @@ impl Limits {
     pub const MAX_LABEL_VALUE_CHARS: usize = 256;
     pub const DEFAULT_MAX_OPEN_PER_REQUESTER: usize = 1000;
     pub const DEFAULT_MAX_WATCHERS_PER_PRINCIPAL: usize = 32;
+    pub const DEFAULT_MAX_WATCHERS: usize = 1000;
+    pub const DEFAULT_WATCHER_STALL: Duration = Duration::from_secs(30);
+    /// What one watcher may have queued, in encoded bytes, ahead of its
+    /// HTTP/2 stream (which holds at most about 400 KB more, hyper's
+    /// per-stream send buffer).
+    pub const WATCHER_QUEUE_BYTES: usize = 128 * 1024;
+    /// What one watcher reads from the store at once (a snapshot page, a
+    /// batch of events to catch up), counting every context at its largest.
+    pub const WATCHER_PAGE_BYTES: usize = 256 * 1024;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
 }
@@ -47,6 +62,8 @@ impl Default for Limits {
             max_timeout: Self::DEFAULT_MAX_TIMEOUT,
             max_open_per_requester: Self::DEFAULT_MAX_OPEN_PER_REQUESTER,
             max_watchers_per_principal: Self::DEFAULT_MAX_WATCHERS_PER_PRINCIPAL,
+            max_watchers: Self::DEFAULT_MAX_WATCHERS,
+            watcher_stall: Self::DEFAULT_WATCHER_STALL,
         }
     }
 }

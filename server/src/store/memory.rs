@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Event, EventKind, Finished, ListQuery,
-    Millis, NewApproval, Page, PageToken,
+    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
+    ListQuery, Millis, NewApproval, Page, PageToken,
 };
 
 #[derive(Clone)]
@@ -24,6 +24,8 @@ struct Inner {
     /// Wakes `read_events` callers blocked for new events.
     appended: Notify,
     retention: Retention,
+    /// Memory is never wiped under a running process: one epoch for life.
+    epoch: Epoch,
 }
 
 #[derive(Default)]
@@ -51,6 +53,7 @@ impl MemoryStore {
                 state: Mutex::new(State::default()),
                 appended: Notify::new(),
                 retention,
+                epoch: super::new_epoch(),
             }),
         }
     }
@@ -216,13 +219,27 @@ impl Store for MemoryStore {
         Ok(self.state().pending.first().map(|(d, _)| *d))
     }
 
-    async fn pending(&self) -> Result<Vec<Approval>, DomainError> {
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
         let state = self.state();
-        Ok(state
-            .pending
+        let mut ids: Vec<ApprovalId> = state.pending.iter().map(|(_, id)| id.clone()).collect();
+        ids.sort();
+        Ok((ids, state.last))
+    }
+
+    async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError> {
+        let state = self.state();
+        Ok(ids
             .iter()
-            .filter_map(|(_, id)| state.approvals.get(id).cloned())
+            .map(|id| state.approvals.get(id).cloned())
             .collect())
+    }
+
+    async fn epoch(&self) -> Result<Epoch, DomainError> {
+        Ok(self.inner.epoch)
+    }
+
+    async fn renew_epoch(&self, _seen: Epoch) -> Result<Epoch, DomainError> {
+        Ok(self.inner.epoch)
     }
 
     async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Event, Finished, ListQuery, Millis,
+    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery, Millis,
     NewApproval, Page,
 };
 
@@ -77,8 +77,21 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest deadline among pending approvals.
     async fn next_deadline(&self) -> Result<Option<Millis>, DomainError>;
 
-    /// Every pending approval (any order).
-    async fn pending(&self) -> Result<Vec<Approval>, DomainError>;
+    /// The ids of every pending approval, oldest first, and the newest
+    /// event that set reflects (read together, atomically). Ids only: a
+    /// snapshot reads the approvals themselves page by page (`get_many`).
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError>;
+
+    /// The approvals with these ids, in the same order (`None`: gone).
+    async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError>;
+
+    /// The epoch of the event log's history, drawn and recorded when the
+    /// store has none (first start, or its data was wiped).
+    async fn epoch(&self) -> Result<Epoch, DomainError>;
+
+    /// Draws a new epoch if the recorded one is still `seen` (the caller
+    /// found the history rewound); returns the epoch now recorded.
+    async fn renew_epoch(&self, seen: Epoch) -> Result<Epoch, DomainError>;
 
     /// How many approvals are pending, and the newest event that count
     /// reflects (read together, atomically).
@@ -106,6 +119,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability check, for health.
     async fn ping(&self) -> Result<(), DomainError>;
+}
+
+/// A fresh epoch: random, so two stores (or one wiped store) never share one.
+fn new_epoch() -> Epoch {
+    // The low 64 bits of a UUIDv7 are random.
+    Epoch(uuid::Uuid::now_v7().as_u128() as u64)
 }
 
 /// The error both stores give when a requester is at its quota.

@@ -11,6 +11,7 @@
 //! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
 //! | `{p}:open`                  | hash   | one field per requester with pending approvals |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
+//! | `{p}:epoch`                 | string | one value: the history's epoch (hex)   |
 //!
 //! Every change goes through one Lua script (create, decide, cancel, expire),
 //! so it is atomic and appears in the event stream in the order it happened.
@@ -28,8 +29,8 @@ use tokio::sync::Mutex;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Event, EventKind, Finished, ListQuery,
-    Millis, NewApproval, Page, PageToken,
+    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
+    ListQuery, Millis, NewApproval, Page, PageToken,
 };
 
 const FINISH: &str = include_str!("finish.lua");
@@ -62,6 +63,7 @@ struct Scripts {
     decide: Script,
     cancel: Script,
     expire: Script,
+    renew_epoch: Script,
 }
 
 struct Keys {
@@ -70,6 +72,7 @@ struct Keys {
     index: String,
     events: String,
     open: String,
+    epoch: String,
 }
 
 impl Keys {
@@ -80,6 +83,7 @@ impl Keys {
             index: format!("{tag}:index"),
             events: format!("{tag}:events"),
             open: format!("{tag}:open"),
+            epoch: format!("{tag}:epoch"),
             tag,
         }
     }
@@ -137,6 +141,12 @@ fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
     .map(Some)
 }
 
+fn parse_epoch(raw: &str) -> Result<Epoch, DomainError> {
+    u64::from_str_radix(raw, 16)
+        .map(Epoch)
+        .map_err(|_| DomainError::Internal(format!("unexpected epoch {raw:?}")))
+}
+
 fn parse_cursor(id: &str) -> Result<Cursor, DomainError> {
     id.parse()
         .map_err(|_| DomainError::Internal(format!("unexpected stream id {id:?}")))
@@ -159,6 +169,7 @@ impl RedisStore {
                 decide: script(include_str!("decide.lua")),
                 cancel: script(include_str!("cancel.lua")),
                 expire: script(include_str!("expire.lua")),
+                renew_epoch: Script::new(include_str!("renew_epoch.lua")),
             },
         })
     }
@@ -496,19 +507,54 @@ impl Store for RedisStore {
         Ok(first.first().map(|(_, score)| Millis(*score as u64)))
     }
 
-    async fn pending(&self) -> Result<Vec<Approval>, DomainError> {
-        let ids: Vec<String> = self.conn()?.zrange(&self.keys.pending, 0, -1).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(1000) {
-            out.extend(
-                self.fetch(chunk)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .filter(|a| !a.is_final()),
-            );
-        }
-        Ok(out)
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
+        let (ids, last): (Vec<String>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .zrange(&self.keys.pending, 0, -1)
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .query_async(&mut self.conn()?)
+            .await?;
+        let at = match last.ids.first() {
+            Some(entry) => parse_cursor(&entry.id)?,
+            None => Cursor::START,
+        };
+        // UUIDv7 text sorts by creation time.
+        let mut ids: Vec<ApprovalId> = ids.into_iter().map(ApprovalId::trusted).collect();
+        ids.sort();
+        Ok((ids, at))
+    }
+
+    async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
+        self.fetch(&ids).await
+    }
+
+    async fn epoch(&self) -> Result<Epoch, DomainError> {
+        let fresh = super::new_epoch();
+        let (recorded,): (String,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&self.keys.epoch)
+            .arg(format!("{:x}", fresh.0))
+            .arg("NX")
+            .ignore()
+            .get(&self.keys.epoch)
+            .query_async(&mut self.conn()?)
+            .await?;
+        parse_epoch(&recorded)
+    }
+
+    async fn renew_epoch(&self, seen: Epoch) -> Result<Epoch, DomainError> {
+        let fresh = super::new_epoch();
+        let recorded: String = self
+            .scripts
+            .renew_epoch
+            .key(&self.keys.epoch)
+            .arg(format!("{:x}", seen.0))
+            .arg(format!("{:x}", fresh.0))
+            .invoke_async(&mut self.conn()?)
+            .await?;
+        parse_epoch(&recorded)
     }
 
     async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {

@@ -91,7 +91,10 @@ fn text_line(event: &WatchEvent) -> Option<String> {
         ),
         WatchEvent::Resolved(a) => format!("{:<9} {}", a.status.to_string(), output::sentence(a)),
         WatchEvent::Synced => "synced    (live from here)".to_string(),
-        WatchEvent::Reset => "reset     (starting over from a fresh snapshot)".to_string(),
+        WatchEvent::Reset => {
+            "re-synced (the server could not resume this watch: a fresh snapshot follows)"
+                .to_string()
+        }
         WatchEvent::Reconnecting { reason } => format!("reconnecting ({reason})"),
         _ => return None,
     })
@@ -125,6 +128,8 @@ impl View {
             WatchEvent::Reset => {
                 self.pending.clear();
                 self.synced = false;
+                self.trouble =
+                    Some("the server could not resume this watch: re-syncing".to_string());
             }
             WatchEvent::Reconnecting { reason } => self.trouble = Some(reason),
             _ => {}
