@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Container helpers for the image tests (scripts/suites/62-container.sh) and
 # for anyone who wants the image on a machine without a Docker engine or a
 # reachable container registry. Source it after scripts/lib.sh and
