@@ -84,10 +84,12 @@ EOF
     --exclude=./home/nonroot -cf "$work/rootfs.tar" .
   # home/nonroot belongs to nonroot (as in distroless): re-add it with its owner.
   tar -C "$root" --numeric-owner --owner=65532 --group=65532 --mtime=@0 --no-recursion -rf "$work/rootfs.tar" ./home/nonroot
+  # One variable per ENV: podman import keeps `ENV A=1 B=2` as one variable.
   podman import -q \
     --change 'USER 65532:65532' \
     --change 'WORKDIR /home/nonroot' \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
     "$work/rootfs.tar" "$RUNTIME_BASE" >/dev/null
   rm -rf "$work"
 }
@@ -128,7 +130,9 @@ need_builder_base() {
   done
   tar -C "$work/add" --numeric-owner --owner=0 --group=0 -rf "$work/debian.tar" ./usr/local/rustup ./usr/local/cargo
   podman import -q \
-    --change 'ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
+    --change 'ENV CARGO_HOME=/usr/local/cargo' \
+    --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'WORKDIR /' \
     "$work/debian.tar" "$BUILDER_BASE" >/dev/null
   rm -rf "$work"
