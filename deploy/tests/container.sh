@@ -76,6 +76,8 @@ nonroot:x:65532:
 EOF
   ln -sf /usr/share/zoneinfo/Etc/UTC "$root/etc/localtime"
   # Nothing to run here but the binary: no docs, man pages or lintian data.
+  # update-ca-certificates is a shell script, and there is no shell.
+  rm -f "$root/usr/sbin/update-ca-certificates"
   rm -rf "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/lintian" \
     "$root/usr/share/base-files" "$root/usr/share/common-licenses" "$root/etc/update-motd.d"
   chmod 1777 "$root/tmp"

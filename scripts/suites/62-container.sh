@@ -85,7 +85,7 @@ echo "  ok: --version: $got" >&2
 
 # No shell, no package manager: look at the image's files, and try.
 rootfs="$(podman image mount "$IMAGE")"
-shells="$(cd "$rootfs" && find . \( -name sh -o -name bash -o -name dash -o -name busybox -o -name apt -o -name dpkg \) -print)"
+shells="$(cd "$rootfs" && find . ! -type d \( -name sh -o -name bash -o -name dash -o -name busybox -o -name apt -o -name dpkg \) -print)"
 [ -z "$shells" ] || fail "the image has a shell or package manager: $shells"
 programs="$(cd "$rootfs" && find . -type f -perm /111 ! -name '*.so' ! -name '*.so.*' -print | sort | xargs)"
 podman image unmount "$IMAGE" >/dev/null
