@@ -61,7 +61,7 @@ log "podman build --target prebuilt ($RUNTIME_BASE + $bin, stripped)"
 # Re-runs replace the image rather than leave the previous one dangling.
 podman image rm --force "$IMAGE" >/dev/null 2>&1 || true
 podman build -q -f deploy/Dockerfile --target prebuilt --pull=never \
-  --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
+  --build-arg RUNTIME_IMAGE="${RUNTIME_BASE%:*}" --build-arg RUNTIME_TAG="${RUNTIME_BASE##*:}" \
   --build-context approvald-bin="$OUT/bin" \
   -t "$IMAGE" "$OUT/empty" >/dev/null
 
@@ -137,7 +137,8 @@ if [ "${APPROVALD_CONTAINER_FULL_BUILD:-0}" = 1 ]; then
   podman build -f deploy/Dockerfile --pull=never --network=host \
     --ignorefile deploy/Dockerfile.dockerignore \
     --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-    --build-arg BUILD_IMAGE="$BUILDER_BASE" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
+    --build-arg BUILD_IMAGE="${BUILDER_BASE%:*}" --build-arg BUILD_TAG="${BUILDER_BASE##*:}" \
+    --build-arg RUNTIME_IMAGE="${RUNTIME_BASE%:*}" --build-arg RUNTIME_TAG="${RUNTIME_BASE##*:}" \
     -t localhost/approvald:full . >&2
   echo "full build: $((SECONDS - start))s" >&2
   got="$(podman run --rm --pull=never --network=none localhost/approvald:full --version)"
