@@ -2,6 +2,7 @@
 way the kubelet would.
 
     python probe_test.py MANIFEST.yaml APPROVALD_BIN
+    python probe_test.py MANIFEST.yaml --podman IMAGE
 
 From MANIFEST (a `helm template` output or deploy/kubernetes/approvald.yaml)
 it reads the approvald Deployment: the container's command/args, its env and
@@ -30,6 +31,18 @@ cannot avoid, each printed as it is made:
     127.0.0.1 port (in APPROVALD_REDIS_URL, or the file of
     APPROVALD_REDIS_URL_FILE).
 
+With `--podman IMAGE`, approvald runs in that container image instead, the
+way the kubelet would start the container (scripts/suites/62-container.sh):
+the container spec becomes a `podman run` (see `Container` below) with the
+pod's user and group, fsGroup, read-only root filesystem, dropped
+capabilities, no privilege escalation, default seccomp profile, resource
+limits and env; each Secret volume is a folder mounted read-only at its
+mountPath, its files in the volume's mode and owned by the fsGroup, so the
+env paths stay as rendered. Host networking stands in for the pod network,
+so the listen addresses are rewritten as above. The running container is
+checked to have what the spec asked for (from /proc of its process and
+`podman inspect`) before the probes run.
+
 With TLS, the main port is also checked to speak TLS (a plaintext call
 fails, a TLS one with the test certificate succeeds); with authentication, an
 API call without credentials is UNAUTHENTICATED and one with the token is OK.
@@ -47,6 +60,7 @@ kubelet's native gRPC probe does. The promises checked:
      minus the preStop pause.
 """
 
+import json
 import os
 import signal
 import socket
@@ -127,10 +141,16 @@ class Pod:
         pre_stop = self.container.get("lifecycle", {}).get("preStop", {})
         self.pre_stop_sleep = pre_stop.get("sleep", {}).get("seconds", 0)
 
-    def argv(self, binary):
+    def args(self):
         # No command: the image's ENTRYPOINT, which is approvald itself.
         assert "command" not in self.container, "the container overrides the image's entrypoint"
-        return [binary, *self.container.get("args", [])]
+        return list(self.container.get("args", []))
+
+    def volume(self, mount_path):
+        """The Secret volume mounted at mount_path: (its secret, file mode of `name`)."""
+        secret = self.secret_mounts[mount_path]
+        modes = {i["path"]: i["mode"] for i in secret.get("items", []) if "mode" in i}
+        return secret, modes, secret.get("defaultMode", 0o644)
 
     def env(self):
         """envFrom first, then env (which wins), as the kubelet builds it."""
@@ -190,7 +210,7 @@ class Redis:
             self.proc.wait(10)
 
 
-def make_tls(binary, folder):
+def make_tls(folder):
     """A self-signed server certificate for 127.0.0.1/localhost, and a client CA."""
     os.makedirs(folder, exist_ok=True)
     files = {}
@@ -205,16 +225,17 @@ def make_tls(binary, folder):
     return files
 
 
-def new_token(binary):
-    out = subprocess.run([binary, "new-token"], check=True, capture_output=True, text=True, env={}).stdout
+def new_token(launcher):
+    out = subprocess.run(launcher.command(["new-token"]), check=True, capture_output=True, text=True, env=launcher.tool_env).stdout
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     return fields["token"].strip(), fields["sha256"].strip()
 
 
-def mount_secrets(pod, env, binary, workdir, redis_url):
+def mount_secrets(pod, env, launcher, workdir, redis_url):
     """Maps every Secret volume to a local folder holding what the Secret
-    would, and rewrites the env values under its mountPath. Returns what the
-    test needs to talk to approvald: the server certificate, the token."""
+    would, and rewrites the env values under its mountPath (bare binary) or
+    mounts the folder there (container). Returns what the test needs to talk
+    to approvald: the server certificate, the token."""
     made = {"cert": None, "token": None}
     tls = None
     for mount_path, secret in pod.secret_mounts.items():
@@ -233,19 +254,19 @@ def mount_secrets(pod, env, binary, workdir, redis_url):
                 content, origin = pod.secrets[secret["secretName"]][name], "the manifest's Secret"
                 if var == "APPROVALD_AUTH_CONFIG":
                     # Inline auth.config: keep it, and add the test's token.
-                    token, digest = new_token(binary)
+                    token, digest = new_token(launcher)
                     made["token"] = token
                     content += f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
                     origin += " + a token made by `approvald new-token`"
             elif var == "APPROVALD_REDIS_URL_FILE":
                 content, origin = redis_url, "the test's Redis URL"
             elif var == "APPROVALD_AUTH_CONFIG":
-                token, digest = new_token(binary)
+                token, digest = new_token(launcher)
                 made["token"] = token
                 content = f'[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
                 origin = "an auth.toml with one token made by `approvald new-token`"
             elif var in ("APPROVALD_TLS_CERT_FILE", "APPROVALD_TLS_KEY_FILE", "APPROVALD_TLS_CLIENT_CA_FILE"):
-                tls = tls or make_tls(binary, os.path.join(workdir, "pki"))
+                tls = tls or make_tls(os.path.join(workdir, "pki"))
                 if var == "APPROVALD_TLS_CERT_FILE":
                     content, origin = tls["server"][0], "a self-signed certificate (openssl) for 127.0.0.1"
                     made["cert"] = content
@@ -257,10 +278,214 @@ def mount_secrets(pod, env, binary, workdir, redis_url):
                 check(False, f"{var}={path}: no idea what Secret {secret['secretName']} holds")
             with open(target, "w") as f:
                 f.write(content)
-            os.chmod(target, 0o440)
-            print(f"rewrite: {var} {path} -> {target} ({origin})", flush=True)
-            env[var] = target
+            if launcher.container:
+                # Mounted at mountPath: the path stays; the file gets the
+                # volume's mode and the fsGroup, as the kubelet writes it.
+                _, modes, default_mode = pod.volume(mount_path)
+                mode, group = modes.get(name, default_mode), launcher.fs_group
+                os.chmod(target, mode)
+                if group is not None:
+                    os.chown(target, 0, group)
+                print(f"secret: {var}={path}: {target} mounted at {mount_path} "
+                      f"(mode {mode:04o}, owner 0:{group}; {origin})", flush=True)
+            else:
+                os.chmod(target, 0o440)
+                print(f"rewrite: {var} {path} -> {target} ({origin})", flush=True)
+                env[var] = target
+        if launcher.container:
+            os.chmod(local, 0o755)
+            launcher.mount(local, mount_path)
     return made
+
+
+# --- how approvald is started -----------------------------------------------
+
+
+class Bare:
+    """The binary as a child process, with exactly the container's env."""
+
+    container = False
+    tool_env = {}
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def command(self, args):
+        return [self.binary, *args]
+
+    def start(self, args, env, log):
+        return subprocess.Popen(self.command(args), env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def verify(self):
+        pass
+
+    def sigterm(self, server):
+        server.send_signal(signal.SIGTERM)
+
+    def stop(self, server):
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+
+
+def quantity(value, binary_units):
+    """A Kubernetes quantity ("512Mi", "1", "100m", "1G") as a number."""
+    value = str(value)
+    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    if not binary_units and value.endswith("m"):
+        return float(value[:-1]) / 1000
+    for suffix, factor in suffixes.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+class Container:
+    """The container spec as a `podman run`: what the kubelet would ask the
+    container runtime for, minus the pod network (host networking here).
+    Every securityContext field is translated or refused, so a new field in
+    the chart cannot go untested silently."""
+
+    container = True
+    # podman needs its configuration (CONTAINERS_CONF) and PATH.
+    tool_env = {k: v for k, v in os.environ.items() if k in ("PATH", "CONTAINERS_CONF", "HOME", "XDG_RUNTIME_DIR")}
+
+    POD_FIELDS = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "supplementalGroups", "seccompProfile",
+                  "fsGroupChangePolicy"}
+    CONTAINER_FIELDS = {"allowPrivilegeEscalation", "privileged", "readOnlyRootFilesystem", "runAsNonRoot",
+                        "runAsUser", "runAsGroup", "capabilities", "seccompProfile"}
+
+    def __init__(self, pod, image):
+        self.pod, self.image = pod, image
+        self.name = f"approvald-probe-{os.getpid()}"
+        self.mounts = []
+        psc = pod.spec.get("securityContext", {})
+        csc = pod.container.get("securityContext", {})
+        assert set(psc) <= self.POD_FIELDS, f"pod securityContext: no translation for {set(psc) - self.POD_FIELDS}"
+        assert set(csc) <= self.CONTAINER_FIELDS, \
+            f"container securityContext: no translation for {set(csc) - self.CONTAINER_FIELDS}"
+        inspect = json.loads(subprocess.run(["podman", "image", "inspect", image], check=True, capture_output=True,
+                                            text=True, env=self.tool_env).stdout)[0]["Config"]
+        self.image_config = inspect
+        user = csc.get("runAsUser", psc.get("runAsUser"))
+        group = csc.get("runAsGroup", psc.get("runAsGroup"))
+        image_user = (inspect.get("User") or "0").split(":")
+        self.uid = int(user if user is not None else image_user[0])
+        self.gid = int(group if group is not None else (image_user[1] if len(image_user) > 1 else 0))
+        self.fs_group = psc.get("fsGroup")
+        self.groups = sorted({g for g in [self.fs_group, *psc.get("supplementalGroups", [])] if g is not None})
+        self.non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot", False))
+        self.read_only = csc.get("readOnlyRootFilesystem", False)
+        self.no_new_privs = csc.get("allowPrivilegeEscalation") is False
+        self.privileged = csc.get("privileged", False)
+        caps = csc.get("capabilities", {})
+        assert set(caps) <= {"add", "drop"}, f"capabilities: {caps}"
+        self.cap_drop, self.cap_add = caps.get("drop", []), caps.get("add", [])
+        seccomp = csc.get("seccompProfile", psc.get("seccompProfile", {"type": "RuntimeDefault"}))
+        assert seccomp["type"] in ("RuntimeDefault", "Unconfined"), f"seccompProfile {seccomp}: not translated"
+        self.seccomp = seccomp["type"]
+        resources = pod.container.get("resources", {})
+        limits, requests = resources.get("limits", {}), resources.get("requests", {})
+        assert set(limits) <= {"cpu", "memory"} and set(requests) <= {"cpu", "memory"}, f"resources {resources}"
+        self.memory = int(quantity(limits["memory"], True)) if "memory" in limits else None
+        self.memory_request = int(quantity(requests["memory"], True)) if "memory" in requests else None
+        self.cpus = quantity(limits["cpu"], False) if "cpu" in limits else None
+        # The kubelet's cpu.shares for a request: millicores * 1024 / 1000.
+        self.cpu_shares = max(2, int(quantity(requests["cpu"], False) * 1024)) if "cpu" in requests else None
+
+    def mount(self, local, mount_path):
+        self.mounts.append((local, mount_path))
+
+    def command(self, args):
+        """A one-off run of the image (new-token): no network, nothing else."""
+        return ["podman", "run", "--rm", "--pull=never", "--network=none", self.image, *args]
+
+    def run_flags(self, env):
+        flags = ["--name", self.name, "--pull=never", "--network=host", "--rm",
+                 f"--user={self.uid}:{self.gid}", f"--stop-timeout={self.pod.grace}"]
+        flags += [f"--group-add={g}" for g in self.groups]
+        if self.read_only:
+            # Kubernetes mounts no tmpfs on a read-only root: neither here.
+            flags += ["--read-only", "--read-only-tmpfs=false"]
+        if self.no_new_privs:
+            flags += ["--security-opt=no-new-privileges"]
+        if self.privileged:
+            flags += ["--privileged"]
+        if self.seccomp == "Unconfined":
+            flags += ["--security-opt=seccomp=unconfined"]
+        flags += [f"--cap-drop={c}" for c in self.cap_drop] + [f"--cap-add={c}" for c in self.cap_add]
+        if self.memory is not None:
+            flags += [f"--memory={self.memory}"]
+        if self.memory_request is not None:
+            flags += [f"--memory-reservation={self.memory_request}"]
+        if self.cpus is not None:
+            flags += [f"--cpus={self.cpus:g}"]
+        if self.cpu_shares is not None:
+            flags += [f"--cpu-shares={self.cpu_shares}"]
+        flags += [f"--volume={local}:{path}:ro" for local, path in self.mounts]
+        flags += [f"--env={k}={v}" for k, v in sorted(env.items())]
+        return flags
+
+    def start(self, args, env, log):
+        cmd = ["podman", "run", *self.run_flags(env), self.image, *args]
+        print("podman: " + " ".join(a for a in cmd if not a.startswith("--env=")) + " (+ the env above)", flush=True)
+        return subprocess.Popen(cmd, env=self.tool_env, stdout=log, stderr=subprocess.STDOUT)
+
+    def inspect(self, template):
+        return subprocess.run(["podman", "inspect", "-f", template, self.name], capture_output=True, text=True,
+                              env=self.tool_env).stdout.strip()
+
+    def verify(self):
+        """The running container (past its startup probe) has what the spec asked for."""
+        pid = self.inspect("{{.State.Pid}}")
+        check(pid not in ("", "0"), f"container {self.name} runs (host pid {pid or 'none'})")
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+        ids = lambda key: [int(x) for x in status[key].split()]
+        check(set(ids("Uid")) == {self.uid} and set(ids("Gid")) == {self.gid},
+              f"runs as {self.uid}:{self.gid} (Uid {status['Uid'].split()}, Gid {status['Gid'].split()})")
+        check(not self.non_root or self.uid != 0, f"runAsNonRoot: uid {self.uid} is not root")
+        check(set(self.groups) <= set(ids("Groups")),
+              f"fsGroup/supplementalGroups {self.groups} in the process's groups ({status['Groups'].split()})")
+        if self.cap_drop == ["ALL"] and not self.cap_add:
+            check(all(int(status[k], 16) == 0 for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb")),
+                  "every capability dropped (CapPrm, CapEff, CapBnd, CapAmb all 0)")
+        if self.no_new_privs:
+            check(status["NoNewPrivs"].strip() == "1", "allowPrivilegeEscalation false: NoNewPrivs 1")
+        if self.seccomp == "RuntimeDefault":
+            check(status["Seccomp"].strip() == "2", "seccompProfile RuntimeDefault: a seccomp filter (Seccomp 2)")
+        root = [line.split() for line in open(f"/proc/{pid}/mountinfo") if line.split()[4] == "/"]
+        if self.read_only:
+            check(root and root[-1][5].split(",")[0] == "ro",
+                  f"readOnlyRootFilesystem: / is mounted {root[-1][5] if root else '?'}")
+            tmpfs = [line.split()[4] for line in open(f"/proc/{pid}/mountinfo") if line.split()[4] in ("/tmp", "/var/tmp", "/run")]
+            check(tmpfs == [], f"no writable tmpfs added on the read-only root ({tmpfs})")
+        for local, path in self.mounts:
+            mount = [line.split() for line in open(f"/proc/{pid}/mountinfo") if line.split()[4] == path]
+            check(mount and mount[-1][5].split(",")[0] == "ro", f"Secret volume at {path} mounted read-only")
+        if self.memory is not None:
+            got = int(self.inspect("{{.HostConfig.Memory}}") or 0)
+            check(got == self.memory, f"memory limit {self.memory} bytes (podman: {got})")
+        if self.cpus is not None:
+            got = int(self.inspect("{{.HostConfig.NanoCpus}}") or 0)
+            if got == 0:  # podman may record --cpus as a CFS quota instead
+                quota, period = (int(self.inspect(t) or 0) for t in ("{{.HostConfig.CpuQuota}}", "{{.HostConfig.CpuPeriod}}"))
+                got = quota * 10**9 // period if period else 0
+            check(got == int(self.cpus * 10**9), f"CPU limit {self.cpus:g} (podman: {got / 10**9:g})")
+        exposed = set(self.image_config.get("ExposedPorts") or {})
+        for name, number in sorted(self.pod.ports.items()):
+            check(f"{number}/tcp" in exposed, f"container port {name} {number}/tcp is EXPOSEd by the image ({sorted(exposed)})")
+
+    def sigterm(self, server):
+        # What the kubelet's StopContainer does first (then SIGKILL after the
+        # grace period, which the test's exit limit stays far inside).
+        subprocess.run(["podman", "kill", "--signal", "TERM", self.name], check=True, capture_output=True,
+                       env=self.tool_env)
+
+    def stop(self, server):
+        if server.poll() is None:
+            subprocess.run(["podman", "rm", "--force", "--time", "0", self.name], capture_output=True,
+                           env=self.tool_env)
+            server.wait(30)
 
 
 def health(port, service, timeout):
@@ -284,8 +509,9 @@ def wait_for(probe, port, want, budget):
         time.sleep(min(probe["period"], 0.5))
 
 
-def main(manifest, binary):
+def main(manifest, launcher_of):
     pod = Pod(manifest)
+    launcher = launcher_of(pod)
     print(f"manifest: {manifest}", flush=True)
     env, secret_refs = pod.env()
     startup, readiness, liveness = (pod.probe(k) for k in ("startup", "readiness", "liveness"))
@@ -333,7 +559,7 @@ def main(manifest, binary):
         env["APPROVALD_REDIS_URL"] = redis_url
 
     with tempfile.TemporaryDirectory() as workdir:
-        made = mount_secrets(pod, env, binary, workdir, redis_url)
+        made = mount_secrets(pod, env, launcher, workdir, redis_url)
         if "APPROVALD_REDIS_URL_FILE" in env:
             print(f"rewrite: the Redis URL in {env['APPROVALD_REDIS_URL_FILE']} -> {redis_url}", flush=True)
         check(tls_on == (made["cert"] is not None), f"TLS {'on' if tls_on else 'off'}, as the env says")
@@ -345,17 +571,16 @@ def main(manifest, binary):
         redis.start()
         log = open(os.path.join(workdir, "approvald.log"), "w+")
         # Exactly the container's environment: nothing inherited from here.
-        server = subprocess.Popen(pod.argv(binary), env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = launcher.start(pod.args(), env, log)
         try:
-            run(pod, server, redis, health_port, startup, readiness, liveness, grace,
+            run(pod, server, launcher, redis, health_port, startup, readiness, liveness, grace,
                 api=dict(port=grpc_port, cert=made["cert"], token=made["token"]))
         except BaseException:
             log.seek(0)
             print("--- approvald log ---\n" + log.read()[-4000:], file=sys.stderr)
             raise
         finally:
-            if server.poll() is None:
-                server.kill()
+            launcher.stop(server)
             redis.stop()
     return finish()
 
@@ -397,10 +622,11 @@ def check_api(api):
         check(status == "OK", f"no auth (insecure flag): ListApprovals without credentials{' over TLS' if cert else ''}: {status}")
 
 
-def run(pod, server, redis, port, startup, readiness, liveness, grace, api):
+def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace, api):
     budget = startup["period"] * startup["failures"]
     status = wait_for(startup, port, "SERVING", budget)
     check(status == "SERVING", f"startup probe (service {startup['service']!r}): {status} within its {budget}s budget")
+    launcher.verify()
     status = wait_for(readiness, port, "SERVING", 10)
     check(status == "SERVING", f"readiness probe (service {readiness['service']!r}): {status}")
     status = health(port, liveness["service"], liveness["timeout"])
@@ -444,7 +670,7 @@ def run(pod, server, redis, port, startup, readiness, liveness, grace, api):
     check(seen[:1] == ["SERVING"], f"health Watch on {readiness['service']!r} before SIGTERM: {seen}")
 
     sent = time.monotonic()
-    server.send_signal(signal.SIGTERM)
+    launcher.sigterm(server)
     deadline = sent + 2
     while "NOT_SERVING" not in seen and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -466,6 +692,10 @@ def run(pod, server, redis, port, startup, readiness, liveness, grace, api):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    if len(sys.argv) == 3 and not sys.argv[2].startswith("-"):
+        binary = sys.argv[2]
+        sys.exit(main(sys.argv[1], lambda pod: Bare(binary)))
+    if len(sys.argv) == 4 and sys.argv[2] == "--podman":
+        image = sys.argv[3]
+        sys.exit(main(sys.argv[1], lambda pod: Container(pod, image)))
+    sys.exit(__doc__)
