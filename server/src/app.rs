@@ -246,7 +246,7 @@ impl Application {
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(tower::util::MapResponseLayer::new(
-                too_large_is_resource_exhausted::<tonic::body::Body>,
+                crate::api::decode::client_errors::<tonic::body::Body>,
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -408,23 +408,4 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers(tower_http::cors::Any)
         .expose_headers(exposed.map(HeaderName::from_static))
         .max_age(Duration::from_secs(24 * 3600))
-}
-
-/// tonic refuses a message over `--max-message-bytes` with OUT_OF_RANGE; the
-/// API promises RESOURCE_EXHAUSTED for "too large" (as other gRPC servers
-/// answer), so rewrite that one status.
-fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let headers = response.headers_mut();
-    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-    }
-    response
 }

@@ -3,6 +3,7 @@
 
 pub mod convert;
 mod deadline;
+pub mod decode;
 pub mod fuzzing;
 mod rate;
 mod status;

@@ -53,7 +53,9 @@ impl From<DomainError> for Status {
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
             DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
-            DomainError::CursorExpired(_) => Status::out_of_range(message),
+            DomainError::CursorExpired(_) | DomainError::CursorAhead { .. } => {
+                Status::out_of_range(message)
+            }
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),
             DomainError::CallDeadline(_) => Status::deadline_exceeded(message),
             DomainError::Internal(_) => {

@@ -33,6 +33,14 @@ impl Limits {
     pub const MAX_LABEL_VALUE_CHARS: usize = 256;
     pub const DEFAULT_MAX_OPEN_PER_REQUESTER: usize = 1000;
     pub const DEFAULT_MAX_WATCHERS_PER_PRINCIPAL: usize = 32;
+    /// prost refuses messages nested deeper than this (fixed in prost).
+    pub const DECODER_NESTING_LIMIT: usize = 100;
+    /// Depths of `context` that `DECODER_NESTING_LIMIT` always accepts,
+    /// counting the context object itself as level 1 (an object costs
+    /// three nested messages, a list two): objects within objects, or lists
+    /// within lists inside the context object, with values at the bottom.
+    pub const MAX_CONTEXT_OBJECT_DEPTH: usize = 32;
+    pub const MAX_CONTEXT_LIST_DEPTH: usize = 48;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
 }

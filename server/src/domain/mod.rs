@@ -7,6 +7,7 @@ mod error;
 mod event;
 mod fields;
 mod limits;
+mod text;
 
 pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
@@ -17,3 +18,4 @@ pub use fields::{
     PageToken, Principal, Reason, Timeout, TypePattern,
 };
 pub use limits::Limits;
+pub use text::echo;

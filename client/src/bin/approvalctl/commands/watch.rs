@@ -83,16 +83,18 @@ fn text_line(event: &WatchEvent) -> Option<String> {
     Some(match event {
         WatchEvent::Added(a) => format!(
             "pending   {} {} agent={} left={} {}",
-            a.id,
-            a.approval_type,
-            a.agent_id,
+            output::safe(&a.id),
+            output::safe(&a.approval_type),
+            output::safe(&a.agent_id),
             output::short(a.time_left()),
             output::context_line(a, 60)
         ),
         WatchEvent::Resolved(a) => format!("{:<9} {}", a.status.to_string(), output::sentence(a)),
         WatchEvent::Synced => "synced    (live from here)".to_string(),
         WatchEvent::Reset => "reset     (starting over from a fresh snapshot)".to_string(),
-        WatchEvent::Reconnecting { reason } => format!("reconnecting ({reason})"),
+        WatchEvent::Reconnecting { reason } => {
+            format!("reconnecting ({})", output::safe(reason))
+        }
         _ => return None,
     })
 }
@@ -148,9 +150,9 @@ impl View {
             .set_header(vec!["ID", "TYPE", "AGENT", "WAITING", "LEFT", "CONTEXT"]);
         for a in self.pending.values() {
             table.add_row(vec![
-                a.id.clone(),
-                a.approval_type.clone(),
-                a.agent_id.clone(),
+                output::safe(&a.id),
+                output::safe(&a.approval_type),
+                output::safe(&a.agent_id),
                 output::ago(a.created_at)
                     .trim_end_matches(" ago")
                     .to_string(),
