@@ -23,6 +23,7 @@ use crate::auth::{AuthHandle, Authenticate};
 use crate::config::Config;
 use crate::domain::DomainError;
 use crate::metrics::Metrics;
+use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
 
@@ -226,6 +227,7 @@ impl Application {
         let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone(), rate))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
+        let auth_on = auth.is_some();
         let api = InterceptedService::new(api, Authenticate::new(auth));
 
         tracing::info!(
@@ -245,6 +247,10 @@ impl Application {
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(OriginCheckLayer(OriginPolicy::new(
+                &config.cors_origins,
+                auth_on,
+            )))
             .layer(tower::util::MapResponseLayer::new(
                 crate::api::decode::client_errors::<tonic::body::Body>,
             ))
@@ -394,12 +400,17 @@ async fn report_health(reporter: HealthReporter, approvals: Approvals, shutdown:
     }
 }
 
-/// CORS for browsers calling through gRPC-Web.
+/// CORS for browsers calling through gRPC-Web from the listed origins
+/// (`origins::OriginPolicy` refuses the calls of any other page).
 fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") {
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| o.trim().trim_end_matches('/').parse().ok()),
+        )
     };
     let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
     CorsLayer::new()

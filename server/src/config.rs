@@ -181,13 +181,11 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_HEALTH_INTERVAL", default_value = "1s", value_parser = duration)]
     pub health_interval: Duration,
 
-    /// Origins allowed to call through gRPC-Web (CORS). `*` allows any.
-    #[arg(
-        long,
-        env = "APPROVALD_CORS_ORIGINS",
-        value_delimiter = ',',
-        default_value = "*"
-    )]
+    /// Web origins (`https://inbox.example.com`, comma-separated) whose
+    /// pages may call through gRPC-Web (CORS). Default: none, only pages
+    /// served from approvald's own address. `*` allows any origin and needs
+    /// --auth-config.
+    #[arg(long, env = "APPROVALD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
     /// Log format.
@@ -282,6 +280,20 @@ impl Config {
                  127.0.0.1, or pass --insecure-allow-unauthenticated \
                  (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) behind a trusted network boundary",
                 self.listen
+            ));
+        }
+        if self.auth_config.is_none() && self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return Err(
+                "--cors-origins '*' needs --auth-config: without authentication any web page \
+                 the user opens could list and approve. List the origins of your inbox pages instead"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self.cors_origins.iter().map(|o| o.trim()).find(|o| {
+            !o.is_empty() && *o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+        }) {
+            return Err(format!(
+                "--cors-origins {bad:?} is not an origin: write it as https://host[:port]"
             ));
         }
         if self.max_open_per_requester == 0

@@ -14,6 +14,7 @@ pub mod config;
 pub mod connections;
 pub mod domain;
 pub mod metrics;
+pub mod origins;
 pub mod shutdown;
 pub mod store;
 pub mod waiters;
