@@ -19,7 +19,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
-use crate::auth::{AuthHandle, Authenticate};
+use crate::auth::{AuthHandle, Authenticate, Refusals};
 use crate::config::Config;
 use crate::domain::DomainError;
 use crate::metrics::Metrics;
@@ -228,7 +228,15 @@ impl Application {
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
         let auth_on = auth.is_some();
-        let api = InterceptedService::new(api, Authenticate::new(auth));
+        let refusals = Arc::new(Refusals::new(config.auth_failures_per_minute));
+        let refusals_task = auth_on.then(|| {
+            tokio::spawn(
+                refusals
+                    .clone()
+                    .report_every(config.audit_summary_interval, shutdown.clone()),
+            )
+        });
+        let api = InterceptedService::new(api, Authenticate::new(auth, refusals));
 
         tracing::info!(
             grpc = %config.listen.ip(), port = grpc.local_addr().map(|a| a.port()).unwrap_or_default(),
@@ -282,7 +290,10 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = health_task.await;
-        for t in [reload_task, health_only_task].into_iter().flatten() {
+        for t in [reload_task, health_only_task, refusals_task]
+            .into_iter()
+            .flatten()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = metrics_task.await;

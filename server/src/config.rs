@@ -84,6 +84,18 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
 
+    /// Calls with invalid credentials one peer address (an IPv4 address or
+    /// an IPv6 /64) may make per minute, on one replica; past it the peer's
+    /// calls are refused at once with RESOURCE_EXHAUSTED until its
+    /// allowance refills. 0 turns the limit off.
+    #[arg(long, env = "APPROVALD_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// How often the audit log summarises refusals it did not write line by
+    /// line (past 20 per interval).
+    #[arg(long, env = "APPROVALD_AUDIT_SUMMARY_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub audit_summary_interval: Duration,
+
     /// Pending approvals one requester may hold at once (all replicas).
     #[arg(long, env = "APPROVALD_MAX_OPEN_PER_REQUESTER", default_value_t = Limits::DEFAULT_MAX_OPEN_PER_REQUESTER)]
     pub max_open_per_requester: usize,
@@ -254,6 +266,9 @@ impl Config {
                 humantime::format_duration(self.default_timeout),
                 humantime::format_duration(self.max_timeout)
             ));
+        }
+        if self.audit_summary_interval.is_zero() {
+            return Err("--audit-summary-interval must be greater than zero".into());
         }
         if self.retention.is_zero() {
             return Err("--retention must be greater than zero".into());

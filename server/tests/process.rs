@@ -314,3 +314,110 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_audit_log() {
+    let dir = std::env::temp_dir().join(format!("approvald-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    let audit = dir.join("audit.log");
+    std::fs::write(
+        &file,
+        format!(
+            "[[tokens]]\nprincipal = \"agent\"\nroles = [\"requester\"]\nsha256 = {:?}\n",
+            approvald::auth::hash_token("good-token")
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--auth-config",
+        file.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        "--auth-failures-per-minute",
+        "10",
+        "--audit-summary-interval",
+        "1s",
+    ]);
+    p.line_with("listening");
+    let client = ApprovalServiceClient::connect(format!("http://{listen}"))
+        .await
+        .unwrap();
+    let call = |token: String| {
+        let mut client = client.clone();
+        async move {
+            let mut request = tonic::Request::new(v1::GetApprovalRequest::default());
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.get_approval(request).await.unwrap_err().code()
+        }
+    };
+    const CALLS: usize = 300;
+    let started = Instant::now();
+    let mut codes = std::collections::HashMap::<tonic::Code, usize>::new();
+    for i in 0..CALLS {
+        *codes.entry(call(format!("guess-{i}")).await).or_default() += 1;
+    }
+    let unauthenticated = codes
+        .get(&tonic::Code::Unauthenticated)
+        .copied()
+        .unwrap_or(0);
+    let exhausted = codes
+        .get(&tonic::Code::ResourceExhausted)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        unauthenticated <= 15,
+        "at most the allowance is checked: {codes:?}"
+    );
+    assert_eq!(unauthenticated + exhausted, CALLS, "{codes:?}");
+    // While over the limit, the peer is refused whatever it sends.
+    assert_eq!(
+        call("good-token".into()).await,
+        tonic::Code::ResourceExhausted
+    );
+    let intervals = started.elapsed().as_secs() + 2;
+
+    // The audit log: at most 20 lines per interval (1 s), each naming the
+    // peer, and summaries counting the rest.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<_> = records
+        .iter()
+        .filter(|r| r["fields"]["action"] == "refused")
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= 20 * intervals,
+        "{} lines in {intervals} intervals",
+        lines.len()
+    );
+    for line in &lines {
+        let peer = line["fields"]["peer"].as_str().unwrap_or_default();
+        assert!(peer.starts_with("127.0.0.1:"), "{line}");
+    }
+    let summarised: u64 = records
+        .iter()
+        .filter(|r| r["fields"]["action"] == "refused_summary")
+        .map(|r| {
+            r["fields"]["unlogged"].as_u64().unwrap()
+                + r["fields"]["fast_refused"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        lines.len() as u64 + summarised,
+        CALLS as u64 + 1,
+        "every refusal is a line or counted in a summary:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@
 
 mod config;
 mod jwt;
+mod refusals;
 mod sessions;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::domain::{
 };
 
 pub use config::AuthFile;
+pub use refusals::Refusals;
 use sessions::Sessions;
 pub use sessions::{Credentials, Revocable, Revocation};
 
@@ -304,11 +306,12 @@ impl AuthHandle {
 #[derive(Clone)]
 pub struct Authenticate {
     auth: Option<AuthHandle>,
+    refusals: Arc<Refusals>,
 }
 
 impl Authenticate {
-    pub fn new(auth: Option<AuthHandle>) -> Self {
-        Self { auth }
+    pub fn new(auth: Option<AuthHandle>, refusals: Arc<Refusals>) -> Self {
+        Self { auth, refusals }
     }
 }
 
@@ -317,14 +320,20 @@ impl Interceptor for Authenticate {
         let caller = match &self.auth {
             None => Caller::Open,
             Some(handle) => {
+                let peer = request.remote_addr();
+                self.refusals.admit(peer)?;
                 let generation = handle.sessions.generation();
-                let credentials = Credentials {
-                    authorization: authorization(request.metadata())?,
-                    certificates: request.peer_certs(),
-                };
                 let auth = handle.current.load();
-                match auth.identify(&credentials) {
-                    Ok(identity) => {
+                let identified = authorization(request.metadata()).and_then(|authorization| {
+                    let credentials = Credentials {
+                        authorization,
+                        certificates: request.peer_certs(),
+                    };
+                    auth.identify(&credentials)
+                        .map(|identity| (identity, credentials))
+                });
+                match identified {
+                    Ok((identity, credentials)) => {
                         request.extensions_mut().insert(Revocable {
                             handle: handle.clone(),
                             credentials,
@@ -337,7 +346,7 @@ impl Interceptor for Authenticate {
                         }
                     }
                     Err(e) => {
-                        tracing::info!(target: crate::AUDIT_TARGET, action = "refused", reason = %e, "unauthenticated call refused");
+                        self.refusals.refused(peer, &e);
                         return Err(e.into());
                     }
                 }
