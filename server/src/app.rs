@@ -174,6 +174,23 @@ impl Application {
         if tls.is_some() {
             tracing::info!(mutual = config.tls_client_ca_file.is_some(), "TLS on");
         }
+        let fds = crate::connections::raise_fd_limit();
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| fds.default_max_connections());
+        let shown = |limit: Option<u64>| limit.map_or("unlimited".to_string(), |n| n.to_string());
+        tracing::info!(
+            was = %shown(fds.was),
+            now = %shown(fds.now),
+            max_connections,
+            "open-file limit"
+        );
+        if fds.now.is_some_and(|n| max_connections as u64 >= n) {
+            tracing::warn!(
+                max_connections,
+                "--max-connections is at or above the open-file limit: accepting will fail before the cap is reached"
+            );
+        }
         let reload_task = auth.clone().map(|handle| {
             tokio::spawn(reload_auth(
                 handle,
@@ -267,7 +284,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(api)
             .serve_with_incoming_shutdown(
-                crate::connections::incoming(grpc, config.max_connections),
+                crate::connections::incoming(grpc, max_connections),
                 shutdown.clone().cancelled_owned(),
             );
         tokio::pin!(serve);

@@ -105,9 +105,11 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_MAX_WATCHERS_PER_PRINCIPAL", default_value_t = Limits::DEFAULT_MAX_WATCHERS_PER_PRINCIPAL)]
     pub max_watchers_per_principal: usize,
 
-    /// Open client connections; more wait to be accepted.
-    #[arg(long, env = "APPROVALD_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
+    /// Open client connections; more wait to be accepted. Default: 10000,
+    /// or less when the open-file limit (raised to its hard limit at start)
+    /// leaves less room: the limit minus an eighth (at least 32).
+    #[arg(long, env = "APPROVALD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Write the audit log (JSON lines: every create, decision, cancel,
     /// expiry and refusal, with the principal) to this file instead of the
@@ -313,7 +315,7 @@ impl Config {
         }
         if self.max_open_per_requester == 0
             || self.max_watchers_per_principal == 0
-            || self.max_connections == 0
+            || self.max_connections == Some(0)
         {
             return Err("--max-open-per-requester, --max-watchers-per-principal and --max-connections must be at least 1".into());
         }
