@@ -47,7 +47,7 @@ impl OriginPolicy {
     pub fn refusal(&self, headers: &HeaderMap, uri: &Uri) -> Option<String> {
         let origin = headers.get(http::header::ORIGIN)?;
         let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
-        if self.any || self.listed.iter().any(|o| *o == origin) {
+        if self.any || self.listed.contains(&origin) {
             return None;
         }
         let host = headers

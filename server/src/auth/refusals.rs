@@ -145,7 +145,7 @@ impl Refusals {
             return;
         }
         let mut peers: Vec<(IpAddr, u64)> = done.by_peer.into_iter().collect();
-        peers.sort_by(|a, b| b.1.cmp(&a.1));
+        peers.sort_by_key(|p| std::cmp::Reverse(p.1));
         let top = peers
             .iter()
             .take(PEERS_IN_SUMMARY)
