@@ -697,3 +697,44 @@ async fn a_waiting_request_survives_its_server_restarting_and_exits_with_the_dec
         done.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_print_control_and_invisible_characters_escaped() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let c = client(&d.replicas[0], "alice").await;
+    // The server keeps `context` as given (it is data), so a hostile one
+    // reaches the tables: a terminal reset, a bell, a bidi override, a
+    // zero-width space.
+    let hostile = "safe\u{1b}c\u{7}\u{202e}txt.exe\u{200b}";
+    let created = c
+        .create(ApprovalRequest::new("term:hostile").context(serde_json::json!({"note": hostile})))
+        .await
+        .expect("create")
+        .approval;
+    let raw = |text: &str| text.contains(['\u{1b}', '\u{7}', '\u{202e}', '\u{200b}']);
+
+    let table = run(&a, &["get", &created.id]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(!raw(&table.stdout), "{:?}", table.stdout);
+    assert!(
+        table.stdout.contains("\\u{202e}txt.exe\\u{200b}"),
+        "{}",
+        table.stdout
+    );
+
+    let mut watch = approvalctl(&a)
+        .args(["watch", "--type", "term:*"])
+        .spawn()
+        .expect("approvalctl runs");
+    let mut lines = BufReader::new(watch.stdout.take().expect("piped")).lines();
+    let line = tokio::time::timeout(PROMPTLY, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("read")
+        .expect("a line");
+    assert!(line.contains(&created.id), "{line:?}");
+    assert!(!raw(&line), "{line:?}");
+    assert!(line.contains("\\u{202e}"), "{line:?}");
+    watch.kill().await.expect("stop watch");
+}

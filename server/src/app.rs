@@ -19,10 +19,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
-use crate::auth::{AuthHandle, Authenticate};
+use crate::auth::{AuthHandle, Authenticate, Refusals};
 use crate::config::Config;
 use crate::domain::DomainError;
 use crate::metrics::Metrics;
+use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
 
@@ -173,6 +174,23 @@ impl Application {
         if tls.is_some() {
             tracing::info!(mutual = config.tls_client_ca_file.is_some(), "TLS on");
         }
+        let fds = crate::connections::raise_fd_limit();
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| fds.default_max_connections());
+        let shown = |limit: Option<u64>| limit.map_or("unlimited".to_string(), |n| n.to_string());
+        tracing::info!(
+            was = %shown(fds.was),
+            now = %shown(fds.now),
+            max_connections,
+            "open-file limit"
+        );
+        if fds.now.is_some_and(|n| max_connections as u64 >= n) {
+            tracing::warn!(
+                max_connections,
+                "--max-connections is at or above the open-file limit: accepting will fail before the cap is reached"
+            );
+        }
         let reload_task = auth.clone().map(|handle| {
             tokio::spawn(reload_auth(
                 handle,
@@ -226,7 +244,16 @@ impl Application {
         let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone(), rate))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
-        let api = InterceptedService::new(api, Authenticate::new(auth));
+        let auth_on = auth.is_some();
+        let refusals = Arc::new(Refusals::new(config.auth_failures_per_minute));
+        let refusals_task = auth_on.then(|| {
+            tokio::spawn(
+                refusals
+                    .clone()
+                    .report_every(config.audit_summary_interval, shutdown.clone()),
+            )
+        });
+        let api = InterceptedService::new(api, Authenticate::new(auth, refusals));
 
         tracing::info!(
             grpc = %config.listen.ip(), port = grpc.local_addr().map(|a| a.port()).unwrap_or_default(),
@@ -250,15 +277,19 @@ impl Application {
             .layer(crate::inbox::InboxLayer)
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(OriginCheckLayer(OriginPolicy::new(
+                &config.cors_origins,
+                auth_on,
+            )))
             .layer(tower::util::MapResponseLayer::new(
-                too_large_is_resource_exhausted::<tonic::body::Body>,
+                crate::api::decode::client_errors::<tonic::body::Body>,
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
             .serve_with_incoming_shutdown(
-                crate::connections::incoming(grpc, config.max_connections),
+                crate::connections::incoming(grpc, max_connections),
                 shutdown.clone().cancelled_owned(),
             );
         tokio::pin!(serve);
@@ -281,7 +312,10 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = health_task.await;
-        for t in [reload_task, health_only_task].into_iter().flatten() {
+        for t in [reload_task, health_only_task, refusals_task]
+            .into_iter()
+            .flatten()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
         let _ = metrics_task.await;
@@ -399,12 +433,17 @@ async fn report_health(reporter: HealthReporter, approvals: Approvals, shutdown:
     }
 }
 
-/// CORS for browsers calling through gRPC-Web.
+/// CORS for browsers calling through gRPC-Web from the listed origins
+/// (`origins::OriginPolicy` refuses the calls of any other page).
 fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") {
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| o.trim().trim_end_matches('/').parse().ok()),
+        )
     };
     let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
     CorsLayer::new()
@@ -413,23 +452,4 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers(tower_http::cors::Any)
         .expose_headers(exposed.map(HeaderName::from_static))
         .max_age(Duration::from_secs(24 * 3600))
-}
-
-/// tonic refuses a message over `--max-message-bytes` with OUT_OF_RANGE; the
-/// API promises RESOURCE_EXHAUSTED for "too large" (as other gRPC servers
-/// answer), so rewrite that one status.
-fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let headers = response.headers_mut();
-    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-    }
-    response
 }

@@ -739,7 +739,7 @@ impl Approvals {
                     if !self.pause(STORE_RETRY).await {
                         return;
                     }
-                    if let Err(DomainError::CursorExpired(_)) =
+                    if let Err(DomainError::CursorExpired(_) | DomainError::CursorAhead { .. }) =
                         self.store().check_cursor(position).await
                     {
                         // Events we never saw were trimmed: start from now.

@@ -84,6 +84,18 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
 
+    /// Calls with invalid credentials one peer address (an IPv4 address or
+    /// an IPv6 /64) may make per minute, on one replica; past it the peer's
+    /// calls are refused at once with RESOURCE_EXHAUSTED until its
+    /// allowance refills. 0 turns the limit off.
+    #[arg(long, env = "APPROVALD_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// How often the audit log summarises refusals it did not write line by
+    /// line (past 20 per interval).
+    #[arg(long, env = "APPROVALD_AUDIT_SUMMARY_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub audit_summary_interval: Duration,
+
     /// Pending approvals one requester may hold at once (all replicas).
     #[arg(long, env = "APPROVALD_MAX_OPEN_PER_REQUESTER", default_value_t = Limits::DEFAULT_MAX_OPEN_PER_REQUESTER)]
     pub max_open_per_requester: usize,
@@ -104,9 +116,11 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = "30s", value_parser = duration)]
     pub watcher_stall: Duration,
 
-    /// Open client connections; more wait to be accepted.
-    #[arg(long, env = "APPROVALD_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
+    /// Open client connections; more wait to be accepted. Default: 10000,
+    /// or less when the open-file limit (raised to its hard limit at start)
+    /// leaves less room: the limit minus an eighth (at least 32).
+    #[arg(long, env = "APPROVALD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Write the audit log (JSON lines: every create, decision, cancel,
     /// expiry and refusal, with the principal) to this file instead of the
@@ -192,13 +206,11 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_HEALTH_INTERVAL", default_value = "1s", value_parser = duration)]
     pub health_interval: Duration,
 
-    /// Origins allowed to call through gRPC-Web (CORS). `*` allows any.
-    #[arg(
-        long,
-        env = "APPROVALD_CORS_ORIGINS",
-        value_delimiter = ',',
-        default_value = "*"
-    )]
+    /// Web origins (`https://inbox.example.com`, comma-separated) whose
+    /// pages may call through gRPC-Web (CORS). Default: none, only pages
+    /// served from approvald's own address. `*` allows any origin and needs
+    /// --auth-config.
+    #[arg(long, env = "APPROVALD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
     /// Log format.
@@ -270,6 +282,9 @@ impl Config {
                 humantime::format_duration(self.max_timeout)
             ));
         }
+        if self.audit_summary_interval.is_zero() {
+            return Err("--audit-summary-interval must be greater than zero".into());
+        }
         if self.retention.is_zero() {
             return Err("--retention must be greater than zero".into());
         }
@@ -297,10 +312,24 @@ impl Config {
                 self.listen
             ));
         }
+        if self.auth_config.is_none() && self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return Err(
+                "--cors-origins '*' needs --auth-config: without authentication any web page \
+                 the user opens could list and approve. List the origins of your inbox pages instead"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self.cors_origins.iter().map(|o| o.trim()).find(|o| {
+            !o.is_empty() && *o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+        }) {
+            return Err(format!(
+                "--cors-origins {bad:?} is not an origin: write it as https://host[:port]"
+            ));
+        }
         if self.max_open_per_requester == 0
             || self.max_watchers_per_principal == 0
             || self.max_watchers == 0
-            || self.max_connections == 0
+            || self.max_connections == Some(0)
         {
             return Err("--max-open-per-requester, --max-watchers-per-principal, --max-watchers and --max-connections must be at least 1".into());
         }

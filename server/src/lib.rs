@@ -15,6 +15,7 @@ pub mod connections;
 pub mod domain;
 pub mod inbox;
 pub mod metrics;
+pub mod origins;
 pub mod shutdown;
 pub mod store;
 pub mod waiters;

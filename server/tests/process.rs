@@ -27,8 +27,22 @@ struct Process {
 
 impl Process {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// `approvald` with `args`, under `ulimit -n <limit>` (as a shell does it).
+    fn start_with_ulimit(limit: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &format!("ulimit {limit} && exec \"$0\" \"$@\""), BIN])
+            .args(args);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .env_remove("APPROVALD_REDIS_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -314,4 +328,232 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_audit_log() {
+    let dir = std::env::temp_dir().join(format!("approvald-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    let audit = dir.join("audit.log");
+    std::fs::write(
+        &file,
+        format!(
+            "[[tokens]]\nprincipal = \"agent\"\nroles = [\"requester\"]\nsha256 = {:?}\n",
+            approvald::auth::hash_token("good-token")
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--auth-config",
+        file.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        "--auth-failures-per-minute",
+        "10",
+        "--audit-summary-interval",
+        "1s",
+    ]);
+    p.line_with("listening");
+    let client = ApprovalServiceClient::connect(format!("http://{listen}"))
+        .await
+        .unwrap();
+    let call = |token: String| {
+        let mut client = client.clone();
+        async move {
+            let mut request = tonic::Request::new(v1::GetApprovalRequest::default());
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.get_approval(request).await.unwrap_err().code()
+        }
+    };
+    const CALLS: usize = 300;
+    let started = Instant::now();
+    let mut codes = std::collections::HashMap::<tonic::Code, usize>::new();
+    for i in 0..CALLS {
+        *codes.entry(call(format!("guess-{i}")).await).or_default() += 1;
+    }
+    let unauthenticated = codes
+        .get(&tonic::Code::Unauthenticated)
+        .copied()
+        .unwrap_or(0);
+    let exhausted = codes
+        .get(&tonic::Code::ResourceExhausted)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        unauthenticated <= 15,
+        "at most the allowance is checked: {codes:?}"
+    );
+    assert_eq!(unauthenticated + exhausted, CALLS, "{codes:?}");
+    // While over the limit, the peer is refused whatever it sends.
+    assert_eq!(
+        call("good-token".into()).await,
+        tonic::Code::ResourceExhausted
+    );
+    let intervals = started.elapsed().as_secs() + 2;
+
+    // The audit log: at most 20 lines per interval (1 s), each naming the
+    // peer, and summaries counting the rest.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<_> = records
+        .iter()
+        .filter(|r| r["fields"]["action"] == "refused")
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= 20 * intervals,
+        "{} lines in {intervals} intervals",
+        lines.len()
+    );
+    for line in &lines {
+        let peer = line["fields"]["peer"].as_str().unwrap_or_default();
+        assert!(peer.starts_with("127.0.0.1:"), "{line}");
+    }
+    let summarised: u64 = records
+        .iter()
+        .filter(|r| r["fields"]["action"] == "refused_summary")
+        .map(|r| {
+            r["fields"]["unlogged"].as_u64().unwrap()
+                + r["fields"]["fast_refused"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        lines.len() as u64 + summarised,
+        CALLS as u64 + 1,
+        "every refusal is a line or counted in a summary:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPU time (user + system) a process has used, from /proc/PID/stat.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = String::from_utf8(
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[tokio::test]
+async fn at_start_the_open_file_limit_is_raised_and_the_connection_cap_follows_it() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--log-format",
+        "json",
+    ];
+    let limit_of = |p: &Process| {
+        let line: serde_json::Value =
+            serde_json::from_str(&p.line_with("open-file limit")).unwrap();
+        line["fields"].clone()
+    };
+    // Soft 64, hard as inherited: raised to the hard limit.
+    let p = Process::start_with_ulimit("-Sn 64", &args);
+    let fields = limit_of(&p);
+    assert_eq!(fields["was"], "64", "{fields}");
+    assert_ne!(fields["now"], "64", "{fields}");
+    drop(p);
+    // Hard 64: nothing to raise; the cap leaves headroom under it.
+    let p = Process::start_with_ulimit("-n 64", &args);
+    let fields = limit_of(&p);
+    assert_eq!(
+        (&fields["now"], &fields["max_connections"]),
+        (&serde_json::json!("64"), &serde_json::json!(32)),
+        "{fields}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_it_backs_off_logs_once_and_serves_again() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // A cap above what 64 descriptors allow, so accepting itself fails.
+    let p = Process::start_with_ulimit(
+        "-n 64",
+        &[
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--max-connections",
+            "1000",
+        ],
+    );
+    p.line_with("listening");
+    let held: Vec<std::net::TcpStream> = (0..150)
+        .map(|_| std::net::TcpStream::connect(&listen).expect("the backlog takes it"))
+        .collect();
+    let line = p.line_with("cannot accept connections");
+    assert!(line.contains("file descriptors"), "{line}");
+
+    let pid = p.child.id();
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_time(pid) - before;
+    eprintln!("CPU used at the descriptor limit: {used:?} in 3 s");
+    assert!(
+        used < Duration::from_millis(600),
+        "{used:?} of CPU in 3 s at the limit"
+    );
+    let repeated = p
+        .lines
+        .try_iter()
+        .filter(|l| l.contains("cannot accept"))
+        .count();
+    assert_eq!(repeated, 0, "one line per interval");
+
+    drop(held);
+    let served = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let attempt = async {
+                let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
+                    .await
+                    .ok()?;
+                client
+                    .create_approval(v1::CreateApprovalRequest {
+                        approval_type: "deploy".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()
+            };
+            if attempt.await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "serves again once connections close");
+    p.line_with("accepting connections again");
 }

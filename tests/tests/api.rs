@@ -626,4 +626,294 @@ on_both_stores! {
             assert!(err.message().contains("cost.usd"), "{}", err.message());
         }
     }
+
+    async fn a_cursor_from_the_future_is_told_it_is_ahead_of_the_event_log(d: Deployment) {
+        let mut a = d.a().await;
+        create(&mut a, "now").await;
+        let err = a.watch_pending(v1::WatchPendingRequest { cursor: "99999999999999-0".into(), ..Default::default() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+        assert!(err.message().contains("ahead of the event log"), "{}", err.message());
+        assert!(!err.message().contains("older"), "{}", err.message());
+    }
+}
+
+/// A memory deployment: for checks of request validation, which runs
+/// before any store is involved.
+async fn one_replica() -> Deployment {
+    Deployment::start(Store::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_text_and_invisible_characters_in_identifiers_are_refused_naming_the_field(
+) {
+    let d = one_replica().await;
+    let mut a = d.a().await;
+    let target = create(&mut a, "term").await;
+    for hostile in [
+        "\u{1b}[2J",
+        "bell\u{7}",
+        "over\rwrite",
+        "nul\u{0}",
+        "\u{202e}fdp",
+        "c1\u{9b}31m",
+    ] {
+        let err = a
+            .respond(v1::RespondRequest {
+                reason: hostile.into(),
+                ..approve(&target.id, "alice")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "reason".to_string()),
+            "{hostile:?}: {err:?}"
+        );
+        let err = a
+            .cancel_approval(v1::CancelApprovalRequest {
+                id: target.id.clone(),
+                reason: hostile.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "reason".to_string()),
+            "{hostile:?}: {err:?}"
+        );
+    }
+    let invisible = [
+        "ag\u{202e}ent",
+        "ag\u{200b}ent",
+        "ag\u{2066}ent",
+        "ag\u{feff}ent",
+        "ag\nent",
+        "ag\tent",
+    ];
+    for bad in invisible {
+        let creates = [
+            (
+                "agent_id",
+                v1::CreateApprovalRequest {
+                    agent_id: bad.into(),
+                    ..create_request("term")
+                },
+            ),
+            (
+                "labels[\"k\"]",
+                v1::CreateApprovalRequest {
+                    labels: [("k".to_string(), bad.to_string())].into(),
+                    ..create_request("term")
+                },
+            ),
+            (
+                "idempotency_key",
+                v1::CreateApprovalRequest {
+                    idempotency_key: bad.into(),
+                    ..create_request("term")
+                },
+            ),
+        ];
+        for (field, req) in creates {
+            let err = a.create_approval(req).await.unwrap_err();
+            assert_eq!(
+                (err.code(), field_of(&err)),
+                (Code::InvalidArgument, field.to_string()),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let err = a.respond(approve(&target.id, bad)).await.unwrap_err();
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "responder".to_string()),
+            "{bad:?}: {err:?}"
+        );
+        let err = a
+            .list_approvals(v1::ListApprovalsRequest {
+                agent_id: bad.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "agent_id", "{bad:?}");
+    }
+    // Nothing changed, and text in any script with newlines and tabs passes.
+    assert_eq!(
+        status(&get(&mut a, &target.id).await),
+        v1::ApprovalStatus::Pending
+    );
+    let listed = a
+        .list_approvals(v1::ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.approvals.len(), 1);
+    let reason = "looks good\n\t– ship it ✅ (مراجعة)";
+    let done = a
+        .respond(v1::RespondRequest {
+            reason: reason.into(),
+            ..approve(&target.id, "alice")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.approval.unwrap().reason, reason);
+    let created = a
+        .create_approval(v1::CreateApprovalRequest {
+            agent_id: "агент-7".into(),
+            ..create_request("term")
+        })
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+}
+
+/// A context `depth` objects deep (the context itself is level 1), with a
+/// value at the bottom.
+fn nested_objects(depth: usize) -> prost_types::Struct {
+    use prost_types::value::Kind;
+    let mut inner = context(&[("leaf", "v")]);
+    for _ in 1..depth {
+        inner = prost_types::Struct {
+            fields: [(
+                "a".to_string(),
+                prost_types::Value {
+                    kind: Some(Kind::StructValue(inner)),
+                },
+            )]
+            .into(),
+        };
+    }
+    inner
+}
+
+/// A context holding lists `depth` deep, with a value at the bottom.
+fn nested_lists(depth: usize) -> prost_types::Struct {
+    use prost_types::value::Kind;
+    let leaf = prost_types::Value {
+        kind: Some(Kind::StringValue("v".into())),
+    };
+    let mut inner = prost_types::Value {
+        kind: Some(Kind::ListValue(prost_types::ListValue {
+            values: vec![leaf],
+        })),
+    };
+    for _ in 1..depth {
+        inner = prost_types::Value {
+            kind: Some(Kind::ListValue(prost_types::ListValue {
+                values: vec![inner],
+            })),
+        };
+    }
+    prost_types::Struct {
+        fields: [("l".to_string(), inner)].into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_nested_too_deeply_is_invalid_argument_naming_the_depth_limit() {
+    let d = one_replica().await;
+    let mut a = d.a().await;
+    let deepest_allowed = [nested_objects(32), nested_lists(48)];
+    for context in deepest_allowed {
+        let created = a
+            .create_approval(v1::CreateApprovalRequest {
+                context: Some(context),
+                ..create_request("deep")
+            })
+            .await;
+        assert!(created.is_ok(), "{created:?}");
+    }
+    for context in [
+        nested_objects(34),
+        nested_lists(50),
+        nested_objects(200),
+        nested_lists(1000),
+    ] {
+        let err = a
+            .create_approval(v1::CreateApprovalRequest {
+                context: Some(context.clone()),
+                ..create_request("deep")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "context".to_string()),
+            "{err:?}"
+        );
+        assert!(
+            err.message()
+                .contains("100 nested messages; 32 levels of objects or 48 levels of lists"),
+            "{}",
+            err.message()
+        );
+        let request = v1::RequestApprovalRequest {
+            context: Some(context),
+            ..request_request("deep")
+        };
+        let err = a.request_approval(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+    let listed = a
+        .list_approvals(v1::ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.approvals.len(),
+        2,
+        "only the two allowed contexts were created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_ids_and_cursors_are_echoed_as_a_short_prefix() {
+    let d = one_replica().await;
+    let mut a = d.a().await;
+    let long = "0123456789".repeat(10_000);
+    let mut errors = vec![
+        (
+            "id",
+            a.get_approval(v1::GetApprovalRequest { id: long.clone() })
+                .await
+                .unwrap_err(),
+        ),
+        ("id", a.respond(approve(&long, "alice")).await.unwrap_err()),
+        (
+            "cursor",
+            a.watch_pending(v1::WatchPendingRequest {
+                cursor: long.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        ),
+        (
+            "page_token",
+            a.list_approvals(v1::ListApprovalsRequest {
+                page_token: long.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        ),
+    ];
+    errors.push((
+        "labels",
+        a.create_approval(v1::CreateApprovalRequest {
+            labels: [(long.clone(), "v".to_string())].into(),
+            ..create_request("x")
+        })
+        .await
+        .unwrap_err(),
+    ));
+    for (field, err) in errors {
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(field_of(&err).starts_with(field), "{field}: {err:?}");
+        assert!(
+            err.message().len() < 300,
+            "{field}: the message is {} bytes",
+            err.message().len()
+        );
+    }
 }

@@ -36,8 +36,14 @@ const TOKENS: &[(&str, &str, &str)] = &[
 fn auth_dir(extra: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("approvald-auth-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("auth.toml"), auth_toml(TOKENS, extra)).unwrap();
+    dir
+}
+
+/// The authentication file with these tokens (see `TOKENS`).
+fn auth_toml(tokens: &[(&str, &str, &str)], extra: &str) -> String {
     let mut toml = String::new();
-    for (token, principal, roles) in TOKENS {
+    for (token, principal, roles) in tokens {
         toml += &format!(
             "[[tokens]]\nprincipal = {principal:?}\nroles = {roles}\nsha256 = {:?}\n\n",
             approvald::auth::hash_token(token)
@@ -71,8 +77,7 @@ allow_self_approval = true
         f.join("jwt-es256.pub.pem"),
         f.join("jwks.json"),
     );
-    std::fs::write(dir.join("auth.toml"), toml).unwrap();
-    dir
+    toml
 }
 
 async fn secured(store: Store, tweak: impl Fn(&mut approvald::Config)) -> (Deployment, PathBuf) {
@@ -721,4 +726,96 @@ async fn mutual_tls_names_the_principal_and_refuses_unknown_certificates() {
         .into_inner()
         .approvals;
     assert_eq!(all.len(), 2, "the refused calls created nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_reload_open_streams_and_waits_of_revoked_credentials_end() {
+    let (d, dir) = secured(Store::Memory, |c| {
+        c.auth_reload_interval = Duration::from_millis(100)
+    })
+    .await;
+    let mut c = d.a().await;
+    let pending = create_as(&mut c, "tok-dev", "deploy:api").await;
+    let mut alice = c
+        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut dev = c
+        .watch_pending(as_("tok-dev", v1::WatchPendingRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bob = c
+        .watch_pending(as_("tok-bob", v1::WatchPendingRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    for stream in [&mut alice, &mut dev, &mut bob] {
+        while next_event(stream).await.event
+            != Some(v1::watch_pending_response::Event::Synced(v1::Synced {}))
+        {}
+    }
+    let mut waiting_agent = c.clone();
+    let agent_wait = tokio::spawn(async move {
+        waiting_agent
+            .request_approval(as_("tok-agent-a", request_request("deploy:db")))
+            .await
+    });
+    let mut waiting_bob = c.clone();
+    let id = pending.id.clone();
+    let bob_wait = tokio::spawn(async move {
+        waiting_bob
+            .await_approval(as_("tok-bob", v1::AwaitApprovalRequest { id }))
+            .await
+    });
+    until_waiting(&d.replicas[0], 2).await;
+
+    // alice and agent-a are removed; dev loses its approver roles; bob stays.
+    let kept: Vec<(&str, &str, &str)> = TOKENS
+        .iter()
+        .filter(|(token, _, _)| !["tok-alice", "tok-agent-a"].contains(token))
+        .map(|&(token, principal, roles)| match token {
+            "tok-dev" => (token, principal, r#"["requester"]"#),
+            _ => (token, principal, roles),
+        })
+        .collect();
+    std::fs::write(dir.join("auth.toml"), auth_toml(&kept, "")).unwrap();
+
+    /// How the stream ends (events sent before the reload come first).
+    async fn ended(stream: &mut tonic::Streaming<v1::WatchPendingResponse>) -> Code {
+        loop {
+            match tokio::time::timeout(PROMPTLY, stream.message()).await {
+                Ok(Err(status)) => return status.code(),
+                Ok(Ok(Some(_))) => continue,
+                other => panic!("expected the stream to end with an error, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(ended(&mut alice).await, Code::Unauthenticated);
+    assert_eq!(ended(&mut dev).await, Code::PermissionDenied);
+    let agent = tokio::time::timeout(PROMPTLY, agent_wait)
+        .await
+        .expect("the wait ends")
+        .unwrap();
+    assert_eq!(agent.unwrap_err().code(), Code::Unauthenticated);
+
+    // bob keeps his roles: his watch and his wait go on.
+    let newer = create_as(&mut c, "tok-dev", "deploy:web").await;
+    loop {
+        let event = next_event(&mut bob).await;
+        if matches!(&event.event, Some(v1::watch_pending_response::Event::Added(a)) if a.id == newer.id)
+        {
+            break;
+        }
+    }
+    assert!(!bob_wait.is_finished());
+    c.respond(as_("tok-root", approve(&pending.id, "root")))
+        .await
+        .expect("approve");
+    let bob = tokio::time::timeout(PROMPTLY, bob_wait)
+        .await
+        .expect("the wait ends")
+        .unwrap();
+    assert!(bob.expect("bob's wait answered").into_inner().approved);
 }

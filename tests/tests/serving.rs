@@ -148,8 +148,11 @@ async fn reflection_lists_the_api_and_health_in_v1_and_v1alpha() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browsers_call_through_grpc_web_with_cors() {
-    let d = Deployment::start(Store::Memory).await;
+async fn browsers_call_through_grpc_web_with_cors_from_listed_origins() {
+    let d = Deployment::start_with(Store::Memory, 1, |c| {
+        c.cors_origins = vec!["http://inbox.example".into()]
+    })
+    .await;
     let mut a = d.a().await;
     let created = create(&mut a, "web").await;
     let port = d.replicas[0].port;
@@ -167,7 +170,7 @@ async fn browsers_call_through_grpc_web_with_cors() {
     let preflight = String::from_utf8_lossy(&preflight).to_lowercase();
     assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
     assert!(
-        preflight.contains("access-control-allow-origin: *"),
+        preflight.contains("access-control-allow-origin: http://inbox.example"),
         "{preflight}"
     );
 
@@ -201,7 +204,7 @@ async fn browsers_call_through_grpc_web_with_cors() {
         "{headers}"
     );
     assert!(
-        headers.contains("access-control-allow-origin: *"),
+        headers.contains("access-control-allow-origin: http://inbox.example"),
         "{headers}"
     );
     let mut body = decode_chunked(
@@ -283,4 +286,119 @@ async fn the_grpc_port_serves_the_inbox_page_with_security_headers_beside_the_ap
     let mut a = d.a().await;
     let created = create(&mut a, "deploy:web").await;
     assert!(created.context_digest.starts_with("sha256:"));
+}
+
+/// A gRPC-Web `CreateApproval` over HTTP/1.1 with these `Host` and `Origin`
+/// headers; returns the response head (lowercase) and its grpc-status.
+async fn create_from_a_page(port: u16, host: &str, origin: Option<&str>) -> (String, Option<u32>) {
+    let message = create_request("web:page").encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "POST /approval.v1.ApprovalService/CreateApproval HTTP/1.1\r\nHost: {host}\r\n{origin}\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let raw = tokio::task::spawn_blocking(move || http(port, &request))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_lowercase();
+    // The status is a header (trailers-only answer) or in the trailers frame.
+    let status = text.split("grpc-status:").skip(1).find_map(|rest| {
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    });
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (head, status)
+}
+
+async fn count_approvals(d: &Deployment) -> usize {
+    let mut a = d.a().await;
+    a.list_approvals(v1::ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_calls_are_refused_by_default_and_change_nothing() {
+    let d = Deployment::start(Store::Memory).await;
+    let port = d.replicas[0].port;
+    let host = format!("127.0.0.1:{port}");
+
+    let preflight = tokio::task::spawn_blocking(move || {
+        http(
+            port,
+            b"OPTIONS /approval.v1.ApprovalService/CreateApproval HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n\
+              Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    let preflight = String::from_utf8_lossy(&preflight).to_lowercase();
+    assert!(
+        !preflight.contains("access-control-allow-origin"),
+        "{preflight}"
+    );
+
+    // Even sent without a preflight (as curl or a forged form would), the
+    // call is refused before it runs.
+    let (head, status) = create_from_a_page(port, &host, Some("https://evil.example")).await;
+    assert_eq!(status, Some(7), "PERMISSION_DENIED: {head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    assert_eq!(count_approvals(&d).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_served_from_approvalds_own_loopback_address_may_call() {
+    let d = Deployment::start(Store::Memory).await;
+    let port = d.replicas[0].port;
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let origin = format!("http://{host}");
+        let (head, status) = create_from_a_page(port, &host, Some(&origin)).await;
+        assert_eq!(status, Some(0), "{host}: {head}");
+    }
+    // Programs send no Origin: not concerned, whatever the Host.
+    let (head, status) = create_from_a_page(port, "approvald.internal:443", None).await;
+    assert_eq!(status, Some(0), "{head}");
+    assert_eq!(count_approvals(&d).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_off_browser_calls_to_a_non_loopback_host_are_refused() {
+    // DNS rebinding: evil.example resolves to 127.0.0.1; its page is "same
+    // origin" with the Host it addresses.
+    let d = Deployment::start(Store::Memory).await;
+    let port = d.replicas[0].port;
+    let host = format!("evil.example:{port}");
+    let (head, status) = create_from_a_page(port, &host, Some(&format!("http://{host}"))).await;
+    assert_eq!(status, Some(7), "PERMISSION_DENIED: {head}");
+    assert_eq!(count_approvals(&d).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_cors_origin_is_refused_at_start_while_auth_is_off() {
+    let mut config = approvald::Config::for_tests();
+    config.cors_origins = vec!["*".into()];
+    let refused = approvald::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("--cors-origins"), "{refused}");
 }

@@ -3,6 +3,7 @@
 
 pub mod convert;
 mod deadline;
+pub mod decode;
 pub mod fuzzing;
 mod rate;
 mod status;
@@ -16,6 +17,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::approvals::{Approvals, WatchItem};
+use crate::auth::{Revocable, Revocation};
 use crate::domain::{
     Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
     Status as ApprovalStatus,
@@ -73,13 +75,14 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::RequestApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
         let created = self.approvals.create(&caller, new).await?;
-        let done = self
+        let wait = self
             .approvals
-            .wait_final(&caller, &created.approval.id, call_deadline)
-            .await?;
+            .wait_final(&caller, &created.approval.id, call_deadline);
+        let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::RequestApprovalResponse {
             approval: Some(approval),
@@ -107,13 +110,12 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::AwaitApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
         // Consumed here: its headers and extensions are not kept for as long
         // as the call waits.
         let id = id_from_proto(&request.into_inner().id)?;
-        let done = self
-            .approvals
-            .wait_final(&caller, &id, call_deadline)
-            .await?;
+        let wait = self.approvals.wait_final(&caller, &id, call_deadline);
+        let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::AwaitApprovalResponse {
             approval: Some(approval),
@@ -128,6 +130,7 @@ impl ApprovalService for ApprovalApi {
         request: Request<v1::WatchPendingRequest>,
     ) -> Result<Response<Self::WatchPendingStream>, Status> {
         let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
         let watcher = caller.principal().map(|p| p.as_str().to_string());
         let r = request.into_inner();
         let mut filter = convert::filter_from_proto(
@@ -144,7 +147,10 @@ impl ApprovalService for ApprovalApi {
             item.map(|i| watch_item_to_proto(i, epoch))
                 .map_err(Status::from)
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(match revocation {
+            None => Box::pin(stream),
+            Some(revocation) => Box::pin(end_when_revoked(stream, revocation)),
+        }))
     }
 
     async fn respond(
@@ -213,6 +219,50 @@ impl ApprovalService for ApprovalApi {
             approval: Some(approval_to_proto(approval)),
         }))
     }
+}
+
+/// Registers a long call to end if a reload of the authentication file
+/// revokes its credentials (auth on only).
+fn revocation<T>(request: &Request<T>) -> Option<Revocation> {
+    request
+        .extensions()
+        .get::<Revocable>()
+        .cloned()
+        .map(Revocable::register)
+}
+
+/// `work`, unless the caller's credentials are revoked first.
+async fn unless_revoked<T>(
+    revocation: Option<Revocation>,
+    work: impl std::future::Future<Output = Result<T, DomainError>>,
+) -> Result<T, DomainError> {
+    let Some(mut revocation) = revocation else {
+        return work.await;
+    };
+    tokio::select! {
+        biased;
+        e = revocation.revoked() => Err(e),
+        done = work => done,
+    }
+}
+
+/// `stream`, ended with the revocation's status when the watcher's
+/// credentials are revoked.
+fn end_when_revoked<S>(
+    stream: S,
+    revocation: Revocation,
+) -> impl Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send
+where
+    S: Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send + Unpin,
+{
+    futures::stream::unfold(Some((stream, revocation)), |state| async move {
+        let (mut stream, mut revocation) = state?;
+        tokio::select! {
+            biased;
+            e = revocation.revoked() => Some((Err(Status::from(e)), None)),
+            item = stream.next() => item.map(|item| (item, Some((stream, revocation)))),
+        }
+    })
 }
 
 fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingResponse {

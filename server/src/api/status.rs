@@ -70,9 +70,9 @@ impl From<DomainError> for Status {
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
             DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
-            DomainError::CursorExpired(_) | DomainError::HistoryChanged => {
-                Status::out_of_range(message)
-            }
+            DomainError::CursorExpired(_)
+            | DomainError::CursorAhead { .. }
+            | DomainError::HistoryChanged => Status::out_of_range(message),
             // UNAVAILABLE: every client resumes from its last cursor.
             DomainError::WatcherBehind { .. } => Status::unavailable(message),
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),

@@ -5,6 +5,8 @@
 
 mod config;
 mod jwt;
+mod refusals;
+mod sessions;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,9 @@ use crate::domain::{
 };
 
 pub use config::AuthFile;
+pub use refusals::Refusals;
+use sessions::Sessions;
+pub use sessions::{Credentials, Revocable, Revocation};
 
 /// Verifies credentials against one loaded authentication file.
 pub struct Authenticator {
@@ -160,31 +165,37 @@ impl Authenticator {
         metadata: &MetadataMap,
         peer_certificates: Option<&[tonic::transport::CertificateDer<'static>]>,
     ) -> Result<Caller, DomainError> {
-        let identity = match metadata.get("authorization") {
+        let credentials = Credentials {
+            authorization: authorization(metadata)?,
+            certificates: peer_certificates.map(|c| Arc::new(c.to_vec())),
+        };
+        Ok(Caller::Known {
+            identity: self.identify(&credentials)?,
+            policy: self.policy.clone(),
+        })
+    }
+
+    /// Who these credentials are, under this file.
+    pub fn identify(&self, credentials: &Credentials) -> Result<Identity, DomainError> {
+        match &credentials.authorization {
             Some(value) => {
-                let value = value
-                    .to_str()
-                    .map_err(|_| DomainError::Unauthenticated("the authorization header is not text".into()))?;
                 let Some(credential) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) else {
                     return Err(DomainError::Unauthenticated(
                         "the authorization header must be `Bearer <token>`".into(),
                     ));
                 };
-                self.bearer(credential.trim())?
+                self.bearer(credential.trim())
             }
-            None => match (peer_certificates.and_then(|c| c.first()), &self.certificates) {
-                (Some(leaf), Some(rules)) => certificate_identity(leaf, rules)?,
-                _ => {
-                    return Err(DomainError::Unauthenticated(
-                        "no credentials: send `authorization: Bearer <token>` (or a client certificate where mutual TLS is set up)".into(),
-                    ))
-                }
+            None => match (
+                credentials.certificates.as_deref().and_then(|c| c.first()),
+                &self.certificates,
+            ) {
+                (Some(leaf), Some(rules)) => certificate_identity(leaf, rules),
+                _ => Err(DomainError::Unauthenticated(
+                    "no credentials: send `authorization: Bearer <token>` (or a client certificate where mutual TLS is set up)".into(),
+                )),
             },
-        };
-        Ok(Caller::Known {
-            identity,
-            policy: self.policy.clone(),
-        })
+        }
     }
 
     fn bearer(&self, credential: &str) -> Result<Identity, DomainError> {
@@ -200,6 +211,18 @@ impl Authenticator {
             .cloned()
             .ok_or_else(|| DomainError::Unauthenticated("invalid bearer token".into()))
     }
+}
+
+/// The `authorization` header, if any, as text.
+fn authorization(metadata: &MetadataMap) -> Result<Option<Arc<str>>, DomainError> {
+    metadata
+        .get("authorization")
+        .map(|value| {
+            value.to_str().map(Arc::from).map_err(|_| {
+                DomainError::Unauthenticated("the authorization header is not text".into())
+            })
+        })
+        .transpose()
 }
 
 fn certificate_identity(
@@ -248,6 +271,7 @@ fn certificate_identity(
 pub struct AuthHandle {
     path: PathBuf,
     current: Arc<ArcSwap<Authenticator>>,
+    sessions: Arc<Sessions>,
 }
 
 impl AuthHandle {
@@ -256,13 +280,17 @@ impl AuthHandle {
         Ok(Self {
             path,
             current: Arc::new(ArcSwap::from_pointee(auth)),
+            sessions: Arc::default(),
         })
     }
 
-    /// Re-reads the file; on error the previous configuration stays.
+    /// Re-reads the file; on error the previous configuration stays. Open
+    /// long calls whose credentials the new file refuses, or whose roles
+    /// shrank, are ended (see `sessions`).
     pub fn reload(&self) -> Result<(), String> {
-        let auth = Authenticator::load(&self.path)?;
-        self.current.store(Arc::new(auth));
+        let auth = Arc::new(Authenticator::load(&self.path)?);
+        self.current.store(auth.clone());
+        self.sessions.recheck(&auth);
         Ok(())
     }
 
@@ -278,11 +306,12 @@ impl AuthHandle {
 #[derive(Clone)]
 pub struct Authenticate {
     auth: Option<AuthHandle>,
+    refusals: Arc<Refusals>,
 }
 
 impl Authenticate {
-    pub fn new(auth: Option<AuthHandle>) -> Self {
-        Self { auth }
+    pub fn new(auth: Option<AuthHandle>, refusals: Arc<Refusals>) -> Self {
+        Self { auth, refusals }
     }
 }
 
@@ -291,15 +320,33 @@ impl Interceptor for Authenticate {
         let caller = match &self.auth {
             None => Caller::Open,
             Some(handle) => {
-                let certs = request.peer_certs();
-                let result = handle
-                    .current
-                    .load()
-                    .authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice));
-                match result {
-                    Ok(caller) => caller,
+                let peer = request.remote_addr();
+                self.refusals.admit(peer)?;
+                let generation = handle.sessions.generation();
+                let auth = handle.current.load();
+                let identified = authorization(request.metadata()).and_then(|authorization| {
+                    let credentials = Credentials {
+                        authorization,
+                        certificates: request.peer_certs(),
+                    };
+                    auth.identify(&credentials)
+                        .map(|identity| (identity, credentials))
+                });
+                match identified {
+                    Ok((identity, credentials)) => {
+                        request.extensions_mut().insert(Revocable {
+                            handle: handle.clone(),
+                            credentials,
+                            identity: identity.clone(),
+                            generation,
+                        });
+                        Caller::Known {
+                            identity,
+                            policy: auth.policy.clone(),
+                        }
+                    }
                     Err(e) => {
-                        tracing::info!(target: crate::AUDIT_TARGET, action = "refused", reason = %e, "unauthenticated call refused");
+                        self.refusals.refused(peer, &e);
                         return Err(e.into());
                     }
                 }

@@ -60,6 +60,10 @@ pub enum DomainError {
         stalled_for: std::time::Duration,
         queued_bytes: usize,
     },
+    /// A `WatchPending` cursor past the newest event in the log: not one
+    /// this deployment handed out, or the store lost its history.
+    #[error("cursor {cursor} is ahead of the event log, whose newest event is {newest}: it was not returned by this deployment, or the store was reset; start again without a cursor to get a fresh snapshot")]
+    CursorAhead { cursor: String, newest: String },
 
     /// The store (Redis) cannot be reached. Retry.
     #[error("store unavailable: {0}; retry later")]

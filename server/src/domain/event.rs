@@ -21,7 +21,7 @@ impl Cursor {
         raw.parse().map_err(|_| {
             DomainError::invalid(
                 field,
-                format!("{raw:?} is not a cursor this service returned"),
+                format!("{} is not a cursor this service returned", super::echo(raw)),
             )
         })
     }

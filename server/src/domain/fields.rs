@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prost::Message;
 
+use super::text::{check_human_text, check_identifier, echo};
 use super::{Approval, Caller, DomainError, Limits, Millis, Status};
 
 type Result<T> = std::result::Result<T, DomainError>;
@@ -35,14 +36,15 @@ impl ApprovalId {
         if raw.is_empty() {
             return Err(DomainError::invalid(field, "is required"));
         }
-        let uuid = uuid::Uuid::try_parse(raw).map_err(|_| {
-            DomainError::invalid(field, format!("{raw:?} is not an approval id (a UUIDv7)"))
-        })?;
-        if uuid.get_version_num() != 7 {
-            return Err(DomainError::invalid(
+        let not_an_id = || {
+            DomainError::invalid(
                 field,
-                format!("{raw:?} is not an approval id (a UUIDv7)"),
-            ));
+                format!("{} is not an approval id (a UUIDv7)", echo(raw)),
+            )
+        };
+        let uuid = uuid::Uuid::try_parse(raw).map_err(|_| not_an_id())?;
+        if uuid.get_version_num() != 7 {
+            return Err(not_an_id());
         }
         Ok(Self(uuid.to_string()))
     }
@@ -85,13 +87,18 @@ fn check_name(field: &str, raw: &str, max_chars: usize, allow_star: bool) -> Res
     if let Some(c) = bad {
         return Err(DomainError::invalid(
             field,
-            format!("{raw:?} contains {c:?}; use letters, digits and . _ - : /"),
+            format!(
+                "{} contains {c:?}; use letters, digits and . _ - : /",
+                echo(raw)
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_text(field: &str, raw: &str, max_chars: usize) -> Result<()> {
+/// A free-form identifier (agent id, principal, label value, idempotency
+/// key): any script, but nothing invisible or that drives a terminal.
+fn check_id_text(field: &str, raw: &str, max_chars: usize) -> Result<()> {
     let n = raw.chars().count();
     if n > max_chars {
         return Err(DomainError::invalid(
@@ -99,10 +106,7 @@ fn check_text(field: &str, raw: &str, max_chars: usize) -> Result<()> {
             format!("is {n} characters long; at most {max_chars} allowed"),
         ));
     }
-    if raw.chars().any(char::is_control) {
-        return Err(DomainError::invalid(field, "contains control characters"));
-    }
-    Ok(())
+    check_identifier(field, raw)
 }
 
 /// What kind of action an approval gates, e.g. `deploy:production`.
@@ -144,7 +148,7 @@ impl TypePattern {
             None => Ok(Self::Exact(raw.to_string())),
             Some(_) => Err(DomainError::invalid(
                 field,
-                format!("{raw:?}: '*' is only allowed once, at the end"),
+                format!("{}: '*' is only allowed once, at the end", echo(raw)),
             )),
         }
     }
@@ -163,7 +167,7 @@ pub struct AgentId(String);
 
 impl AgentId {
     pub fn parse(field: &str, raw: &str) -> Result<Self> {
-        check_text(field, raw, Limits::MAX_NAME_CHARS)?;
+        check_id_text(field, raw, Limits::MAX_NAME_CHARS)?;
         Ok(Self(raw.to_string()))
     }
 
@@ -192,7 +196,7 @@ impl Principal {
         if raw.is_empty() {
             return Err(DomainError::invalid(field, "is required"));
         }
-        check_text(field, raw, Limits::MAX_NAME_CHARS)?;
+        check_id_text(field, raw, Limits::MAX_NAME_CHARS)?;
         Ok(Self(raw.to_string()))
     }
 
@@ -280,13 +284,9 @@ impl Labels {
             if k.is_empty() {
                 return Err(DomainError::invalid(field, "a label key is empty"));
             }
-            check_name(
-                &format!("{field}[{k:?}]"),
-                k,
-                Limits::MAX_LABEL_KEY_CHARS,
-                false,
-            )?;
-            check_text(&format!("{field}[{k:?}]"), v, Limits::MAX_LABEL_VALUE_CHARS)?;
+            let key_field = format!("{field}[{}]", echo(k));
+            check_name(&key_field, k, Limits::MAX_LABEL_KEY_CHARS, false)?;
+            check_id_text(&key_field, v, Limits::MAX_LABEL_VALUE_CHARS)?;
         }
         Ok(Self(map))
     }
@@ -360,6 +360,7 @@ impl Reason {
                 ),
             ));
         }
+        check_human_text(field, raw)?;
         Ok(Self(raw.to_string()))
     }
 
@@ -377,7 +378,7 @@ impl IdempotencyKey {
         if raw.is_empty() {
             return Ok(None);
         }
-        check_text(field, raw, Limits::MAX_NAME_CHARS)?;
+        check_id_text(field, raw, Limits::MAX_NAME_CHARS)?;
         Ok(Some(Self(raw.to_string())))
     }
 

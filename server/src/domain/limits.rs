@@ -48,6 +48,14 @@ impl Limits {
     /// What one watcher reads from the store at once (a snapshot page, a
     /// batch of events to catch up), counting every context at its largest.
     pub const WATCHER_PAGE_BYTES: usize = 256 * 1024;
+    /// prost refuses messages nested deeper than this (fixed in prost).
+    pub const DECODER_NESTING_LIMIT: usize = 100;
+    /// Depths of `context` that `DECODER_NESTING_LIMIT` always accepts,
+    /// counting the context object itself as level 1 (an object costs
+    /// three nested messages, a list two): objects within objects, or lists
+    /// within lists inside the context object, with values at the bottom.
+    pub const MAX_CONTEXT_OBJECT_DEPTH: usize = 32;
+    pub const MAX_CONTEXT_LIST_DEPTH: usize = 48;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
 }

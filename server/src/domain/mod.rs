@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod fields;
 mod limits;
+mod text;
 
 pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
@@ -19,3 +20,4 @@ pub use fields::{
     PageToken, Principal, Reason, Timeout, TypePattern,
 };
 pub use limits::Limits;
+pub use text::echo;

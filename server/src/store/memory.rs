@@ -302,7 +302,13 @@ impl Store for MemoryStore {
 
     async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
         let state = self.state();
-        if state.trimmed.is_some_and(|t| t > cursor) || cursor > state.last {
+        if cursor > state.last {
+            return Err(DomainError::CursorAhead {
+                cursor: cursor.to_string(),
+                newest: state.last.to_string(),
+            });
+        }
+        if state.trimmed.is_some_and(|t| t > cursor) {
             return Err(DomainError::CursorExpired(cursor.to_string()));
         }
         Ok(())

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use approval_client::{Approval, Decision};
 use comfy_table::{presets, ContentArrangement, Table};
 use serde::Serialize;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::cli::Output;
 
@@ -26,31 +27,31 @@ pub fn approval(a: &Approval, output: Output) {
             let mut row = |k: &str, v: String| {
                 table.add_row(vec![k.to_string(), v]);
             };
-            row("id", a.id.clone());
+            row("id", safe(&a.id));
             row("status", a.status.to_string());
-            row("type", a.approval_type.clone());
-            row("agent", a.agent_id.clone());
-            row("requester", a.requester.clone());
+            row("type", safe(&a.approval_type));
+            row("agent", safe(&a.agent_id));
+            row("requester", safe(&a.requester));
             row("created", timestamp(a.created_at));
             row("deadline", timestamp(a.deadline));
             if let Some(by) = &a.decided_by {
-                row("decided by", by.clone());
+                row("decided by", safe(by));
             }
             if let Some(at) = a.decided_at {
                 row("decided at", timestamp(at));
             }
             if !a.reason.is_empty() {
-                row("reason", a.reason.clone());
+                row("reason", safe_lines(&a.reason));
             }
             if !a.labels.is_empty() {
                 row("labels", labels(a));
             }
             if !a.idempotency_key.is_empty() {
-                row("idempotency key", a.idempotency_key.clone());
+                row("idempotency key", safe(&a.idempotency_key));
             }
             row(
                 "context",
-                serde_json::to_string_pretty(&a.context).unwrap_or_default(),
+                safe_lines(&serde_json::to_string_pretty(&a.context).unwrap_or_default()),
             );
             println!("{table}");
         }
@@ -67,12 +68,12 @@ pub fn decision(d: &Decision, output: Output) {
 
 /// "approved by alice: looks good", "expired: nobody decided in time".
 pub fn sentence(a: &Approval) -> String {
-    let mut text = format!("{} {}", a.id, a.status);
+    let mut text = format!("{} {}", safe(&a.id), a.status);
     if let Some(by) = &a.decided_by {
-        text.push_str(&format!(" by {by}"));
+        text.push_str(&format!(" by {}", safe(by)));
     }
     if !a.reason.is_empty() {
-        text.push_str(&format!(": {}", a.reason));
+        text.push_str(&format!(": {}", safe(&a.reason)));
     }
     text
 }
@@ -94,13 +95,13 @@ pub fn approvals_table(approvals: &[Approval]) -> Table {
         ]);
     for a in approvals {
         table.add_row(vec![
-            a.id.clone(),
+            safe(&a.id),
             a.status.to_string(),
-            a.approval_type.clone(),
-            a.agent_id.clone(),
+            safe(&a.approval_type),
+            safe(&a.agent_id),
             ago(a.created_at),
-            a.decided_by.clone().unwrap_or_default(),
-            a.reason.clone(),
+            safe(a.decided_by.as_deref().unwrap_or_default()),
+            safe(&a.reason),
         ]);
     }
     table
@@ -109,19 +110,53 @@ pub fn approvals_table(approvals: &[Approval]) -> Table {
 pub fn labels(a: &Approval) -> String {
     a.labels
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{}={}", safe(k), safe(v)))
         .collect::<Vec<_>>()
         .join(",")
 }
 
 /// The context on one line, cut to `max` characters.
 pub fn context_line(a: &Approval, max: usize) -> String {
-    let text = a.context.to_string();
+    let text = safe(&a.context.to_string());
     if text.chars().count() <= max {
         return text;
     }
     let cut: String = text.chars().take(max.saturating_sub(1)).collect();
     format!("{cut}…")
+}
+
+/// Text from the server as it is safe to print on a terminal, on one line:
+/// control characters (ESC, BEL, CR, NUL, newline...) and invisible format
+/// characters (bidi overrides, zero-width spaces) are shown escaped, as
+/// `\u{1b}`, so no field can move the cursor, clear the screen or make text
+/// read differently than it is. The server refuses most of them already; a
+/// table must not depend on that.
+pub fn safe(text: &str) -> String {
+    escape(text, false)
+}
+
+/// Like `safe`, keeping newlines (multi-line table cells).
+pub fn safe_lines(text: &str) -> String {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let unsafe_char = c.is_control()
+            || matches!(
+                c.general_category(),
+                GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            );
+        if unsafe_char && !(keep_newlines && c == '\n') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn timestamp(t: SystemTime) -> String {
@@ -139,4 +174,26 @@ pub fn ago(t: SystemTime) -> String {
 /// A duration to the second: "4m 58s".
 pub fn short(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_and_invisible_characters_are_printed_escaped() {
+        let hostile = "ok\u{1b}[2J\u{7}\r\u{0}\u{202e}evil\u{200b}";
+        let shown = safe(hostile);
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}' || c == '\u{200b}'),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown,
+            "ok\\u{1b}[2J\\u{7}\\u{d}\\u{0}\\u{202e}evil\\u{200b}"
+        );
+        assert_eq!(safe_lines("a\nb\u{1b}"), "a\nb\\u{1b}");
+    }
 }

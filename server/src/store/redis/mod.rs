@@ -663,7 +663,10 @@ impl Store for RedisStore {
             // No log at all: only "before everything" is a position in it.
             return match cursor == Cursor::START {
                 true => Ok(()),
-                false => Err(DomainError::CursorExpired(cursor.to_string())),
+                false => Err(DomainError::CursorAhead {
+                    cursor: cursor.to_string(),
+                    newest: Cursor::START.to_string(),
+                }),
             };
         };
         // Trimming removes the oldest entries, so events after `cursor` are
@@ -671,7 +674,13 @@ impl Store for RedisStore {
         // nothing was ever trimmed. (A cursor naming exactly the last
         // trimmed entry is refused too: the log cannot tell it apart.)
         let complete = !bounds.trimmed || bounds.first.is_some_and(|first| cursor >= first);
-        if !complete || cursor > bounds.last {
+        if cursor > bounds.last {
+            return Err(DomainError::CursorAhead {
+                cursor: cursor.to_string(),
+                newest: bounds.last.to_string(),
+            });
+        }
+        if !complete {
             return Err(DomainError::CursorExpired(cursor.to_string()));
         }
         Ok(())

@@ -83,9 +83,9 @@ fn text_line(event: &WatchEvent) -> Option<String> {
     Some(match event {
         WatchEvent::Added(a) => format!(
             "pending   {} {} agent={} left={} {}",
-            a.id,
-            a.approval_type,
-            a.agent_id,
+            output::safe(&a.id),
+            output::safe(&a.approval_type),
+            output::safe(&a.agent_id),
             output::short(a.time_left()),
             output::context_line(a, 60)
         ),
@@ -95,7 +95,9 @@ fn text_line(event: &WatchEvent) -> Option<String> {
             "re-synced (the server could not resume this watch: a fresh snapshot follows)"
                 .to_string()
         }
-        WatchEvent::Reconnecting { reason } => format!("reconnecting ({reason})"),
+        WatchEvent::Reconnecting { reason } => {
+            format!("reconnecting ({})", output::safe(reason))
+        }
         _ => return None,
     })
 }
@@ -153,9 +155,9 @@ impl View {
             .set_header(vec!["ID", "TYPE", "AGENT", "WAITING", "LEFT", "CONTEXT"]);
         for a in self.pending.values() {
             table.add_row(vec![
-                a.id.clone(),
-                a.approval_type.clone(),
-                a.agent_id.clone(),
+                output::safe(&a.id),
+                output::safe(&a.approval_type),
+                output::safe(&a.agent_id),
                 output::ago(a.created_at)
                     .trim_end_matches(" ago")
                     .to_string(),
