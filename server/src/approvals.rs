@@ -165,9 +165,6 @@ impl Approvals {
             return Err(DomainError::ShuttingDown);
         }
         audit_refusal(caller, "create", caller.may_create())?;
-        let requested_type = new.approval_type.clone().into_string();
-        let requested_agent = new.agent_id.as_str().to_string();
-        let key = new.idempotency_key.as_ref().map(|k| k.as_str().to_string());
         let created = self.note(
             self.store()
                 .create(new, Millis::now(), self.inner.limits.max_open_per_requester)
@@ -181,14 +178,6 @@ impl Approvals {
                 &created.approval.requester,
                 caller,
             );
-        } else if created.approval.approval_type != requested_type
-            || created.approval.agent_id != requested_agent
-        {
-            return Err(DomainError::IdempotencyConflict {
-                key: key.unwrap_or_default(),
-                existing: created.approval.id,
-                existing_type: created.approval.approval_type,
-            });
         }
         Ok(created)
     }

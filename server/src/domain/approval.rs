@@ -168,6 +168,37 @@ impl Approval {
         Finished::Done(self.clone())
     }
 
+    /// What an idempotency key stands for: the request that created this
+    /// approval (type, agent, context, labels and timeout), as a SHA-256 hex
+    /// digest. A second create with the same requester and key re-attaches
+    /// only when its fingerprint is the same; otherwise the key is being
+    /// reused for a different request. The encoding is deterministic
+    /// (protobuf `Struct` fields and labels are sorted maps).
+    pub fn request_fingerprint(&self) -> String {
+        use prost::Message;
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        part(self.approval_type.as_bytes());
+        part(self.agent_id.as_bytes());
+        part(&self.context.encode_to_vec());
+        for (k, v) in &self.labels {
+            part(k.as_bytes());
+            part(v.as_bytes());
+        }
+        part(
+            &self
+                .deadline
+                .0
+                .saturating_sub(self.created_at.0)
+                .to_be_bytes(),
+        );
+        hex::encode(h.finalize())
+    }
+
     /// Marks a pending approval EXPIRED at its deadline.
     pub fn expire(&mut self) {
         self.status = Status::Expired;

@@ -15,8 +15,9 @@ pub enum DomainError {
     #[error("{}", already_final_message(.0))]
     AlreadyFinal(Box<Approval>),
 
-    /// The idempotency key was used before for a different request.
-    #[error("idempotency_key {key:?} already belongs to approval {existing} of type {existing_type:?}; use a new key for a different request")]
+    /// The idempotency key was used before for a different request (another
+    /// type, agent, context, labels or timeout).
+    #[error("idempotency_key {key:?} already belongs to approval {existing} (type {existing_type:?}), created by a different request: its type, agent, context, labels or timeout differ. Send the identical request to re-attach, or use a new key")]
     IdempotencyConflict {
         key: String,
         existing: ApprovalId,

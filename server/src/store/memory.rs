@@ -130,23 +130,26 @@ impl Store for MemoryStore {
             .idempotency_key
             .as_ref()
             .map(|k| (new.requester.as_str().to_string(), k.as_str().to_string()));
+        let approval = new.into_approval(now);
         if let Some(key) = &key {
             if let Some(existing) = state
                 .idempotency
                 .get(key)
                 .and_then(|id| state.approvals.get(id))
             {
+                if existing.request_fingerprint() != approval.request_fingerprint() {
+                    return Err(super::key_reused(existing.clone()));
+                }
                 return Ok(Created {
                     approval: existing.clone(),
                     created: false,
                 });
             }
         }
-        let open = state.open.get(new.requester.as_str()).copied().unwrap_or(0);
+        let open = state.open.get(&approval.requester).copied().unwrap_or(0);
         if open >= max_open {
-            return Err(super::quota_error(new.requester.as_str(), max_open));
+            return Err(super::quota_error(&approval.requester, max_open));
         }
-        let approval = new.into_approval(now);
         *state.open.entry(approval.requester.clone()).or_default() += 1;
         if let Some(key) = key {
             state.idempotency.insert(key, approval.id.clone());

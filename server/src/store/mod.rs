@@ -44,9 +44,11 @@ impl Retention {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates the approval, or returns the one with the same requester and
-    /// idempotency key. Appends an `added` event when it creates. Fails with
-    /// `ResourceExhausted` when the requester already has `max_open`
-    /// pending approvals.
+    /// idempotency key when it was created by the same request (same
+    /// `Approval::request_fingerprint`); fails with `IdempotencyConflict`
+    /// when the key belongs to a different request. Appends an `added` event
+    /// when it creates. Fails with `ResourceExhausted` when the requester
+    /// already has `max_open` pending approvals.
     async fn create(
         &self,
         new: NewApproval,
@@ -106,6 +108,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability check, for health.
     async fn ping(&self) -> Result<(), DomainError>;
+}
+
+/// The error both stores give when an idempotency key is reused for a
+/// different request (`existing` holds the key).
+fn key_reused(existing: Approval) -> DomainError {
+    DomainError::IdempotencyConflict {
+        key: existing.idempotency_key,
+        existing: existing.id,
+        existing_type: existing.approval_type,
+    }
 }
 
 /// The error both stores give when a requester is at its quota.

@@ -85,7 +85,12 @@ impl Keys {
     }
 
     fn approval(&self, id: &ApprovalId) -> String {
-        format!("{}:approval:{id}", self.tag)
+        format!("{}{id}", self.approval_prefix())
+    }
+
+    /// An approval's key without its id.
+    fn approval_prefix(&self) -> String {
+        format!("{}:approval:", self.tag)
     }
 
     fn idempotency(&self, requester: &str, key: &str) -> String {
@@ -147,7 +152,10 @@ impl RedisStore {
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
         let link = link::Link::open(&options.url, options.timeout)?;
-        let script = |body: &str| Script::new(&format!("{FINISH}\n{body}"));
+        // `#!lua` declares each a write script (Redis 7): when Redis refuses
+        // writes (OOM, READONLY...) it refuses the script before it runs,
+        // so none is ever half applied.
+        let script = |body: &str| Script::new(&format!("#!lua\n{FINISH}\n{body}"));
         Ok(Self {
             link,
             blocking: Mutex::new(None),
@@ -155,7 +163,7 @@ impl RedisStore {
             retention: options.retention,
             timeout: options.timeout,
             scripts: Scripts {
-                create: Script::new(include_str!("create.lua")),
+                create: Script::new(&format!("#!lua\n{}", include_str!("create.lua"))),
                 decide: script(include_str!("decide.lua")),
                 cancel: script(include_str!("cancel.lua")),
                 expire: script(include_str!("expire.lua")),
@@ -178,7 +186,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
-                .arg(format!("{}:approval:{id}", self.keys.tag))
+                .arg(format!("{}{id}", self.keys.approval_prefix()))
                 .arg(&HASH_FIELDS[..]);
         }
         let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()?).await?;
@@ -347,70 +355,58 @@ impl Store for RedisStore {
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
         let approval = new.into_approval(now);
+        let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
-        // An idempotency key may outlive its approval by a little (its TTL is
-        // fixed at creation): `stale` is an owner found aged out, which
-        // create.lua may then replace.
-        let mut stale = String::new();
-        for _ in 0..3 {
-            if let Some(idem) = &idem {
-                let owner: Option<String> = self.conn()?.get(idem).await?;
-                if let Some(owner) = owner {
-                    let owner = ApprovalId::trusted(owner);
-                    if let Some(existing) = self.get(&owner).await? {
-                        return Ok(Created {
-                            approval: existing,
-                            created: false,
-                        });
-                    }
-                    stale = owner.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .create
+            .key(self.keys.approval(&approval.id))
+            .key(
+                idem.clone()
+                    .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
+            )
+            .key(&self.keys.pending)
+            .key(&self.keys.index)
+            .key(&self.keys.events)
+            .key(&self.keys.open)
+            .arg(approval.id.as_str())
+            .arg(&body)
+            .arg(approval.deadline.0)
+            .arg(ttl)
+            .arg(&cutoff)
+            .arg(self.retention.max_events)
+            .arg(if idem.is_some() { "1" } else { "0" })
+            .arg(&requester)
+            .arg(max_open)
+            .arg(&fingerprint)
+            .arg(self.keys.approval_prefix())
+            .invoke_async(&mut self.conn()?)
+            .await?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"created") => Ok(Created {
+                approval,
+                created: true,
+            }),
+            Some(b"exists") => {
+                let existing = codec::decode_reply(&reply)?;
+                // This very id: an earlier attempt of this call landed.
+                let created = existing.id == approval.id;
+                // Records written before fingerprints were stored: compare here.
+                if !created && existing.request_fingerprint() != fingerprint {
+                    return Err(super::key_reused(existing));
                 }
+                Ok(Created {
+                    approval: existing,
+                    created,
+                })
             }
-            let reply: Vec<String> = self
-                .scripts
-                .create
-                .key(self.keys.approval(&approval.id))
-                .key(
-                    idem.clone()
-                        .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
-                )
-                .key(&self.keys.pending)
-                .key(&self.keys.index)
-                .key(&self.keys.events)
-                .key(&self.keys.open)
-                .arg(approval.id.as_str())
-                .arg(&body)
-                .arg(approval.deadline.0)
-                .arg(ttl)
-                .arg(&cutoff)
-                .arg(self.retention.max_events)
-                .arg(if idem.is_some() { "1" } else { "0" })
-                .arg(&stale)
-                .arg(&requester)
-                .arg(max_open)
-                .invoke_async(&mut self.conn()?)
-                .await?;
-            match reply.first().map(String::as_str) {
-                Some("created") => {
-                    return Ok(Created {
-                        approval,
-                        created: true,
-                    })
-                }
-                // Another call took the key between our look and the script:
-                // look again and attach to its approval.
-                Some("exists") => continue,
-                Some("quota") => return Err(super::quota_error(&requester, max_open)),
-                other => {
-                    return Err(DomainError::Internal(format!(
-                        "create.lua replied {other:?}"
-                    )))
-                }
-            }
+            Some(b"conflict") => Err(super::key_reused(codec::decode_reply(&reply)?)),
+            Some(b"quota") => Err(super::quota_error(&requester, max_open)),
+            other => Err(DomainError::Internal(format!(
+                "create.lua replied {:?}",
+                other.map(String::from_utf8_lossy)
+            ))),
         }
-        Err(DomainError::Unavailable(
-            "idempotency key is contended; retry".into(),
-        ))
     }
 
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
