@@ -21,6 +21,7 @@ use crate::domain::{
     Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason, Status,
 };
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
 use crate::waiters::Waiters;
@@ -53,8 +54,8 @@ struct Inner {
     feed: broadcast::Sender<Arc<Event>>,
     /// Bumped after the pump recovers from a store outage: waiters re-read.
     resync: watch::Sender<u64>,
-    /// Whether the store is reachable.
-    healthy: watch::Sender<bool>,
+    /// Whether this replica should get calls (store reachable, writes accepted).
+    readiness: Readiness,
     /// When the reaper plans to wake next (ms); the pump wakes it earlier
     /// when an approval with an earlier deadline arrives.
     reaper_plan: AtomicU64,
@@ -116,7 +117,7 @@ impl Approvals {
                 waiters: Waiters::default(),
                 feed: broadcast::channel(FEED_CAPACITY).0,
                 resync: watch::channel(0).0,
-                healthy: watch::channel(true).0,
+                readiness: Readiness::new(metrics.clone()),
                 reaper_plan: AtomicU64::new(0),
                 reaper_wake: Notify::new(),
                 metrics,
@@ -130,9 +131,9 @@ impl Approvals {
         &self.inner.limits
     }
 
-    /// Store reachability, for health reporting.
+    /// Readiness (store reachable and accepting writes), for health reporting.
     pub fn health(&self) -> watch::Receiver<bool> {
-        self.inner.healthy.subscribe()
+        self.inner.readiness.subscribe()
     }
 
     /// Starts the event pump, the reaper and the health monitor.
@@ -148,10 +149,22 @@ impl Approvals {
         self.inner.store.as_ref()
     }
 
-    /// Counts a failed store call, passing the error on.
+    /// Counts a failed store call, passing the error on; a refused write
+    /// turns readiness NOT_SERVING at once (the health probe turns it back).
     fn note<T>(&self, r: Result<T, DomainError>) -> Result<T, DomainError> {
-        if let Err(DomainError::Unavailable(_)) = &r {
-            self.inner.metrics.store_errors.inc();
+        match &r {
+            Err(DomainError::Unavailable(_)) => {
+                self.inner.metrics.store_errors.inc();
+            }
+            Err(DomainError::WritesRefused {
+                cause,
+                message,
+                detail,
+            }) => {
+                self.inner.metrics.store_errors.inc();
+                self.inner.readiness.writes_refused(cause, message, detail);
+            }
+            _ => {}
         }
         r
     }
@@ -501,11 +514,7 @@ impl Approvals {
     // ---- background tasks -----------------------------------------------
 
     fn set_healthy(&self, ok: bool) {
-        self.inner.healthy.send_if_modified(|h| {
-            let changed = *h != ok;
-            *h = ok;
-            changed
-        });
+        self.inner.readiness.reachable(ok);
     }
 
     async fn pause(&self, d: Duration) -> bool {
@@ -662,13 +671,59 @@ impl Approvals {
         }
     }
 
+    /// The health monitor: a write probe every `interval` feeds readiness;
+    /// each time the store becomes reachable, its eviction policy is checked.
     async fn run_health(self, interval: Duration) {
+        let mut was_reachable = false;
         loop {
-            let ok = self.store().ping().await.is_ok();
-            self.set_healthy(ok);
+            let reachable = match self.store().ping().await {
+                Ok(()) => {
+                    self.inner.readiness.writes_accepted();
+                    true
+                }
+                Err(DomainError::WritesRefused {
+                    cause,
+                    message,
+                    detail,
+                }) => {
+                    self.inner
+                        .readiness
+                        .writes_refused(cause, &message, &detail);
+                    true
+                }
+                Err(_) => {
+                    self.set_healthy(false);
+                    false
+                }
+            };
+            if reachable && !was_reachable {
+                self.check_eviction().await;
+            }
+            was_reachable = reachable;
             if !self.pause(interval).await {
                 return;
             }
+        }
+    }
+
+    /// Warns loudly when the store may evict keys: eviction silently loses
+    /// approvals (pending ones vanish, decisions are forgotten).
+    async fn check_eviction(&self) {
+        match self.store().eviction_policy().await {
+            Ok(Some(policy)) => {
+                self.inner.metrics.store_evicting.set(1);
+                tracing::error!(
+                    policy = %policy,
+                    "Redis maxmemory-policy is {policy:?}: under memory pressure Redis EVICTS keys, \
+                     silently losing approvals (pending ones vanish, decisions are forgotten). \
+                     Set maxmemory-policy noeviction: a full Redis then refuses writes \
+                     (UNAVAILABLE, readiness NOT_SERVING) instead of losing data"
+                );
+            }
+            Ok(None) => {
+                self.inner.metrics.store_evicting.set(0);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read Redis maxmemory-policy"),
         }
     }
 

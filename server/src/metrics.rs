@@ -35,6 +35,13 @@ pub struct Metrics {
     /// From a decision being made to a waiter on this replica having it.
     pub decision_latency: Histogram,
     pub store_errors: Counter,
+    /// 1 while the store accepts writes, 0 while it refuses them.
+    pub store_writable: Gauge,
+    /// Writes the store refused, by cause (out_of_memory, read_only...).
+    pub store_write_refusals: Family<Labels, Counter>,
+    /// 1 when the store may evict keys under memory pressure (Redis
+    /// `maxmemory-policy` other than `noeviction`): approvals can vanish.
+    pub store_evicting: Gauge,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -53,6 +60,9 @@ impl Metrics {
         let watchers = Gauge::default();
         let decision_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let store_errors = Counter::default();
+        let store_writable = Gauge::default();
+        let store_write_refusals = Family::<Labels, Counter>::default();
+        let store_evicting = Gauge::default();
         let mut r = Registry::with_prefix("approvald");
         r.register("approvals_created", "Approvals created", created.clone());
         r.register(
@@ -85,6 +95,21 @@ impl Metrics {
             "Failed calls to the store (Redis)",
             store_errors.clone(),
         );
+        r.register(
+            "store_writable",
+            "1 while the store (Redis) accepts writes, 0 while it refuses them (readiness is NOT_SERVING)",
+            store_writable.clone(),
+        );
+        r.register(
+            "store_write_refusals",
+            "Writes the store (Redis) refused, by cause: out_of_memory, read_only, loading, master_down, busy, cannot_persist, not_enough_replicas",
+            store_write_refusals.clone(),
+        );
+        r.register(
+            "store_evicting",
+            "1 when Redis may evict keys (maxmemory-policy is not noeviction): approvals can silently vanish",
+            store_evicting.clone(),
+        );
         Self {
             created,
             finished,
@@ -93,6 +118,9 @@ impl Metrics {
             watchers,
             decision_latency,
             store_errors,
+            store_writable,
+            store_write_refusals,
+            store_evicting,
             registry: std::sync::Arc::new(r),
         }
     }
@@ -100,6 +128,12 @@ impl Metrics {
     pub fn finished(&self, status: Status) {
         self.finished
             .get_or_create(&vec![("outcome", status.name())])
+            .inc();
+    }
+
+    pub fn refused(&self, cause: &'static str) {
+        self.store_write_refusals
+            .get_or_create(&vec![("cause", cause)])
             .inc();
     }
 

@@ -54,6 +54,15 @@ impl From<DomainError> for Status {
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
             DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
             DomainError::CursorExpired(_) => Status::out_of_range(message),
+            DomainError::WritesRefused { cause, .. } => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_error_info(
+                    "STORE_REFUSES_WRITES",
+                    ERROR_DOMAIN,
+                    HashMap::from([("cause".to_string(), cause.to_string())]),
+                ),
+            ),
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),
             DomainError::CallDeadline(_) => Status::deadline_exceeded(message),
             DomainError::Internal(_) => {

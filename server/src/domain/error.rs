@@ -44,6 +44,18 @@ pub enum DomainError {
     #[error("store unavailable: {0}; retry later")]
     Unavailable(String),
 
+    /// The store is reachable but refuses writes (Redis out of memory, a
+    /// read-only replica, loading...). Nothing was changed. Retry.
+    #[error("{message}: nothing was changed; retry later")]
+    WritesRefused {
+        /// A short stable name, for metrics and `ErrorInfo` (`out_of_memory`...).
+        cause: &'static str,
+        /// What it means, for a person.
+        message: String,
+        /// The store's own words, for the log.
+        detail: String,
+    },
+
     /// The server is shutting down. Retry on another replica.
     #[error("server is shutting down: retry (RequestApproval re-attaches by idempotency_key)")]
     ShuttingDown,

@@ -297,4 +297,8 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), DomainError> {
         Ok(())
     }
+
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
+        Ok(None)
+    }
 }

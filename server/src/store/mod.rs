@@ -106,8 +106,14 @@ pub trait Store: Send + Sync + 'static {
     /// this log (ahead of it).
     async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError>;
 
-    /// Cheap reachability check, for health.
+    /// Cheap check, for readiness: the store answers and accepts writes
+    /// (`WritesRefused` when it answers but refuses them).
     async fn ping(&self) -> Result<(), DomainError>;
+
+    /// The store's eviction policy when it may drop data under memory
+    /// pressure (Redis `maxmemory-policy` other than `noeviction`), which
+    /// would silently lose approvals; `None` when it never evicts.
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError>;
 }
 
 /// The error both stores give when an idempotency key is reused for a

@@ -11,6 +11,7 @@
 //! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
 //! | `{p}:open`                  | hash   | one field per requester with pending approvals |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
+//! | `{p}:writable`              | string | TTL: one minute (the health write probe) |
 //!
 //! Every change goes through one Lua script (create, decide, cancel, expire),
 //! so it is atomic and appears in the event stream in the order it happened.
@@ -33,6 +34,8 @@ use crate::domain::{
 };
 
 const FINISH: &str = include_str!("finish.lua");
+/// TTL of the key the health probe writes.
+const WRITABLE_PROBE_TTL_MS: u64 = 60_000;
 
 /// How to reach Redis and where in it to keep data.
 #[derive(Clone, Debug)]
@@ -70,6 +73,7 @@ struct Keys {
     index: String,
     events: String,
     open: String,
+    writable: String,
 }
 
 impl Keys {
@@ -80,6 +84,7 @@ impl Keys {
             index: format!("{tag}:index"),
             events: format!("{tag}:events"),
             open: format!("{tag}:open"),
+            writable: format!("{tag}:writable"),
             tag,
         }
     }
@@ -99,9 +104,52 @@ impl Keys {
     }
 }
 
-/// Connection trouble is UNAVAILABLE (retry); anything else is a bug here.
+/// Redis answering that it will not write now, in words a person
+/// understands, with a stable cause name; `None` for any other error.
+fn write_refusal(e: &RedisError) -> Option<DomainError> {
+    let (cause, message) = match e.code()? {
+        "OOM" => (
+            "out_of_memory",
+            "Redis is out of memory (maxmemory reached, and under maxmemory-policy noeviction it \
+             refuses writes): an operator must raise maxmemory or free memory",
+        ),
+        "READONLY" => (
+            "read_only",
+            "Redis is a read-only replica, not the master (a failover may be under way)",
+        ),
+        "LOADING" => (
+            "loading",
+            "Redis is loading its data set into memory (it restarted)",
+        ),
+        "MASTERDOWN" => (
+            "master_down",
+            "the Redis replica in use lost its link to the master",
+        ),
+        "BUSY" => ("busy", "Redis is busy running a long script"),
+        "MISCONF" => (
+            "cannot_persist",
+            "Redis cannot save to disk and refuses writes (stop-writes-on-bgsave-error)",
+        ),
+        "NOREPLICAS" => (
+            "not_enough_replicas",
+            "Redis has fewer healthy replicas than its min-replicas-to-write",
+        ),
+        _ => return None,
+    };
+    Some(DomainError::WritesRefused {
+        cause,
+        message: message.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Redis refusing writes and connection trouble are UNAVAILABLE (retry);
+/// anything else is a bug here.
 impl From<RedisError> for DomainError {
     fn from(e: RedisError) -> Self {
+        if let Some(refused) = write_refusal(&e) {
+            return refused;
+        }
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
@@ -628,7 +676,30 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), DomainError> {
-        self.link.check().await
+        self.link.check().await?;
+        // One small write (with a TTL): refused exactly when approvals would be.
+        let _: () = redis::cmd("SET")
+            .arg(&self.keys.writable)
+            .arg(1)
+            .arg("PX")
+            .arg(WRITABLE_PROBE_TTL_MS)
+            .query_async(&mut self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
+        // INFO, not CONFIG GET: managed Redis services often disable CONFIG.
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn()?)
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(str::trim)
+            .filter(|policy| *policy != "noeviction")
+            .map(String::from))
     }
 }
 

@@ -1,0 +1,187 @@
+//! Redis in trouble: refusing writes, paused mid-call, replicas with skewed
+//! clocks. Every test runs a real `redis-server` and real replicas.
+
+use approval_client::v1;
+use approval_tests::*;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
+
+const API: &str = "approval.v1.ApprovalService";
+
+fn redis_set(conn: &mut redis::Connection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query(conn).expect("redis command");
+}
+
+/// The value of `name` (a line `name value`) in a replica's metrics, if any.
+async fn metric(replica: &Replica, name: &str) -> Option<f64> {
+    metrics_text(replica.metrics_port)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn until_health(replica: &Replica, want: ServingStatus) -> bool {
+    let port = replica.port;
+    eventually(PROMPTLY, || async move { health(port, API).await == want }).await
+}
+
+fn refused_cause(err: &tonic::Status) -> String {
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let info = err
+        .get_details_error_info()
+        .expect("ErrorInfo on a refused write");
+    assert_eq!(info.reason, "STORE_REFUSES_WRITES");
+    info.metadata.get("cause").cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_out_of_memory_is_unavailable_not_serving_and_counted_until_writes_succeed() {
+    let d = Deployment::start(Store::Redis).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let pending = create(&mut a, "full").await;
+    let other = create(&mut a, "full").await;
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    redis_set(
+        &mut conn,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    );
+    redis_set(&mut conn, &["CONFIG", "SET", "maxmemory", "1"]);
+
+    let err = b.create_approval(create_request("full")).await.unwrap_err();
+    assert_eq!(refused_cause(&err), "out_of_memory");
+    assert!(
+        err.message().contains("out of memory") && err.message().contains("retry"),
+        "a message a person understands: {}",
+        err.message()
+    );
+    assert!(
+        !err.message().contains("OOM command"),
+        "not the raw Redis text: {}",
+        err.message()
+    );
+    let err = b.respond(approve(&pending.id, "alice")).await.unwrap_err();
+    assert_eq!(refused_cause(&err), "out_of_memory");
+    let err = a
+        .cancel_approval(v1::CancelApprovalRequest {
+            id: other.id.clone(),
+            reason: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused_cause(&err), "out_of_memory");
+    for r in &d.replicas {
+        assert!(
+            until_health(r, ServingStatus::NotServing).await,
+            "readiness goes NOT_SERVING"
+        );
+        assert_eq!(health(r.port, "liveness").await, ServingStatus::Serving);
+        assert_eq!(metric(r, "approvald_store_writable").await, Some(0.0));
+    }
+    let refusals = metric(
+        &d.replicas[1],
+        "approvald_store_write_refusals_total{cause=\"out_of_memory\"}",
+    )
+    .await;
+    assert!(
+        refusals.is_some_and(|n| n >= 2.0),
+        "refusals counted by cause: {refusals:?}"
+    );
+    // Reads still work, and nothing was half written.
+    assert_eq!(
+        status(&get(&mut a, &pending.id).await),
+        v1::ApprovalStatus::Pending
+    );
+
+    redis_set(&mut conn, &["CONFIG", "SET", "maxmemory", "0"]);
+    for r in &d.replicas {
+        assert!(
+            until_health(r, ServingStatus::Serving).await,
+            "SERVING again once writes succeed"
+        );
+        assert_eq!(metric(r, "approvald_store_writable").await, Some(1.0));
+    }
+    b.respond(approve(&pending.id, "alice"))
+        .await
+        .expect("respond works again");
+    create(&mut b, "full").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_redis_is_unavailable_and_not_serving() {
+    let d = Deployment::start_with(Store::Redis, 1, |_| {}).await;
+    let master = RedisServer::start();
+    let mut a = d.a().await;
+    create(&mut a, "ro").await;
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    redis_set(
+        &mut conn,
+        &["REPLICAOF", "127.0.0.1", &master.port.to_string()],
+    );
+    let synced = eventually(PROMPTLY, || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut conn)
+            .unwrap_or_default();
+        async move { info.contains("master_link_status:up") }
+    })
+    .await;
+    assert!(synced, "the test Redis became a replica");
+    let err = a.create_approval(create_request("ro")).await.unwrap_err();
+    assert_eq!(refused_cause(&err), "read_only");
+    assert!(
+        err.message().contains("read-only replica"),
+        "{}",
+        err.message()
+    );
+    assert!(until_health(&d.replicas[0], ServingStatus::NotServing).await);
+
+    redis_set(&mut conn, &["REPLICAOF", "NO", "ONE"]);
+    assert!(until_health(&d.replicas[0], ServingStatus::Serving).await);
+    create(&mut a, "ro").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_evicts_keys_is_flagged_at_start() {
+    let redis = RedisServer::start();
+    let start = |redis: &RedisServer| {
+        let mut config = approvald::Config::for_tests();
+        config.redis_url = Some(redis.url());
+        config.redis_prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+        Replica::start(config)
+    };
+    let safe = start(&redis).await;
+    let flag = |r: &Replica| {
+        let port = r.metrics_port;
+        async move {
+            wait_for(PROMPTLY, || async move {
+                metrics_text(port).await.lines().find_map(|l| {
+                    l.strip_prefix("approvald_store_evicting ")
+                        .map(str::to_string)
+                })
+            })
+            .await
+        }
+    };
+    assert_eq!(
+        flag(&safe).await.as_deref(),
+        Some("0"),
+        "noeviction is not flagged"
+    );
+    redis_set(
+        &mut redis.connection(),
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    );
+    let evicting = start(&redis).await;
+    let flagged = eventually(PROMPTLY, || {
+        let f = flag(&evicting);
+        async move { f.await.as_deref() == Some("1") }
+    })
+    .await;
+    assert!(flagged, "allkeys-lru is flagged");
+}
