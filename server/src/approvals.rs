@@ -40,6 +40,11 @@ const STORE_RETRY: Duration = Duration::from_millis(500);
 const REAPER_IDLE: Duration = Duration::from_secs(60);
 /// Approvals expired per reaper round.
 const REAPER_BATCH: usize = 100;
+/// How long a write whose outcome is unknown is retried to learn the truth
+/// (at most; never past the caller's deadline).
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Pause between those retries.
+const SETTLE_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct Approvals {
@@ -172,17 +177,31 @@ impl Approvals {
     // ---- use cases -------------------------------------------------------
 
     /// Creates an approval, or attaches to the requester's one with the same
-    /// idempotency key.
-    pub async fn create(&self, caller: &Caller, new: NewApproval) -> Result<Created, DomainError> {
+    /// idempotency key. When the store's answer is lost, the same write (same
+    /// id) is repeated until the store says what happened, within
+    /// `call_deadline`.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewApproval,
+        call_deadline: Option<Instant>,
+    ) -> Result<Created, DomainError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DomainError::ShuttingDown);
         }
         audit_refusal(caller, "create", caller.may_create())?;
-        let created = self.note(
-            self.store()
-                .create(new, Millis::now(), self.inner.limits.max_open_per_requester)
-                .await,
-        )?;
+        let now = Millis::now();
+        let id = ApprovalId::generate_at(now);
+        let advice = match new.idempotency_key {
+            Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
+            None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",
+        };
+        let max_open = self.inner.limits.max_open_per_requester;
+        let created = self
+            .settle(call_deadline, advice, || {
+                self.store().create(id.clone(), new.clone(), now, max_open)
+            })
+            .await?;
         if created.created {
             self.inner.metrics.created.inc();
             audit(
@@ -283,6 +302,7 @@ impl Approvals {
         decision: Decision,
         responder: Principal,
         reason: Reason,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         if let Caller::Known { .. } = caller {
             let approval = self.get_unchecked(id).await?;
@@ -293,7 +313,7 @@ impl Approvals {
             by: responder.into_string(),
             reason: reason.into_string(),
         };
-        self.finish(caller, id, ending).await
+        self.finish(caller, id, ending, call_deadline).await
     }
 
     /// Withdraws a pending approval. `by` is the canceller (today: the
@@ -303,6 +323,7 @@ impl Approvals {
         caller: &Caller,
         id: &ApprovalId,
         reason: Reason,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         let approval = self.get_unchecked(id).await?;
         audit_refusal(caller, "cancel", caller.may_cancel(&approval))?;
@@ -313,16 +334,29 @@ impl Approvals {
             by,
             reason: reason.into_string(),
         };
-        self.finish(caller, id, ending).await
+        self.finish(caller, id, ending, call_deadline).await
     }
 
+    /// Applies `ending`. When the store's answer is lost, the same ending is
+    /// applied again until the store says what happened (within
+    /// `call_deadline`): a repeat of what landed is OK, as for a client retry.
     async fn finish(
         &self,
         caller: &Caller,
         id: &ApprovalId,
         ending: Ending,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
-        match self.note(self.store().finish(id, &ending, Millis::now()).await)? {
+        let advice = match ending {
+            Ending::Decided { .. } => "the same Respond (same responder and decision) is safe to retry: it returns OK if this decision was recorded",
+            Ending::Cancelled { .. } => "the same CancelApproval is safe to retry: it returns OK if the approval was cancelled",
+        };
+        let finished = self
+            .settle(call_deadline, advice, || {
+                self.store().finish(id, &ending, Millis::now())
+            })
+            .await?;
+        match finished {
             Finished::Done(a) => {
                 self.inner.metrics.finished(a.status);
                 audit(a.status.name(), &a, ending.by(), caller);
@@ -337,6 +371,68 @@ impl Approvals {
             Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
             Finished::NotFound => Err(DomainError::NotFound(id.clone())),
         }
+    }
+
+    /// Runs a store write that is safe to repeat. When its outcome is
+    /// unknown (sent, no answer), repeats it until the store answers for
+    /// sure, Redis is found down (a connection refused), `SETTLE_WITHIN`
+    /// passes or `call_deadline` nears; then says the outcome is unknown,
+    /// with `advice`, rather than that nothing happened.
+    async fn settle<T, F, Fut>(
+        &self,
+        call_deadline: Option<Instant>,
+        advice: &str,
+        mut write: F,
+    ) -> Result<T, DomainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DomainError>>,
+    {
+        // Every attempt ends by the caller's deadline: an answer after it
+        // would reach nobody.
+        let mut attempt = |until: Option<Instant>| {
+            let write = write();
+            async move {
+                let Some(until) = until else {
+                    return write.await;
+                };
+                tokio::time::timeout_at(until, write)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DomainError::OutcomeUnknown {
+                            detail: "the store had not answered by the call's deadline".into(),
+                            advice: String::new(),
+                        })
+                    })
+            }
+        };
+        let mut detail = match self.note(attempt(call_deadline).await) {
+            Err(DomainError::OutcomeUnknown { detail, .. }) => detail,
+            other => return other,
+        };
+        let give_up = call_deadline.map_or(Instant::now() + SETTLE_WITHIN, |d| {
+            d.min(Instant::now() + SETTLE_WITHIN)
+        });
+        while Instant::now() + SETTLE_RETRY < give_up && self.pause(SETTLE_RETRY).await {
+            match self.note(attempt(Some(give_up)).await) {
+                Err(DomainError::OutcomeUnknown { detail: d, .. })
+                | Err(DomainError::WritesRefused { message: d, .. }) => detail = d,
+                Err(DomainError::Unavailable(d)) => {
+                    detail = format!("{detail}, then {d}");
+                    break;
+                }
+                settled => {
+                    self.inner.metrics.outcomes_settled.inc();
+                    return settled;
+                }
+            }
+        }
+        self.inner.metrics.outcomes_unknown.inc();
+        tracing::warn!(%detail, "a write's outcome stays unknown: told the caller so");
+        Err(DomainError::OutcomeUnknown {
+            detail,
+            advice: advice.to_string(),
+        })
     }
 
     pub async fn get(&self, caller: &Caller, id: &ApprovalId) -> Result<Approval, DomainError> {

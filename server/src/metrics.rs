@@ -42,6 +42,10 @@ pub struct Metrics {
     /// 1 when the store may evict keys under memory pressure (Redis
     /// `maxmemory-policy` other than `noeviction`): approvals can vanish.
     pub store_evicting: Gauge,
+    /// Writes whose answer was lost and that a retry settled (the caller got
+    /// the truth), and those still unknown when the call had to answer.
+    pub outcomes_settled: Counter,
+    pub outcomes_unknown: Counter,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -63,6 +67,8 @@ impl Metrics {
         let store_writable = Gauge::default();
         let store_write_refusals = Family::<Labels, Counter>::default();
         let store_evicting = Gauge::default();
+        let outcomes_settled = Counter::default();
+        let outcomes_unknown = Counter::default();
         let mut r = Registry::with_prefix("approvald");
         r.register("approvals_created", "Approvals created", created.clone());
         r.register(
@@ -110,6 +116,16 @@ impl Metrics {
             "1 when Redis may evict keys (maxmemory-policy is not noeviction): approvals can silently vanish",
             store_evicting.clone(),
         );
+        r.register(
+            "store_outcomes_settled",
+            "Writes whose answer from the store was lost, settled by repeating them (the caller got the truth)",
+            outcomes_settled.clone(),
+        );
+        r.register(
+            "store_outcomes_unknown",
+            "Writes whose outcome was still unknown when the call answered (UNAVAILABLE, outcome unknown)",
+            outcomes_unknown.clone(),
+        );
         Self {
             created,
             finished,
@@ -121,6 +137,8 @@ impl Metrics {
             store_writable,
             store_write_refusals,
             store_evicting,
+            outcomes_settled,
+            outcomes_unknown,
             registry: std::sync::Arc::new(r),
         }
     }

@@ -185,3 +185,87 @@ async fn a_redis_that_evicts_keys_is_flagged_at_start() {
     .await;
     assert!(flagged, "allkeys-lru is flagged");
 }
+
+/// A Redis stall long enough that the first answer is lost (the Redis
+/// timeout is 1 s by default), short enough to settle within the call.
+const STALL: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_respond_whose_answer_redis_delayed_returns_the_truth_not_a_failure() {
+    let d = Deployment::start_with(Store::Redis, 1, |_| {}).await;
+    let mut a = d.a().await;
+    let created = create(&mut a, "stall").await;
+    let resumed = d.redis.as_ref().unwrap().pause_for(STALL);
+    let answer = a.respond(approve(&created.id, "alice")).await;
+    resumed.join().unwrap();
+    let answer = answer.expect("Respond answers with what happened, not UNAVAILABLE");
+    let approval = answer.into_inner().approval.unwrap();
+    assert_eq!(status(&approval), v1::ApprovalStatus::Approved);
+    assert_eq!(approval.decided_by, "alice");
+    assert_eq!(
+        get(&mut a, &created.id).await,
+        approval,
+        "and that is what Redis holds"
+    );
+    let settled = metric(&d.replicas[0], "approvald_store_outcomes_settled_total").await;
+    assert!(settled.is_some_and(|n| n >= 1.0), "{settled:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_redis_delayed_returns_the_one_approval_it_made() {
+    let d = Deployment::start_with(Store::Redis, 1, |_| {}).await;
+    let mut a = d.a().await;
+    for key in ["", "stalled-job"] {
+        let approval_type = format!("stall{key}");
+        let mut req = create_request(&approval_type);
+        req.idempotency_key = key.to_string();
+        let resumed = d.redis.as_ref().unwrap().pause_for(STALL);
+        let answer = a.create_approval(req.clone()).await;
+        resumed.join().unwrap();
+        let answer = answer
+            .expect("Create answers with what happened, not UNAVAILABLE")
+            .into_inner();
+        assert!(answer.created, "this call made it");
+        let listed = a
+            .list_approvals(v1::ListApprovalsRequest {
+                approval_types: vec![approval_type.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .approvals;
+        assert_eq!(listed.len(), 1, "exactly one approval ({key:?})");
+        assert_eq!(listed[0].id, answer.approval.unwrap().id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_still_unanswered_at_the_call_deadline_says_its_outcome_is_unknown() {
+    let d = Deployment::start_with(Store::Redis, 1, |_| {}).await;
+    let mut a = d.a().await;
+    let created = create(&mut a, "stall").await;
+    let resumed = d.redis.as_ref().unwrap().pause_for(STALL);
+    let mut req = tonic::Request::new(approve(&created.id, "alice"));
+    req.set_timeout(std::time::Duration::from_millis(1800));
+    let err = a.respond(req).await.unwrap_err();
+    resumed.join().unwrap();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("outcome unknown") && err.message().contains("safe to retry"),
+        "does not claim nothing happened: {}",
+        err.message()
+    );
+    assert_eq!(
+        err.get_details_error_info().map(|i| i.reason),
+        Some("OUTCOME_UNKNOWN".into())
+    );
+    // The write did land once Redis went on: the advised retry is OK.
+    let retried = wait_for(PROMPTLY, || {
+        let mut a = a.clone();
+        let id = created.id.clone();
+        async move { a.respond(approve(&id, "alice")).await.ok() }
+    })
+    .await;
+    assert!(retried.is_some(), "the same Respond, retried, is OK");
+}

@@ -63,6 +63,11 @@ impl From<DomainError> for Status {
                     HashMap::from([("cause".to_string(), cause.to_string())]),
                 ),
             ),
+            DomainError::OutcomeUnknown { .. } => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_error_info("OUTCOME_UNKNOWN", ERROR_DOMAIN, HashMap::new()),
+            ),
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),
             DomainError::CallDeadline(_) => Status::deadline_exceeded(message),
             DomainError::Internal(_) => {

@@ -277,8 +277,14 @@ pub struct NewApproval {
 impl NewApproval {
     /// The record this request creates at `now`, with a fresh id.
     pub fn into_approval(self, now: Millis) -> Approval {
+        self.into_approval_with_id(ApprovalId::generate_at(now), now)
+    }
+
+    /// The record this request creates at `now` under `id` (a retried
+    /// write reuses its id, so it cannot create twice).
+    pub fn into_approval_with_id(self, id: ApprovalId, now: Millis) -> Approval {
         Approval {
-            id: ApprovalId::generate_at(now),
+            id,
             approval_type: self.approval_type.into_string(),
             agent_id: self.agent_id.into_string(),
             requester: self.requester.into_string(),

@@ -56,6 +56,12 @@ pub enum DomainError {
         detail: String,
     },
 
+    /// A write was sent but no answer came back (a timeout, a connection
+    /// lost): it may or may not have been applied. `advice` says how to
+    /// find out safely.
+    #[error("outcome unknown: {detail}. The change may or may not have been made: {advice}")]
+    OutcomeUnknown { detail: String, advice: String },
+
     /// The server is shutting down. Retry on another replica.
     #[error("server is shutting down: retry (RequestApproval re-attaches by idempotency_key)")]
     ShuttingDown,

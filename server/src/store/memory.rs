@@ -120,6 +120,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
         now: Millis,
         max_open: usize,
@@ -130,7 +131,13 @@ impl Store for MemoryStore {
             .idempotency_key
             .as_ref()
             .map(|k| (new.requester.as_str().to_string(), k.as_str().to_string()));
-        let approval = new.into_approval(now);
+        if let Some(existing) = state.approvals.get(&id) {
+            return Ok(Created {
+                approval: existing.clone(),
+                created: true,
+            });
+        }
+        let approval = new.into_approval_with_id(id, now);
         if let Some(key) = &key {
             if let Some(existing) = state
                 .idempotency

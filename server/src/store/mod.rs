@@ -49,8 +49,12 @@ pub trait Store: Send + Sync + 'static {
     /// when the key belongs to a different request. Appends an `added` event
     /// when it creates. Fails with `ResourceExhausted` when the requester
     /// already has `max_open` pending approvals.
+    /// `id` is the new approval's: a retry of a write whose outcome was
+    /// unknown passes the same id, and finds it created instead of making a
+    /// second one.
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
         now: Millis,
         max_open: usize,
@@ -60,7 +64,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `ending` atomically if the approval is pending and before its
     /// deadline; past its deadline it expires it instead. Appends a
-    /// `resolved` event when it changes anything.
+    /// `resolved` event when it changes anything. Repeating it is safe: a
+    /// second call finds the approval final (`Ending::is_repeat_of`).
+    ///
+    /// Writes (`create`, `finish`, `expire`) fail with `OutcomeUnknown` when
+    /// the request was sent but no answer came (timeout, connection lost).
     async fn finish(
         &self,
         id: &ApprovalId,

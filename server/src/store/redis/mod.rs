@@ -143,6 +143,23 @@ fn write_refusal(e: &RedisError) -> Option<DomainError> {
     })
 }
 
+/// A failed write: refused, not sent (no connection could be made), or
+/// sent with no answer (timeout, connection lost), when nobody can tell
+/// whether Redis applied it.
+fn write_error(e: RedisError) -> DomainError {
+    if write_refusal(&e).is_some() || e.is_connection_refusal() {
+        return e.into();
+    }
+    if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    {
+        return DomainError::OutcomeUnknown {
+            detail: format!("Redis did not answer ({e})"),
+            advice: "read the approval back before acting on this failure".into(),
+        };
+    }
+    e.into()
+}
+
 /// Redis refusing writes and connection trouble are UNAVAILABLE (retry);
 /// anything else is a bug here.
 impl From<RedisError> for DomainError {
@@ -384,6 +401,7 @@ fn text(v: &Value) -> Option<String> {
 impl Store for RedisStore {
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
         now: Millis,
         max_open: usize,
@@ -402,7 +420,7 @@ impl Store for RedisStore {
                 .saturating_sub(self.retention_ms())
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
-        let approval = new.into_approval(now);
+        let approval = new.into_approval_with_id(id, now);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
         let reply: Vec<Vec<u8>> = self
@@ -429,7 +447,8 @@ impl Store for RedisStore {
             .arg(&fingerprint)
             .arg(self.keys.approval_prefix())
             .invoke_async(&mut self.conn()?)
-            .await?;
+            .await
+            .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"created") => Ok(Created {
                 approval,
@@ -490,7 +509,8 @@ impl Store for RedisStore {
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
-            .await?;
+            .await
+            .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
@@ -517,7 +537,8 @@ impl Store for RedisStore {
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
-            .await?;
+            .await
+            .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
             _ => Ok(None),
