@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, Decision, DomainError, Ending, Event, EventKind, Filter,
-    Finished, Limits, ListQuery, Millis, NewApproval, Page, Principal, Reason, Status,
+    Finished, Limits, ListQuery, NewApproval, Page, Principal, Reason, Status,
 };
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -38,6 +38,11 @@ const PUMP_BLOCK: Duration = Duration::from_secs(5);
 const STORE_RETRY: Duration = Duration::from_millis(500);
 /// Longest reaper sleep when nothing is pending (new approvals wake it).
 const REAPER_IDLE: Duration = Duration::from_secs(60);
+/// Pause of the reaper when what looked due was not due yet by the store's
+/// clock.
+const REAPER_EARLY: Duration = Duration::from_millis(20);
+/// How often this replica measures its clock against the store's.
+const CLOCK_SYNC: Duration = Duration::from_secs(30);
 /// Approvals expired per reaper round.
 const REAPER_BATCH: usize = 100;
 /// How long a write whose outcome is unknown is retried to learn the truth
@@ -190,8 +195,7 @@ impl Approvals {
             return Err(DomainError::ShuttingDown);
         }
         audit_refusal(caller, "create", caller.may_create())?;
-        let now = Millis::now();
-        let id = ApprovalId::generate_at(now);
+        let id = ApprovalId::generate_at(self.store().now());
         let advice = match new.idempotency_key {
             Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
             None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",
@@ -199,7 +203,7 @@ impl Approvals {
         let max_open = self.inner.limits.max_open_per_requester;
         let created = self
             .settle(call_deadline, advice, || {
-                self.store().create(id.clone(), new.clone(), now, max_open)
+                self.store().create(id.clone(), new.clone(), max_open)
             })
             .await?;
         if created.created {
@@ -244,7 +248,7 @@ impl Approvals {
                 a = waiter.resolved() => {
                     if matches!(a.status, Status::Approved | Status::Rejected) {
                         if let Some(r) = &a.resolution {
-                            let latency = r.decided_at.until(Millis::now());
+                            let latency = r.decided_at.until(self.store().now());
                             self.inner.metrics.decision_latency.observe(latency.as_secs_f64());
                         }
                     }
@@ -270,7 +274,7 @@ impl Approvals {
         id: &ApprovalId,
         first_look: bool,
     ) -> Result<Look, DomainError> {
-        let now = Millis::now();
+        let now = self.store().now();
         let found = self.note(self.store().get(id).await);
         if let (true, Ok(Some(a))) = (first_look, &found) {
             audit_refusal(caller, "read", caller.check_see(a))?;
@@ -278,7 +282,7 @@ impl Approvals {
         let expire_in = match found {
             Ok(Some(a)) if a.is_final() => return Ok(Look::Final(Box::new(a))),
             Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
-            Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
+            Ok(Some(_)) => match self.note(self.store().expire(id).await) {
                 Ok(Some(a)) => {
                     self.inner.metrics.finished(Status::Expired);
                     audit("expired", &a, SYSTEM, &Caller::Open);
@@ -352,9 +356,7 @@ impl Approvals {
             Ending::Cancelled { .. } => "the same CancelApproval is safe to retry: it returns OK if the approval was cancelled",
         };
         let finished = self
-            .settle(call_deadline, advice, || {
-                self.store().finish(id, &ending, Millis::now())
-            })
+            .settle(call_deadline, advice, || self.store().finish(id, &ending))
             .await?;
         match finished {
             Finished::Done(a) => {
@@ -727,7 +729,9 @@ impl Approvals {
     /// pump reports an earlier one), then expires everything due.
     async fn run_reaper(self) {
         loop {
-            let now = Millis::now();
+            // Candidates by this replica's estimate of the store's clock;
+            // the store decides by its own clock what is really due.
+            let now = self.store().now();
             let due = match self.store().due(now, REAPER_BATCH).await {
                 Ok(ids) => ids,
                 Err(_) => {
@@ -737,15 +741,23 @@ impl Approvals {
                     continue;
                 }
             };
+            let mut expired = 0;
             for id in &due {
-                if let Ok(Some(a)) = self.store().expire(id, now).await {
+                if let Ok(Some(a)) = self.store().expire(id).await {
+                    expired += 1;
                     self.inner.metrics.finished(Status::Expired);
                     audit("expired", &a, SYSTEM, &Caller::Open);
                 }
             }
-            if due.len() == REAPER_BATCH {
+            if due.len() == REAPER_BATCH && expired > 0 {
                 continue;
             }
+            // Due by the estimate but not by the store's clock: the estimate
+            // runs a little ahead. Look again shortly, not in a tight loop.
+            let at_least = match due.is_empty() || expired > 0 {
+                true => Duration::ZERO,
+                false => REAPER_EARLY,
+            };
             let next = match self.store().next_deadline().await {
                 Ok(next) => next,
                 Err(_) => {
@@ -755,10 +767,10 @@ impl Approvals {
                     continue;
                 }
             };
-            let idle = Millis::now().plus(REAPER_IDLE);
+            let idle = self.store().now().plus(REAPER_IDLE);
             let wake_at = next.map_or(idle, |n| n.min(idle));
             self.inner.reaper_plan.store(wake_at.0, Ordering::Release);
-            let sleep = Instant::now() + Millis::now().until(wake_at);
+            let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep) => {}
                 _ = self.inner.reaper_wake.notified() => {}
@@ -771,6 +783,7 @@ impl Approvals {
     /// each time the store becomes reachable, its eviction policy is checked.
     async fn run_health(self, interval: Duration) {
         let mut was_reachable = false;
+        let mut last_sync = Instant::now();
         loop {
             let reachable = match self.store().ping().await {
                 Ok(()) => {
@@ -794,6 +807,12 @@ impl Approvals {
             };
             if reachable && !was_reachable {
                 self.check_eviction().await;
+            }
+            if reachable && (!was_reachable || last_sync.elapsed() >= CLOCK_SYNC) {
+                match self.store().sync_clock().await {
+                    Ok(()) => last_sync = Instant::now(),
+                    Err(e) => tracing::debug!(error = %e, "cannot read the store's clock"),
+                }
             }
             was_reachable = reachable;
             if !self.pause(interval).await {

@@ -269,3 +269,110 @@ async fn a_write_still_unanswered_at_the_call_deadline_says_its_outcome_is_unkno
     .await;
     assert!(retried.is_some(), "the same Respond, retried, is OK");
 }
+
+/// Seconds since the epoch of a protobuf timestamp.
+fn secs(t: &Option<prost_types::Timestamp>) -> i64 {
+    t.as_ref().map_or(0, |t| t.seconds)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
+    // Replica A's wall clock is right; B's runs 60 s ahead.
+    let redis = RedisServer::start();
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let start = |skew_ms: i64| {
+        let mut config = approvald::Config::for_tests();
+        config.redis_url = Some(redis.url());
+        config.redis_prefix = prefix.clone();
+        config.test_clock_skew_ms = skew_ms;
+        Replica::start(config)
+    };
+    let right = start(0).await;
+    let ahead = start(60_000).await;
+    let mut a = right.client().await;
+    let mut b = ahead.client().await;
+
+    // B stamps Redis's time, not its own.
+    let mut req = create_request("clock");
+    req.timeout = Some(millis(std::time::Duration::from_secs(30)));
+    let on_b = b
+        .create_approval(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    let created = secs(&on_b.created_at);
+    assert!(
+        (created - now_secs()).abs() <= 5,
+        "created_at {created} is not in the future"
+    );
+    assert_eq!(secs(&on_b.deadline) - created, 30);
+
+    // A's 30 s approval, waited on through B, is not expired early by B.
+    let on_a = a
+        .create_approval(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    let waiter = {
+        let mut b = b.clone();
+        let id = on_a.id.clone();
+        tokio::spawn(async move { b.await_approval(v1::AwaitApprovalRequest { id }).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!waiter.is_finished(), "B's waiter did not see it expire");
+    for id in [&on_a.id, &on_b.id] {
+        assert_eq!(
+            status(&get(&mut a, id).await),
+            v1::ApprovalStatus::Pending,
+            "B's reaper left {id} alone"
+        );
+    }
+    // B's decision is stamped with Redis's time too.
+    let decided = b
+        .respond(approve(&on_a.id, "alice"))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert!(
+        (secs(&decided.decided_at) - now_secs()).abs() <= 5,
+        "decided_at is not in the future"
+    );
+    assert!(waiter.await.unwrap().unwrap().into_inner().approved);
+
+    // And a short approval still expires on time, whoever reaps it.
+    let mut short = create_request("clock");
+    short.timeout = Some(millis(std::time::Duration::from_secs(2)));
+    let short = b
+        .create_approval(short)
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    let expired = tokio::time::timeout(
+        PROMPTLY,
+        a.await_approval(v1::AwaitApprovalRequest {
+            id: short.id.clone(),
+        }),
+    )
+    .await
+    .expect("expires within the bound")
+    .unwrap()
+    .into_inner()
+    .approval
+    .unwrap();
+    assert_eq!(status(&expired), v1::ApprovalStatus::Expired);
+    assert_eq!(expired.decided_at, short.deadline);
+}

@@ -122,9 +122,9 @@ impl Store for MemoryStore {
         &self,
         id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         self.forget_old(&mut state, now);
         let key = new
@@ -180,12 +180,8 @@ impl Store for MemoryStore {
         Ok(state.approvals.get(id).cloned())
     }
 
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError> {
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         let Some(mut approval) = state.approvals.get(id).cloned() else {
             return Ok(Finished::NotFound);
@@ -197,7 +193,8 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         let Some(approval) = state.approvals.get_mut(id) else {
             return Ok(None);
@@ -303,6 +300,11 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), DomainError> {
         Ok(())
+    }
+
+    /// One process, one clock: its own.
+    fn now(&self) -> Millis {
+        Millis::now()
     }
 
     async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {

@@ -56,7 +56,6 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError>;
 
@@ -69,17 +68,26 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Writes (`create`, `finish`, `expire`) fail with `OutcomeUnknown` when
     /// the request was sent but no answer came (timeout, connection lost).
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError>;
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError>;
 
-    /// Expires the approval if it is pending and its deadline is at or before
-    /// `now`; returns it when this call expired it. Safe to race: only one
-    /// caller across all replicas gets `Some`.
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError>;
+    /// Expires the approval if it is pending and its deadline has passed (by
+    /// the store's clock); returns it when this call expired it. Safe to
+    /// race: only one caller across all replicas gets `Some`.
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
+
+    /// The store's clock: the one time source of the deployment. Creation
+    /// times, deadlines, decisions and expiry follow it (Redis: its `TIME`,
+    /// inside the scripts), so replicas whose wall clocks disagree still
+    /// agree on every deadline. This is this replica's estimate of it, for
+    /// scheduling (when to look again, when the reaper wakes); the store
+    /// itself decides what is due.
+    fn now(&self) -> Millis;
+
+    /// Measures this replica's clock against the store's, for `now`
+    /// (Redis: `TIME`). The health monitor calls it now and then.
+    async fn sync_clock(&self) -> Result<(), DomainError> {
+        Ok(())
+    }
 
     /// Pending approvals whose deadline is at or before `now`, earliest first.
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError>;

@@ -19,6 +19,7 @@
 mod codec;
 mod link;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +35,8 @@ use crate::domain::{
 };
 
 const FINISH: &str = include_str!("finish.lua");
+/// A difference between this replica's clock and Redis's worth a log line.
+const CLOCK_WARN_MS: i64 = 1000;
 /// TTL of the key the health probe writes.
 const WRITABLE_PROBE_TTL_MS: u64 = 60_000;
 
@@ -46,6 +49,9 @@ pub struct RedisOptions {
     pub retention: Retention,
     /// Connect and command timeout (not used for blocking reads).
     pub timeout: Duration,
+    /// For tests only: pretend this replica's wall clock is off by this
+    /// many milliseconds (Redis's clock still rules).
+    pub clock_skew_ms: i64,
 }
 
 pub struct RedisStore {
@@ -58,6 +64,9 @@ pub struct RedisStore {
     retention: Retention,
     timeout: Duration,
     scripts: Scripts,
+    /// Redis's clock minus this replica's, as last measured (ms).
+    offset_ms: AtomicI64,
+    clock_skew_ms: i64,
 }
 
 struct Scripts {
@@ -187,12 +196,16 @@ type HashFields = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
-const HASH_FIELDS: [&str; 5] = ["body", "status", "by", "reason", "at"];
+const HASH_FIELDS: [&str; 7] = [
+    "body", "status", "by", "reason", "at", "created", "deadline",
+];
 
 fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
-    let (Some(body), Some(status), by, reason, at) = fields else {
+    let (Some(body), Some(status), by, reason, at, created, deadline) = fields else {
         return Ok(None);
     };
     codec::decode(
@@ -202,6 +215,8 @@ fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
             by: by.unwrap_or_default(),
             reason: reason.unwrap_or_default(),
             at: at.unwrap_or_default(),
+            created: created.unwrap_or_default(),
+            deadline: deadline.unwrap_or_default(),
         },
     )
     .map(Some)
@@ -227,6 +242,8 @@ impl RedisStore {
             keys: Keys::new(&options.prefix),
             retention: options.retention,
             timeout: options.timeout,
+            offset_ms: AtomicI64::new(0),
+            clock_skew_ms: options.clock_skew_ms,
             scripts: Scripts {
                 create: Script::new(&format!("#!lua\n{}", include_str!("create.lua"))),
                 decide: script(include_str!("decide.lua")),
@@ -403,9 +420,9 @@ impl Store for RedisStore {
         &self,
         id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        let now = self.now();
         let requester = new.requester.as_str().to_string();
         let idem = new
             .idempotency_key
@@ -420,7 +437,8 @@ impl Store for RedisStore {
                 .saturating_sub(self.retention_ms())
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
-        let approval = new.into_approval_with_id(id, now);
+        let timeout_ms = new.timeout.get().as_millis() as u64;
+        let mut approval = new.into_approval_with_id(id, now);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
         let reply: Vec<Vec<u8>> = self
@@ -437,7 +455,7 @@ impl Store for RedisStore {
             .key(&self.keys.open)
             .arg(approval.id.as_str())
             .arg(&body)
-            .arg(approval.deadline.0)
+            .arg(timeout_ms)
             .arg(ttl)
             .arg(&cutoff)
             .arg(self.retention.max_events)
@@ -450,10 +468,23 @@ impl Store for RedisStore {
             .await
             .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
-            Some(b"created") => Ok(Created {
-                approval,
-                created: true,
-            }),
+            Some(b"created") => {
+                // The times Redis stamped, by its clock.
+                let time = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                        .map(Millis)
+                };
+                if let (Some(created), Some(deadline)) = (time(1), time(2)) {
+                    approval.created_at = created;
+                    approval.deadline = deadline;
+                }
+                Ok(Created {
+                    approval,
+                    created: true,
+                })
+            }
             Some(b"exists") => {
                 let existing = codec::decode_reply(&reply)?;
                 // This very id: an earlier attempt of this call landed.
@@ -485,12 +516,7 @@ impl Store for RedisStore {
         from_hash(fields)
     }
 
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError> {
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError> {
         let (script, reason) = match ending {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
@@ -504,7 +530,6 @@ impl Store for RedisStore {
             .arg(ending.status().name())
             .arg(ending.by())
             .arg(reason)
-            .arg(now.0)
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
@@ -523,7 +548,7 @@ impl Store for RedisStore {
         }
     }
 
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
         let reply: Vec<Vec<u8>> = self
             .scripts
             .expire
@@ -532,7 +557,6 @@ impl Store for RedisStore {
             .key(&self.keys.events)
             .key(&self.keys.open)
             .arg(id.as_str())
-            .arg(now.0)
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
@@ -706,6 +730,31 @@ impl Store for RedisStore {
             .arg(WRITABLE_PROBE_TTL_MS)
             .query_async(&mut self.conn()?)
             .await?;
+        Ok(())
+    }
+
+    fn now(&self) -> Millis {
+        let ms =
+            Millis::now().0 as i64 + self.clock_skew_ms + self.offset_ms.load(Ordering::Relaxed);
+        Millis(ms.max(0) as u64)
+    }
+
+    async fn sync_clock(&self) -> Result<(), DomainError> {
+        let local = || Millis::now().0 as i64 + self.clock_skew_ms;
+        let before = local();
+        let (seconds, micros): (i64, i64) =
+            redis::cmd("TIME").query_async(&mut self.conn()?).await?;
+        let after = local();
+        let redis = seconds * 1000 + micros / 1000;
+        let offset = redis - (before + after) / 2;
+        let previous = self.offset_ms.swap(offset, Ordering::Relaxed);
+        if (offset - previous).abs() > CLOCK_WARN_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "this replica's wall clock is {offset} ms behind Redis's (negative: ahead); \
+                 deadlines follow Redis's clock, so approvals are unaffected, but check NTP"
+            );
+        }
         Ok(())
     }
 
