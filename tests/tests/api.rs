@@ -399,6 +399,39 @@ on_both_stores! {
         assert_eq!(seen, made);
     }
 
+    async fn list_pages_of_large_approvals_fit_the_message_limit_and_cover_everything(d: Deployment) {
+        // 80 approvals of about 60 KB: 4.8 MB, more than the 4 MiB a gRPC
+        // client accepts in one message by default.
+        let mut a = d.a().await;
+        let big = "x".repeat(60 * 1024);
+        let mut made = Vec::new();
+        for _ in 0..80 {
+            let mut req = create_request("page:big");
+            req.context = Some(context(&[("blob", &big)]));
+            made.push(a.create_approval(req).await.unwrap().into_inner().approval.unwrap().id);
+        }
+        made.reverse();
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let page = a
+                .list_approvals(v1::ListApprovalsRequest { page_size: 100, page_token: token.clone(), ..Default::default() })
+                .await
+                .expect("every page fits in one message")
+                .into_inner();
+            pages += 1;
+            assert!(!page.approvals.is_empty(), "a page holds at least one approval");
+            seen.extend(page.approvals.into_iter().map(|a| a.id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert!(pages >= 2, "the byte bound split the list");
+        assert_eq!(seen, made, "every approval once, newest first");
+    }
+
     async fn watch_pending_sends_the_snapshot_then_synced_then_live_changes(d: Deployment) {
         let mut a = d.a().await;
         let first = create(&mut a, "w").await;

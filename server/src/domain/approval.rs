@@ -199,6 +199,36 @@ impl Approval {
         hex::encode(h.finalize())
     }
 
+    /// An upper bound of this approval's size in a response message, in
+    /// bytes (what `Limits::MAX_PAGE_BYTES` counts).
+    pub fn wire_size(&self) -> usize {
+        use prost::Message;
+        /// Field tags and lengths, timestamps, the status: generously.
+        const FIXED: usize = 160;
+        /// A map entry's own tags and lengths.
+        const PER_LABEL: usize = 12;
+        let strings = [
+            &self.id.to_string(),
+            &self.approval_type,
+            &self.agent_id,
+            &self.requester,
+            &self.idempotency_key,
+        ]
+        .iter()
+        .map(|s| s.len() + 4)
+        .sum::<usize>();
+        let resolution = self
+            .resolution
+            .as_ref()
+            .map_or(0, |r| r.decided_by.len() + r.reason.len() + 8);
+        let labels = self
+            .labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + PER_LABEL)
+            .sum::<usize>();
+        FIXED + strings + resolution + labels + self.context.encoded_len() + 6
+    }
+
     /// Marks a pending approval EXPIRED at its deadline.
     pub fn expire(&mut self) {
         self.status = Status::Expired;

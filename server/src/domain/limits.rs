@@ -35,6 +35,11 @@ impl Limits {
     pub const DEFAULT_MAX_WATCHERS_PER_PRINCIPAL: usize = 32;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
+    /// Most bytes of approvals in one `ListApprovals` page: gRPC clients
+    /// refuse messages over 4 MiB by default, so a page stops short of that
+    /// (less room for the envelope) and says where to go on, however large
+    /// the contexts. A page holds at least one approval.
+    pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 }
 
 impl Default for Limits {

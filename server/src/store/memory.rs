@@ -244,14 +244,22 @@ impl Store for MemoryStore {
             Some(PageToken(id)) => std::ops::Bound::Excluded(id.clone()),
             None => std::ops::Bound::Unbounded,
         };
-        let mut matching = state
+        let matching = state
             .approvals
             .range((std::ops::Bound::Unbounded, upper))
             .rev()
             .map(|(_, a)| a)
             .filter(|a| query.matches(a));
-        let approvals: Vec<Approval> = matching.by_ref().take(query.page_size).cloned().collect();
-        let more = matching.next().is_some();
+        let (mut approvals, mut bytes, mut more) = (Vec::new(), 0, false);
+        for a in matching {
+            let size = a.wire_size();
+            if super::page_full(query, approvals.len(), bytes, size) {
+                more = true;
+                break;
+            }
+            bytes += size;
+            approvals.push(a.clone());
+        }
         let next = match (more, approvals.last()) {
             (true, Some(last)) => Some(PageToken(last.id.clone())),
             _ => None,

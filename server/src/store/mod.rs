@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Event, Finished, ListQuery, Millis,
+    Approval, ApprovalId, Cursor, DomainError, Ending, Event, Finished, Limits, ListQuery, Millis,
     NewApproval, Page,
 };
 
@@ -140,6 +140,13 @@ fn key_reused(existing: Approval) -> DomainError {
         existing: existing.id,
         existing_type: existing.approval_type,
     }
+}
+
+/// Whether a list page of `len` approvals and `bytes` (their `wire_size`)
+/// is complete before one of `next_bytes` more: it holds `page_size`, or
+/// one more would pass `Limits::MAX_PAGE_BYTES` (a page holds at least one).
+fn page_full(query: &ListQuery, len: usize, bytes: usize, next_bytes: usize) -> bool {
+    len >= query.page_size || (len > 0 && bytes + next_bytes > Limits::MAX_PAGE_BYTES)
 }
 
 /// The error both stores give when a requester is at its quota.

@@ -625,6 +625,7 @@ impl Store for RedisStore {
             None => "+".to_string(),
         };
         let mut page = Vec::new();
+        let mut bytes = 0;
         let mut scanned = 0;
         loop {
             let ids: Vec<String> = self
@@ -640,7 +641,8 @@ impl Store for RedisStore {
                 match row {
                     None => gone.push(id.clone()),
                     Some(a) if query.matches(&a) => {
-                        if page.len() == query.page_size {
+                        let size = a.wire_size();
+                        if super::page_full(query, page.len(), bytes, size) {
                             // One more exists: the page is complete.
                             let next = page.last().map(|a: &Approval| PageToken(a.id.clone()));
                             self.forget(&gone).await;
@@ -649,6 +651,7 @@ impl Store for RedisStore {
                                 next,
                             });
                         }
+                        bytes += size;
                         page.push(a);
                     }
                     Some(_) => {}
