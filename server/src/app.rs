@@ -81,6 +81,7 @@ impl Application {
                     prefix: config.redis_prefix.clone(),
                     retention: config.retention(),
                     timeout: config.redis_timeout,
+                    clock_skew_ms: config.test_clock_skew_ms,
                 })?),
                 "redis",
             ),

@@ -18,11 +18,11 @@ use tokio::time::Instant;
 
 use crate::domain::{
     Approval, ApprovalId, Caller, ContextDigest, Cursor, Decision, DomainError, Ending, Epoch,
-    Event, EventKind, Filter, Finished, Limits, ListQuery, Millis, NewApproval, Page, Position,
-    Principal, Reason,
-    Status,
+    Event, EventKind, Filter, Finished, Limits, ListQuery, NewApproval, Page, Position, Principal,
+    Reason, Status,
 };
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
 use crate::waiters::Waiters;
@@ -44,8 +44,18 @@ const HISTORY_CHECK: Duration = Duration::from_secs(1);
 const STORE_RETRY: Duration = Duration::from_millis(500);
 /// Longest reaper sleep when nothing is pending (new approvals wake it).
 const REAPER_IDLE: Duration = Duration::from_secs(60);
+/// Pause of the reaper when what looked due was not due yet by the store's
+/// clock.
+const REAPER_EARLY: Duration = Duration::from_millis(20);
+/// How often this replica measures its clock against the store's.
+const CLOCK_SYNC: Duration = Duration::from_secs(30);
 /// Approvals expired per reaper round.
 const REAPER_BATCH: usize = 100;
+/// How long a write whose outcome is unknown is retried to learn the truth
+/// (at most; never past the caller's deadline).
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Pause between those retries.
+const SETTLE_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct Approvals {
@@ -60,8 +70,8 @@ struct Inner {
     feed: broadcast::Sender<Feed>,
     /// Bumped after the pump recovers from a store outage: waiters re-read.
     resync: watch::Sender<u64>,
-    /// Whether the store is reachable.
-    healthy: watch::Sender<bool>,
+    /// Whether this replica should get calls (store reachable, writes accepted).
+    readiness: Readiness,
     /// When the reaper plans to wake next (ms); the pump wakes it earlier
     /// when an approval with an earlier deadline arrives.
     reaper_plan: AtomicU64,
@@ -157,7 +167,7 @@ impl Approvals {
                 waiters: Waiters::default(),
                 feed: broadcast::channel(FEED_CAPACITY).0,
                 resync: watch::channel(0).0,
-                healthy: watch::channel(true).0,
+                readiness: Readiness::new(metrics.clone()),
                 reaper_plan: AtomicU64::new(0),
                 reaper_wake: Notify::new(),
                 metrics,
@@ -171,9 +181,9 @@ impl Approvals {
         &self.inner.limits
     }
 
-    /// Store reachability, for health reporting.
+    /// Readiness (store reachable and accepting writes), for health reporting.
     pub fn health(&self) -> watch::Receiver<bool> {
-        self.inner.healthy.subscribe()
+        self.inner.readiness.subscribe()
     }
 
     /// Starts the event pump, the reaper and the health monitor.
@@ -189,10 +199,22 @@ impl Approvals {
         self.inner.store.as_ref()
     }
 
-    /// Counts a failed store call, passing the error on.
+    /// Counts a failed store call, passing the error on; a refused write
+    /// turns readiness NOT_SERVING at once (the health probe turns it back).
     fn note<T>(&self, r: Result<T, DomainError>) -> Result<T, DomainError> {
-        if let Err(DomainError::Unavailable(_)) = &r {
-            self.inner.metrics.store_errors.inc();
+        match &r {
+            Err(DomainError::Unavailable(_)) => {
+                self.inner.metrics.store_errors.inc();
+            }
+            Err(DomainError::WritesRefused {
+                cause,
+                message,
+                detail,
+            }) => {
+                self.inner.metrics.store_errors.inc();
+                self.inner.readiness.writes_refused(cause, message, detail);
+            }
+            _ => {}
         }
         r
     }
@@ -200,20 +222,30 @@ impl Approvals {
     // ---- use cases -------------------------------------------------------
 
     /// Creates an approval, or attaches to the requester's one with the same
-    /// idempotency key.
-    pub async fn create(&self, caller: &Caller, new: NewApproval) -> Result<Created, DomainError> {
+    /// idempotency key. When the store's answer is lost, the same write (same
+    /// id) is repeated until the store says what happened, within
+    /// `call_deadline`.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewApproval,
+        call_deadline: Option<Instant>,
+    ) -> Result<Created, DomainError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DomainError::ShuttingDown);
         }
         audit_refusal(caller, "create", caller.may_create())?;
-        let requested_type = new.approval_type.clone().into_string();
-        let requested_agent = new.agent_id.as_str().to_string();
-        let key = new.idempotency_key.as_ref().map(|k| k.as_str().to_string());
-        let created = self.note(
-            self.store()
-                .create(new, Millis::now(), self.inner.limits.max_open_per_requester)
-                .await,
-        )?;
+        let id = ApprovalId::generate_at(self.store().now());
+        let advice = match new.idempotency_key {
+            Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
+            None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",
+        };
+        let max_open = self.inner.limits.max_open_per_requester;
+        let created = self
+            .settle(call_deadline, advice, || {
+                self.store().create(id.clone(), new.clone(), max_open)
+            })
+            .await?;
         if created.created {
             self.inner.metrics.created.inc();
             audit(
@@ -222,14 +254,6 @@ impl Approvals {
                 &created.approval.requester,
                 caller,
             );
-        } else if created.approval.approval_type != requested_type
-            || created.approval.agent_id != requested_agent
-        {
-            return Err(DomainError::IdempotencyConflict {
-                key: key.unwrap_or_default(),
-                existing: created.approval.id,
-                existing_type: created.approval.approval_type,
-            });
         }
         Ok(created)
     }
@@ -264,7 +288,7 @@ impl Approvals {
                 a = waiter.resolved() => {
                     if matches!(a.status, Status::Approved | Status::Rejected) {
                         if let Some(r) = &a.resolution {
-                            let latency = r.decided_at.until(Millis::now());
+                            let latency = r.decided_at.until(self.store().now());
                             self.inner.metrics.decision_latency.observe(latency.as_secs_f64());
                         }
                     }
@@ -290,7 +314,7 @@ impl Approvals {
         id: &ApprovalId,
         first_look: bool,
     ) -> Result<Look, DomainError> {
-        let now = Millis::now();
+        let now = self.store().now();
         let found = self.note(self.store().get(id).await);
         if let (true, Ok(Some(a))) = (first_look, &found) {
             audit_refusal(caller, "read", caller.check_see(a))?;
@@ -298,7 +322,7 @@ impl Approvals {
         let expire_in = match found {
             Ok(Some(a)) if a.is_final() => return Ok(Look::Final(Box::new(a))),
             Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
-            Ok(Some(_)) => match self.note(self.store().expire(id, now).await) {
+            Ok(Some(_)) => match self.note(self.store().expire(id).await) {
                 Ok(Some(a)) => {
                     self.inner.metrics.finished(Status::Expired);
                     audit("expired", &a, SYSTEM, &Caller::Open);
@@ -323,6 +347,7 @@ impl Approvals {
         responder: Principal,
         reason: Reason,
         expected_digest: Option<ContextDigest>,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         if matches!(caller, Caller::Known { .. }) || expected_digest.is_some() {
             let approval = self.get_unchecked(id).await?;
@@ -346,7 +371,7 @@ impl Approvals {
             by: responder.into_string(),
             reason: reason.into_string(),
         };
-        self.finish(caller, id, ending).await
+        self.finish(caller, id, ending, call_deadline).await
     }
 
     /// Withdraws a pending approval. `by` is the canceller (today: the
@@ -356,6 +381,7 @@ impl Approvals {
         caller: &Caller,
         id: &ApprovalId,
         reason: Reason,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         let approval = self.get_unchecked(id).await?;
         audit_refusal(caller, "cancel", caller.may_cancel(&approval))?;
@@ -366,16 +392,27 @@ impl Approvals {
             by,
             reason: reason.into_string(),
         };
-        self.finish(caller, id, ending).await
+        self.finish(caller, id, ending, call_deadline).await
     }
 
+    /// Applies `ending`. When the store's answer is lost, the same ending is
+    /// applied again until the store says what happened (within
+    /// `call_deadline`): a repeat of what landed is OK, as for a client retry.
     async fn finish(
         &self,
         caller: &Caller,
         id: &ApprovalId,
         ending: Ending,
+        call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
-        match self.note(self.store().finish(id, &ending, Millis::now()).await)? {
+        let advice = match ending {
+            Ending::Decided { .. } => "the same Respond (same responder and decision) is safe to retry: it returns OK if this decision was recorded",
+            Ending::Cancelled { .. } => "the same CancelApproval is safe to retry: it returns OK if the approval was cancelled",
+        };
+        let finished = self
+            .settle(call_deadline, advice, || self.store().finish(id, &ending))
+            .await?;
+        match finished {
             Finished::Done(a) => {
                 self.inner.metrics.finished(a.status);
                 audit(a.status.name(), &a, ending.by(), caller);
@@ -390,6 +427,68 @@ impl Approvals {
             Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
             Finished::NotFound => Err(DomainError::NotFound(id.clone())),
         }
+    }
+
+    /// Runs a store write that is safe to repeat. When its outcome is
+    /// unknown (sent, no answer), repeats it until the store answers for
+    /// sure, Redis is found down (a connection refused), `SETTLE_WITHIN`
+    /// passes or `call_deadline` nears; then says the outcome is unknown,
+    /// with `advice`, rather than that nothing happened.
+    async fn settle<T, F, Fut>(
+        &self,
+        call_deadline: Option<Instant>,
+        advice: &str,
+        mut write: F,
+    ) -> Result<T, DomainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DomainError>>,
+    {
+        // Every attempt ends by the caller's deadline: an answer after it
+        // would reach nobody.
+        let mut attempt = |until: Option<Instant>| {
+            let write = write();
+            async move {
+                let Some(until) = until else {
+                    return write.await;
+                };
+                tokio::time::timeout_at(until, write)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DomainError::OutcomeUnknown {
+                            detail: "the store had not answered by the call's deadline".into(),
+                            advice: String::new(),
+                        })
+                    })
+            }
+        };
+        let mut detail = match self.note(attempt(call_deadline).await) {
+            Err(DomainError::OutcomeUnknown { detail, .. }) => detail,
+            other => return other,
+        };
+        let give_up = call_deadline.map_or(Instant::now() + SETTLE_WITHIN, |d| {
+            d.min(Instant::now() + SETTLE_WITHIN)
+        });
+        while Instant::now() + SETTLE_RETRY < give_up && self.pause(SETTLE_RETRY).await {
+            match self.note(attempt(Some(give_up)).await) {
+                Err(DomainError::OutcomeUnknown { detail: d, .. })
+                | Err(DomainError::WritesRefused { message: d, .. }) => detail = d,
+                Err(DomainError::Unavailable(d)) => {
+                    detail = format!("{detail}, then {d}");
+                    break;
+                }
+                settled => {
+                    self.inner.metrics.outcomes_settled.inc();
+                    return settled;
+                }
+            }
+        }
+        self.inner.metrics.outcomes_unknown.inc();
+        tracing::warn!(%detail, "a write's outcome stays unknown: told the caller so");
+        Err(DomainError::OutcomeUnknown {
+            detail,
+            advice: advice.to_string(),
+        })
     }
 
     pub async fn get(&self, caller: &Caller, id: &ApprovalId) -> Result<Approval, DomainError> {
@@ -649,11 +748,7 @@ impl Approvals {
     // ---- background tasks -----------------------------------------------
 
     fn set_healthy(&self, ok: bool) {
-        self.inner.healthy.send_if_modified(|h| {
-            let changed = *h != ok;
-            *h = ok;
-            changed
-        });
+        self.inner.readiness.reachable(ok);
     }
 
     async fn pause(&self, d: Duration) -> bool {
@@ -818,7 +913,9 @@ impl Approvals {
     /// pump reports an earlier one), then expires everything due.
     async fn run_reaper(self) {
         loop {
-            let now = Millis::now();
+            // Candidates by this replica's estimate of the store's clock;
+            // the store decides by its own clock what is really due.
+            let now = self.store().now();
             let due = match self.store().due(now, REAPER_BATCH).await {
                 Ok(ids) => ids,
                 Err(_) => {
@@ -828,15 +925,23 @@ impl Approvals {
                     continue;
                 }
             };
+            let mut expired = 0;
             for id in &due {
-                if let Ok(Some(a)) = self.store().expire(id, now).await {
+                if let Ok(Some(a)) = self.store().expire(id).await {
+                    expired += 1;
                     self.inner.metrics.finished(Status::Expired);
                     audit("expired", &a, SYSTEM, &Caller::Open);
                 }
             }
-            if due.len() == REAPER_BATCH {
+            if due.len() == REAPER_BATCH && expired > 0 {
                 continue;
             }
+            // Due by the estimate but not by the store's clock: the estimate
+            // runs a little ahead. Look again shortly, not in a tight loop.
+            let at_least = match due.is_empty() || expired > 0 {
+                true => Duration::ZERO,
+                false => REAPER_EARLY,
+            };
             let next = match self.store().next_deadline().await {
                 Ok(next) => next,
                 Err(_) => {
@@ -846,10 +951,10 @@ impl Approvals {
                     continue;
                 }
             };
-            let idle = Millis::now().plus(REAPER_IDLE);
+            let idle = self.store().now().plus(REAPER_IDLE);
             let wake_at = next.map_or(idle, |n| n.min(idle));
             self.inner.reaper_plan.store(wake_at.0, Ordering::Release);
-            let sleep = Instant::now() + Millis::now().until(wake_at);
+            let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep) => {}
                 _ = self.inner.reaper_wake.notified() => {}
@@ -858,13 +963,66 @@ impl Approvals {
         }
     }
 
+    /// The health monitor: a write probe every `interval` feeds readiness;
+    /// each time the store becomes reachable, its eviction policy is checked.
     async fn run_health(self, interval: Duration) {
+        let mut was_reachable = false;
+        let mut last_sync = Instant::now();
         loop {
-            let ok = self.store().ping().await.is_ok();
-            self.set_healthy(ok);
+            let reachable = match self.store().ping().await {
+                Ok(()) => {
+                    self.inner.readiness.writes_accepted();
+                    true
+                }
+                Err(DomainError::WritesRefused {
+                    cause,
+                    message,
+                    detail,
+                }) => {
+                    self.inner
+                        .readiness
+                        .writes_refused(cause, &message, &detail);
+                    true
+                }
+                Err(_) => {
+                    self.set_healthy(false);
+                    false
+                }
+            };
+            if reachable && !was_reachable {
+                self.check_eviction().await;
+            }
+            if reachable && (!was_reachable || last_sync.elapsed() >= CLOCK_SYNC) {
+                match self.store().sync_clock().await {
+                    Ok(()) => last_sync = Instant::now(),
+                    Err(e) => tracing::debug!(error = %e, "cannot read the store's clock"),
+                }
+            }
+            was_reachable = reachable;
             if !self.pause(interval).await {
                 return;
             }
+        }
+    }
+
+    /// Warns loudly when the store may evict keys: eviction silently loses
+    /// approvals (pending ones vanish, decisions are forgotten).
+    async fn check_eviction(&self) {
+        match self.store().eviction_policy().await {
+            Ok(Some(policy)) => {
+                self.inner.metrics.store_evicting.set(1);
+                tracing::error!(
+                    policy = %policy,
+                    "Redis maxmemory-policy is {policy:?}: under memory pressure Redis EVICTS keys, \
+                     silently losing approvals (pending ones vanish, decisions are forgotten). \
+                     Set maxmemory-policy noeviction: a full Redis then refuses writes \
+                     (UNAVAILABLE, readiness NOT_SERVING) instead of losing data"
+                );
+            }
+            Ok(None) => {
+                self.inner.metrics.store_evicting.set(0);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read Redis maxmemory-policy"),
         }
     }
 

@@ -213,6 +213,17 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// For tests only: pretend this replica's wall clock is off by this many
+    /// milliseconds (shows that Redis's clock rules).
+    #[arg(
+        long,
+        env = "APPROVALD_TEST_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    pub test_clock_skew_ms: i64,
+
     /// Log format.
     #[arg(long, env = "APPROVALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

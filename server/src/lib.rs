@@ -2,7 +2,8 @@
 //!
 //! Layout, outside in: `app` assembles a process; `inbox` serves the web page; `api` is the gRPC layer
 //! (thin: parse, delegate, convert); `approvals` holds the use cases and the
-//! background tasks (event pump, reaper, health); `waiters` is the local
+//! background tasks (event pump, reaper, health); `readiness` says whether
+//! the replica should get calls; `waiters` is the local
 //! registry of blocked calls; `store` keeps approvals (Redis or memory);
 //! `domain` is the approval itself, with no I/O.
 
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod inbox;
 pub mod metrics;
 pub mod origins;
+pub mod readiness;
 pub mod shutdown;
 pub mod store;
 pub mod waiters;

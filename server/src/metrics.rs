@@ -38,6 +38,17 @@ pub struct Metrics {
     /// From a decision being made to a waiter on this replica having it.
     pub decision_latency: Histogram,
     pub store_errors: Counter,
+    /// 1 while the store accepts writes, 0 while it refuses them.
+    pub store_writable: Gauge,
+    /// Writes the store refused, by cause (out_of_memory, read_only...).
+    pub store_write_refusals: Family<Labels, Counter>,
+    /// 1 when the store may evict keys under memory pressure (Redis
+    /// `maxmemory-policy` other than `noeviction`): approvals can vanish.
+    pub store_evicting: Gauge,
+    /// Writes whose answer was lost and that a retry settled (the caller got
+    /// the truth), and those still unknown when the call had to answer.
+    pub outcomes_settled: Counter,
+    pub outcomes_unknown: Counter,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -57,6 +68,11 @@ impl Metrics {
         let watchers_ended = Family::<Labels, Counter>::default();
         let decision_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let store_errors = Counter::default();
+        let store_writable = Gauge::default();
+        let store_write_refusals = Family::<Labels, Counter>::default();
+        let store_evicting = Gauge::default();
+        let outcomes_settled = Counter::default();
+        let outcomes_unknown = Counter::default();
         let mut r = Registry::with_prefix("approvald");
         r.register("approvals_created", "Approvals created", created.clone());
         r.register(
@@ -94,6 +110,31 @@ impl Metrics {
             "Failed calls to the store (Redis)",
             store_errors.clone(),
         );
+        r.register(
+            "store_writable",
+            "1 while the store (Redis) accepts writes, 0 while it refuses them (readiness is NOT_SERVING)",
+            store_writable.clone(),
+        );
+        r.register(
+            "store_write_refusals",
+            "Writes the store (Redis) refused, by cause: out_of_memory, read_only, loading, master_down, busy, cannot_persist, not_enough_replicas",
+            store_write_refusals.clone(),
+        );
+        r.register(
+            "store_evicting",
+            "1 when Redis may evict keys (maxmemory-policy is not noeviction): approvals can silently vanish",
+            store_evicting.clone(),
+        );
+        r.register(
+            "store_outcomes_settled",
+            "Writes whose answer from the store was lost, settled by repeating them (the caller got the truth)",
+            outcomes_settled.clone(),
+        );
+        r.register(
+            "store_outcomes_unknown",
+            "Writes whose outcome was still unknown when the call answered (UNAVAILABLE, outcome unknown)",
+            outcomes_unknown.clone(),
+        );
         Self {
             created,
             finished,
@@ -103,6 +144,11 @@ impl Metrics {
             watchers_ended,
             decision_latency,
             store_errors,
+            store_writable,
+            store_write_refusals,
+            store_evicting,
+            outcomes_settled,
+            outcomes_unknown,
             registry: std::sync::Arc::new(r),
         }
     }
@@ -116,6 +162,12 @@ impl Metrics {
     pub fn watchers_ended(&self, reason: &'static str) {
         self.watchers_ended
             .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    pub fn refused(&self, cause: &'static str) {
+        self.store_write_refusals
+            .get_or_create(&vec![("cause", cause)])
             .inc();
     }
 

@@ -107,6 +107,30 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP) for `d`, then lets it go on (SIGCONT),
+    /// on a thread of its own: commands sent meanwhile stay unanswered, as
+    /// with a Redis stalled by a slow disk or a long fork. Join the handle to
+    /// know it runs again.
+    pub fn pause_for(&self, d: Duration) -> std::thread::JoinHandle<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .expect("redis-server is running");
+        let signal = |sig: &str, pid: &str| {
+            let ok = Command::new("kill")
+                .args([sig, pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        };
+        signal("-STOP", &pid);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            signal("-CONT", &pid);
+        })
+    }
+
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();

@@ -319,6 +319,82 @@ on_both_stores! {
         assert!(err.message().contains("run-42"), "{}", err.message());
     }
 
+    async fn an_idempotency_key_reused_for_a_different_request_is_refused_and_names_the_approval(d: Deployment) {
+        let mut a = d.a().await;
+        let mut b = d.b().await;
+        let mut req = create_request("deploy:prod");
+        req.idempotency_key = "release-2.4.1".into();
+        req.context = Some(context(&[("version", "2.4.1")]));
+        req.labels = [("team".to_string(), "infra".to_string())].into();
+        req.timeout = Some(millis(Duration::from_secs(120)));
+        let first = a.create_approval(req.clone()).await.unwrap().into_inner();
+        let id = first.approval.unwrap().id;
+        b.respond(approve(&id, "alice")).await.unwrap();
+        let variants = [
+            ("context", v1::CreateApprovalRequest { context: Some(context(&[("version", "9.9.9")])), ..req.clone() }),
+            ("type", v1::CreateApprovalRequest { approval_type: "deploy:staging".into(), ..req.clone() }),
+            ("labels", v1::CreateApprovalRequest { labels: [("team".to_string(), "web".to_string())].into(), ..req.clone() }),
+            ("no labels", v1::CreateApprovalRequest { labels: Default::default(), ..req.clone() }),
+            ("timeout", v1::CreateApprovalRequest { timeout: Some(millis(Duration::from_secs(121))), ..req.clone() }),
+            ("default timeout", v1::CreateApprovalRequest { timeout: None, ..req.clone() }),
+        ];
+        for (what, different) in variants {
+            let err = b.create_approval(different.clone()).await.expect_err(what);
+            assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
+            assert!(err.message().contains(&id) && err.message().contains("release-2.4.1"), "{what}: {}", err.message());
+            let info = err.get_details_error_info().expect("ErrorInfo details");
+            assert_eq!(info.reason, "IDEMPOTENCY_KEY_REUSED", "{what}");
+            assert_eq!(info.metadata.get("id"), Some(&id), "{what}");
+            // RequestApproval must not hand the approval to the other payload.
+            let blocking = v1::RequestApprovalRequest {
+                approval_type: different.approval_type, agent_id: different.agent_id,
+                context: different.context, labels: different.labels, timeout: different.timeout,
+                idempotency_key: different.idempotency_key,
+            };
+            let err = a.request_approval(blocking).await.expect_err(what);
+            assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
+        }
+        // The identical request re-attaches, decision included.
+        let again = b.create_approval(req.clone()).await.unwrap().into_inner();
+        assert!(!again.created);
+        let again = again.approval.unwrap();
+        assert_eq!((again.id.as_str(), status(&again)), (id.as_str(), v1::ApprovalStatus::Approved));
+        let blocking = v1::RequestApprovalRequest {
+            approval_type: req.approval_type, agent_id: req.agent_id, context: req.context,
+            labels: req.labels, timeout: req.timeout, idempotency_key: req.idempotency_key,
+        };
+        assert!(a.request_approval(blocking).await.unwrap().into_inner().approved);
+    }
+
+    async fn concurrent_creates_with_one_key_and_different_contexts_make_one_approval(d: Deployment) {
+        let clients = [d.a().await, d.b().await];
+        let mut calls = Vec::new();
+        for i in 0..20 {
+            let mut c = clients[i % 2].clone();
+            let mut req = create_request("race");
+            req.idempotency_key = "one-key".into();
+            req.context = Some(context(&[("n", &(i % 2).to_string())]));
+            calls.push(tokio::spawn(async move { (i % 2, c.create_approval(req).await) }));
+        }
+        let (mut created, mut ids, mut winners, mut refused) = (0, std::collections::HashSet::new(), std::collections::HashSet::new(), 0);
+        for call in calls {
+            match call.await.unwrap() {
+                (n, Ok(reply)) => {
+                    let reply = reply.into_inner();
+                    created += usize::from(reply.created);
+                    ids.insert(reply.approval.unwrap().id);
+                    winners.insert(n);
+                }
+                (_, Err(e)) => {
+                    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((created, ids.len(), winners.len()), (1, 1, 1), "one approval, for one of the two payloads");
+        assert_eq!(refused, 10, "every call with the other payload is refused");
+    }
+
     async fn a_requester_that_drops_its_call_reattaches_and_gets_the_decision_made_meanwhile(d: Deployment) {
         let mut a = d.a().await;
         let mut b = d.b().await;
@@ -388,6 +464,39 @@ on_both_stores! {
             token = page.next_page_token;
         }
         assert_eq!(seen, made);
+    }
+
+    async fn list_pages_of_large_approvals_fit_the_message_limit_and_cover_everything(d: Deployment) {
+        // 80 approvals of about 60 KB: 4.8 MB, more than the 4 MiB a gRPC
+        // client accepts in one message by default.
+        let mut a = d.a().await;
+        let big = "x".repeat(60 * 1024);
+        let mut made = Vec::new();
+        for _ in 0..80 {
+            let mut req = create_request("page:big");
+            req.context = Some(context(&[("blob", &big)]));
+            made.push(a.create_approval(req).await.unwrap().into_inner().approval.unwrap().id);
+        }
+        made.reverse();
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let page = a
+                .list_approvals(v1::ListApprovalsRequest { page_size: 100, page_token: token.clone(), ..Default::default() })
+                .await
+                .expect("every page fits in one message")
+                .into_inner();
+            pages += 1;
+            assert!(!page.approvals.is_empty(), "a page holds at least one approval");
+            seen.extend(page.approvals.into_iter().map(|a| a.id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert!(pages >= 2, "the byte bound split the list");
+        assert_eq!(seen, made, "every approval once, newest first");
     }
 
     async fn watch_pending_sends_the_snapshot_then_synced_then_live_changes(d: Deployment) {

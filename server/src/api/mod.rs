@@ -78,7 +78,7 @@ impl ApprovalService for ApprovalApi {
         let revocation = revocation(&request);
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
-        let created = self.approvals.create(&caller, new).await?;
+        let created = self.approvals.create(&caller, new, call_deadline).await?;
         let wait = self
             .approvals
             .wait_final(&caller, &created.approval.id, call_deadline);
@@ -94,10 +94,11 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::CreateApprovalRequest>,
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
+        let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
-        let created = self.approvals.create(&caller, new).await?;
+        let created = self.approvals.create(&caller, new, call_deadline).await?;
         Ok(Response::new(v1::CreateApprovalResponse {
             approval: Some(approval_to_proto(created.approval)),
             created: created.created,
@@ -157,6 +158,7 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::RespondRequest>,
     ) -> Result<Response<v1::RespondResponse>, Status> {
+        let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let r = request.into_inner();
         let id = id_from_proto(&r.id)?;
@@ -172,7 +174,15 @@ impl ApprovalService for ApprovalApi {
         };
         let approval = self
             .approvals
-            .respond(&caller, &id, decision, responder, reason, expected_digest)
+            .respond(
+                &caller,
+                &id,
+                decision,
+                responder,
+                reason,
+                expected_digest,
+                call_deadline,
+            )
             .await?;
         Ok(Response::new(v1::RespondResponse {
             approval: Some(approval_to_proto(approval)),
@@ -210,11 +220,15 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::CancelApprovalRequest>,
     ) -> Result<Response<v1::CancelApprovalResponse>, Status> {
+        let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let r = request.into_inner();
         let id = id_from_proto(&r.id)?;
         let reason = Reason::parse("reason", &r.reason, self.approvals.limits())?;
-        let approval = self.approvals.cancel(&caller, &id, reason).await?;
+        let approval = self
+            .approvals
+            .cancel(&caller, &id, reason, call_deadline)
+            .await?;
         Ok(Response::new(v1::CancelApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))

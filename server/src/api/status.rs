@@ -75,6 +75,20 @@ impl From<DomainError> for Status {
             | DomainError::HistoryChanged => Status::out_of_range(message),
             // UNAVAILABLE: every client resumes from its last cursor.
             DomainError::WatcherBehind { .. } => Status::unavailable(message),
+            DomainError::WritesRefused { cause, .. } => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_error_info(
+                    "STORE_REFUSES_WRITES",
+                    ERROR_DOMAIN,
+                    HashMap::from([("cause".to_string(), cause.to_string())]),
+                ),
+            ),
+            DomainError::OutcomeUnknown { .. } => Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_error_info("OUTCOME_UNKNOWN", ERROR_DOMAIN, HashMap::new()),
+            ),
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),
             DomainError::CallDeadline(_) => Status::deadline_exceeded(message),
             DomainError::Internal(_) => {

@@ -188,6 +188,67 @@ impl Approval {
         Finished::Done(self.clone())
     }
 
+    /// What an idempotency key stands for: the request that created this
+    /// approval (type, agent, context, labels and timeout), as a SHA-256 hex
+    /// digest. A second create with the same requester and key re-attaches
+    /// only when its fingerprint is the same; otherwise the key is being
+    /// reused for a different request. The encoding is deterministic
+    /// (protobuf `Struct` fields and labels are sorted maps).
+    pub fn request_fingerprint(&self) -> String {
+        use prost::Message;
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        part(self.approval_type.as_bytes());
+        part(self.agent_id.as_bytes());
+        part(&self.context.encode_to_vec());
+        for (k, v) in &self.labels {
+            part(k.as_bytes());
+            part(v.as_bytes());
+        }
+        part(
+            &self
+                .deadline
+                .0
+                .saturating_sub(self.created_at.0)
+                .to_be_bytes(),
+        );
+        hex::encode(h.finalize())
+    }
+
+    /// An upper bound of this approval's size in a response message, in
+    /// bytes (what `Limits::MAX_PAGE_BYTES` counts).
+    pub fn wire_size(&self) -> usize {
+        use prost::Message;
+        /// Field tags and lengths, timestamps, the status: generously.
+        const FIXED: usize = 160;
+        /// A map entry's own tags and lengths.
+        const PER_LABEL: usize = 12;
+        let strings = [
+            &self.id.to_string(),
+            &self.approval_type,
+            &self.agent_id,
+            &self.requester,
+            &self.idempotency_key,
+        ]
+        .iter()
+        .map(|s| s.len() + 4)
+        .sum::<usize>();
+        let resolution = self
+            .resolution
+            .as_ref()
+            .map_or(0, |r| r.decided_by.len() + r.reason.len() + 8);
+        let labels = self
+            .labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + PER_LABEL)
+            .sum::<usize>();
+        FIXED + strings + resolution + labels + self.context.encoded_len() + 6
+    }
+
     /// Marks a pending approval EXPIRED at its deadline.
     pub fn expire(&mut self) {
         self.status = Status::Expired;
@@ -266,9 +327,15 @@ pub struct NewApproval {
 impl NewApproval {
     /// The record this request creates at `now`, with a fresh id.
     pub fn into_approval(self, now: Millis) -> Approval {
+        self.into_approval_with_id(ApprovalId::generate_at(now), now)
+    }
+
+    /// The record this request creates at `now` under `id` (a retried
+    /// write reuses its id, so it cannot create twice).
+    pub fn into_approval_with_id(self, id: ApprovalId, now: Millis) -> Approval {
         let context = self.context.into_struct();
         Approval {
-            id: ApprovalId::generate_at(now),
+            id,
             approval_type: self.approval_type.into_string(),
             agent_id: self.agent_id.into_string(),
             requester: self.requester.into_string(),

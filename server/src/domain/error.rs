@@ -24,8 +24,9 @@ pub enum DomainError {
         actual: String,
     },
 
-    /// The idempotency key was used before for a different request.
-    #[error("idempotency_key {key:?} already belongs to approval {existing} of type {existing_type:?}; use a new key for a different request")]
+    /// The idempotency key was used before for a different request (another
+    /// type, agent, context, labels or timeout).
+    #[error("idempotency_key {key:?} already belongs to approval {existing} (type {existing_type:?}), created by a different request: its type, agent, context, labels or timeout differ. Send the identical request to re-attach, or use a new key")]
     IdempotencyConflict {
         key: String,
         existing: ApprovalId,
@@ -68,6 +69,24 @@ pub enum DomainError {
     /// The store (Redis) cannot be reached. Retry.
     #[error("store unavailable: {0}; retry later")]
     Unavailable(String),
+
+    /// The store is reachable but refuses writes (Redis out of memory, a
+    /// read-only replica, loading...). Nothing was changed. Retry.
+    #[error("{message}: nothing was changed; retry later")]
+    WritesRefused {
+        /// A short stable name, for metrics and `ErrorInfo` (`out_of_memory`...).
+        cause: &'static str,
+        /// What it means, for a person.
+        message: String,
+        /// The store's own words, for the log.
+        detail: String,
+    },
+
+    /// A write was sent but no answer came back (a timeout, a connection
+    /// lost): it may or may not have been applied. `advice` says how to
+    /// find out safely.
+    #[error("outcome unknown: {detail}. The change may or may not have been made: {advice}")]
+    OutcomeUnknown { detail: String, advice: String },
 
     /// The server is shutting down. Retry on another replica.
     #[error("server is shutting down: retry (RequestApproval re-attaches by idempotency_key)")]

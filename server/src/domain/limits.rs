@@ -58,6 +58,11 @@ impl Limits {
     pub const MAX_CONTEXT_LIST_DEPTH: usize = 48;
     pub const DEFAULT_PAGE_SIZE: usize = 50;
     pub const MAX_PAGE_SIZE: usize = 1000;
+    /// Most bytes of approvals in one `ListApprovals` page: gRPC clients
+    /// refuse messages over 4 MiB by default, so a page stops short of that
+    /// (less room for the envelope) and says where to go on, however large
+    /// the contexts. A page holds at least one approval.
+    pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 }
 
 impl Default for Limits {

@@ -123,33 +123,43 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         self.forget_old(&mut state, now);
         let key = new
             .idempotency_key
             .as_ref()
             .map(|k| (new.requester.as_str().to_string(), k.as_str().to_string()));
+        if let Some(existing) = state.approvals.get(&id) {
+            return Ok(Created {
+                approval: existing.clone(),
+                created: true,
+            });
+        }
+        let approval = new.into_approval_with_id(id, now);
         if let Some(key) = &key {
             if let Some(existing) = state
                 .idempotency
                 .get(key)
                 .and_then(|id| state.approvals.get(id))
             {
+                if existing.request_fingerprint() != approval.request_fingerprint() {
+                    return Err(super::key_reused(existing.clone()));
+                }
                 return Ok(Created {
                     approval: existing.clone(),
                     created: false,
                 });
             }
         }
-        let open = state.open.get(new.requester.as_str()).copied().unwrap_or(0);
+        let open = state.open.get(&approval.requester).copied().unwrap_or(0);
         if open >= max_open {
-            return Err(super::quota_error(new.requester.as_str(), max_open));
+            return Err(super::quota_error(&approval.requester, max_open));
         }
-        let approval = new.into_approval(now);
         *state.open.entry(approval.requester.clone()).or_default() += 1;
         if let Some(key) = key {
             state.idempotency.insert(key, approval.id.clone());
@@ -173,12 +183,8 @@ impl Store for MemoryStore {
         Ok(state.approvals.get(id).cloned())
     }
 
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError> {
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         let Some(mut approval) = state.approvals.get(id).cloned() else {
             return Ok(Finished::NotFound);
@@ -190,7 +196,8 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let now = Millis::now();
         let mut state = self.state();
         let Some(approval) = state.approvals.get_mut(id) else {
             return Ok(None);
@@ -254,14 +261,22 @@ impl Store for MemoryStore {
             Some(PageToken(id)) => std::ops::Bound::Excluded(id.clone()),
             None => std::ops::Bound::Unbounded,
         };
-        let mut matching = state
+        let matching = state
             .approvals
             .range((std::ops::Bound::Unbounded, upper))
             .rev()
             .map(|(_, a)| a)
             .filter(|a| query.matches(a));
-        let approvals: Vec<Approval> = matching.by_ref().take(query.page_size).cloned().collect();
-        let more = matching.next().is_some();
+        let (mut approvals, mut bytes, mut more) = (Vec::new(), 0, false);
+        for a in matching {
+            let size = a.wire_size();
+            if super::page_full(query, approvals.len(), bytes, size) {
+                more = true;
+                break;
+            }
+            bytes += size;
+            approvals.push(a.clone());
+        }
         let next = match (more, approvals.last()) {
             (true, Some(last)) => Some(PageToken(last.id.clone())),
             _ => None,
@@ -316,5 +331,14 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), DomainError> {
         Ok(())
+    }
+
+    /// One process, one clock: its own.
+    fn now(&self) -> Millis {
+        Millis::now()
+    }
+
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
+        Ok(None)
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery, Millis,
-    NewApproval, Page,
+    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, Limits, ListQuery,
+    Millis, NewApproval, Page,
 };
 
 pub use self::memory::MemoryStore;
@@ -44,13 +44,18 @@ impl Retention {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates the approval, or returns the one with the same requester and
-    /// idempotency key. Appends an `added` event when it creates. Fails with
-    /// `ResourceExhausted` when the requester already has `max_open`
-    /// pending approvals.
+    /// idempotency key when it was created by the same request (same
+    /// `Approval::request_fingerprint`); fails with `IdempotencyConflict`
+    /// when the key belongs to a different request. Appends an `added` event
+    /// when it creates. Fails with `ResourceExhausted` when the requester
+    /// already has `max_open` pending approvals.
+    /// `id` is the new approval's: a retry of a write whose outcome was
+    /// unknown passes the same id, and finds it created instead of making a
+    /// second one.
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError>;
 
@@ -58,18 +63,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `ending` atomically if the approval is pending and before its
     /// deadline; past its deadline it expires it instead. Appends a
-    /// `resolved` event when it changes anything.
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError>;
+    /// `resolved` event when it changes anything. Repeating it is safe: a
+    /// second call finds the approval final (`Ending::is_repeat_of`).
+    ///
+    /// Writes (`create`, `finish`, `expire`) fail with `OutcomeUnknown` when
+    /// the request was sent but no answer came (timeout, connection lost).
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError>;
 
-    /// Expires the approval if it is pending and its deadline is at or before
-    /// `now`; returns it when this call expired it. Safe to race: only one
-    /// caller across all replicas gets `Some`.
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError>;
+    /// Expires the approval if it is pending and its deadline has passed (by
+    /// the store's clock); returns it when this call expired it. Safe to
+    /// race: only one caller across all replicas gets `Some`.
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
+
+    /// The store's clock: the one time source of the deployment. Creation
+    /// times, deadlines, decisions and expiry follow it (Redis: its `TIME`,
+    /// inside the scripts), so replicas whose wall clocks disagree still
+    /// agree on every deadline. This is this replica's estimate of it, for
+    /// scheduling (when to look again, when the reaper wakes); the store
+    /// itself decides what is due.
+    fn now(&self) -> Millis;
+
+    /// Measures this replica's clock against the store's, for `now`
+    /// (Redis: `TIME`). The health monitor calls it now and then.
+    async fn sync_clock(&self) -> Result<(), DomainError> {
+        Ok(())
+    }
 
     /// Pending approvals whose deadline is at or before `now`, earliest first.
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError>;
@@ -117,8 +135,31 @@ pub trait Store: Send + Sync + 'static {
     /// this log (ahead of it).
     async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError>;
 
-    /// Cheap reachability check, for health.
+    /// Cheap check, for readiness: the store answers and accepts writes
+    /// (`WritesRefused` when it answers but refuses them).
     async fn ping(&self) -> Result<(), DomainError>;
+
+    /// The store's eviction policy when it may drop data under memory
+    /// pressure (Redis `maxmemory-policy` other than `noeviction`), which
+    /// would silently lose approvals; `None` when it never evicts.
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError>;
+}
+
+/// The error both stores give when an idempotency key is reused for a
+/// different request (`existing` holds the key).
+fn key_reused(existing: Approval) -> DomainError {
+    DomainError::IdempotencyConflict {
+        key: existing.idempotency_key,
+        existing: existing.id,
+        existing_type: existing.approval_type,
+    }
+}
+
+/// Whether a list page of `len` approvals and `bytes` (their `wire_size`)
+/// is complete before one of `next_bytes` more: it holds `page_size`, or
+/// one more would pass `Limits::MAX_PAGE_BYTES` (a page holds at least one).
+fn page_full(query: &ListQuery, len: usize, bytes: usize, next_bytes: usize) -> bool {
+    len >= query.page_size || (len > 0 && bytes + next_bytes > Limits::MAX_PAGE_BYTES)
 }
 
 /// A fresh epoch: random, so two stores (or one wiped store) never share one.

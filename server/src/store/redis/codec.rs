@@ -28,13 +28,18 @@ pub fn encode_body(a: &Approval) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The mutable fields as stored: status, and by/reason/at once final.
+/// The fields stored beside the body: status, by/reason/at once final, and
+/// the times by Redis's clock (`created`, `deadline`: they override the
+/// body's, which are the creating replica's estimate; records written
+/// before they existed have none).
 #[derive(Default)]
 pub struct StateFields {
     pub status: String,
     pub by: String,
     pub reason: String,
     pub at: String,
+    pub created: String,
+    pub deadline: String,
 }
 
 pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> {
@@ -63,14 +68,21 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
         context,
         labels: p.labels.into_iter().collect(),
         idempotency_key: p.idempotency_key,
-        created_at: Millis::from_timestamp(p.created_at),
-        deadline: Millis::from_timestamp(p.deadline),
+        created_at: state
+            .created
+            .parse()
+            .map_or_else(|_| Millis::from_timestamp(p.created_at), Millis),
+        deadline: state
+            .deadline
+            .parse()
+            .map_or_else(|_| Millis::from_timestamp(p.deadline), Millis),
         status,
         resolution,
     })
 }
 
-/// From a script reply `{ outcome, body, status, by, reason, at }`.
+/// From a script reply `{ outcome, body, status, by, reason, at, created,
+/// deadline }`.
 pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
     let text = |i: usize| String::from_utf8_lossy(reply.get(i).map_or(&[][..], |v| v)).into_owned();
     let body = reply
@@ -83,6 +95,8 @@ pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
             by: text(3),
             reason: text(4),
             at: text(5),
+            created: text(6),
+            deadline: text(7),
         },
     )
 }
@@ -104,6 +118,8 @@ pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainErro
             by: text("by"),
             reason: text("reason"),
             at: text("at"),
+            created: text("created"),
+            deadline: text("deadline"),
         },
     )
 }

@@ -1,35 +1,61 @@
 -- create.lua: creates a pending approval, or finds the one that owns the
--- idempotency key.
+-- idempotency key. Loaded as a write script (`#!lua` prepended), so Redis
+-- refuses it whole, before it runs, when it refuses writes (OOM, READONLY).
 -- KEYS[1] approval hash, KEYS[2] idempotency key (requester + key -> id),
 -- KEYS[3] pending index (zset by deadline), KEYS[4] time index (zset by id,
--- lexicographic; UUIDv7 ids sort by creation), KEYS[5] event stream.
--- ARGV[1] id, ARGV[2] body, ARGV[3] deadline_ms, ARGV[4] ttl_ms (until the
+-- lexicographic; UUIDv7 ids sort by creation), KEYS[5] event stream,
+-- KEYS[6] open counts (hash: requester -> pending approvals).
+-- ARGV[1] id, ARGV[2] body, ARGV[3] timeout_ms, ARGV[4] ttl_ms (until the
 -- deadline plus retention), ARGV[5] lowest id still within retention,
 -- ARGV[6] maxlen, ARGV[7] '1' when an idempotency key is used,
--- ARGV[8] the id the caller saw under that key and found aged out, or '',
--- ARGV[9] requester, ARGV[10] the most pending approvals it may hold.
--- KEYS[6] open counts (hash: requester -> pending approvals).
--- Returns { 'created' }, { 'exists', id } (the key belongs to that approval),
--- or { 'quota' } (the requester holds ARGV[10] pending approvals already).
+-- ARGV[8] requester, ARGV[9] the most pending approvals it may hold,
+-- ARGV[10] the request's fingerprint, ARGV[11] the approval key prefix
+-- (KEYS[1] without the id).
+-- Times come from Redis's own clock (TIME), the one clock of every replica:
+-- created = now, deadline = now + timeout (ms since the epoch).
+-- Returns { 'created', created, deadline }; { 'exists', body, status, by,
+-- reason, at, created, deadline } when
+-- this id exists already (a retry of this very call) or the key belongs to
+-- an approval made by the same request (same fingerprint); the same shape
+-- with 'conflict' when the key belongs to a different request; { 'quota' }
+-- when the requester holds ARGV[9] pending approvals already.
+local function found(outcome, key)
+  local f = redis.call('HMGET', key, 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline')
+  return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
+    f[7] or '' }
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return found('exists', KEYS[1])
+end
 if ARGV[7] == '1' then
-  local existing = redis.call('GET', KEYS[2])
-  if existing and existing ~= ARGV[8] then
-    return { 'exists', existing }
+  local owner = redis.call('GET', KEYS[2])
+  local owner_key = owner and (ARGV[11] .. owner)
+  -- A key whose approval aged out (its TTL was fixed at creation) is free.
+  if owner_key and redis.call('EXISTS', owner_key) == 1 then
+    local fingerprint = redis.call('HGET', owner_key, 'fp')
+    if fingerprint and fingerprint ~= ARGV[10] then
+      return found('conflict', owner_key)
+    end
+    return found('exists', owner_key)
   end
 end
-if tonumber(redis.call('HGET', KEYS[6], ARGV[9]) or '0') >= tonumber(ARGV[10]) then
+if tonumber(redis.call('HGET', KEYS[6], ARGV[8]) or '0') >= tonumber(ARGV[9]) then
   return { 'quota' }
 end
+local time = redis.call('TIME')
+local created = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local deadline = created + tonumber(ARGV[3])
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 end
-redis.call('HINCRBY', KEYS[6], ARGV[9], 1)
-redis.call('HSET', KEYS[1], 'body', ARGV[2], 'status', 'pending', 'deadline', ARGV[3],
-  'requester', ARGV[9])
+redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
+redis.call('HSET', KEYS[1], 'body', ARGV[2], 'status', 'pending', 'created', created,
+  'deadline', deadline, 'requester', ARGV[8], 'fp', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('ZREMRANGEBYLEX', KEYS[4], '-', '(' .. ARGV[5])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
-  'kind', 'added', 'id', ARGV[1], 'body', ARGV[2], 'status', 'pending')
-return { 'created' }
+  'kind', 'added', 'id', ARGV[1], 'body', ARGV[2], 'status', 'pending',
+  'created', created, 'deadline', deadline)
+return { 'created', tostring(created), tostring(deadline) }

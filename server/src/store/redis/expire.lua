@@ -1,8 +1,9 @@
 -- expire.lua: expires one pending approval whose deadline has passed. Every
 -- replica's reaper may call it for the same id at once: only one gets 'expired'.
--- KEYS: as finish.lua. ARGV: id, now_ms, retention_ms, maxlen, expired_reason.
+-- KEYS: as finish.lua. ARGV: id, retention_ms, maxlen, expired_reason.
+-- Due means: by Redis's clock (TIME), not the calling replica's.
 -- Returns reply('expired') when this call expired it, { 'no' } otherwise.
-local id, now = ARGV[1], tonumber(ARGV[2])
+local id, now = ARGV[1], now_ms()
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then
   -- The record is gone (evicted): drop its stale index entry.
@@ -16,5 +17,5 @@ local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
 if deadline > now then
   return { 'no' }
 end
-finalize(id, 'expired', '', ARGV[5], deadline, ARGV[3], ARGV[4])
+finalize(id, 'expired', '', ARGV[4], deadline, ARGV[2], ARGV[3])
 return reply('expired')

@@ -2,19 +2,30 @@
 -- at build time). An approval is a hash:
 --   body      protobuf-encoded approval.v1.Approval (the immutable fields)
 --   status    pending | approved | rejected | expired | cancelled
---   deadline  ms since the epoch
+--   created, deadline  ms since the epoch, by Redis's clock (they override
+--             the body's, which are the creating replica's estimate)
 --   requester the principal that created it (for the open counts)
 --   by, reason, at   set once, when it becomes final (at = ms since the epoch)
 --
 -- Every script that finishes an approval takes the same keys:
 --   KEYS[1] the approval hash, KEYS[2] the pending index (zset by deadline),
 --   KEYS[3] the event stream, KEYS[4] open counts (hash: requester -> pending)
--- and ends with `reply(outcome)`: { outcome, body, status, by, reason, at }
--- where outcome is done | expired | final | missing.
+-- and ends with `reply(outcome)`: { outcome, body, status, by, reason, at,
+-- created, deadline } where outcome is done | expired | final | missing.
+-- "Now" is Redis's own clock (TIME): one clock for every replica, whatever
+-- their wall clocks say.
 
 local function reply(outcome)
-  local f = redis.call('HMGET', KEYS[1], 'body', 'status', 'by', 'reason', 'at')
-  return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '' }
+  local f = redis.call('HMGET', KEYS[1], 'body', 'status', 'by', 'reason', 'at', 'created',
+    'deadline')
+  return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
+    f[7] or '' }
+end
+
+-- Redis's clock, in ms since the epoch.
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
 -- Makes the pending approval final, drops it from the pending index, keeps it
@@ -27,19 +38,20 @@ local function finalize(id, status, by, reason, at, retention_ms, maxlen)
     redis.call('HDEL', KEYS[4], requester)
   end
   redis.call('PEXPIRE', KEYS[1], retention_ms)
-  local body = redis.call('HGET', KEYS[1], 'body')
+  local f = redis.call('HMGET', KEYS[1], 'body', 'created', 'deadline')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-    'kind', 'resolved', 'id', id, 'body', body, 'status', status,
-    'by', by, 'reason', reason, 'at', at)
+    'kind', 'resolved', 'id', id, 'body', f[1], 'status', status,
+    'by', by, 'reason', reason, 'at', at, 'created', f[2] or '', 'deadline', f[3] or '')
 end
 
 -- Ends the approval with `status` unless it is final already; past its
 -- deadline it expires instead, so a response racing the deadline gets exactly
--- one answer. ARGV: id, status, by, reason, now_ms, retention_ms, maxlen,
+-- one answer. ARGV: id, status, by, reason, retention_ms, maxlen,
 -- expired_reason.
 local function finish()
   local id, status, by, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-  local now, retention_ms, maxlen, expired_reason = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+  local retention_ms, maxlen, expired_reason = ARGV[5], ARGV[6], ARGV[7]
+  local now = now_ms()
   local current = redis.call('HGET', KEYS[1], 'status')
   if not current then
     return { 'missing' }

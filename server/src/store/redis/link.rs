@@ -83,11 +83,11 @@ impl Link {
         Ok(self.node()?.conn.clone())
     }
 
-    /// Checks the server answers (and, under Sentinel, is still the master);
-    /// under Sentinel, switches to the current master when it is not.
+    /// Under Sentinel, checks the server is still the master and switches
+    /// to the current master when it is not. A fixed server needs no check
+    /// here (the store's write probe tells whether it answers).
     pub async fn check(&self) -> Result<(), DomainError> {
         let Some(sentinels) = &self.sentinels else {
-            let _: String = redis::cmd("PING").query_async(&mut self.conn()?).await?;
             return Ok(());
         };
         if let Ok(node) = self.node() {

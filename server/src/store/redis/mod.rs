@@ -12,6 +12,7 @@
 //! | `{p}:open`                  | hash   | one field per requester with pending approvals |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
 //! | `{p}:epoch`                 | string | one value: the history's epoch (hex)   |
+//! | `{p}:writable`              | string | TTL: one minute (the health write probe) |
 //!
 //! Every change goes through one Lua script (create, decide, cancel, expire),
 //! so it is atomic and appears in the event stream in the order it happened.
@@ -19,6 +20,7 @@
 mod codec;
 mod link;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +36,10 @@ use crate::domain::{
 };
 
 const FINISH: &str = include_str!("finish.lua");
+/// A difference between this replica's clock and Redis's worth a log line.
+const CLOCK_WARN_MS: i64 = 1000;
+/// TTL of the key the health probe writes.
+const WRITABLE_PROBE_TTL_MS: u64 = 60_000;
 
 /// How to reach Redis and where in it to keep data.
 #[derive(Clone, Debug)]
@@ -44,6 +50,9 @@ pub struct RedisOptions {
     pub retention: Retention,
     /// Connect and command timeout (not used for blocking reads).
     pub timeout: Duration,
+    /// For tests only: pretend this replica's wall clock is off by this
+    /// many milliseconds (Redis's clock still rules).
+    pub clock_skew_ms: i64,
 }
 
 pub struct RedisStore {
@@ -56,6 +65,9 @@ pub struct RedisStore {
     retention: Retention,
     timeout: Duration,
     scripts: Scripts,
+    /// Redis's clock minus this replica's, as last measured (ms).
+    offset_ms: AtomicI64,
+    clock_skew_ms: i64,
 }
 
 struct Scripts {
@@ -73,6 +85,7 @@ struct Keys {
     events: String,
     open: String,
     epoch: String,
+    writable: String,
 }
 
 impl Keys {
@@ -84,12 +97,18 @@ impl Keys {
             events: format!("{tag}:events"),
             open: format!("{tag}:open"),
             epoch: format!("{tag}:epoch"),
+            writable: format!("{tag}:writable"),
             tag,
         }
     }
 
     fn approval(&self, id: &ApprovalId) -> String {
-        format!("{}:approval:{id}", self.tag)
+        format!("{}{id}", self.approval_prefix())
+    }
+
+    /// An approval's key without its id.
+    fn approval_prefix(&self) -> String {
+        format!("{}:approval:", self.tag)
     }
 
     fn idempotency(&self, requester: &str, key: &str) -> String {
@@ -98,9 +117,69 @@ impl Keys {
     }
 }
 
-/// Connection trouble is UNAVAILABLE (retry); anything else is a bug here.
+/// Redis answering that it will not write now, in words a person
+/// understands, with a stable cause name; `None` for any other error.
+fn write_refusal(e: &RedisError) -> Option<DomainError> {
+    let (cause, message) = match e.code()? {
+        "OOM" => (
+            "out_of_memory",
+            "Redis is out of memory (maxmemory reached, and under maxmemory-policy noeviction it \
+             refuses writes): an operator must raise maxmemory or free memory",
+        ),
+        "READONLY" => (
+            "read_only",
+            "Redis is a read-only replica, not the master (a failover may be under way)",
+        ),
+        "LOADING" => (
+            "loading",
+            "Redis is loading its data set into memory (it restarted)",
+        ),
+        "MASTERDOWN" => (
+            "master_down",
+            "the Redis replica in use lost its link to the master",
+        ),
+        "BUSY" => ("busy", "Redis is busy running a long script"),
+        "MISCONF" => (
+            "cannot_persist",
+            "Redis cannot save to disk and refuses writes (stop-writes-on-bgsave-error)",
+        ),
+        "NOREPLICAS" => (
+            "not_enough_replicas",
+            "Redis has fewer healthy replicas than its min-replicas-to-write",
+        ),
+        _ => return None,
+    };
+    Some(DomainError::WritesRefused {
+        cause,
+        message: message.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// A failed write: refused, not sent (no connection could be made), or
+/// sent with no answer (timeout, connection lost), when nobody can tell
+/// whether Redis applied it.
+fn write_error(e: RedisError) -> DomainError {
+    if write_refusal(&e).is_some() || e.is_connection_refusal() {
+        return e.into();
+    }
+    if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    {
+        return DomainError::OutcomeUnknown {
+            detail: format!("Redis did not answer ({e})"),
+            advice: "read the approval back before acting on this failure".into(),
+        };
+    }
+    e.into()
+}
+
+/// Redis refusing writes and connection trouble are UNAVAILABLE (retry);
+/// anything else is a bug here.
 impl From<RedisError> for DomainError {
     fn from(e: RedisError) -> Self {
+        if let Some(refused) = write_refusal(&e) {
+            return refused;
+        }
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
@@ -121,12 +200,16 @@ type HashFields = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
-const HASH_FIELDS: [&str; 5] = ["body", "status", "by", "reason", "at"];
+const HASH_FIELDS: [&str; 7] = [
+    "body", "status", "by", "reason", "at", "created", "deadline",
+];
 
 fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
-    let (Some(body), Some(status), by, reason, at) = fields else {
+    let (Some(body), Some(status), by, reason, at, created, deadline) = fields else {
         return Ok(None);
     };
     codec::decode(
@@ -136,6 +219,8 @@ fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
             by: by.unwrap_or_default(),
             reason: reason.unwrap_or_default(),
             at: at.unwrap_or_default(),
+            created: created.unwrap_or_default(),
+            deadline: deadline.unwrap_or_default(),
         },
     )
     .map(Some)
@@ -157,15 +242,20 @@ impl RedisStore {
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
         let link = link::Link::open(&options.url, options.timeout)?;
-        let script = |body: &str| Script::new(&format!("{FINISH}\n{body}"));
+        // `#!lua` declares each a write script (Redis 7): when Redis refuses
+        // writes (OOM, READONLY...) it refuses the script before it runs,
+        // so none is ever half applied.
+        let script = |body: &str| Script::new(&format!("#!lua\n{FINISH}\n{body}"));
         Ok(Self {
             link,
             blocking: Mutex::new(None),
             keys: Keys::new(&options.prefix),
             retention: options.retention,
             timeout: options.timeout,
+            offset_ms: AtomicI64::new(0),
+            clock_skew_ms: options.clock_skew_ms,
             scripts: Scripts {
-                create: Script::new(include_str!("create.lua")),
+                create: Script::new(&format!("#!lua\n{}", include_str!("create.lua"))),
                 decide: script(include_str!("decide.lua")),
                 cancel: script(include_str!("cancel.lua")),
                 expire: script(include_str!("expire.lua")),
@@ -189,7 +279,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
-                .arg(format!("{}:approval:{id}", self.keys.tag))
+                .arg(format!("{}{id}", self.keys.approval_prefix()))
                 .arg(&HASH_FIELDS[..]);
         }
         let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()?).await?;
@@ -339,10 +429,11 @@ fn text(v: &Value) -> Option<String> {
 impl Store for RedisStore {
     async fn create(
         &self,
+        id: ApprovalId,
         new: NewApproval,
-        now: Millis,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        let now = self.now();
         let requester = new.requester.as_str().to_string();
         let idem = new
             .idempotency_key
@@ -357,71 +448,74 @@ impl Store for RedisStore {
                 .saturating_sub(self.retention_ms())
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
-        let approval = new.into_approval(now);
+        let timeout_ms = new.timeout.get().as_millis() as u64;
+        let mut approval = new.into_approval_with_id(id, now);
+        let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
-        // An idempotency key may outlive its approval by a little (its TTL is
-        // fixed at creation): `stale` is an owner found aged out, which
-        // create.lua may then replace.
-        let mut stale = String::new();
-        for _ in 0..3 {
-            if let Some(idem) = &idem {
-                let owner: Option<String> = self.conn()?.get(idem).await?;
-                if let Some(owner) = owner {
-                    let owner = ApprovalId::trusted(owner);
-                    if let Some(existing) = self.get(&owner).await? {
-                        return Ok(Created {
-                            approval: existing,
-                            created: false,
-                        });
-                    }
-                    stale = owner.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .create
+            .key(self.keys.approval(&approval.id))
+            .key(
+                idem.clone()
+                    .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
+            )
+            .key(&self.keys.pending)
+            .key(&self.keys.index)
+            .key(&self.keys.events)
+            .key(&self.keys.open)
+            .arg(approval.id.as_str())
+            .arg(&body)
+            .arg(timeout_ms)
+            .arg(ttl)
+            .arg(&cutoff)
+            .arg(self.retention.max_events)
+            .arg(if idem.is_some() { "1" } else { "0" })
+            .arg(&requester)
+            .arg(max_open)
+            .arg(&fingerprint)
+            .arg(self.keys.approval_prefix())
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"created") => {
+                // The times Redis stamped, by its clock.
+                let time = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                        .map(Millis)
+                };
+                if let (Some(created), Some(deadline)) = (time(1), time(2)) {
+                    approval.created_at = created;
+                    approval.deadline = deadline;
                 }
+                Ok(Created {
+                    approval,
+                    created: true,
+                })
             }
-            let reply: Vec<String> = self
-                .scripts
-                .create
-                .key(self.keys.approval(&approval.id))
-                .key(
-                    idem.clone()
-                        .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
-                )
-                .key(&self.keys.pending)
-                .key(&self.keys.index)
-                .key(&self.keys.events)
-                .key(&self.keys.open)
-                .arg(approval.id.as_str())
-                .arg(&body)
-                .arg(approval.deadline.0)
-                .arg(ttl)
-                .arg(&cutoff)
-                .arg(self.retention.max_events)
-                .arg(if idem.is_some() { "1" } else { "0" })
-                .arg(&stale)
-                .arg(&requester)
-                .arg(max_open)
-                .invoke_async(&mut self.conn()?)
-                .await?;
-            match reply.first().map(String::as_str) {
-                Some("created") => {
-                    return Ok(Created {
-                        approval,
-                        created: true,
-                    })
+            Some(b"exists") => {
+                let existing = codec::decode_reply(&reply)?;
+                // This very id: an earlier attempt of this call landed.
+                let created = existing.id == approval.id;
+                // Records written before fingerprints were stored: compare here.
+                if !created && existing.request_fingerprint() != fingerprint {
+                    return Err(super::key_reused(existing));
                 }
-                // Another call took the key between our look and the script:
-                // look again and attach to its approval.
-                Some("exists") => continue,
-                Some("quota") => return Err(super::quota_error(&requester, max_open)),
-                other => {
-                    return Err(DomainError::Internal(format!(
-                        "create.lua replied {other:?}"
-                    )))
-                }
+                Ok(Created {
+                    approval: existing,
+                    created,
+                })
             }
+            Some(b"conflict") => Err(super::key_reused(codec::decode_reply(&reply)?)),
+            Some(b"quota") => Err(super::quota_error(&requester, max_open)),
+            other => Err(DomainError::Internal(format!(
+                "create.lua replied {:?}",
+                other.map(String::from_utf8_lossy)
+            ))),
         }
-        Err(DomainError::Unavailable(
-            "idempotency key is contended; retry".into(),
-        ))
     }
 
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
@@ -433,12 +527,7 @@ impl Store for RedisStore {
         from_hash(fields)
     }
 
-    async fn finish(
-        &self,
-        id: &ApprovalId,
-        ending: &Ending,
-        now: Millis,
-    ) -> Result<Finished, DomainError> {
+    async fn finish(&self, id: &ApprovalId, ending: &Ending) -> Result<Finished, DomainError> {
         let (script, reason) = match ending {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
@@ -452,12 +541,12 @@ impl Store for RedisStore {
             .arg(ending.status().name())
             .arg(ending.by())
             .arg(reason)
-            .arg(now.0)
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
-            .await?;
+            .await
+            .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
@@ -470,7 +559,7 @@ impl Store for RedisStore {
         }
     }
 
-    async fn expire(&self, id: &ApprovalId, now: Millis) -> Result<Option<Approval>, DomainError> {
+    async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
         let reply: Vec<Vec<u8>> = self
             .scripts
             .expire
@@ -479,12 +568,12 @@ impl Store for RedisStore {
             .key(&self.keys.events)
             .key(&self.keys.open)
             .arg(id.as_str())
-            .arg(now.0)
             .arg(self.retention_ms())
             .arg(self.retention.max_events)
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
-            .await?;
+            .await
+            .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
             _ => Ok(None),
@@ -582,6 +671,7 @@ impl Store for RedisStore {
             None => "+".to_string(),
         };
         let mut page = Vec::new();
+        let mut bytes = 0;
         let mut scanned = 0;
         loop {
             let ids: Vec<String> = self
@@ -597,7 +687,8 @@ impl Store for RedisStore {
                 match row {
                     None => gone.push(id.clone()),
                     Some(a) if query.matches(&a) => {
-                        if page.len() == query.page_size {
+                        let size = a.wire_size();
+                        if super::page_full(query, page.len(), bytes, size) {
                             // One more exists: the page is complete.
                             let next = page.last().map(|a: &Approval| PageToken(a.id.clone()));
                             self.forget(&gone).await;
@@ -606,6 +697,7 @@ impl Store for RedisStore {
                                 next,
                             });
                         }
+                        bytes += size;
                         page.push(a);
                     }
                     Some(_) => {}
@@ -687,7 +779,55 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), DomainError> {
-        self.link.check().await
+        self.link.check().await?;
+        // One small write (with a TTL): refused exactly when approvals would be.
+        let _: () = redis::cmd("SET")
+            .arg(&self.keys.writable)
+            .arg(1)
+            .arg("PX")
+            .arg(WRITABLE_PROBE_TTL_MS)
+            .query_async(&mut self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    fn now(&self) -> Millis {
+        let ms =
+            Millis::now().0 as i64 + self.clock_skew_ms + self.offset_ms.load(Ordering::Relaxed);
+        Millis(ms.max(0) as u64)
+    }
+
+    async fn sync_clock(&self) -> Result<(), DomainError> {
+        let local = || Millis::now().0 as i64 + self.clock_skew_ms;
+        let before = local();
+        let (seconds, micros): (i64, i64) =
+            redis::cmd("TIME").query_async(&mut self.conn()?).await?;
+        let after = local();
+        let redis = seconds * 1000 + micros / 1000;
+        let offset = redis - (before + after) / 2;
+        let previous = self.offset_ms.swap(offset, Ordering::Relaxed);
+        if (offset - previous).abs() > CLOCK_WARN_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "this replica's wall clock is {offset} ms behind Redis's (negative: ahead); \
+                 deadlines follow Redis's clock, so approvals are unaffected, but check NTP"
+            );
+        }
+        Ok(())
+    }
+
+    async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
+        // INFO, not CONFIG GET: managed Redis services often disable CONFIG.
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn()?)
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(str::trim)
+            .filter(|policy| *policy != "noeviction")
+            .map(String::from))
     }
 }
 
