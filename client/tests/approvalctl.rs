@@ -655,3 +655,29 @@ async fn a_waiting_request_survives_its_server_restarting_and_exits_with_the_dec
         done.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_without_timeout_gets_the_servers_default_and_sends_a_key() {
+    // A default no client would pick: a deadline that follows it comes from
+    // the server's --default-timeout, not from approvalctl.
+    let server_default = Duration::from_secs(4321);
+    let d = Deployment::start_with(approval_tests::Store::Memory, 1, |c| {
+        c.default_timeout = server_default
+    })
+    .await;
+    let server = d.replicas[0].endpoint();
+    let (request, id) = start_request(&server, &["--type", "deploy:default"]).await;
+    let watcher = client(&d.replicas[0], "alice").await;
+    let waiting = watcher.get(&id).await.expect("get");
+    let open = waiting
+        .deadline
+        .duration_since(waiting.created_at)
+        .expect("deadline after creation");
+    assert!(
+        open.abs_diff(server_default) <= Duration::from_secs(1),
+        "open for {open:?}, server default {server_default:?}"
+    );
+    assert!(!waiting.idempotency_key.is_empty(), "a key is always sent");
+    watcher.cancel(&id, "test over").await.expect("cancel");
+    assert_eq!(finish(request).await.code, 3);
+}

@@ -111,9 +111,10 @@ pub struct RequestArgs {
     #[arg(long, short, value_name = "JSON|@FILE")]
     pub context: Option<String>,
 
-    /// How long the approval stays open before it expires (e.g. 90s, 5m, 2h).
-    #[arg(long, value_parser = duration, default_value = "5m")]
-    pub timeout: Duration,
+    /// How long the approval stays open before it expires (e.g. 90s, 5m, 2h;
+    /// default: the server's --default-timeout, 5m unless set).
+    #[arg(long, value_parser = duration)]
+    pub timeout: Option<Duration>,
 
     /// A label, key=value (repeatable).
     #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = key_value)]
