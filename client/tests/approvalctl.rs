@@ -681,3 +681,46 @@ async fn request_without_timeout_gets_the_servers_default_and_sends_a_key() {
     watcher.cancel(&id, "test over").await.expect("cancel");
     assert_eq!(finish(request).await.code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_without_responder_decides_as_the_os_user() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    // $USER wins when set.
+    let (request, id) = start_request(&a, &["--type", "deploy:who"]).await;
+    let approved = run(&b, &["--output", "json", "approve", &id]).await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    assert_eq!(approved.json()["decided_by"], "tester");
+    assert_eq!(finish(request).await.code, 0);
+
+    // With no $USER, $LOGNAME or $USERNAME (a container, cron), the
+    // system's account name, as `id -un` prints it.
+    let account = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    let account = String::from_utf8_lossy(&account.stdout).trim().to_string();
+    let (request, id) = start_request(&a, &["--type", "deploy:who"]).await;
+    let out = tokio::time::timeout(
+        RUN_LIMIT,
+        approvalctl(&b)
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("USERNAME")
+            .args(["--output", "json", "reject", &id, "--reason", "not now"])
+            .output(),
+    )
+    .await
+    .expect("within the bound")
+    .expect("approvalctl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejected: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(rejected["decided_by"], account.as_str());
+    assert_eq!(finish(request).await.code, 1);
+}

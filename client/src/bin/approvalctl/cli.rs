@@ -151,7 +151,9 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct Responder {
-    /// Who decides (default: $USER). Ignored by a server with authentication.
+    /// Who decides (default: the OS user name, from $USER, $LOGNAME or the
+    /// system's account, as git does). Ignored by a server with
+    /// authentication, which records the token's principal.
     #[arg(long, env = "APPROVAL_RESPONDER")]
     pub responder: Option<String>,
 }
