@@ -152,10 +152,26 @@ impl ApprovalClient {
     /// ```
     pub async fn request_approval(&self, mut request: ApprovalRequest) -> Result<Decision> {
         request.ensure_idempotency_key();
+        let Some(timeout) = request.timeout_value() else {
+            // No timeout given: the service's default applies, which only
+            // the service knows. Create (retried like a wait: the key makes
+            // every attempt the same approval), then wait until the deadline
+            // the service set.
+            let wire: v1::CreateApprovalRequest = request.wire(&self.agent_id)?.into();
+            let answer = wait::until_final(Instant::now(), &self.endpoint, |call_timeout| {
+                let mut grpc = self.grpc();
+                let mut call = tonic::Request::new(wire.clone());
+                call.set_timeout(call_timeout);
+                async move { grpc.create_approval(call).await }
+            })
+            .await?;
+            let approval = required(answer.into_inner().approval)?;
+            return self.await_decision(&approval.id).await;
+        };
         let wire: v1::RequestApprovalRequest = request.wire(&self.agent_id)?.into();
         // The approval's deadline as this side sees it: it can only be
         // later on the service's side (it starts counting on arrival).
-        let deadline = Instant::now() + request.timeout_value();
+        let deadline = Instant::now() + timeout;
         let answer = wait::until_final(deadline, &self.endpoint, |call_timeout| {
             let mut grpc = self.grpc();
             let mut call = tonic::Request::new(wire.clone());

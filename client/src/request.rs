@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::{json, v1, Error, Result};
 
-/// How long an approval stays open when the request does not say (the
-/// service's documented default).
+/// How long an approval stays open when the request does not say, unless the
+/// service runs with another `--default-timeout`: a request without
+/// [`ApprovalRequest::timeout`] sends none, so the service's setting applies.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A request for a human decision, for [`ApprovalClient::request_approval`]
@@ -28,7 +29,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 ///     .label("team", "payments")
 ///     .timeout(Duration::from_secs(600))
 ///     .idempotency_key("deploy-billing-1.4.2");
-/// assert_eq!(request.timeout_value(), Duration::from_secs(600));
+/// assert_eq!(request.timeout_value(), Some(Duration::from_secs(600)));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApprovalRequest {
@@ -36,7 +37,7 @@ pub struct ApprovalRequest {
     agent_id: Option<String>,
     context: Value,
     labels: BTreeMap<String, String>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     idempotency_key: Option<String>,
 }
 
@@ -53,7 +54,7 @@ impl ApprovalRequest {
             agent_id: None,
             context: Value::Object(Default::default()),
             labels: BTreeMap::new(),
-            timeout: DEFAULT_TIMEOUT,
+            timeout: None,
             idempotency_key: None,
         }
     }
@@ -82,15 +83,16 @@ impl ApprovalRequest {
         self
     }
 
-    /// How long the approval stays open before it expires (default 5
-    /// minutes). The client keeps waiting, across reconnections, until then.
+    /// How long the approval stays open before it expires. Without it none
+    /// is sent and the service's `--default-timeout` applies (5 minutes
+    /// unless set). The client keeps waiting, across reconnections, until then.
     ///
     /// ```
     /// let request = approval_client::ApprovalRequest::new("deploy")
     ///     .timeout(std::time::Duration::from_secs(15 * 60));
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -118,13 +120,13 @@ impl ApprovalRequest {
         self
     }
 
-    /// The timeout this request asks for.
+    /// The timeout this request asks for; None: the service's default.
     ///
     /// ```
     /// let request = approval_client::ApprovalRequest::new("deploy");
-    /// assert_eq!(request.timeout_value(), approval_client::DEFAULT_TIMEOUT);
+    /// assert_eq!(request.timeout_value(), None);
     /// ```
-    pub fn timeout_value(&self) -> Duration {
+    pub fn timeout_value(&self) -> Option<Duration> {
         self.timeout
     }
 
@@ -144,7 +146,7 @@ impl ApprovalRequest {
                 "must be a JSON object, like {\"key\": \"value\"}",
             )
         })?;
-        if self.timeout.is_zero() {
+        if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid("timeout", "must be greater than zero"));
         }
         Ok(WireFields {
@@ -155,9 +157,9 @@ impl ApprovalRequest {
                 .unwrap_or_else(|| default_agent.to_string()),
             context: Some(context),
             labels: self.labels.clone().into_iter().collect(),
-            timeout: Some(prost_types::Duration {
-                seconds: i64::try_from(self.timeout.as_secs()).unwrap_or(i64::MAX),
-                nanos: i32::try_from(self.timeout.subsec_nanos()).unwrap_or(0),
+            timeout: self.timeout.map(|t| prost_types::Duration {
+                seconds: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(t.subsec_nanos()).unwrap_or(0),
             }),
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
         })
@@ -211,6 +213,27 @@ mod tests {
         let first = request.ensure_idempotency_key();
         assert!(!first.is_empty());
         assert_eq!(request.ensure_idempotency_key(), first);
+    }
+
+    #[test]
+    fn a_timeout_is_sent_only_when_the_caller_gives_one() {
+        let wire: v1::CreateApprovalRequest = ApprovalRequest::new("deploy")
+            .wire("")
+            .map(Into::into)
+            .expect("valid");
+        assert_eq!(wire.timeout, None);
+        let wire: v1::CreateApprovalRequest = ApprovalRequest::new("deploy")
+            .timeout(Duration::from_millis(1500))
+            .wire("")
+            .map(Into::into)
+            .expect("valid");
+        assert_eq!(
+            wire.timeout,
+            Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
     }
 
     #[test]

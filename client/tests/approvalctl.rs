@@ -738,3 +738,72 @@ async fn tables_print_control_and_invisible_characters_escaped() {
     assert!(line.contains("\\u{202e}"), "{line:?}");
     watch.kill().await.expect("stop watch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_without_timeout_gets_the_servers_default_and_sends_a_key() {
+    // A default no client would pick: a deadline that follows it comes from
+    // the server's --default-timeout, not from approvalctl.
+    let server_default = Duration::from_secs(4321);
+    let d = Deployment::start_with(approval_tests::Store::Memory, 1, |c| {
+        c.default_timeout = server_default
+    })
+    .await;
+    let server = d.replicas[0].endpoint();
+    let (request, id) = start_request(&server, &["--type", "deploy:default"]).await;
+    let watcher = client(&d.replicas[0], "alice").await;
+    let waiting = watcher.get(&id).await.expect("get");
+    let open = waiting
+        .deadline
+        .duration_since(waiting.created_at)
+        .expect("deadline after creation");
+    assert!(
+        open.abs_diff(server_default) <= Duration::from_secs(1),
+        "open for {open:?}, server default {server_default:?}"
+    );
+    assert!(!waiting.idempotency_key.is_empty(), "a key is always sent");
+    watcher.cancel(&id, "test over").await.expect("cancel");
+    assert_eq!(finish(request).await.code, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_without_responder_decides_as_the_os_user() {
+    let d = deployment().await;
+    let (a, b) = servers(&d);
+    // $USER wins when set.
+    let (request, id) = start_request(&a, &["--type", "deploy:who"]).await;
+    let approved = run(&b, &["--output", "json", "approve", &id]).await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    assert_eq!(approved.json()["decided_by"], "tester");
+    assert_eq!(finish(request).await.code, 0);
+
+    // With no $USER, $LOGNAME or $USERNAME (a container, cron), the
+    // system's account name, as `id -un` prints it.
+    let account = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    let account = String::from_utf8_lossy(&account.stdout).trim().to_string();
+    let (request, id) = start_request(&a, &["--type", "deploy:who"]).await;
+    let out = tokio::time::timeout(
+        RUN_LIMIT,
+        approvalctl(&b)
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("USERNAME")
+            .args(["--output", "json", "reject", &id, "--reason", "not now"])
+            .output(),
+    )
+    .await
+    .expect("within the bound")
+    .expect("approvalctl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejected: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(rejected["decided_by"], account.as_str());
+    assert_eq!(finish(request).await.code, 1);
+}

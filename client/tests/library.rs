@@ -9,7 +9,7 @@ use approval_client::{
     ApprovalClient, ApprovalRequest, Error, ListFilter, Outcome, Status, Verdict, WatchEvent,
     WatchFilter, WatchStream,
 };
-use approval_tests::{RedisServer, PROMPTLY};
+use approval_tests::{Deployment, RedisServer, Store, PROMPTLY};
 use common::*;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
@@ -346,4 +346,56 @@ async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() 
     );
     let ids: HashSet<_> = seen.iter().map(|(_, id, _)| id.clone()).collect();
     assert!(!ids.contains(&other_type.id), "the filter still applies");
+}
+
+/// A default no client would pick, so a deadline that follows it can only
+/// come from the server's `--default-timeout`.
+const SERVER_DEFAULT: Duration = Duration::from_secs(4321);
+
+/// Whole seconds from creation to deadline.
+fn open_for(a: &approval_client::Approval) -> Duration {
+    let open = a
+        .deadline
+        .duration_since(a.created_at)
+        .expect("deadline after creation");
+    Duration::from_secs((open.as_millis() as u64 + 500) / 1000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_timeout_or_key_the_servers_default_applies_and_a_key_is_sent() {
+    let d = Deployment::start_with(Store::Memory, 1, |c| c.default_timeout = SERVER_DEFAULT).await;
+    let agent = client(&d.replicas[0], "unused").await;
+    let human = client(&d.replicas[0], "alice").await;
+
+    let created = agent
+        .create(ApprovalRequest::new("deploy:default-timeout"))
+        .await
+        .expect("create")
+        .approval;
+    assert_eq!(open_for(&created), SERVER_DEFAULT);
+    assert!(
+        uuid::Uuid::parse_str(&created.idempotency_key).is_ok(),
+        "create sends a made-up key: {:?}",
+        created.idempotency_key
+    );
+
+    let waiter = tokio::spawn(async move {
+        agent
+            .request_approval(ApprovalRequest::new("deploy:default-request"))
+            .await
+    });
+    let [waiting] = until_pending(&human, "deploy:default-request", 1)
+        .await
+        .try_into()
+        .expect("one");
+    assert_eq!(open_for(&waiting), SERVER_DEFAULT);
+    assert!(!waiting.idempotency_key.is_empty());
+    human.approve(&waiting.id, "ok").await.expect("approve");
+    let decision = tokio::time::timeout(PROMPTLY, waiter)
+        .await
+        .expect("the waiter wakes")
+        .expect("no panic")
+        .expect("a decision");
+    assert!(decision.is_approved());
+    assert_eq!(decision.approval.id, waiting.id);
 }

@@ -13,6 +13,11 @@ venv="$ROOT/sdk/python/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 log "pip install sdk/python[test]"
 "$venv/bin/pip" install -q --upgrade "$ROOT/sdk/python[test]"
+# The reference for tests/test_attune_differential.py: attune-ai's own
+# ApprovalGate, on a Redis of the test's own (pinned: the README's
+# "Switching from attune-ai" describes this version).
+log "pip install attune-ai==16.4.0 (the differential test's reference)"
+"$venv/bin/pip" install -q "attune-ai==16.4.0" "redis==8.1.0"
 
 start_cluster
 cd "$ROOT/sdk/python"

@@ -110,8 +110,9 @@ type Request struct {
 	// Timeout is how long the approval stays open (0: the server's default,
 	// 300 s). At its end the approval is EXPIRED and not approved.
 	Timeout time.Duration
-	// IdempotencyKey attaches calls to one approval. RequestApproval makes one
-	// up when it is empty, so that it can re-attach after a lost connection.
+	// IdempotencyKey attaches calls to one approval. RequestApproval and
+	// CreateApproval make one up when it is empty (RequestApproval re-attaches
+	// by it after a lost connection).
 	IdempotencyKey string
 }
 
@@ -147,8 +148,13 @@ func (c *Client) RequestApproval(ctx context.Context, r Request) (*Decision, err
 }
 
 // CreateApproval creates an approval (or finds the one with the same
-// IdempotencyKey) and returns at once.
+// IdempotencyKey) and returns at once. An empty IdempotencyKey is made up,
+// so that a retry after an ambiguous failure (say UNAVAILABLE after the write
+// landed) returns the same approval instead of making a second.
 func (c *Client) CreateApproval(ctx context.Context, r Request) (*approvalv1.Approval, error) {
+	if r.IdempotencyKey == "" {
+		r.IdempotencyKey = newKey()
+	}
 	m, err := r.proto(c.AgentID)
 	if err != nil {
 		return nil, err

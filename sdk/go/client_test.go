@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -122,6 +123,29 @@ func TestAnExpiredApprovalIsNotApprovedAndSaysWhy(t *testing.T) {
 	if d.Approved || d.Approval.GetStatus() != approvalv1.ApprovalStatus_APPROVAL_STATUS_EXPIRED ||
 		d.Approval.GetReason() != "deadline passed before a decision" {
 		t.Fatalf("decision = %+v", d)
+	}
+}
+
+func TestCreateApprovalWithoutKeyOrTimeoutSendsAMadeUpKeyAndGetsTheServersDefault(t *testing.T) {
+	want, err := strconv.Atoi(os.Getenv("APPROVALD_DEFAULT_TIMEOUT_SECONDS"))
+	if err != nil {
+		t.Fatalf("APPROVALD_DEFAULT_TIMEOUT_SECONDS: %v (run scripts/suites/42-sdk-go.sh)", err)
+	}
+	agent := dial(t, addrA, "go-agent")
+	a, err := agent.CreateApproval(testContext(t), approvald.Request{ApprovalType: kind(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := agent.CreateApproval(testContext(t), approvald.Request{ApprovalType: kind(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.GetIdempotencyKey() == "" || a.GetIdempotencyKey() == b.GetIdempotencyKey() {
+		t.Fatalf("idempotency keys %q and %q: want two different made-up keys", a.GetIdempotencyKey(), b.GetIdempotencyKey())
+	}
+	open := a.GetDeadline().AsTime().Sub(a.GetCreatedAt().AsTime())
+	if d := open - time.Duration(want)*time.Second; d < -time.Second || d > time.Second {
+		t.Fatalf("deadline %v after creation; the server's default is %ds", open, want)
 	}
 }
 

@@ -4,6 +4,7 @@
 #   APPROVALD_ADDR_A, APPROVALD_ADDR_B   host:port of the two replicas
 #   APPROVALD_REDIS_URL, APPROVALD_REDIS_PREFIX   their shared store
 #   APPROVALD_BIN                         the server binary (built if unset)
+#   APPROVALD_DEFAULT_TIMEOUT_SECONDS     the replicas' --default-timeout
 # so that tests can start (and kill) more replicas of the same cluster.
 
 CLUSTER_DIR=""
@@ -57,6 +58,7 @@ start_replica() {
   metrics="$(free_port)"
   "$APPROVALD_BIN" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" \
     --redis-url "$APPROVALD_REDIS_URL" --redis-prefix "$APPROVALD_REDIS_PREFIX" \
+    --default-timeout "${APPROVALD_DEFAULT_TIMEOUT_SECONDS}s" \
     --shutdown-grace 2s >"$CLUSTER_DIR/approvald-$1.log" 2>&1 &
   CLUSTER_PIDS+=($!)
   REPLICA_ADDR="127.0.0.1:$port"
@@ -76,6 +78,9 @@ start_cluster() {
   export APPROVALD_BIN
   export APPROVALD_REDIS_URL="redis://127.0.0.1:$redis_port"
   export APPROVALD_REDIS_PREFIX="sdk-$RANDOM-$RANDOM"
+  # A distinctive default, so the SDK tests can tell that a request without
+  # a timeout gets the server's default (not one the client made up).
+  export APPROVALD_DEFAULT_TIMEOUT_SECONDS=4321
   start_replica a
   export APPROVALD_ADDR_A="$REPLICA_ADDR"
   start_replica b

@@ -147,6 +147,81 @@ async fn reflection_lists_the_api_and_health_in_v1_and_v1alpha() {
     ));
 }
 
+/// What reflection v1 answers for a file (by name) or a symbol.
+async fn reflected_file(
+    channel: tonic::transport::Channel,
+    request: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Vec<prost_types::FileDescriptorProto> {
+    use prost::Message as _;
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1 as r1;
+    let mut client = r1::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = r1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = match replies.next().await {
+        Some(Ok(reply)) => reply,
+        other => panic!("no reflection reply: {other:?}"),
+    };
+    match reply.message_response {
+        Some(r1::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) => f
+            .file_descriptor_proto
+            .iter()
+            .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+            .collect(),
+        other => panic!("not a file descriptor: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_resolves_the_google_rpc_error_details_in_statuses() {
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let d = Deployment::start(Store::Memory).await;
+    for symbol in ["google.rpc.ErrorInfo", "google.rpc.BadRequest"] {
+        let files = reflected_file(
+            d.replicas[0].channel().await,
+            MessageRequest::FileContainingSymbol(symbol.into()),
+        )
+        .await;
+        let (package, message) = symbol.rsplit_once('.').unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.package() == package
+                    && f.message_type.iter().any(|m| m.name() == message)),
+            "{symbol} not in {:?}",
+            files.iter().map(|f| f.name()).collect::<Vec<_>>()
+        );
+    }
+    // grpcurl then fetches the file's imports by name: each must resolve.
+    let files = reflected_file(
+        d.replicas[0].channel().await,
+        MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into()),
+    )
+    .await;
+    let details = files
+        .iter()
+        .find(|f| f.message_type.iter().any(|m| m.name() == "ErrorInfo"))
+        .expect("the file of ErrorInfo");
+    for import in &details.dependency {
+        let files = reflected_file(
+            d.replicas[0].channel().await,
+            MessageRequest::FileByFilename(import.clone()),
+        )
+        .await;
+        assert!(
+            files.iter().any(|f| f.name() == import),
+            "{import} not served"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_call_through_grpc_web_with_cors_from_listed_origins() {
     let d = Deployment::start_with(Store::Memory, 1, |c| {

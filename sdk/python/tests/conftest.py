@@ -97,6 +97,7 @@ class Replica:
                 "--redis-url", _env("APPROVALD_REDIS_URL"),
                 "--redis-prefix", _env("APPROVALD_REDIS_PREFIX"),
                 "--shutdown-grace", "2s",
+                "--default-timeout", f"{_env('APPROVALD_DEFAULT_TIMEOUT_SECONDS')}s",
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

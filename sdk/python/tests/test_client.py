@@ -1,6 +1,8 @@
 """The full client: every RPC, errors, watch resume and re-attach."""
 
+import os
 import threading
+import uuid
 
 import pytest
 from conftest import eventually
@@ -28,6 +30,20 @@ def test_create_then_await_returns_the_decision_made_on_another_replica(client, 
     assert (final.decided_by, final.reason) == ("alice", "ok")
     assert final.decided_at is not None
     assert client_b.get(created.id) == final
+
+
+def test_create_without_key_or_timeout_sends_a_made_up_key_and_gets_the_servers_default(
+    client, kind
+):
+    default = float(os.environ["APPROVALD_DEFAULT_TIMEOUT_SECONDS"])
+    first, second = client.create(kind), client.create(kind)
+    assert str(uuid.UUID(first.idempotency_key)) == first.idempotency_key
+    assert first.idempotency_key != second.idempotency_key and first.id != second.id
+    assert abs((first.deadline - first.created_at).total_seconds() - default) <= 1
+    with pytest.raises(WaitTimedOut):
+        client.request(kind, wait=0.5)  # request, too, sends no timeout of its own
+    waiting = [a for a in client.list(approval_types=[kind]) if a.id not in (first.id, second.id)]
+    assert abs((waiting[0].deadline - waiting[0].created_at).total_seconds() - default) <= 1
 
 
 def test_a_conflicting_respond_raises_already_decided_naming_the_winner(client, client_b, kind):

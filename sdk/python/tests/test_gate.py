@@ -41,7 +41,7 @@ def test_timeout_expiry_returns_not_approved_with_the_reason(addr_a, kind):
     gate = ApprovalGate(addr_a, agent_id="deployer")
     response = gate.request_approval(kind, context={}, timeout=1)
     assert response.approved is False
-    assert response.reason == "deadline passed before a decision"
+    assert response.reason == "Approval timeout after 1s"  # attune-ai's wording
     assert response.responder == "system"
 
 

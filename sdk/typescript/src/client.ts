@@ -69,12 +69,12 @@ export class ApprovalClient {
    * idempotencyKey to re-attach. A lost connection re-attaches by itself.
    */
   async requestApproval(request: NewApproval, options: CallOptions = {}): Promise<Decision> {
-    const message = { ...this.creation(request), idempotencyKey: request.idempotencyKey || crypto.randomUUID() };
+    const message = this.creation(request);
     const response = await this.reattaching(options, (o) => this.api.requestApproval(message, o));
     return decisionOf(response.approval!);
   }
 
-  /** Creates an approval (or finds the one with this idempotencyKey) and returns at once. */
+  /** Creates an approval (or finds the one with this idempotencyKey, made up when not given) and returns at once. */
   async createApproval(request: NewApproval, options?: CallOptions): Promise<Approval> {
     return (await call(this.api.createApproval(this.creation(request), options))).approval!;
   }
@@ -173,7 +173,10 @@ export class ApprovalClient {
       context: request.context,
       labels: request.labels ?? {},
       timeout: request.timeoutSeconds === undefined ? undefined : durationFromMs(request.timeoutSeconds * 1000),
-      idempotencyKey: request.idempotencyKey ?? "",
+      // Always a key, made up when not given: requestApproval re-attaches
+      // by it, and a retry of a create after an ambiguous failure returns the
+      // same approval instead of making a second.
+      idempotencyKey: request.idempotencyKey || crypto.randomUUID(),
     };
   }
 

@@ -115,9 +115,10 @@ pub struct RequestArgs {
     #[arg(long, short, value_name = "JSON|@FILE")]
     pub context: Option<String>,
 
-    /// How long the approval stays open before it expires (e.g. 90s, 5m, 2h).
-    #[arg(long, value_parser = duration, default_value = "5m")]
-    pub timeout: Duration,
+    /// How long the approval stays open before it expires (e.g. 90s, 5m, 2h;
+    /// default: the server's --default-timeout, 5m unless set).
+    #[arg(long, value_parser = duration)]
+    pub timeout: Option<Duration>,
 
     /// A label, key=value (repeatable).
     #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = key_value)]
@@ -154,7 +155,9 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct Responder {
-    /// Who decides (default: $USER). Ignored by a server with authentication.
+    /// Who decides (default: the OS user name, from $USER, $LOGNAME or the
+    /// system's account, as git does). Ignored by a server with
+    /// authentication, which records the token's principal.
     #[arg(long, env = "APPROVAL_RESPONDER")]
     pub responder: Option<String>,
 }

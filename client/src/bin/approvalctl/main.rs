@@ -146,16 +146,25 @@ fn read_file(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::usage(format!("{flag} {}: cannot read it: {e}", path.display())))
 }
 
-/// Who responds: --responder, APPROVAL_RESPONDER, or the login name. With a
+/// Who responds: --responder, APPROVAL_RESPONDER, or the OS user name. With a
 /// token the server records the token's principal instead, so no name is
 /// needed then.
 fn responder(flag: Responder, has_token: bool) -> Result<String, Failure> {
     flag.responder
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("USERNAME").ok())
         .filter(|r| !r.trim().is_empty())
+        .or_else(os_user_name)
         .or_else(|| has_token.then(|| "token holder".to_string()))
         .ok_or_else(|| {
             Failure::usage("who is responding? pass --responder NAME or set APPROVAL_RESPONDER")
         })
+}
+
+/// The login name: $USER, $LOGNAME, $USERNAME (Windows), else the system's
+/// account for this process (a container or cron job often has no $USER).
+fn os_user_name() -> Option<String> {
+    let named = |name: String| (!name.trim().is_empty()).then_some(name);
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().and_then(named))
+        .or_else(|| whoami::username().ok().and_then(named))
 }

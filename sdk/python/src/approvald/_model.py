@@ -71,7 +71,7 @@ class Approval:
             approval_type=message.approval_type,
             agent_id=message.agent_id,
             requester=message.requester,
-            context=json_format.MessageToDict(message.context),
+            context=integral_numbers(json_format.MessageToDict(message.context)),
             labels=dict(message.labels),
             idempotency_key=message.idempotency_key,
             created_at=message.created_at.ToDatetime(timezone.utc),
@@ -109,6 +109,32 @@ class WatchEvent:
         if kind in ("added", "resolved"):
             approval = Approval.from_proto(getattr(message, kind))
         return cls(kind=kind, approval=approval, cursor=message.cursor)
+
+
+#: Doubles up to this magnitude hold every integer exactly.
+_EXACT_INTEGERS = 2**53
+
+
+def integral_numbers(value: Any) -> Any:
+    """`value` with every integral float (60.0) as an int (60), in nested
+    dicts and lists too, and the keys of every dict sorted.
+
+    A context is a google.protobuf.Struct, whose numbers are all doubles: the
+    int 60 sent comes back as 60.0. Integers are what programs send far more
+    often than integral floats, so they get their type back (60.0 == 60
+    either way). Beyond 2**53 a double no longer holds every integer, so such
+    numbers stay floats (send big integers as strings)."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= _EXACT_INTEGERS:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        # A Struct is a map: the order sent is lost (and protobuf's map
+        # order is arbitrary), so keys come back sorted, at every level.
+        return {k: integral_numbers(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [integral_numbers(v) for v in value]
+    return value
 
 
 def to_struct(context: Optional[Mapping[str, Any]]) -> Optional[struct_pb2.Struct]:

@@ -86,10 +86,9 @@ class AsyncApprovalClient:
         timeout: Optional[Timeout] = None,
         idempotency_key: Optional[str] = None,
     ) -> Approval:
+        key = idempotency_key or str(uuid.uuid4())  # always one: see ApprovalClient.create
         message = pb.CreateApprovalRequest(
-            **creation_fields(
-                approval_type, self.agent_id, context, labels, timeout, idempotency_key
-            )
+            **creation_fields(approval_type, self.agent_id, context, labels, timeout, key)
         )
         return Approval.from_proto((await self._unary(self._stub.CreateApproval(message))).approval)
 

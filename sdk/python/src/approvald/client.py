@@ -123,12 +123,13 @@ class ApprovalClient:
         timeout: Optional[Timeout] = None,
         idempotency_key: Optional[str] = None,
     ) -> Approval:
-        """Creates an approval (or returns the one with this idempotency_key)
-        and returns at once."""
+        """Creates an approval (or returns the one with this idempotency_key;
+        one is made up when not given) and returns at once."""
+        # Always a key (made up when not given): a retry after an ambiguous
+        # failure then returns the same approval instead of making a second.
+        key = idempotency_key or str(uuid.uuid4())
         message = pb.CreateApprovalRequest(
-            **creation_fields(
-                approval_type, self.agent_id, context, labels, timeout, idempotency_key
-            )
+            **creation_fields(approval_type, self.agent_id, context, labels, timeout, key)
         )
         return Approval.from_proto(self._unary(self._stub.CreateApproval, message).approval)
 
@@ -259,13 +260,19 @@ class ApprovalClient:
                 self._wait_until_connected(reconnect, error)
 
     def _wait_until_connected(self, reconnect: "_ReconnectBudget", error: grpc.RpcError) -> None:
+        """Pauses, then waits for a connection; raises Unavailable with the
+        last failure (no connection, or the service's own, such as its Redis
+        being down) once the budget (or the caller's wait) is used up."""
         time.sleep(reconnect.next_pause())
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=reconnect.remaining())
+            remaining = reconnect.remaining()
+            if remaining <= 0:
+                raise grpc.FutureTimeoutError()
+            grpc.channel_ready_future(self._channel).result(timeout=remaining)
         except grpc.FutureTimeoutError:
             raise Unavailable(
                 grpc.StatusCode.UNAVAILABLE,
-                f"no connection to approvald within {self.reconnect_timeout}s: "
+                f"approvald unavailable, gave up retrying: "
                 f"{error.details()}",  # type: ignore[attr-defined]
             ) from None
 

@@ -11,6 +11,8 @@ import { AlreadyDecidedError, ApprovalClient, ApprovalStatus, Code, ConnectError
 const addrA = process.env.APPROVALD_ADDR_A;
 const addrB = process.env.APPROVALD_ADDR_B;
 if (!addrA || !addrB) throw new Error("APPROVALD_ADDR_A/B are not set: run scripts/suites/41-sdk-typescript.sh");
+const defaultTimeout = process.env.APPROVALD_DEFAULT_TIMEOUT_SECONDS;
+if (!defaultTimeout) throw new Error("APPROVALD_DEFAULT_TIMEOUT_SECONDS is not set: run scripts/suites/41-sdk-typescript.sh");
 
 const transports: [string, (url: string, agentId: string) => ApprovalClient][] = [
   ["gRPC (Node)", (url, agentId) => createNodeClient(url, { agentId })],
@@ -66,6 +68,15 @@ for (const [name, connect] of transports) {
       assert.equal(decision.approval.id, pending.id);
       assert.equal(decision.approved, false);
       assert.equal(decision.reason, "not now");
+    });
+
+    it("createApproval without a key or timeout sends a made-up key and gets the server's default timeout", async () => {
+      const approval = await agent.createApproval({ approvalType: kind() });
+      assert.match(approval.idempotencyKey, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      const other = await agent.createApproval({ approvalType: kind() });
+      assert.notEqual(other.idempotencyKey, approval.idempotencyKey);
+      const seconds = Number(approval.deadline!.seconds - approval.createdAt!.seconds);
+      assert.ok(Math.abs(seconds - Number(defaultTimeout)) <= 1, `deadline ${seconds}s after creation, server default ${defaultTimeout}s`);
     });
 
     it("a conflicting response is refused naming the winner; an identical retry is fine", async () => {

@@ -26,8 +26,10 @@ pub async fn run(
     let context = read_context(args.context.as_deref())?;
     let mut request = ApprovalRequest::new(args.approval_type)
         .context(context)
-        .timeout(args.timeout)
         .agent_id(args.agent_id);
+    if let Some(timeout) = args.timeout {
+        request = request.timeout(timeout);
+    }
     for (k, v) in args.labels {
         request = request.label(k, v);
     }

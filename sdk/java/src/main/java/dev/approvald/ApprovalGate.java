@@ -105,10 +105,7 @@ public final class ApprovalGate implements AutoCloseable {
    *     ApprovalException.InvalidArgumentException}) or when no replica answers
    */
   public Decision requestApproval(ApprovalRequest request) {
-    ApprovalRequest attachable =
-        request.idempotencyKey().isEmpty()
-            ? request.withIdempotencyKey(UUID.randomUUID().toString())
-            : request;
+    ApprovalRequest attachable = withKey(request);
     var message = attachable.toProto(agentId);
     RequestApprovalResponse response =
         reattaching(
@@ -118,9 +115,20 @@ public final class ApprovalGate implements AutoCloseable {
     return new Decision(response.getApproval(), response.getApproved());
   }
 
-  /** Creates an approval (or finds the one with the same idempotency key) and returns at once. */
+  /**
+   * Creates an approval (or finds the one with the same idempotency key) and returns at once. A
+   * request without an idempotency key gets a made-up one, so that a retry after an ambiguous
+   * failure returns the same approval instead of making a second.
+   */
   public Approval createApproval(ApprovalRequest request) {
-    return call(calls -> calls.createApproval(request.toCreateProto(agentId)).getApproval());
+    var message = withKey(request).toCreateProto(agentId);
+    return call(calls -> calls.createApproval(message).getApproval());
+  }
+
+  private static ApprovalRequest withKey(ApprovalRequest request) {
+    return request.idempotencyKey().isEmpty()
+        ? request.withIdempotencyKey(UUID.randomUUID().toString())
+        : request;
   }
 
   /**

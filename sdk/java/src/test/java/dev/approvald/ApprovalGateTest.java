@@ -125,6 +125,18 @@ class ApprovalGateTest {
   }
 
   @Test
+  void createWithoutKeyOrTimeoutSendsAMadeUpKeyAndGetsTheServersDefault() {
+    long want = Long.parseLong(Live.env("APPROVALD_DEFAULT_TIMEOUT_SECONDS"));
+    Approval a = agent.createApproval(ApprovalRequest.builder(type).build());
+    Approval b = agent.createApproval(ApprovalRequest.builder(type).build());
+    assertEquals(36, a.getIdempotencyKey().length(), a.getIdempotencyKey());
+    assertFalse(a.getIdempotencyKey().equals(b.getIdempotencyKey()));
+    assertFalse(a.getId().equals(b.getId()));
+    long open = a.getDeadline().getSeconds() - a.getCreatedAt().getSeconds();
+    assertTrue(Math.abs(open - want) <= 1, "deadline " + open + "s after creation, default " + want);
+  }
+
+  @Test
   void aConflictingResponseIsRefusedAndNamesTheWinner() {
     Approval created = agent.createApproval(ApprovalRequest.builder(type).build());
     human.respond(created.getId(), true, "alice", "ship it");
