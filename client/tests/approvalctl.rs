@@ -233,6 +233,45 @@ async fn request_exits_3_when_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_130_on_ctrl_c_and_withdraws_the_approval() {
+    let d = deployment().await;
+    let (a, _) = servers(&d);
+    let (request, id) = start_request(&a, &["--type", "interrupted"]).await;
+    let pid = request.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let done = finish(request).await;
+    assert_eq!(done.code, 130, "Ctrl-C is exit code 130");
+    let c = client(&d.replicas[1], "alice").await;
+    let after = c.get(&id).await.expect("get");
+    assert_eq!(
+        after.status,
+        Status::Cancelled,
+        "nobody waits any more, so the approval is withdrawn"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_other_error_exits_9() {
+    // A gRPC server that is not an approval service (a replica's health-only
+    // port) answers UNIMPLEMENTED: none of the specific codes fits.
+    let d = Deployment::start_with(approval_tests::Store::Memory, 1, |c| {
+        c.health_listen = Some("127.0.0.1:0".parse().expect("address"));
+    })
+    .await;
+    let health = format!(
+        "http://127.0.0.1:{}",
+        d.replicas[0].health_port.expect("health port")
+    );
+    let other = run(&health, &["list"]).await;
+    assert_eq!(other.code, 9, "{}", other.stderr);
+    assert!(other.stderr.starts_with("error:"), "{}", other.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_and_list_show_approvals_as_json_and_as_tables() {
     let d = deployment().await;
     let (a, b) = servers(&d);
@@ -479,17 +518,17 @@ async fn watch_says_it_re_synced_and_shows_a_fresh_snapshot_after_the_store_is_w
     watch.kill().await.expect("stop watch");
 }
 
-/// Runs `approvalctl <args>` in a pseudo-terminal (util-linux `script`),
-/// returning the child; `None` where `script` is not installed.
-fn in_terminal(server: &str, args: &str) -> Option<Child> {
-    if std::process::Command::new("script")
+/// Runs `approvalctl <args>` in a pseudo-terminal (`script`, from Debian's
+/// bsdutils, which ./scripts/test installs), returning the child.
+fn in_terminal(server: &str, args: &str) -> Child {
+    let present = std::process::Command::new("script")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        eprintln!("skipping the terminal rendering check: `script` (util-linux) is not installed");
-        return None;
-    }
+        .is_ok();
+    assert!(
+        present,
+        "the terminal test needs `script`: apt-get install -y bsdutils"
+    );
     let command = format!(
         "stty cols 160 rows 40 2>/dev/null; {} --server {server} {args}",
         env!("CARGO_BIN_EXE_approvalctl")
@@ -504,7 +543,7 @@ fn in_terminal(server: &str, args: &str) -> Option<Child> {
         .kill_on_drop(true)
         .spawn()
         .expect("script runs");
-    Some(child)
+    child
 }
 
 /// Reads the terminal's output until it contains every one of `wanted`.
@@ -538,9 +577,7 @@ async fn on_a_terminal_watch_draws_a_table_and_request_shows_the_time_left() {
         .expect("create")
         .approval;
 
-    let Some(mut watch) = in_terminal(&a, "watch") else {
-        return;
-    };
+    let mut watch = in_terminal(&a, "watch");
     let mut screen = watch.stdout.take().expect("piped");
     let drawn = read_until(
         &mut screen,
@@ -552,9 +589,7 @@ async fn on_a_terminal_watch_draws_a_table_and_request_shows_the_time_left() {
     read_until(&mut screen, &["0 pending (live)", "approved by alice"]).await;
     watch.kill().await.expect("stop watch");
 
-    let Some(mut request) = in_terminal(&a, "request --type deploy:tty --timeout 2s") else {
-        return;
-    };
+    let mut request = in_terminal(&a, "request --type deploy:tty --timeout 2s");
     let mut screen = request.stdout.take().expect("piped");
     read_until(&mut screen, &["left"]).await;
     let status = tokio::time::timeout(RUN_LIMIT, request.wait())

@@ -348,6 +348,61 @@ async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() 
     assert!(!ids.contains(&other_type.id), "the filter still applies");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_cursor_was_trimmed_away_resets_and_resyncs() {
+    let redis = RedisServer::start();
+    let prefix = format!("client-{}", uuid::Uuid::now_v7().simple());
+    let port = free_port();
+    let mut first = replica_on(port, &redis, &prefix).await;
+    let c = client(&first, "alice").await;
+    let mut events = c.watch_pending(WatchFilter::default().approval_type("trim"));
+    assert_eq!(next(&mut events).await, WatchEvent::Synced);
+    let kept = c
+        .create(ApprovalRequest::new("trim"))
+        .await
+        .expect("create")
+        .approval;
+    assert!(matches!(next(&mut events).await, WatchEvent::Added(a) if a.id == kept.id));
+
+    // The watcher's replica goes away; meanwhile another one, whose event log
+    // keeps 3 events, writes 160 (Redis trims by whole nodes of 100), so
+    // the watcher's cursor is gone when its address answers again.
+    first.stop().await;
+    let mut config = approvald::Config::for_tests();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = prefix.clone();
+    config.event_log_cap = 3;
+    let small = approval_tests::Replica::start(config).await;
+    let busy = client(&small, "alice").await;
+    for _ in 0..80 {
+        let a = busy
+            .create(ApprovalRequest::new("trim"))
+            .await
+            .expect("create")
+            .approval;
+        busy.cancel(&a.id, "churn").await.expect("cancel");
+    }
+    let _back = replica_on(port, &redis, &prefix).await;
+
+    // A visible Reset, then the fresh snapshot: the one pending approval.
+    let mut after = Vec::new();
+    while after.last() != Some(&WatchEvent::Synced) {
+        match next(&mut events).await {
+            WatchEvent::Reconnecting { .. } => continue,
+            other => after.push(other),
+        }
+    }
+    assert_eq!(
+        after,
+        vec![
+            WatchEvent::Reset,
+            WatchEvent::Added(c.get(&kept.id).await.expect("get")),
+            WatchEvent::Synced
+        ],
+        "a trimmed cursor gives Reset and a re-sync, not a silent gap"
+    );
+}
+
 /// A default no client would pick, so a deadline that follows it can only
 /// come from the server's `--default-timeout`.
 const SERVER_DEFAULT: Duration = Duration::from_secs(4321);

@@ -170,6 +170,10 @@ impl Application {
                 listen = %config.listen,
                 "authentication is OFF and the listen address is not loopback: accepting UNAUTHENTICATED calls from the network (--insecure-allow-unauthenticated)"
             ),
+            None if !config.metrics_listen.ip().is_loopback() => tracing::warn!(
+                metrics_listen = %config.metrics_listen,
+                "authentication is OFF and the metrics address is not loopback: approval types and counts are readable from the network (--insecure-allow-unauthenticated)"
+            ),
             None => tracing::info!("authentication off (loopback only)"),
         }
         if tls.is_some() {

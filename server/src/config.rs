@@ -48,7 +48,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
 
     /// Accept unauthenticated calls on a non-loopback address. Without
-    /// --auth-config, listening beyond 127.0.0.1/::1 needs this.
+    /// --auth-config, listening beyond 127.0.0.1/::1 (API, metrics or
+    /// health) needs this.
     #[arg(long, env = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")]
     pub insecure_allow_unauthenticated: bool,
 
@@ -284,6 +285,41 @@ impl Config {
         }
     }
 
+    /// Without authentication every listener stays on loopback: the API
+    /// (anyone could request and approve), and metrics and health too
+    /// (metrics carry approval types and counts), unless the operator says
+    /// --insecure-allow-unauthenticated.
+    fn loopback_without_auth(&self) -> Result<(), String> {
+        let listeners = [
+            ("--listen", Some(self.listen), "could request and approve"),
+            (
+                "--metrics-listen",
+                Some(self.metrics_listen),
+                "could read approval types and counts",
+            ),
+            (
+                "--health-listen",
+                self.health_listen,
+                "could read the serving status",
+            ),
+        ];
+        for (flag, addr, risk) in listeners {
+            match addr {
+                Some(addr) if !addr.ip().is_loopback() => {
+                    return Err(format!(
+                        "refusing {flag} {addr} without authentication: anyone who can reach \
+                         this address {risk}. Configure --auth-config (see SECURITY.md), listen \
+                         on 127.0.0.1, or pass --insecure-allow-unauthenticated \
+                         (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) behind a trusted network \
+                         boundary"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses settings that cannot work, naming the flag.
     pub fn check(&self) -> Result<(), String> {
         if self.default_timeout.is_zero() || self.default_timeout > self.max_timeout {
@@ -311,17 +347,8 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
         }
-        if !self.listen.ip().is_loopback()
-            && self.auth_config.is_none()
-            && !self.insecure_allow_unauthenticated
-        {
-            return Err(format!(
-                "refusing to listen on {} without authentication: anyone who can reach this address \
-                 could request and approve. Configure --auth-config (see SECURITY.md), listen on \
-                 127.0.0.1, or pass --insecure-allow-unauthenticated \
-                 (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) behind a trusted network boundary",
-                self.listen
-            ));
+        if self.auth_config.is_none() && !self.insecure_allow_unauthenticated {
+            self.loopback_without_auth()?;
         }
         if self.auth_config.is_none() && self.cors_origins.iter().any(|o| o.trim() == "*") {
             return Err(

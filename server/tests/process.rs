@@ -146,17 +146,121 @@ async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigt
     assert!(status.success(), "{status:?}");
 }
 
-#[test]
-fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
-    let out = Command::new(BIN)
-        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0"])
+/// Runs approvald with `args` expecting it to refuse to start: the exit
+/// code and everything it printed.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
         .env_remove("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")
-        .output()
+        .env_remove("APPROVALD_AUTH_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let end = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("approvald started with {args:?} instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[tokio::test]
+async fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
+    let (code, text) = refused(&["--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("--insecure-allow-unauthenticated"), "{text}");
+
+    // Told insecure: it starts on every interface, warns, and serves
+    // unauthenticated calls.
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--insecure-allow-unauthenticated",
+    ]);
+    let warning = p.line_with("authentication is OFF");
+    assert!(warning.contains("UNAUTHENTICATED"), "{warning}");
+    p.line_with("listening");
+    let mut client = ApprovalServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let created = client
+        .create_approval(v1::CreateApprovalRequest {
+            approval_type: "deploy".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("an unauthenticated call is served");
+    assert_eq!(
+        created.into_inner().approval.unwrap().requester,
+        "anonymous"
+    );
+    let status = tokio::task::spawn_blocking(move || p.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn without_auth_metrics_and_health_stay_on_loopback_unless_told_insecure() {
+    for flag in ["--metrics-listen", "--health-listen"] {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        if flag != "--metrics-listen" {
+            args.extend(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        args.extend([flag, "0.0.0.0:0"]);
+        let (code, text) = refused(&args);
+        assert_eq!(code, Some(2), "{flag}: {text}");
+        assert!(
+            text.contains(flag) && text.contains("--insecure-allow-unauthenticated"),
+            "{flag}: {text}"
+        );
+    }
+
+    // Told insecure: metrics are served on every interface, with a warning.
+    let metrics_port = free_port();
+    let metrics = format!("0.0.0.0:{metrics_port}");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--insecure-allow-unauthenticated",
+    ]);
+    let warning = p.line_with("metrics address is not loopback");
+    assert!(warning.contains("approval types and counts"), "{warning}");
+    p.line_with("listening");
+    let scrape = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    assert!(
+        scrape.starts_with("HTTP/1.0 200") || scrape.starts_with("HTTP/1.1 200"),
+        "{scrape}"
+    );
+    let status = tokio::task::spawn_blocking(move || p.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -205,19 +309,62 @@ fn json_logs_are_one_json_object_per_line() {
 
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
+    use clap::CommandFactory;
     let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--redis-url",
-        "--redis-prefix",
-        "--retention",
-        "--shutdown-grace",
-        "--max-context-bytes",
-        "--log-format",
-    ] {
-        assert!(help.contains(flag), "{flag} missing from --help");
+    // The settings are whatever clap knows, so a new flag cannot drift out
+    // of this check.
+    let command = approvald::config::Config::command();
+    let settings: Vec<_> = command
+        .get_arguments()
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .collect();
+    assert!(
+        settings.len() > 30,
+        "only {} settings found",
+        settings.len()
+    );
+    // --help prints each option as a block: its `--flag` line, then its
+    // description ending in `[env: NAME=...]`.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in help.lines() {
+        if line.trim_start().starts_with('-') {
+            blocks.push(line.to_string());
+        } else if let Some(block) = blocks.last_mut() {
+            block.push('\n');
+            block.push_str(line);
+        }
     }
-    assert!(help.contains("APPROVALD_REDIS_URL"));
+    for arg in settings {
+        let long = arg
+            .get_long()
+            .unwrap_or_else(|| panic!("{} has no --flag", arg.get_id()));
+        let env = arg
+            .get_env()
+            .unwrap_or_else(|| panic!("--{long} has no environment variable"))
+            .to_string_lossy()
+            .to_string();
+        assert_eq!(
+            env,
+            format!("APPROVALD_{}", long.to_uppercase().replace('-', "_")),
+            "--{long}"
+        );
+        let flag = format!("--{long}");
+        let block = blocks
+            .iter()
+            .find(|b| {
+                b.lines().next().is_some_and(|l| {
+                    l.split_whitespace()
+                        .any(|w| w.trim_end_matches(',') == flag)
+                })
+            })
+            .unwrap_or_else(|| panic!("--{long} missing from --help:\n{help}"));
+        assert!(
+            block.contains(&format!("[env: {env}")),
+            "--{long} does not show {env} in --help:\n{block}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -327,6 +474,131 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         records.iter().any(|r| r["fields"]["action"] == "refused"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_audit_log_records_every_outcome_with_who_ended_it() {
+    let dir = std::env::temp_dir().join(format!("approvald-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    let audit = dir.join("audit.log");
+    let _ = std::fs::remove_file(&audit);
+    let entry = |principal: &str, role: &str, token: &str| {
+        format!(
+            "[[tokens]]\nprincipal = {principal:?}\nroles = [{role:?}]\nsha256 = {:?}\n",
+            approvald::auth::hash_token(token)
+        )
+    };
+    std::fs::write(
+        &file,
+        entry("agent", "requester", "agent-token") + &entry("alice", "approver", "alice-token"),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut p = Process::start(&[
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &metrics,
+        "--auth-config",
+        file.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    p.line_with("listening");
+    let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
+        .await
+        .unwrap();
+    fn as_<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+    let create = async |timeout_secs: i64| {
+        let request = v1::CreateApprovalRequest {
+            approval_type: "deploy".into(),
+            timeout: Some(prost_types::Duration {
+                seconds: timeout_secs,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        client
+            .clone()
+            .create_approval(as_("agent-token", request))
+            .await
+            .unwrap()
+            .into_inner()
+            .approval
+            .unwrap()
+            .id
+    };
+    let approved = create(300).await;
+    let rejected = create(300).await;
+    let cancelled = create(300).await;
+    let expired = create(1).await;
+    for (id, decision) in [
+        (&approved, v1::Decision::Approve),
+        (&rejected, v1::Decision::Reject),
+    ] {
+        let respond = v1::RespondRequest {
+            id: id.clone(),
+            decision: decision as i32,
+            reason: "checked".into(),
+            responder: String::new(),
+            ..Default::default()
+        };
+        client
+            .respond(as_("alice-token", respond))
+            .await
+            .expect("alice decides");
+    }
+    let cancel = v1::CancelApprovalRequest {
+        id: cancelled.clone(),
+        reason: "no longer needed".into(),
+    };
+    client
+        .cancel_approval(as_("agent-token", cancel))
+        .await
+        .expect("the requester cancels");
+
+    // Each outcome is one JSON record naming the approval and who ended it
+    // (expiry: the service itself).
+    let want = [
+        (&approved, "approved", "alice"),
+        (&rejected, "rejected", "alice"),
+        (&cancelled, "cancelled", "agent"),
+        (&expired, "expired", "approvald"),
+    ];
+    let end = Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON audit line"))
+            .collect();
+        if records.iter().any(|r| r["fields"]["action"] == "expired") {
+            break records;
+        }
+        assert!(Instant::now() < end, "no expiry recorded:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (id, action, principal) in want {
+        let matching: Vec<_> = records
+            .iter()
+            .filter(|r| r["fields"]["id"] == id.as_str() && r["fields"]["action"] == action)
+            .collect();
+        assert_eq!(matching.len(), 1, "{action} {id}: {records:#?}");
+        let fields = &matching[0]["fields"];
+        assert_eq!(fields["principal"], principal, "{action}: {fields}");
+        assert_eq!(fields["status"], action, "{action}: {fields}");
+        assert_eq!(fields["requester"], "agent", "{action}: {fields}");
+    }
+    assert!(p.terminate().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,4 +1,5 @@
-//! The API suite: every RPC and guarantee of DESIGN.md, run against both
+//! The API suite: every RPC of the README's "The API in one table" and the
+//! guarantees the README and the proto comments promise, run against both
 //! stores. On Redis each test runs on two replicas (calls go to A or B);
 //! on memory both are the same process.
 

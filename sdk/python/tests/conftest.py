@@ -86,7 +86,9 @@ def wait_serving(
 class Replica:
     """One more approvald process on the suite's Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: "str | None" = None, *extra: str) -> None:
+        """On the suite's Redis, under the suite's prefix (so it shares the
+        other replicas' state) unless given another; `extra` flags added."""
         self.addr = f"127.0.0.1:{_free_port()}"
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
@@ -95,9 +97,10 @@ class Replica:
                 "--listen", self.addr,
                 "--metrics-listen", f"127.0.0.1:{_free_port()}",
                 "--redis-url", _env("APPROVALD_REDIS_URL"),
-                "--redis-prefix", _env("APPROVALD_REDIS_PREFIX"),
+                "--redis-prefix", prefix or _env("APPROVALD_REDIS_PREFIX"),
                 "--shutdown-grace", "2s",
                 "--default-timeout", f"{_env('APPROVALD_DEFAULT_TIMEOUT_SECONDS')}s",
+                *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

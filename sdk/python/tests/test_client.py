@@ -5,7 +5,7 @@ import threading
 import uuid
 
 import pytest
-from conftest import eventually
+from conftest import Replica, eventually
 
 from approvald import (
     AlreadyDecided,
@@ -153,3 +153,61 @@ def test_a_blocked_request_re_attaches_after_its_replica_shuts_down(
     assert result["approval"].id == pending[0].id
     assert result["approval"].approved
     agent.close()
+
+
+def test_a_watch_resumes_by_itself_on_another_replica_with_no_gap_and_no_duplicate(
+    extra_replica, addr_a, client_b, kind
+):
+    # The watcher knows two replicas; pick_first connects it to the extra one.
+    watcher = ApprovalClient(f"ipv4:{extra_replica.addr},{addr_a}", agent_id="watcher")
+    before = client_b.create(kind)
+    stream = watcher.watch_pending(approval_types=[kind])
+    assert (next(stream).kind, next(stream).kind) == ("added", "synced")
+    first = client_b.create(kind)
+    live = next(stream)
+    assert (live.kind, live.approval.id) == ("added", first.id)
+
+    extra_replica.shut_down()  # the stream ends; the helper resumes on addr_a
+    # Made while the watcher's replica was gone: each must arrive once.
+    client_b.approve(before.id, responder="alice")
+    second = client_b.create(kind)
+    client_b.cancel(first.id)
+
+    seen = [next(stream) for _ in range(3)]
+    assert [(e.kind, e.approval.id) for e in seen] == [
+        ("resolved", before.id),
+        ("added", second.id),
+        ("resolved", first.id),
+    ], "resumed from its last cursor: no reset, no gap, no duplicate"
+    assert all(e.cursor for e in seen)
+    stream.close()
+    watcher.close()
+
+
+def test_a_cursor_trimmed_from_the_event_log_gives_reset_then_a_fresh_snapshot(kind):
+    # A replica on a store of its own whose event log keeps only 3 events.
+    small = Replica(f"trim-{uuid.uuid4().hex[:8]}", "--event-log-cap", "3")
+    try:
+        with ApprovalClient(small.addr, agent_id="trim") as c:
+            stream = c.watch_pending(approval_types=[kind])
+            assert next(stream).kind == "synced"
+            kept = c.create(kind)
+            live = next(stream)
+            assert (live.kind, live.approval.id) == ("added", kept.id)
+            stream.close()
+
+            # While nobody watches, 160 more events push that cursor out
+            # (Redis trims the stream by whole nodes of 100 entries).
+            for _ in range(80):
+                c.cancel(c.create(kind).id)
+
+            resumed = c.watch_pending(approval_types=[kind], cursor=live.cursor)
+            reset = next(resumed)
+            assert reset.kind == "reset", reset
+            # The re-sync: every pending approval, then synced.
+            snapshot = next(resumed)
+            assert (snapshot.kind, snapshot.approval.id) == ("added", kept.id)
+            assert next(resumed).kind == "synced"
+            resumed.close()
+    finally:
+        small.shut_down()

@@ -152,7 +152,7 @@ export class ApprovalClient {
         stop.abort();
       }
       if (options.signal?.aborted) return;
-      const code = failure?.code ?? Code.Unavailable; // a stream the server ended is lost too
+      const code = failure === undefined ? Code.Unavailable : lostCode(failure); // a stream the server ended is lost too
       if (code === Code.OutOfRange || (code === Code.Unavailable && !request.cursor && yieldedWithoutCursor)) {
         request.cursor = "";
         yieldedWithoutCursor = false;
@@ -192,13 +192,23 @@ export class ApprovalClient {
         return await run({ ...options, timeoutMs });
       } catch (reason) {
         const error = ConnectError.from(reason);
-        if (error.code !== Code.Unavailable) throw convertError(error);
+        if (lostCode(error) !== Code.Unavailable) throw convertError(error);
         // A call that ran a while had reached the service: a fresh loss.
         budget.lost(Date.now() - started >= 1000);
         await budget.pause(options.signal, error);
       }
     }
   }
+}
+
+/**
+ * The error's code, with a failed fetch counted as UNAVAILABLE: over
+ * gRPC-Web a refused or dropped connection (a replica restarting) rejects
+ * `fetch` with a TypeError, which Connect reports as UNKNOWN.
+ */
+function lostCode(error: ConnectError): Code {
+  if (error.code === Code.Unknown && error.cause instanceof TypeError) return Code.Unavailable;
+  return error.code;
 }
 
 function decisionOf(approval: Approval): Decision {
