@@ -1,6 +1,7 @@
 # Installs (once, cached) the tools of the deploy checks and exports:
 #   HELM       helm, built from its Go module (no prebuilt download needed)
 #   DEPLOY_PY  python of a virtualenv with deploy/tests/requirements.txt
+#   PROMTOOL   promtool, extracted from Debian's prometheus package
 # Source it after scripts/lib.sh: `. deploy/tests/tools.sh`.
 # The cache lives outside the work tree (APPROVALD_TOOLS_DIR, default
 # ~/.cache/approvald-deploy), so fresh clones on the same machine reuse it.
@@ -36,6 +37,31 @@ need_deploy_python() {
   fi
   DEPLOY_PY="$venv/bin/python"
   export DEPLOY_PY
+}
+
+# promtool from Debian's `prometheus` package: downloaded and unpacked, not
+# installed (installing would add and start a Prometheus service). Any
+# version with `check rules` and `test rules` will do (Debian 12: 2.42).
+need_promtool() {
+  PROMTOOL="$TOOLS_DIR/promtool/usr/bin/promtool"
+  if [ ! -x "$PROMTOOL" ]; then
+    log "fetching promtool from Debian's prometheus package (once; cached in $TOOLS_DIR)"
+    local tmp
+    tmp="$(mktemp -d)"
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+      [ "$(id -u)" = 0 ] || { rm -rf "$tmp"; echo "apt-get download prometheus failed: run apt-get update as root" >&2; return 1; }
+      apt-get update -qq && (cd "$tmp" && apt-get download prometheus >/dev/null)
+    fi
+    rm -rf "$TOOLS_DIR/promtool"
+    mkdir -p "$TOOLS_DIR"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$TOOLS_DIR/promtool.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$TOOLS_DIR/promtool/usr/bin"
+    mv "$TOOLS_DIR/promtool.tmp/usr/bin/promtool" "$PROMTOOL"
+    rm -rf "$TOOLS_DIR/promtool.tmp"
+  fi
+  "$PROMTOOL" --version >/dev/null
+  export PROMTOOL
 }
 
 # helm template of the chart, as the plain manifest and the checks render it.
