@@ -243,6 +243,8 @@ impl Application {
             .http2_keepalive_timeout(Some(config.keepalive_timeout))
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .max_concurrent_streams(config.max_concurrent_streams)
+            // A span per call, child of its traceparent: only with OTEL_* on.
+            .layer(tower::util::option_layer(crate::telemetry::grpc_layer()))
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(tower::util::MapResponseLayer::new(

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod waiters;
 
 pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};

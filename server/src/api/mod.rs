@@ -64,6 +64,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, St
 
 fn final_answer(a: Approval) -> (v1::Approval, bool) {
     let approved = a.status == ApprovalStatus::Approved;
+    crate::telemetry::record_approval(&a);
     (approval_to_proto(a), approved)
 }
 
@@ -78,6 +79,7 @@ impl ApprovalService for ApprovalApi {
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
         let created = self.approvals.create(&caller, new).await?;
+        crate::telemetry::record_approval(&created.approval);
         let done = self
             .approvals
             .wait_final(&caller, &created.approval.id, call_deadline)
@@ -97,6 +99,7 @@ impl ApprovalService for ApprovalApi {
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
         let created = self.approvals.create(&caller, new).await?;
+        crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {
             approval: Some(approval_to_proto(created.approval)),
             created: created.created,
@@ -166,6 +169,7 @@ impl ApprovalService for ApprovalApi {
             .approvals
             .respond(&caller, &id, decision, responder, reason)
             .await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::RespondResponse {
             approval: Some(approval_to_proto(approval)),
         }))
@@ -178,6 +182,7 @@ impl ApprovalService for ApprovalApi {
         let caller = self.admit(&request)?;
         let id = id_from_proto(&request.get_ref().id)?;
         let approval = self.approvals.get(&caller, &id).await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::GetApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))
@@ -207,6 +212,7 @@ impl ApprovalService for ApprovalApi {
         let id = id_from_proto(&r.id)?;
         let reason = Reason::parse("reason", &r.reason, self.approvals.limits())?;
         let approval = self.approvals.cancel(&caller, &id, reason).await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::CancelApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))
