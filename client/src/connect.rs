@@ -16,9 +16,13 @@ pub type GrpcClient = approval_api::v1::approval_service_client::ApprovalService
     InterceptedService<Channel, BearerToken>,
 >;
 
-/// Adds `authorization: Bearer <token>` to every call when a token is set.
+/// Adds `authorization: Bearer <token>` to every call when a token is set,
+/// and the W3C `traceparent` / `tracestate` when a trace context is set.
 #[derive(Clone, Default)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
+pub struct BearerToken(
+    Option<MetadataValue<Ascii>>,
+    Option<(MetadataValue<Ascii>, Option<MetadataValue<Ascii>>)>,
+);
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(
@@ -29,6 +33,12 @@ impl tonic::service::Interceptor for BearerToken {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if let Some((parent, state)) = &self.1 {
+            request.metadata_mut().insert("traceparent", parent.clone());
+            if let Some(state) = state {
+                request.metadata_mut().insert("tracestate", state.clone());
+            }
         }
         Ok(request)
     }
@@ -58,6 +68,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     agent_id: String,
     responder: String,
+    trace_context: Option<(String, Option<String>)>,
 }
 
 impl ClientBuilder {
@@ -71,6 +82,7 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(5),
             agent_id: String::new(),
             responder: String::new(),
+            trace_context: None,
         }
     }
 
@@ -191,6 +203,34 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends this W3C trace context (`traceparent`, and `tracestate` if
+    /// any) with every call, so approvald's spans join the caller's trace.
+    /// A `traceparent` that is not `00-<32 hex>-<16 hex>-<2 hex>` is refused
+    /// at connect with [`Error::Config`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), approval_client::Error> {
+    /// let client = approval_client::ApprovalClient::builder("http://127.0.0.1:50051")
+    ///     .trace_context(std::env::var("TRACEPARENT").unwrap_or_default(), None)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn trace_context(
+        mut self,
+        traceparent: impl Into<String>,
+        tracestate: Option<String>,
+    ) -> Self {
+        let parent = traceparent.into();
+        self.trace_context = (!parent.trim().is_empty()).then(|| {
+            (
+                parent.trim().to_string(),
+                tracestate.filter(|s| !s.trim().is_empty()),
+            )
+        });
+        self
+    }
+
     /// Connects now: fails with [`Error::Unavailable`] (naming the address)
     /// when the service cannot be reached.
     ///
@@ -236,10 +276,14 @@ impl ClientBuilder {
             })?),
             None => None,
         };
+        let trace = match self.trace_context {
+            Some((parent, state)) => Some(trace_headers(&parent, state.as_deref())?),
+            None => None,
+        };
         let grpc =
             approval_api::v1::approval_service_client::ApprovalServiceClient::with_interceptor(
                 channel,
-                BearerToken(token),
+                BearerToken(token, trace),
             );
         Ok(ApprovalClient {
             grpc,
@@ -297,6 +341,44 @@ impl ClientBuilder {
         }
         Ok((endpoint, url))
     }
+}
+
+/// Whether `s` is a W3C `traceparent` of version 00:
+/// `00-<32 lower hex trace id>-<16 lower hex parent id>-<2 hex flags>`, ids
+/// not all zero.
+pub fn is_traceparent(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts.as_slice(), [v, t, p, f]
+        if *v == "00" && hex(t, 32) && hex(p, 16) && hex(f, 2)
+            && t.bytes().any(|b| b != b'0') && p.bytes().any(|b| b != b'0'))
+}
+
+/// A W3C `traceparent` and `tracestate` as metadata values.
+#[allow(clippy::type_complexity)]
+fn trace_headers(
+    parent: &str,
+    state: Option<&str>,
+) -> Result<(MetadataValue<Ascii>, Option<MetadataValue<Ascii>>)> {
+    if !is_traceparent(parent) {
+        return Err(Error::Config(format!(
+            "traceparent {parent:?} is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)"
+        )));
+    }
+    let parent = MetadataValue::try_from(parent)
+        .map_err(|_| Error::Config("traceparent: not a header value".into()))?;
+    let state = match state {
+        Some(s) => Some(
+            MetadataValue::try_from(s)
+                .map_err(|_| Error::Config("tracestate: not a header value".into()))?,
+        ),
+        None => None,
+    };
+    Ok((parent, state))
 }
 
 /// An error and its causes, `a: b: c` (tonic's transport errors say little

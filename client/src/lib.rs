@@ -49,7 +49,7 @@ mod watch;
 
 pub use approval::{Approval, Decision, Outcome, Status};
 pub use client::{ApprovalClient, Created, Verdict};
-pub use connect::{BearerToken, ClientBuilder, GrpcClient};
+pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::Error;
 pub use list::{ApprovalStream, ListFilter, Page};
 pub use request::{ApprovalRequest, DEFAULT_TIMEOUT};

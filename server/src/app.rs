@@ -284,6 +284,8 @@ impl Application {
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(crate::inbox::InboxLayer)
+            // A span per call, child of its traceparent: only with OTEL_* on.
+            .layer(tower::util::option_layer(crate::telemetry::grpc_layer()))
             .layer(cors(&config.cors_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(OriginCheckLayer(OriginPolicy::new(

@@ -20,6 +20,7 @@ pub mod origins;
 pub mod readiness;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod waiters;
 pub mod watch_queue;
 

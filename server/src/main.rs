@@ -6,11 +6,13 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
 use approvald::config::{Command, LogFormat};
+use approvald::telemetry::{self, Traces, Tracing};
 use approvald::{Application, Config, AUDIT_TARGET};
 
 /// Logs to stdout (text or JSON). With --audit-log, audit records go to that
-/// file instead (always JSON), not to the main log.
-fn init_logs(config: &Config) -> Result<(), String> {
+/// file instead (always JSON), not to the main log. Traces go over OTLP when
+/// the OTEL_* variables ask for it (approvald::telemetry).
+fn init_logs(config: &Config) -> Result<Option<Tracing>, String> {
     let filter = EnvFilter::try_new(&config.log)
         .map_err(|e| format!("--log {:?} is not a valid filter: {e}", config.log))?;
     let audit_file = match &config.audit_log {
@@ -38,8 +40,24 @@ fn init_logs(config: &Config) -> Result<(), String> {
             .with_writer(std::sync::Mutex::new(file))
             .with_filter(filter_fn(|m| m.target() == AUDIT_TARGET))
     });
-    tracing_subscriber::registry().with(main).with(audit).init();
-    Ok(())
+    let traces = Traces::from_env()?;
+    let (otel, tracing) = match telemetry::install(&traces)? {
+        Some((layer, tracing)) => (Some(layer), Some(tracing)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(main)
+        .with(audit)
+        .with(otel)
+        .init();
+    match &traces {
+        Traces::Off => tracing::debug!("traces: off (no OTEL_* exporter configured)"),
+        Traces::Otlp { endpoint } => tracing::info!(
+            endpoint = endpoint.as_deref().unwrap_or("default"),
+            "traces: exported over OTLP/gRPC"
+        ),
+    }
+    Ok(tracing)
 }
 
 #[tokio::main]
@@ -63,10 +81,13 @@ async fn main() -> ExitCode {
         }
         None => {}
     }
-    if let Err(e) = init_logs(&config) {
-        eprintln!("approvald cannot start: {e}");
-        return ExitCode::from(2);
-    }
+    let traces = match init_logs(&config) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("approvald cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let app = match Application::build(config).await {
         Ok(app) => app,
@@ -80,7 +101,25 @@ async fn main() -> ExitCode {
         approvald::shutdown::signal().await;
         shutdown.cancel();
     });
-    match app.run_until_stopped().await {
+    let stopped = app.run_until_stopped().await;
+    if let Some(traces) = traces {
+        // Flushes the spans still queued, on a thread of its own (it blocks
+        // while the runtime exports), and bounded: an unreachable collector
+        // must not hold the exit.
+        let (done, flushed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            traces.shutdown();
+            let _ = done.send(());
+        });
+        let waited = tokio::task::spawn_blocking(move || {
+            flushed.recv_timeout(std::time::Duration::from_secs(3))
+        })
+        .await;
+        if !matches!(waited, Ok(Ok(()))) {
+            tracing::warn!("traces: the last spans were not flushed within 3 s");
+        }
+    }
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("approvald stopped with an error: {e}");

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod otlp;
+
 use approval_client::v1;
 use approval_client::ApprovalServiceClient;
 use approvald::shutdown::Shutdown;

@@ -64,6 +64,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, St
 
 fn final_answer(a: Approval) -> (v1::Approval, bool) {
     let approved = a.status == ApprovalStatus::Approved;
+    crate::telemetry::record_approval(&a);
     (approval_to_proto(a), approved)
 }
 
@@ -79,6 +80,7 @@ impl ApprovalService for ApprovalApi {
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
+        crate::telemetry::record_approval(&created.approval);
         let wait = self
             .approvals
             .wait_final(&caller, &created.approval.id, call_deadline);
@@ -99,6 +101,7 @@ impl ApprovalService for ApprovalApi {
         let new = CreateFields::from(request.into_inner())
             .parse(caller.principal().cloned(), self.approvals.limits())?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
+        crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {
             approval: Some(approval_to_proto(created.approval)),
             created: created.created,
@@ -184,6 +187,7 @@ impl ApprovalService for ApprovalApi {
                 call_deadline,
             )
             .await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::RespondResponse {
             approval: Some(approval_to_proto(approval)),
         }))
@@ -196,6 +200,7 @@ impl ApprovalService for ApprovalApi {
         let caller = self.admit(&request)?;
         let id = id_from_proto(&request.get_ref().id)?;
         let approval = self.approvals.get(&caller, &id).await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::GetApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))
@@ -229,6 +234,7 @@ impl ApprovalService for ApprovalApi {
             .approvals
             .cancel(&caller, &id, reason, call_deadline)
             .await?;
+        crate::telemetry::record_approval(&approval);
         Ok(Response::new(v1::CancelApprovalResponse {
             approval: Some(approval_to_proto(approval)),
         }))

@@ -138,6 +138,17 @@ fn builder(global: &Global, responder: Option<String>) -> Result<ClientBuilder, 
     if let Some(responder) = responder {
         builder = builder.responder(responder);
     }
+    // The caller's trace (W3C, as CI systems and `otel-cli` export it):
+    // approvald's spans for these calls join it.
+    // One that is not a W3C trace context is left out (with a warning), as
+    // W3C asks of receivers: tracing must not stop the gate.
+    if let Ok(parent) = std::env::var("TRACEPARENT") {
+        if approval_client::is_traceparent(parent.trim()) {
+            builder = builder.trace_context(parent, std::env::var("TRACESTATE").ok());
+        } else if !parent.trim().is_empty() {
+            eprintln!("warning: TRACEPARENT {parent:?} is not a W3C trace context; not sent");
+        }
+    }
     Ok(builder)
 }
 
