@@ -57,6 +57,15 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Pause between those retries.
 const SETTLE_RETRY: Duration = Duration::from_millis(200);
 
+/// A human's answer to one approval, as `Respond` carries it.
+pub struct Answer {
+    pub decision: Decision,
+    pub responder: Principal,
+    pub reason: Reason,
+    /// The context digest the responder saw, when their client sent it.
+    pub expected_digest: Option<ContextDigest>,
+}
+
 #[derive(Clone)]
 pub struct Approvals {
     inner: Arc<Inner>,
@@ -343,12 +352,15 @@ impl Approvals {
         &self,
         caller: &Caller,
         id: &ApprovalId,
-        decision: Decision,
-        responder: Principal,
-        reason: Reason,
-        expected_digest: Option<ContextDigest>,
+        answer: Answer,
         call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
+        let Answer {
+            decision,
+            responder,
+            reason,
+            expected_digest,
+        } = answer;
         if matches!(caller, Caller::Known { .. }) || expected_digest.is_some() {
             let approval = self.get_unchecked(id).await?;
             if let Caller::Known { .. } = caller {

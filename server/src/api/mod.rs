@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use crate::approvals::{Approvals, WatchItem};
+use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
     Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
@@ -180,10 +180,12 @@ impl ApprovalService for ApprovalApi {
             .respond(
                 &caller,
                 &id,
-                decision,
-                responder,
-                reason,
-                expected_digest,
+                Answer {
+                    decision,
+                    responder,
+                    reason,
+                    expected_digest,
+                },
                 call_deadline,
             )
             .await?;
