@@ -11,6 +11,21 @@ const here = dirname(fileURLToPath(import.meta.url));
 const check = process.argv.includes("--check");
 const out = check ? mkdtempSync(join(tmpdir(), "inbox-")) : join(here, "dist");
 
+/** Resolves the SDK's package imports from ui/node_modules. */
+const fromUi = {
+  name: "dependencies-from-ui",
+  setup(build) {
+    build.onResolve({ filter: /^@(bufbuild|connectrpc)\// }, (args) => {
+      if (args.pluginData === "from-ui") return undefined;
+      return build.resolve(args.path, {
+        kind: args.kind,
+        resolveDir: here,
+        pluginData: "from-ui",
+      });
+    });
+  },
+};
+
 await build({
   entryPoints: { app: join(here, "src/app.ts") },
   bundle: true,
@@ -20,8 +35,11 @@ await build({
   legalComments: "none",
   charset: "utf8",
   outdir: out,
-  // The SDK's sources import its dependencies: resolve them from ui/.
+  // The SDK's sources import its dependencies: resolve them from ui/, even
+  // when sdk/typescript has a node_modules of its own (its test suite
+  // installs one), so the bundle holds one copy and does not depend on it.
   nodePaths: [join(here, "node_modules")],
+  plugins: [fromUi],
   logLevel: "warning",
 });
 copyFileSync(join(here, "src/index.html"), join(out, "index.html"));
