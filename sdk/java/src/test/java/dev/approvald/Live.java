@@ -103,6 +103,10 @@ final class Live {
                   "--metrics-listen", "127.0.0.1:" + freePort(),
                   "--redis-url", env("APPROVALD_REDIS_URL"),
                   "--redis-prefix", env("APPROVALD_REDIS_PREFIX"),
+                  // The same default as the suite's other replicas: a
+                  // request without a timeout re-attaches as the same
+                  // request on any replica of one deployment.
+                  "--default-timeout", env("APPROVALD_DEFAULT_TIMEOUT_SECONDS") + "s",
                   "--shutdown-grace", "2s"));
       command.addAll(List.of(extraArgs));
       process =
