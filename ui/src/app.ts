@@ -46,6 +46,11 @@ let selectedId = "";
 let decideMode: "approve" | "reject" | "" = "";
 const recent: { approval: Approval }[] = [];
 let watchAbort: AbortController | undefined;
+// The browser knows when the network goes: then the open stream is cut at
+// once (a dead connection could otherwise hang unnoticed for minutes), and
+// when it is back the next try starts without waiting out the pause.
+let streamAbort: AbortController | undefined;
+let wake: (() => void) | undefined;
 
 function routeOf(path: string): View {
   if (path === "/history") return { kind: "history" };
@@ -175,6 +180,7 @@ function needsSignIn(error: unknown): boolean {
  * stream it shows "reconnecting" and resumes from the last cursor (no gap,
  * no duplicate); when the cursor is too old (OUT_OF_RANGE) it starts over
  * with a fresh snapshot, which replaces the list at `synced` (no stale item).
+ * Going offline cuts the stream at once; coming back online retries at once.
  */
 async function watch() {
   watchAbort?.abort();
@@ -184,13 +190,16 @@ async function watch() {
   let delay = 250;
   for (;;) {
     let fresh: Map<string, Approval> | undefined = cursor ? undefined : new Map();
+    const stream = new AbortController();
+    streamAbort = stream;
+    const signal = AbortSignal.any([abort.signal, stream.signal]);
     try {
       const request = { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
       const onHeader = () => {
         // A resumed stream sends no snapshot: the headers say it is back.
         if (cursor) setConn("live", "Live");
       };
-      for await (const r of client.api.watchPending(request, { signal: abort.signal, onHeader })) {
+      for await (const r of client.api.watchPending(request, { signal, onHeader })) {
         delay = 250;
         const event = r.event;
         if (event.case === "added") {
@@ -227,10 +236,17 @@ async function watch() {
     }
     if (abort.signal.aborted) return;
     setConn("reconnecting", "Reconnecting…");
-    await new Promise((r) => setTimeout(r, delay));
+    await new Promise<void>((r) => {
+      wake = r;
+      setTimeout(r, delay);
+    });
+    wake = undefined;
     delay = Math.min(delay * 2, 4000);
   }
 }
+
+window.addEventListener("offline", () => streamAbort?.abort());
+window.addEventListener("online", () => wake?.());
 
 function decided(a: Approval) {
   recent.unshift({ approval: a });

@@ -134,6 +134,53 @@ describe("inbox on two replicas sharing Redis", () => {
     assert.deepEqual(page.errors.filter((e) => !e.includes("net::ERR_")), []);
   });
 
+  test("after a network drop the page shows reconnecting, then resumes with no duplicate and no missed item", async () => {
+    const before = await agent.createApproval({ approvalType: "offline:before", context: {} });
+    const page = await openPage(browser, `${b.url}/`);
+    await item(page, before.id).waitFor();
+    await live(page);
+    await page.context().setOffline(true);
+    await page.locator("#conn", { hasText: "Reconnecting" }).waitFor({ timeout: 15_000 });
+    // While the page is offline: one new, one decided.
+    const missed = await agent.createApproval({ approvalType: "offline:missed", context: {} });
+    await human.respond(before.id, true, { responder: "erin", reason: "ok" });
+    await page.context().setOffline(false);
+    await item(page, missed.id).waitFor({ timeout: 15_000 });
+    await live(page);
+    assert.equal(await item(page, missed.id).count(), 1);
+    assert.equal(await item(page, before.id).count(), 0, "a decided approval stayed in the list");
+    await page.locator("#recent", { hasText: "approved by erin" }).waitFor();
+    const ids = await page.locator("#list .item").evaluateAll((els) => els.map((e) => e.dataset.id));
+    assert.equal(new Set(ids).size, ids.length, "duplicate items");
+    assert.deepEqual(page.errors.filter((e) => !e.includes("net::ERR_")), []);
+  });
+
+  test("a different approval re-attached with the same key is refused, and the page approves exactly what it showed", async () => {
+    const request = { approvalType: "deploy:billing", context: { version: "1.0.0" }, timeoutSeconds: 600, idempotencyKey: "billing-release" };
+    const created = await agent.createApproval(request);
+    const waiting = agent.requestApproval(request);
+    waiting.catch(() => {}); // awaited below
+    const page = await openPage(browser, `${b.url}/approvals/${created.id}`);
+    await page.locator("#detail .digest", { hasText: created.contextDigest }).waitFor();
+    // The same key with another context: not the approval the human is looking at.
+    const refused = await agent.createApproval({ ...request, context: { version: "6.6.6" } }).then(
+      () => undefined,
+      (e) => e,
+    );
+    assert.ok(refused instanceof sdk.ConnectError, "a re-attach with a different context was accepted");
+    assert.match(refused.rawMessage, /idempotency_key .* different request/);
+    assert.equal((await human.getApproval(created.id)).contextDigest, created.contextDigest);
+    await page.locator("#me").fill("alice");
+    await page.locator("#reason").fill("1.0.0 is fine");
+    await page.getByRole("button", { name: "Approve" }).click();
+    await page.locator("#notice", { hasText: "approved by alice" }).waitFor();
+    const decision = await waiting;
+    assert.equal(decision.approved, true);
+    assert.equal(decision.approval.id, created.id);
+    assert.deepEqual(decision.approval.context, { version: "1.0.0" });
+    assert.deepEqual(page.errors, []);
+  });
+
   test("filters in the URL, history paging and the approval page by id", async () => {
     const mine = [];
     for (let i = 0; i < 30; i++) mine.push(await agent.createApproval({ approvalType: `payout:eu`, context: { n: i }, labels: { team: "billing" } }));
