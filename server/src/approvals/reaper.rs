@@ -75,6 +75,14 @@ impl Approvals {
                 true => Duration::ZERO,
                 false => REAPER_EARLY,
             };
+            // Publish the plan before reading the next deadline: an approval
+            // added after this is compared with it by the pump (and wakes
+            // the reaper if earlier); one added before is in what
+            // `next_deadline` reads. Publishing after the read would miss an
+            // approval added in between, for up to REAPER_IDLE.
+            let alarm = &self.inner.reaper;
+            let idle = self.store().now().plus(REAPER_IDLE);
+            alarm.plan.store(idle.0, Ordering::Release);
             let next = match self.store().next_deadline().await {
                 Ok(next) => next,
                 Err(_) => {
@@ -84,10 +92,8 @@ impl Approvals {
                     continue;
                 }
             };
-            let idle = self.store().now().plus(REAPER_IDLE);
             let wake_at = next.map_or(idle, |n| n.min(idle));
-            let alarm = &self.inner.reaper;
-            alarm.plan.store(wake_at.0, Ordering::Release);
+            alarm.plan.fetch_min(wake_at.0, Ordering::AcqRel);
             let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep) => {}
