@@ -18,6 +18,7 @@ import { renderJson } from "./json-tree.ts";
 
 const TOKEN_KEY = "approvald.token"; // sessionStorage: this tab only
 const NAME_KEY = "approvald.name"; // localStorage: a display name, not a secret
+const NOTIFY_KEY = "approvald.notify"; // localStorage: "on" once asked for
 const RECENT_MAX = 10;
 const PAGE_SIZE = 25;
 
@@ -204,6 +205,7 @@ async function watch() {
         const event = r.event;
         if (event.case === "added") {
           (fresh ?? pending).set(event.value.id, event.value);
+          if (!fresh && r.cursor) notifyNew(event.value);
         } else if (event.case === "resolved") {
           (fresh ?? pending).delete(event.value.id);
           if (!fresh) decided(event.value);
@@ -299,6 +301,54 @@ function renderPending() {
     }),
   );
   renderDetail();
+}
+
+// ---- browser notifications (optional) ----
+
+/**
+ * A new approval while the tab is hidden becomes a browser notification, if
+ * the human turned them on (the permission is asked on that click, never on
+ * load). Clicking it brings the tab back with the approval selected.
+ */
+function notifyNew(a: Approval) {
+  if (!notifyOn() || document.visibilityState !== "hidden") return;
+  let n: Notification;
+  try {
+    n = new Notification(`Approval needed: ${a.approvalType}`, {
+      body: `${a.agentId || a.requester} asks. ${countdown(a)}`.trim(),
+      tag: a.id,
+    });
+  } catch {
+    return; // Chrome on Android shows notifications only from a service worker
+  }
+  n.onclick = () => {
+    window.focus();
+    select(a.id);
+    n.close();
+  };
+}
+
+function notifyOn(): boolean {
+  return "Notification" in window && Notification.permission === "granted" && localStorage.getItem(NOTIFY_KEY) === "on";
+}
+
+function showNotify() {
+  const b = $("notify");
+  b.hidden = !("Notification" in window) || Notification.permission === "denied";
+  const on = notifyOn();
+  b.setAttribute("aria-pressed", String(on));
+  b.textContent = on ? "Notifications on" : "Notify me";
+}
+
+async function toggleNotify() {
+  if (notifyOn()) {
+    localStorage.removeItem(NOTIFY_KEY);
+  } else if ((await Notification.requestPermission()) === "granted") {
+    localStorage.setItem(NOTIFY_KEY, "on");
+  } else {
+    notice("Notifications are blocked for this site; allow them in the browser's site settings.", "info");
+  }
+  showNotify();
 }
 
 // ---- history ----
@@ -592,6 +642,7 @@ function init() {
   $("signin-open").addEventListener("click", () => openSignIn());
   $("signin-cancel").addEventListener("click", () => ($("signin") as HTMLDialogElement).close());
   $("signout").addEventListener("click", () => signIn(""));
+  $("notify").addEventListener("click", () => void toggleNotify());
   $("signin-form").addEventListener("submit", (e) => {
     e.preventDefault();
     ($("signin") as HTMLDialogElement).close();
@@ -608,6 +659,7 @@ function init() {
     }
   }, 1000);
   showWho();
+  showNotify();
   start();
 }
 

@@ -181,6 +181,48 @@ describe("inbox on two replicas sharing Redis", () => {
     assert.deepEqual(page.errors, []);
   });
 
+  test("notifications, once turned on by a click, fire for a new approval while the tab is hidden and not while it is shown", async () => {
+    const page = await openPage(browser, `${b.url}/`, undefined, async (context) => {
+      await context.grantPermissions(["notifications"], { origin: b.url });
+      // Watch the browser's own Notification, and let the test hide the tab.
+      await context.addInitScript(() => {
+        window.shown = [];
+        window.asked = 0;
+        window.tabHidden = false;
+        window.Notification = new Proxy(window.Notification, {
+          construct(Real, args) {
+            window.shown.push({ title: args[0], tag: args[1]?.tag });
+            return new Real(...args);
+          },
+          get(Real, key) {
+            if (key === "requestPermission") return (...a) => (window.asked++, Real.requestPermission(...a));
+            return Reflect.get(Real, key);
+          },
+        });
+        Object.defineProperty(document, "visibilityState", { get: () => (window.tabHidden ? "hidden" : "visible") });
+      });
+    });
+    await live(page);
+    const notify = page.getByRole("button", { name: "Notify me" });
+    await notify.waitFor();
+    // Off until asked for: a hidden tab gets nothing, and nothing was asked on load.
+    await page.evaluate(() => (window.tabHidden = true));
+    const unasked = await agent.createApproval({ approvalType: "notify:off", context: {} });
+    await item(page, unasked.id).waitFor();
+    assert.equal(await page.evaluate(() => window.asked), 0, "permission asked without a user action");
+    await page.evaluate(() => (window.tabHidden = false));
+    await notify.click();
+    await page.getByRole("button", { name: "Notifications on" }).waitFor();
+    assert.equal(await page.evaluate(() => window.asked), 1);
+    const shown = await agent.createApproval({ approvalType: "notify:visible", context: {} });
+    await item(page, shown.id).waitFor();
+    await page.evaluate(() => (window.tabHidden = true));
+    const hidden = await agent.createApproval({ approvalType: "notify:hidden", context: {} });
+    await item(page, hidden.id).waitFor();
+    assert.deepEqual(await page.evaluate(() => window.shown), [{ title: "Approval needed: notify:hidden", tag: hidden.id }]);
+    assert.deepEqual(page.errors, []);
+  });
+
   test("filters in the URL, history paging and the approval page by id", async () => {
     const mine = [];
     for (let i = 0; i < 30; i++) mine.push(await agent.createApproval({ approvalType: `payout:eu`, context: { n: i }, labels: { team: "billing" } }));
