@@ -15,3 +15,9 @@ pub mod approval {
 }
 
 pub use approval::v1;
+
+/// Response metadata of `WatchPending` when authentication is on: the
+/// principal the server authenticated the caller as (the inbox shows it as
+/// "Signed in as ...", whatever the credential: a static token, a JWT, a
+/// client certificate or a proxy's header).
+pub const PRINCIPAL_METADATA: &str = "approvald-principal";

@@ -456,7 +456,12 @@ fn cors(origins: &[String]) -> CorsLayer {
                 .filter_map(|o| o.trim().trim_end_matches('/').parse().ok()),
         )
     };
-    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let exposed = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        approval_api::PRINCIPAL_METADATA,
+    ];
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([http::Method::POST, http::Method::OPTIONS])

@@ -18,6 +18,7 @@ import { renderJson } from "./json-tree.ts";
 
 const TOKEN_KEY = "approvald.token"; // sessionStorage: this tab only
 const NAME_KEY = "approvald.name"; // localStorage: a display name, not a secret
+const PRINCIPAL_HEADER = "approvald-principal"; // approval_api::PRINCIPAL_METADATA
 const NOTIFY_KEY = "approvald.notify"; // localStorage: "on" once asked for
 const RECENT_MAX = 10;
 const PAGE_SIZE = 25;
@@ -196,9 +197,13 @@ async function watch() {
     const signal = AbortSignal.any([abort.signal, stream.signal]);
     try {
       const request = { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
-      const onHeader = () => {
+      const onHeader = (headers: Headers) => {
         // A resumed stream sends no snapshot: the headers say it is back.
         if (cursor) setConn("live", "Live");
+        // With auth on, the server says who it takes us for (a static token
+        // or a proxy's header tell the page nothing).
+        const principal = headers.get(PRINCIPAL_HEADER);
+        if (principal) $("who").textContent = `Signed in as ${principal}`;
       };
       for await (const r of client.api.watchPending(request, { signal, onHeader })) {
         delay = 250;
