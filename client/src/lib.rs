@@ -57,6 +57,7 @@ pub use watch::{WatchEvent, WatchFilter, WatchStream};
 
 pub use approval_api::v1;
 pub use approval_api::v1::approval_service_client::ApprovalServiceClient;
+pub use approval_api::PRINCIPAL_METADATA;
 pub use tonic;
 
 /// What every call of this crate returns.
