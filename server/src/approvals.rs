@@ -427,7 +427,7 @@ impl Approvals {
         match finished {
             Finished::Done(a) => {
                 self.inner.metrics.finished(a.status);
-                audit(a.status.name(), &a, ending.by(), caller);
+                audit(a.status.as_str(), &a, ending.by(), caller);
                 Ok(a)
             }
             Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),
@@ -1061,7 +1061,7 @@ fn audit(action: &str, a: &Approval, principal: &str, caller: &Caller) {
         principal,
         auth = method,
         requester = %a.requester,
-        status = a.status.name(),
+        status = a.status.as_str(),
         "approval {action}"
     );
 }

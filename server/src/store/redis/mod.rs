@@ -538,7 +538,7 @@ impl Store for RedisStore {
             .key(&self.keys.events)
             .key(&self.keys.open)
             .arg(id.as_str())
-            .arg(ending.status().name())
+            .arg(ending.status().as_str())
             .arg(ending.by())
             .arg(reason)
             .arg(self.retention_ms())
