@@ -168,16 +168,22 @@ impl Outcome {
             Status::Cancelled => Outcome::Cancelled,
         })
     }
+
+    /// The final status this outcome is.
+    pub fn status(self) -> Status {
+        match self {
+            Outcome::Approved => Status::Approved,
+            Outcome::Rejected => Status::Rejected,
+            Outcome::Expired => Status::Expired,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
+/// As the status's name (`approved`).
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Outcome::Approved => "approved",
-            Outcome::Rejected => "rejected",
-            Outcome::Expired => "expired",
-            Outcome::Cancelled => "cancelled",
-        })
+        f.write_str(self.status().as_str())
     }
 }
 
@@ -239,6 +245,20 @@ impl TryFrom<Approval> for Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_final_status_is_one_outcome_of_the_same_name() {
+        for status in Status::ALL {
+            match Outcome::of(status) {
+                None => assert!(!status.is_final()),
+                Some(outcome) => {
+                    assert_eq!(outcome.status(), status);
+                    assert_eq!(outcome.to_string(), status.as_str());
+                    assert_eq!(serde_json::to_value(outcome).unwrap(), status.as_str());
+                }
+            }
+        }
+    }
 
     #[test]
     fn only_a_final_approval_is_a_decision() {
