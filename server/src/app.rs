@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
+use crate::webhooks::Webhooks;
 
 /// The service name whose health follows the store (readiness).
 pub const SERVICE_NAME: &str = "approval.v1.ApprovalService";
@@ -63,6 +64,7 @@ pub struct Application {
     store_name: &'static str,
     auth: Option<AuthHandle>,
     tls: Option<ServerTlsConfig>,
+    webhooks: Webhooks,
 }
 
 impl Application {
@@ -100,6 +102,13 @@ impl Application {
         };
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
+        let webhooks = Webhooks::new(
+            config.auth_config.clone(),
+            store.clone(),
+            metrics.webhooks.clone(),
+            shutdown.clone(),
+        )
+        .map_err(StartError::Config)?;
         let approvals = Approvals::new(store, config.limits(), metrics.clone(), shutdown.clone());
         Ok(Self {
             config,
@@ -112,6 +121,7 @@ impl Application {
             store_name,
             auth,
             tls,
+            webhooks,
         })
     }
 
@@ -155,6 +165,7 @@ impl Application {
             store_name,
             auth,
             tls,
+            webhooks,
         } = self;
         match store_name {
             "memory" => tracing::info!(
@@ -204,7 +215,10 @@ impl Application {
             ))
         });
 
-        let tasks = approvals.start(config.health_interval);
+        let mut tasks = approvals.start(config.health_interval);
+        tasks.extend(webhooks.start(
+            (!config.auth_reload_interval.is_zero()).then_some(config.auth_reload_interval),
+        ));
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter
             .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)

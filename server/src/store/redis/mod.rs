@@ -16,9 +16,11 @@
 //!
 //! Every change goes through one Lua script (create, decide, cancel, expire),
 //! so it is atomic and appears in the event stream in the order it happened.
+//! The webhook outbox keeps its own keys (`outbox.rs`).
 
 mod codec;
 mod link;
+mod outbox;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -68,6 +70,7 @@ pub struct RedisStore {
     /// Redis's clock minus this replica's, as last measured (ms).
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
+    outbox: outbox::OutboxLink,
 }
 
 struct Scripts {
@@ -246,10 +249,12 @@ impl RedisStore {
         // writes (OOM, READONLY...) it refuses the script before it runs,
         // so none is ever half applied.
         let script = |body: &str| Script::new(&format!("#!lua\n{FINISH}\n{body}"));
+        let keys = Keys::new(&options.prefix);
         Ok(Self {
             link,
             blocking: Mutex::new(None),
-            keys: Keys::new(&options.prefix),
+            outbox: outbox::OutboxLink::new(&keys.tag),
+            keys,
             retention: options.retention,
             timeout: options.timeout,
             offset_ms: AtomicI64::new(0),
