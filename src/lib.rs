@@ -1,5 +1,5 @@
 //! The `approval.v1` API: message types and gRPC stubs generated from
-//! `proto/approval/v1/approval.proto` at build time.
+//! `proto/approval/v1/` (approval.proto, webhooks.proto) at build time.
 //!
 //! The server (`approvald`) and the client (`approval-client`) both build on
 //! this crate, so there is exactly one definition of the wire format.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use approval_api::v1::approval_service_server::ApprovalServiceServer;
+use approval_api::v1::webhook_service_server::WebhookServiceServer;
 use approval_api::v1::FILE_DESCRIPTOR_SET;
 use http::header::HeaderName;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::api::webhooks::WebhookApi;
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
 use crate::auth::{AuthHandle, Authenticate, Refusals};
@@ -276,6 +278,10 @@ impl Application {
                     .report_every(config.audit_summary_interval, shutdown.clone()),
             )
         });
+        let webhook_api = InterceptedService::new(
+            WebhookServiceServer::new(WebhookApi::new(webhooks)),
+            Authenticate::new(auth.clone(), refusals.clone()),
+        );
         let api = InterceptedService::new(api, Authenticate::new(auth, refusals));
 
         tracing::info!(
@@ -313,6 +319,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
+            .add_service(webhook_api)
             .serve_with_incoming_shutdown(
                 crate::connections::incoming(grpc, max_connections),
                 shutdown.clone().cancelled_owned(),
