@@ -344,3 +344,92 @@ print(len(messages), "verified")
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 verified");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_endpoint_gets_a_message_with_the_context_and_an_inbox_link() {
+    let slack = Receiver::start(Answer::Ok).await;
+    let d = deployment(
+        Store::Memory,
+        &format!(
+            "[[webhooks]]\nname = \"slack\"\nurl = {:?}\nformat = \"slack\"\ninbox_url = \"https://approvals.example.com/\"\n",
+            slack.url()
+        ),
+    )
+    .await;
+    let mut a = d.a().await;
+    let request = v1::CreateApprovalRequest {
+        context: Some(approval_tests::context(&[
+            ("service", "billing"),
+            ("note", "<b>&"),
+        ])),
+        ..create_request("hook:deploy")
+    };
+    a.create_approval(as_(AGENT, request))
+        .await
+        .expect("create");
+    assert!(until_received(&slack, Duration::from_secs(20), |r| !r.is_empty()).await);
+    let got = &slack.received()[0];
+    let message = got.json();
+    let text = message["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Approval requested") && text.contains("hook:deploy"),
+        "{message}"
+    );
+    let blocks = message["blocks"].as_array().expect("blocks");
+    let headline = blocks[0]["text"]["text"].as_str().unwrap_or_default();
+    assert!(
+        headline.contains("`hook:deploy`") && headline.contains("*agent*"),
+        "{headline}"
+    );
+    let summary = blocks[1]["text"]["text"].as_str().unwrap_or_default();
+    assert!(summary.contains("*service*: billing"), "{summary}");
+    assert!(summary.contains("&lt;b&gt;&amp;"), "escaped: {summary}");
+    let footer = blocks[blocks.len() - 1]["elements"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        footer.contains("<https://approvals.example.com/|Open the inbox>"),
+        "{footer}"
+    );
+    assert!(got.signature.is_empty(), "no secret, no signature");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_changes_the_endpoints_and_a_broken_one_changes_nothing() {
+    let first = Receiver::start(Answer::Ok).await;
+    let second = Receiver::start(Answer::Ok).await;
+    let file = config_file(&endpoint("first", &first, ""));
+    let d = Deployment::start_with(Store::Memory, 1, |c| {
+        c.auth_config = Some(file.clone());
+        c.auth_reload_interval = Duration::from_millis(100);
+    })
+    .await;
+    let tokens = std::fs::read_to_string(&file)
+        .unwrap()
+        .split("[[webhooks]]")
+        .next()
+        .unwrap()
+        .to_string();
+    let rewrite = |webhooks: String| std::fs::write(&file, tokens.clone() + &webhooks).unwrap();
+    let mut a = d.a().await;
+    create_as(&mut a, "hook:deploy").await;
+    assert!(until_received(&first, Duration::from_secs(20), |r| r.len() == 1).await);
+
+    rewrite(endpoint("first", &first, "format = \"teams\""));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_as(&mut a, "hook:deploy").await;
+    assert!(
+        until_received(&first, Duration::from_secs(20), |r| r.len() == 2).await,
+        "a broken file must keep the last good endpoints"
+    );
+
+    rewrite(endpoint("second", &second, ""));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_as(&mut a, "hook:deploy").await;
+    assert!(
+        until_received(&second, Duration::from_secs(20), |r| r.len() == 1).await,
+        "the new endpoint never got the event"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(first.received().len(), 2, "the removed endpoint got more");
+}
