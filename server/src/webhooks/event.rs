@@ -44,7 +44,9 @@ impl WebhookEvent {
     }
 
     /// The webhook event of a store event, if it has one. Every kind of
-    /// store event is one arm here (the compiler asks for a new kind's).
+    /// store event is one arm here (the compiler asks for a new kind's): a
+    /// vote on a pending approval maps to `Vote`, the Nth reminder to
+    /// `Reminder(n)`; the body (`render`) adds `data.reminder` for those.
     pub fn of(event: &Event) -> Option<Self> {
         match event.kind {
             EventKind::Added => Some(WebhookEvent::Created),

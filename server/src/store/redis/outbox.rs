@@ -14,7 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamInfoConsumersReply, StreamReadOptions,
+    StreamReadReply,
 };
 use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script};
 use tokio::sync::Mutex;
@@ -31,6 +32,11 @@ use crate::store::Store;
 const GROUP: &str = "webhooks";
 /// How often a replica looks for events claimed by a replica that died.
 const TAKEOVER_EVERY: Duration = Duration::from_secs(10);
+/// A consumer (replica) idle this long with nothing claimed is forgotten, so
+/// the group's list of consumers does not grow with every restart.
+const FORGET_CONSUMER_AFTER: Duration = Duration::from_secs(3600);
+/// How often a replica forgets the consumers of replicas long gone.
+const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 const COMMON: &str = include_str!("outbox/common.lua");
 
@@ -45,6 +51,7 @@ pub(super) struct OutboxLink {
     blocking: Mutex<Option<MultiplexedConnection>>,
     group_ready: AtomicBool,
     last_takeover: Mutex<Option<Instant>>,
+    last_forget: Mutex<Option<Instant>>,
 }
 
 struct OutboxScripts {
@@ -76,6 +83,7 @@ impl OutboxLink {
             blocking: Mutex::new(None),
             group_ready: AtomicBool::new(false),
             last_takeover: Mutex::new(None),
+            last_forget: Mutex::new(None),
         }
     }
 
@@ -161,6 +169,7 @@ impl RedisStore {
                 .xack(&o.events, GROUP, &reply.deleted_ids)
                 .await;
         }
+        self.forget_gone_consumers(consumer).await;
         if !reply.claimed.is_empty() {
             tracing::info!(
                 events = reply.claimed.len(),
@@ -168,6 +177,34 @@ impl RedisStore {
             );
         }
         self.events_from(reply.claimed)
+    }
+
+    /// Deletes consumers idle past `FORGET_CONSUMER_AFTER` that hold no
+    /// claimed event (replicas long gone). Best effort.
+    async fn forget_gone_consumers(&self, me: &str) {
+        let o = self.outbox();
+        {
+            let mut last = o.last_forget.lock().await;
+            if last.is_some_and(|t| t.elapsed() < FORGET_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(mut conn) = self.conn() else {
+            return;
+        };
+        let info: Result<StreamInfoConsumersReply, RedisError> =
+            conn.xinfo_consumers(&o.events, GROUP).await;
+        let Ok(info) = info else {
+            return;
+        };
+        for c in info.consumers {
+            if c.name != me && c.pending == 0 && c.idle as u128 > FORGET_CONSUMER_AFTER.as_millis()
+            {
+                let _: Result<u64, RedisError> =
+                    conn.xgroup_delconsumer(&o.events, GROUP, &c.name).await;
+            }
+        }
     }
 
     async fn read_group(
