@@ -31,11 +31,11 @@ pub use config::{Endpoint, Endpoints, Format, WebhookEntry};
 pub use event::WebhookEvent;
 pub use metrics::WebhookMetrics;
 
+use crate::audit::TARGET as AUDIT_TARGET;
 use crate::domain::{DomainError, Event, Millis};
 use crate::shutdown::Shutdown;
 use crate::store::outbox::{DeadLetter, Delivery};
 use crate::store::Store;
-use crate::AUDIT_TARGET;
 
 /// Events the planner claims at once.
 const PLAN_BATCH: usize = 100;

@@ -1,12 +1,11 @@
 //! The webhook outbox in Redis (see `store::outbox` for the two steps).
 //!
-//! | key                         | type   | bound                                  |
-//! |-----------------------------|--------|----------------------------------------|
-//! | `{p}:events`, group `webhooks` | consumer group | its pending entries: events claimed, not yet planned |
-//! | `{p}:hooks:due`             | zset   | capped (`max_queued`): queued deliveries by due time |
-//! | `{p}:hooks:queued`          | hash   | the same deliveries (JSON)             |
-//! | `{p}:hooks:dead`            | hash   | capped (`max_dead`): dead letters (JSON) |
-//! | `{p}:hooks:dead_order`      | zset   | the same, by when they died            |
+//! Keys (`keys.rs`): the event stream's consumer group `webhooks` (its
+//! pending entries: events claimed, not yet planned); `hooks:due` (zset:
+//! queued deliveries by due time or lease end) and `hooks:queued` (hash: the
+//! same deliveries, JSON), capped at `MAX_QUEUED`; `hooks:dead` (hash: dead
+//! letters, JSON) and `hooks:dead_order` (zset: the same by when they died),
+//! capped at `MAX_DEAD`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,7 +25,6 @@ use crate::domain::{Cursor, DomainError, Event, Millis};
 use crate::store::outbox::{
     DeadLetter, Delivery, Outbox, OutboxSizes, MAX_DEAD, MAX_QUEUED, STALE_CLAIM,
 };
-use crate::store::Store;
 
 /// The consumer group of the replicas that plan deliveries.
 const GROUP: &str = "webhooks";
@@ -63,16 +61,11 @@ struct OutboxScripts {
 }
 
 impl OutboxLink {
-    pub(super) fn new(tag: &str) -> Self {
+    pub(super) fn new(keys: &super::keys::Keys) -> Self {
         let script = |body: &str| Script::new(&format!("#!lua\n{COMMON}\n{body}"));
         Self {
-            keys: [
-                format!("{tag}:hooks:due"),
-                format!("{tag}:hooks:queued"),
-                format!("{tag}:hooks:dead"),
-                format!("{tag}:hooks:dead_order"),
-            ],
-            events: format!("{tag}:events"),
+            keys: keys.outbox(),
+            events: keys.events.clone(),
             scripts: OutboxScripts {
                 plan: script(include_str!("outbox/plan.lua")),
                 take_due: script(include_str!("outbox/take_due.lua")),
@@ -176,7 +169,7 @@ impl RedisStore {
                 "taking over webhook planning of events another replica claimed and left"
             );
         }
-        self.events_from(reply.claimed)
+        super::codec::events(reply.claimed)
     }
 
     /// Deletes consumers idle past `FORGET_CONSUMER_AFTER` that hold no
@@ -260,7 +253,7 @@ impl RedisStore {
         let entries = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default();
-        self.events_from(entries)
+        super::codec::events(entries)
     }
 }
 
