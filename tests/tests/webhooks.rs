@@ -208,6 +208,7 @@ async fn a_receiver_that_never_answers_does_not_slow_decisions() {
         ids.push(created.id);
     }
     let took = started.elapsed();
+    eprintln!("{n} creates and decisions while every webhook hangs: {took:?}");
     assert!(
         until_received(&receiver, Duration::from_secs(20), |r| r.len() >= 32).await,
         "the receiver should be holding requests open: {}",
