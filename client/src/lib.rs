@@ -48,7 +48,7 @@ mod wait;
 mod watch;
 mod webhooks;
 
-pub use approval::{Approval, Decision, Outcome, Status};
+pub use approval::{Approval, Decision, Outcome};
 pub use client::{ApprovalClient, Created, Verdict};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::Error;
@@ -59,6 +59,7 @@ pub use webhooks::{FailedDelivery, WebhookGrpcClient};
 
 pub use approval_api::v1;
 pub use approval_api::v1::approval_service_client::ApprovalServiceClient;
+pub use approval_api::{Status, UnknownStatus};
 pub use tonic;
 
 /// What every call of this crate returns.

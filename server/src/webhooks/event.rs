@@ -118,7 +118,7 @@ fn approval_json(a: &Approval) -> Value {
         "labels": a.labels,
         "created_at": a.created_at.rfc3339(),
         "deadline": a.deadline.rfc3339(),
-        "status": a.status.name(),
+        "status": a.status.as_str(),
         "decided_by": resolution.map(|r| r.decided_by.as_str()),
         "reason": resolution.map(|r| r.reason.as_str()),
         "decided_at": resolution.map(|r| r.decided_at.rfc3339()),
