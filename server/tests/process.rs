@@ -64,6 +64,13 @@ async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigt
     assert!(status.success(), "{status:?}");
 }
 
+/// `approvald --insecure-allow-unauthenticated` on these addresses.
+fn start_insecure(listen: &str, metrics: &str) -> ServerProcess {
+    let insecure = "--insecure-allow-unauthenticated";
+    let args = ["--listen", listen, "--metrics-listen", metrics, insecure];
+    ServerProcess::start(bin(), &args)
+}
+
 /// Runs approvald with `args` expecting it to refuse to start: the exit
 /// code and everything it printed.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
@@ -100,16 +107,7 @@ async fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
     let port = free_port();
     let listen = format!("0.0.0.0:{port}");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut p = ServerProcess::start(
-        bin(),
-        &[
-            "--listen",
-            &listen,
-            "--metrics-listen",
-            &metrics,
-            "--insecure-allow-unauthenticated",
-        ],
-    );
+    let mut p = start_insecure(&listen, &metrics);
     let warning = p.line_with("authentication is OFF");
     assert!(warning.contains("UNAUTHENTICATED"), "{warning}");
     p.line_with("listening");
@@ -153,16 +151,7 @@ async fn without_auth_metrics_and_health_stay_on_loopback_unless_told_insecure()
     let metrics_port = free_port();
     let metrics = format!("0.0.0.0:{metrics_port}");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut p = ServerProcess::start(
-        bin(),
-        &[
-            "--listen",
-            &listen,
-            "--metrics-listen",
-            &metrics,
-            "--insecure-allow-unauthenticated",
-        ],
-    );
+    let mut p = start_insecure(&listen, &metrics);
     let warning = p.line_with("metrics address is not loopback");
     assert!(warning.contains("approval types and counts"), "{warning}");
     p.line_with("listening");

@@ -219,8 +219,13 @@ pub fn millis(d: Duration) -> prost_types::Duration {
 }
 
 pub async fn create(client: &mut Client, approval_type: &str) -> v1::Approval {
+    create_with(client, create_request(approval_type)).await
+}
+
+/// Creates the approval `request` describes (failing the test if refused).
+pub async fn create_with(client: &mut Client, request: v1::CreateApprovalRequest) -> v1::Approval {
     client
-        .create_approval(create_request(approval_type))
+        .create_approval(request)
         .await
         .expect("create")
         .into_inner()

@@ -293,13 +293,7 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     // B stamps Redis's time, not its own.
     let mut req = create_request("clock");
     req.timeout = Some(millis(std::time::Duration::from_secs(30)));
-    let on_b = b
-        .create_approval(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
+    let on_b = create_with(&mut b, req.clone()).await;
     let created = secs(&on_b.created_at);
     assert!(
         (created - now_secs()).abs() <= 5,
@@ -308,13 +302,7 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     assert_eq!(secs(&on_b.deadline) - created, 30);
 
     // A's 30 s approval, waited on through B, is not expired early by B.
-    let on_a = a
-        .create_approval(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
+    let on_a = create_with(&mut a, req).await;
     let waiter = spawn_await(&b, &on_a.id);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(!waiter.is_finished(), "B's waiter did not see it expire");
@@ -342,13 +330,7 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     // And a short approval still expires on time, whoever reaps it.
     let mut short = create_request("clock");
     short.timeout = Some(millis(std::time::Duration::from_secs(2)));
-    let short = b
-        .create_approval(short)
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
+    let short = create_with(&mut b, short).await;
     let expired = tokio::time::timeout(
         PROMPTLY,
         a.await_approval(v1::AwaitApprovalRequest {

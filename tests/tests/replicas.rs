@@ -134,13 +134,7 @@ async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() 
     for _ in 0..TRIALS {
         let mut req = create_request("deadline");
         req.timeout = Some(millis(Duration::from_millis(300)));
-        let created = a
-            .create_approval(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .approval
-            .unwrap();
+        let created = create_with(&mut a, req).await;
         let waiter = spawn_await(&a, &created.id);
         let deadline = created.deadline.unwrap();
         let deadline =

@@ -21,13 +21,7 @@ async fn every_redis_key_is_under_the_namespace_tag_and_has_a_ttl_or_a_cap() {
     for i in 0..130 {
         let mut req = create_request("keys");
         req.idempotency_key = format!("k{i}");
-        let created = a
-            .create_approval(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .approval
-            .unwrap();
+        let created = create_with(&mut a, req).await;
         if i % 2 == 0 {
             a.respond(approve(&created.id, "alice")).await.unwrap();
             decided.push(created.id);
