@@ -53,7 +53,7 @@ async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_ever
     let mut a = d.a().await;
     let created = create(&mut a, "race").await;
     let synced = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
-    assert_eq!(synced.snapshot, [created.clone()]);
+    assert_eq!(synced.snapshot, std::slice::from_ref(&created));
     let mut watch = synced.stream;
 
     let waiter = spawn_await(&a, &created.id);
