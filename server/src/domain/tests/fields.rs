@@ -5,9 +5,20 @@ use std::time::Duration;
 
 use super::field_of;
 use crate::domain::{
-    AgentId, ApprovalId, ApprovalType, Context, IdempotencyKey, Labels, Limits, Millis, Principal,
-    Reason, Timeout, TypePattern,
+    AgentId, ApprovalId, ApprovalType, Context, DomainError, IdempotencyKey, Labels, Limits,
+    Millis, Principal, Reason, Timeout, TypePattern,
 };
+
+/// Whether `parsed` was accepted; a refusal must name `field`.
+fn accepted<T>(parsed: Result<T, DomainError>, field: &str) -> bool {
+    match parsed {
+        Ok(_) => true,
+        Err(e) => {
+            assert_eq!(field_of(e), field);
+            false
+        }
+    }
+}
 
 #[test]
 fn an_approval_id_is_a_uuidv7_in_canonical_lowercase() {
@@ -72,13 +83,8 @@ fn an_approval_type_is_a_required_name_of_at_most_128_safe_characters() {
         ("a control character", "deploy\u{1b}", false),
     ];
     for (name, raw, ok) in cases {
-        match ApprovalType::parse("approval_type", raw) {
-            Ok(_) => assert!(ok, "{name}: accepted"),
-            Err(e) => {
-                assert!(!ok, "{name}: refused: {e}");
-                assert_eq!(field_of(e), "approval_type", "{name}");
-            }
-        }
+        let parsed = ApprovalType::parse("approval_type", raw);
+        assert_eq!(accepted(parsed, "approval_type"), ok, "{name}");
     }
 }
 
@@ -121,23 +127,18 @@ fn identifiers_take_any_script_but_nothing_invisible_or_that_drives_a_terminal()
         ("over 128 characters", &"x".repeat(129), false),
     ];
     for (name, raw, ok) in cases {
-        let results = [
-            ("agent_id", AgentId::parse("agent_id", raw).err()),
-            ("responder", Principal::parse("responder", raw).err()),
-            (
+        let verdicts = [
+            accepted(AgentId::parse("agent_id", raw), "agent_id"),
+            accepted(Principal::parse("responder", raw), "responder"),
+            accepted(
+                IdempotencyKey::parse("idempotency_key", raw),
                 "idempotency_key",
-                IdempotencyKey::parse("idempotency_key", raw).err(),
             ),
         ];
-        for (field, err) in results {
-            match err {
-                None => assert!(ok, "{field} {name}: accepted"),
-                Some(e) => {
-                    assert!(!ok, "{field} {name}: refused: {e}");
-                    assert_eq!(field_of(e), field, "{name}");
-                }
-            }
-        }
+        assert_eq!(
+            verdicts, [ok; 3],
+            "{name}: agent_id, responder, idempotency_key"
+        );
     }
 }
 
@@ -202,16 +203,11 @@ fn a_reason_is_text_for_people_within_its_byte_bound() {
         ("bidi override", "ok\u{202e}", false),
     ];
     for (name, raw, ok) in cases {
-        match Reason::parse("reason", raw, &limits) {
-            Ok(r) => {
-                assert!(ok, "{name}: accepted");
-                assert_eq!(r.into_string(), raw);
-            }
-            Err(e) => {
-                assert!(!ok, "{name}: refused: {e}");
-                assert_eq!(field_of(e), "reason", "{name}");
-            }
+        let parsed = Reason::parse("reason", raw, &limits).map(Reason::into_string);
+        if let Ok(kept) = &parsed {
+            assert_eq!(kept, raw, "{name}: kept as given");
         }
+        assert_eq!(accepted(parsed, "reason"), ok, "{name}");
     }
 }
 
