@@ -140,13 +140,3 @@ fn a_retry_is_the_same_outcome_by_the_same_person_and_nothing_else() {
     let still_pending = pending("deploy", "agent");
     assert!(!approve("alice").is_repeat_of(&still_pending), "pending");
 }
-
-#[test]
-fn only_pending_is_not_final_and_every_status_name_reads_back() {
-    for status in Status::ALL {
-        assert_eq!(status.is_final(), status != Status::Pending, "{status:?}");
-        assert_eq!(Status::from_name(status.name()), Some(status), "{status:?}");
-    }
-    assert_eq!(Status::from_name("PENDING"), None, "names are lowercase");
-    assert_eq!(Status::from_name(""), None);
-}
