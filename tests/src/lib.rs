@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod otlp;
 pub mod watch;
+pub mod webhooks;
 
 pub use approval_testkit::*;
 pub use watch::{next_event, spawn_await, synced_watch, SyncedWatch};
