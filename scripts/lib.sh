@@ -35,3 +35,15 @@ build_approvald() {
   (cd "$ROOT" && cargo build --locked -q -p approvald --bin approvald)
   export APPROVALD_BIN="$ROOT/target/debug/approvald"
 }
+
+# The pinned build tooling in tools/ (buf, protoc-gen-es), installed once
+# per pin: each install leaves a copy of the lock it installed, and a changed
+# pin reinstalls. Then `$ROOT/tools/node_modules/.bin/buf` is there.
+need_node_tools() {
+  local tools="$ROOT/tools"
+  if ! cmp -s "$tools/package-lock.json" "$tools/node_modules/.installed-lock.json"; then
+    log "installing buf and protoc-gen-es (npm ci in tools/)"
+    (cd "$tools" && npm ci --no-audit --no-fund --silent)
+    cp "$tools/package-lock.json" "$tools/node_modules/.installed-lock.json"
+  fi
+}

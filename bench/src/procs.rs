@@ -3,13 +3,12 @@
 //! failed scenario leaves nothing running.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
+use approval_testkit::{eventually, metric_value, scrape_metrics, terminate, Listen};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::{Channel, Endpoint};
@@ -87,100 +86,31 @@ impl Auth {
     }
 }
 
-pub fn free_port() -> BenchResult<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Polls `ready` every 20 ms until it is true or `limit` passes.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut ready: F) -> BenchResult<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if ready().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("timed out after {limit:?} waiting for {what}").into())
-}
-
-/// Resident set size of a process, in bytes (from /proc).
-pub fn rss_bytes(pid: u32) -> BenchResult<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
-}
-
-/// CPU time (user + system) a process has used so far.
+/// CPU time (user + system) a process has used so far (zero once it is gone).
 pub fn cpu_time(pid: u32) -> Duration {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) in parentheses:
-    // utime and stime are fields 14 and 15, in clock ticks (100 Hz on Linux).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
+    approval_testkit::cpu_time(pid).unwrap_or_default()
 }
 
-/// Our own `redis-server`: no persistence (no RDB snapshots, no AOF), so
-/// figures measure the service and not the disk.
+/// Our own `redis-server` (the test kit's): no persistence (no RDB
+/// snapshots, no AOF), so figures measure the service and not the disk.
 pub struct RedisServer {
-    pub port: u16,
     pub pid: u32,
-    dir: PathBuf,
-    child: Child,
+    server: approval_testkit::RedisServer,
 }
 
 impl RedisServer {
     pub async fn start(work: &Path) -> BenchResult<Self> {
-        let port = free_port()?;
-        let dir = work.join(format!("redis-{port}"));
-        fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--maxclients", "20000"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start redis-server ({e}): apt-get install -y redis-server")
-            })?;
-        let server = Self {
-            port,
-            pid: child.id(),
-            dir,
-            child,
-        };
-        let url = server.url();
-        wait_for("redis-server to answer", Duration::from_secs(10), || {
-            let url = url.clone();
-            async move {
-                match redis::Client::open(url) {
-                    Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await?;
-        Ok(server)
+        let server = approval_testkit::RedisServer::builder()
+            .persistence(false)
+            .in_dir(work)
+            .args(["--maxclients", "20000"])
+            .try_start()?;
+        let pid = server.pid().ok_or("redis-server is not running")?;
+        Ok(Self { pid, server })
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// A connection with no response timeout: FLUSHALL of a large data set
@@ -191,7 +121,6 @@ impl RedisServer {
             .get_multiplexed_async_connection_with_config(&config)
             .await?)
     }
-
     pub async fn flush(&self) -> BenchResult<()> {
         let mut c = self.connection().await?;
         redis::cmd("FLUSHALL").query_async::<()>(&mut c).await?;
@@ -227,14 +156,6 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// One `approvald` process (release build) on the shared Redis.
 pub struct Replica {
     pub port: u16,
@@ -253,8 +174,7 @@ impl Replica {
         log: &Path,
         auth: Option<&Auth>,
     ) -> BenchResult<Self> {
-        let port = free_port()?;
-        let metrics_port = free_port()?;
+        let listen = Listen::free();
         let log_file = fs::File::create(log)?;
         let mut command = Command::new(bin);
         // Only our flags: no APPROVALD_* from the caller's environment.
@@ -273,9 +193,7 @@ impl Replica {
             ]);
         }
         let child = command
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--redis-url", redis_url, "--redis-prefix", prefix])
+            .args(listen.args_with(&["--redis-url", redis_url, "--redis-prefix", prefix]))
             .args(["--max-open-per-requester", "1000000"])
             .args(["--max-connections", "20000"])
             .stdin(Stdio::null())
@@ -284,22 +202,21 @@ impl Replica {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let replica = Self {
-            port,
-            metrics_port,
+            port: listen.port,
+            metrics_port: listen.metrics_port,
             pid: child.id(),
             child,
         };
         let endpoint = replica.endpoint();
-        wait_for(
-            "approvald to report SERVING",
-            Duration::from_secs(15),
-            || {
-                let endpoint = endpoint.clone();
-                async move { serving(endpoint).await }
-            },
-        )
-        .await
-        .map_err(|e| format!("{e} (log: {})", log.display()))?;
+        let limit = Duration::from_secs(15);
+        let up = eventually(limit, || serving(endpoint.clone())).await;
+        if !up {
+            return Err(format!(
+                "approvald did not report SERVING within {limit:?} (log: {})",
+                log.display()
+            )
+            .into());
+        }
         Ok(replica)
     }
 
@@ -336,30 +253,29 @@ impl Replica {
         Ok(out)
     }
 
+    /// Resident set size, in bytes.
     pub fn rss(&self) -> BenchResult<u64> {
-        rss_bytes(self.pid)
+        let kib = approval_testkit::rss_kib(self.pid).ok_or("no VmRSS in /proc/PID/status")?;
+        Ok(kib * 1024)
     }
 
     /// One value from the Prometheus endpoint (a metric without labels).
     pub fn metric(&self, name: &str) -> BenchResult<f64> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("metric {name} not found").into())
+        let text = scrape_metrics(self.metrics_port)?;
+        metric_value(&text, name).ok_or_else(|| format!("metric {name} not found").into())
     }
 
     /// Waits until `n` calls are blocked on this replica.
     pub async fn wait_for_waiters(&self, n: usize, limit: Duration) -> BenchResult<()> {
-        wait_for(&format!("{n} waiters"), limit, || async {
+        let registered = eventually(limit, || async {
             self.metric("approvald_waiters")
                 .is_ok_and(|v| v as usize >= n)
         })
-        .await
+        .await;
+        if !registered {
+            return Err(format!("timed out after {limit:?} waiting for {n} waiters").into());
+        }
+        Ok(())
     }
 }
 
@@ -371,15 +287,8 @@ impl Drop for Replica {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(5);
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(grace);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if terminate(&mut self.child, Duration::from_secs(grace)).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

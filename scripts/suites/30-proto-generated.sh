@@ -20,5 +20,5 @@ done
 echo "generated code is up to date"
 
 log "buf breaking against proto/baseline.binpb"
-sdk/tools/node_modules/.bin/buf breaking --against proto/baseline.binpb
+tools/node_modules/.bin/buf breaking --against proto/baseline.binpb
 echo "no breaking change"

@@ -21,10 +21,10 @@ free_port() {
 
 # The pinned grpc-health-probe, to wait for health SERVING.
 need_health_probe() {
-  HEALTH_PROBE="$ROOT/sdk/tools/bin/grpc-health-probe"
+  HEALTH_PROBE="$ROOT/tools/bin/grpc-health-probe"
   if ! [ -x "$HEALTH_PROBE" ]; then
-    log "installing grpc-health-probe (sdk/tools/bin)"
-    GOBIN="$ROOT/sdk/tools/bin" go install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
+    log "installing grpc-health-probe (tools/bin)"
+    GOBIN="$ROOT/tools/bin" go install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
   fi
 }
 

@@ -1,109 +1,27 @@
 //! The real `approvald` binary, started the way a user starts it.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approval_api::v1;
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
+use approval_testkit::{cpu_time, free_port, scrape_metrics, Listen, ServerProcess};
 
-const BIN: &str = env!("CARGO_BIN_EXE_approvald");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_approvald"))
 }
 
-/// A running approvald whose log lines arrive on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Self {
-        let mut command = Command::new(BIN);
-        command.args(args);
-        Self::spawn(command)
-    }
-
-    /// `approvald` with `args`, under `ulimit -n <limit>` (as a shell does it).
-    fn start_with_ulimit(limit: &str, args: &[&str]) -> Self {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", &format!("ulimit {limit} && exec \"$0\" \"$@\""), BIN])
-            .args(args);
-        Self::spawn(command)
-    }
-
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command
-            .env_remove("APPROVALD_REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("approvald starts");
-        let (tx, lines) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Self { child, lines }
-    }
-
-    /// The first log line containing `needle`, within a generous bound.
-    fn line_with(&self, needle: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        }
-        panic!("no log line containing {needle:?}");
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < end, "approvald did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `approvald` on free loopback ports with `args` besides; the process and
+/// its API address.
+fn start(args: &[&str]) -> (ServerProcess, String) {
+    let (process, listen) = ServerProcess::on_loopback(bin(), args);
+    (process, listen.addr())
 }
 
 #[tokio::test]
 async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigterm() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut p = Process::start(&["--listen", &listen, "--metrics-listen", &metrics]);
+    let (mut p, listen) = start(&[]);
     let store_line = p.line_with("store:");
     assert!(store_line.contains("in-memory"), "{store_line}");
     p.line_with("listening");
@@ -146,10 +64,17 @@ async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigt
     assert!(status.success(), "{status:?}");
 }
 
+/// `approvald --insecure-allow-unauthenticated` on these addresses.
+fn start_insecure(listen: &str, metrics: &str) -> ServerProcess {
+    let insecure = "--insecure-allow-unauthenticated";
+    let args = ["--listen", listen, "--metrics-listen", metrics, insecure];
+    ServerProcess::start(bin(), &args)
+}
+
 /// Runs approvald with `args` expecting it to refuse to start: the exit
 /// code and everything it printed.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .env_remove("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")
         .env_remove("APPROVALD_AUTH_CONFIG")
@@ -182,13 +107,7 @@ async fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
     let port = free_port();
     let listen = format!("0.0.0.0:{port}");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
-        "--insecure-allow-unauthenticated",
-    ]);
+    let mut p = start_insecure(&listen, &metrics);
     let warning = p.line_with("authentication is OFF");
     assert!(warning.contains("UNAUTHENTICATED"), "{warning}");
     p.line_with("listening");
@@ -232,27 +151,14 @@ async fn without_auth_metrics_and_health_stay_on_loopback_unless_told_insecure()
     let metrics_port = free_port();
     let metrics = format!("0.0.0.0:{metrics_port}");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
-        "--insecure-allow-unauthenticated",
-    ]);
+    let mut p = start_insecure(&listen, &metrics);
     let warning = p.line_with("metrics address is not loopback");
     assert!(warning.contains("approval types and counts"), "{warning}");
     p.line_with("listening");
-    let scrape = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        conn.read_to_string(&mut body).unwrap();
-        body
-    })
-    .await
-    .unwrap();
+    let scrape = tokio::task::spawn_blocking(move || scrape_metrics(metrics_port))
+        .await
+        .unwrap()
+        .expect("metrics are served");
     assert!(
         scrape.starts_with("HTTP/1.0 200") || scrape.starts_with("HTTP/1.1 200"),
         "{scrape}"
@@ -265,7 +171,7 @@ async fn without_auth_metrics_and_health_stay_on_loopback_unless_told_insecure()
 
 #[test]
 fn bad_configuration_is_refused_naming_the_flag() {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -281,7 +187,7 @@ fn bad_configuration_is_refused_naming_the_flag() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--default-timeout"), "{text}");
 
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["--retention", "forever"])
         .output()
         .unwrap();
@@ -291,16 +197,7 @@ fn bad_configuration_is_refused_naming_the_flag() {
 
 #[test]
 fn json_logs_are_one_json_object_per_line() {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
-        "--log-format",
-        "json",
-    ]);
+    let (mut p, _) = start(&["--log-format", "json"]);
     let line = p.line_with("store:");
     let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(parsed["level"], "INFO");
@@ -310,7 +207,7 @@ fn json_logs_are_one_json_object_per_line() {
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
     use clap::CommandFactory;
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = Command::new(bin()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     // The settings are whatever clap knows, so a new flag cannot drift out
@@ -382,13 +279,7 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         )
     };
     std::fs::write(&file, entry("first", "token-one")).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
+    let (p, listen) = start(&[
         "--auth-config",
         file.to_str().unwrap(),
         "--audit-log",
@@ -424,12 +315,7 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
         entry("first", "token-one") + &entry("second", "token-two"),
     )
     .unwrap();
-    let hup = || {
-        Command::new("kill")
-            .args(["-HUP", &p.child.id().to_string()])
-            .status()
-            .unwrap()
-    };
+    let hup = || p.signal("-HUP");
     hup();
     p.line_with("authentication file reloaded");
     let created = create("token-two")
@@ -497,13 +383,7 @@ async fn the_audit_log_records_every_outcome_with_who_ended_it() {
         entry("agent", "requester", "agent-token") + &entry("alice", "approver", "alice-token"),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
+    let (mut p, listen) = start(&[
         "--auth-config",
         file.to_str().unwrap(),
         "--audit-log",
@@ -618,13 +498,7 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
         ),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let p = Process::start(&[
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
+    let (p, listen) = start(&[
         "--auth-config",
         file.to_str().unwrap(),
         "--audit-log",
@@ -711,54 +585,22 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// CPU time (user + system) a process has used, from /proc/PID/stat.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces): state is
-    // field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second: u64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 #[tokio::test]
 async fn at_start_the_open_file_limit_is_raised_and_the_connection_cap_follows_it() {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &metrics,
-        "--log-format",
-        "json",
-    ];
-    let limit_of = |p: &Process| {
+    let args = Listen::free().args_with(&["--log-format", "json"]);
+    let limit_of = |p: &ServerProcess| {
         let line: serde_json::Value =
             serde_json::from_str(&p.line_with("open-file limit")).unwrap();
         line["fields"].clone()
     };
     // Soft 64, hard as inherited: raised to the hard limit.
-    let p = Process::start_with_ulimit("-Sn 64", &args);
+    let p = ServerProcess::start_with_ulimit("-Sn 64", bin(), &args);
     let fields = limit_of(&p);
     assert_eq!(fields["was"], "64", "{fields}");
     assert_ne!(fields["now"], "64", "{fields}");
     drop(p);
     // Hard 64: nothing to raise; the cap leaves headroom under it.
-    let p = Process::start_with_ulimit("-n 64", &args);
+    let p = ServerProcess::start_with_ulimit("-n 64", bin(), &args);
     let fields = limit_of(&p);
     assert_eq!(
         (&fields["now"], &fields["max_connections"]),
@@ -769,19 +611,13 @@ async fn at_start_the_open_file_limit_is_raised_and_the_connection_cap_follows_i
 
 #[tokio::test]
 async fn out_of_file_descriptors_it_backs_off_logs_once_and_serves_again() {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
+    let addresses = Listen::free();
+    let listen = addresses.addr();
     // A cap above what 64 descriptors allow, so accepting itself fails.
-    let p = Process::start_with_ulimit(
+    let p = ServerProcess::start_with_ulimit(
         "-n 64",
-        &[
-            "--listen",
-            &listen,
-            "--metrics-listen",
-            &metrics,
-            "--max-connections",
-            "1000",
-        ],
+        bin(),
+        &addresses.args_with(&["--max-connections", "1000"]),
     );
     p.line_with("listening");
     let held: Vec<std::net::TcpStream> = (0..150)
@@ -790,17 +626,17 @@ async fn out_of_file_descriptors_it_backs_off_logs_once_and_serves_again() {
     let line = p.line_with("cannot accept connections");
     assert!(line.contains("file descriptors"), "{line}");
 
-    let pid = p.child.id();
-    let before = cpu_time(pid);
+    let pid = p.pid();
+    let before = cpu_time(pid).expect("approvald runs");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let used = cpu_time(pid) - before;
+    let used = cpu_time(pid).expect("approvald runs") - before;
     eprintln!("CPU used at the descriptor limit: {used:?} in 3 s");
     assert!(
         used < Duration::from_millis(600),
         "{used:?} of CPU in 3 s at the limit"
     );
     let repeated = p
-        .lines
+        .lines()
         .try_iter()
         .filter(|l| l.contains("cannot accept"))
         .count();

@@ -1,13 +1,18 @@
 //! Test harness: a real `redis-server` on a free port, real `approvald`
 //! replicas (in-process, on port 0), and the real generated client.
+//!
+//! What needs no server (Redis fixtures, processes, polling, metrics) is in
+//! `approval-testkit` (testkit/) and re-exported here, so a test file needs
+//! only `use approval_tests::*;`.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod otlp;
+pub mod watch;
 pub mod webhooks;
+
+pub use approval_testkit::*;
+pub use watch::{next_event, spawn_await, synced_watch, SyncedWatch};
 
 use approval_client::v1;
 use approval_client::ApprovalServiceClient;
@@ -16,201 +21,6 @@ use approvald::{Application, Config};
 use tonic::transport::Channel;
 
 pub type Client = ApprovalServiceClient<Channel>;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
-}
-
-/// A `redis-server` of our own, on a free loopback port, with AOF in a
-/// temporary folder (so a restart keeps the data). Stopped on drop.
-pub struct RedisServer {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-    extra: Vec<String>,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        Self::start_with(Vec::new())
-    }
-
-    /// A replica of the server on `master_port`.
-    pub fn start_replica_of(master_port: u16) -> Self {
-        Self::start_with(vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            master_port.to_string(),
-        ])
-    }
-
-    fn start_with(extra: Vec<String>) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "approvald-test-redis-{port}-{}",
-            uuid::Uuid::now_v7()
-        ));
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-            extra,
-        };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-            .args(&self.extra)
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): install it with `apt-get install -y redis-server` \
-                     (or run ./scripts/test, which does)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut c) = client.get_connection() {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "redis-server on port {} did not answer PING within 10s",
-            self.port
-        );
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (SIGKILL): clients see connection errors.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes the server (SIGSTOP) for `d`, then lets it go on (SIGCONT),
-    /// on a thread of its own: commands sent meanwhile stay unanswered, as
-    /// with a Redis stalled by a slow disk or a long fork. Join the handle to
-    /// know it runs again.
-    pub fn pause_for(&self, d: Duration) -> std::thread::JoinHandle<()> {
-        let pid = self
-            .child
-            .as_ref()
-            .map(|c| c.id().to_string())
-            .expect("redis-server is running");
-        let signal = |sig: &str, pid: &str| {
-            let ok = Command::new("kill")
-                .args([sig, pid])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "kill {sig} {pid}");
-        };
-        signal("-STOP", &pid);
-        std::thread::spawn(move || {
-            std::thread::sleep(d);
-            signal("-CONT", &pid);
-        })
-    }
-
-    /// Starts it again on the same port with the same data.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .expect("connect to test redis")
-    }
-}
-
-/// A Redis Sentinel watching the master on `master_port` under the name
-/// `master` (quorum 1, fast failure detection). Stopped on drop.
-pub struct Sentinel {
-    pub port: u16,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Sentinel {
-    pub fn start(master: &str, master_port: u16) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("approvald-test-sentinel-{port}"));
-        std::fs::create_dir_all(&dir).expect("sentinel dir");
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor {master} 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds {master} 500\n\
-                 sentinel failover-timeout {master} 3000\n",
-                dir.display()
-            ),
-        )
-        .expect("write sentinel.conf");
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server --sentinel");
-        Self { port, dir, child }
-    }
-
-    /// The master's port as this sentinel sees it, if it knows one.
-    pub fn master_port(&self, master: &str) -> Option<u16> {
-        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .ok()?
-            .get_connection()
-            .ok()?;
-        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(master)
-            .query(&mut conn)
-            .ok()?;
-        addr.and_then(|(_, port)| port.parse().ok())
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// One `approvald` running in this process.
 pub struct Replica {
@@ -264,6 +74,12 @@ impl Replica {
 
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// The value of `name` in this replica's metrics, if it serves one
+    /// ([`metric_value`]).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&metrics_text(self.metrics_port).await, name)
     }
 }
 
@@ -404,8 +220,13 @@ pub fn millis(d: Duration) -> prost_types::Duration {
 }
 
 pub async fn create(client: &mut Client, approval_type: &str) -> v1::Approval {
+    create_with(client, create_request(approval_type)).await
+}
+
+/// Creates the approval `request` describes (failing the test if refused).
+pub async fn create_with(client: &mut Client, request: v1::CreateApprovalRequest) -> v1::Approval {
     client
-        .create_approval(create_request(approval_type))
+        .create_approval(request)
         .await
         .expect("create")
         .into_inner()
@@ -425,37 +246,6 @@ pub async fn get(client: &mut Client, id: &str) -> v1::Approval {
 
 pub fn status(a: &v1::Approval) -> v1::ApprovalStatus {
     v1::ApprovalStatus::try_from(a.status).unwrap_or(v1::ApprovalStatus::Unspecified)
-}
-
-/// Polls `check` (a test-side wait for a condition, not a timing assertion)
-/// until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-/// Generous bound for things that should happen "at once".
-pub const PROMPTLY: Duration = Duration::from_secs(10);
-
-/// The next event of a watch stream, failing the test if none comes promptly.
-pub async fn next_event(
-    stream: &mut tonic::Streaming<v1::WatchPendingResponse>,
-) -> v1::WatchPendingResponse {
-    tokio::time::timeout(PROMPTLY, stream.message())
-        .await
-        .expect("a watch event within the bound")
-        .expect("the watch stream is healthy")
-        .expect("the watch stream is still open")
 }
 
 /// The gRPC health status of `service` on a replica.
@@ -483,51 +273,6 @@ pub async fn health(
     }
 }
 
-/// Redis's own count of commands it processed so far.
-pub fn redis_commands_processed(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(conn)
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("total_commands_processed in INFO")
-}
-
-/// Polls `probe` until it yields a value or `limit` passes.
-pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-/// The Prometheus text a replica serves on its metrics port.
-pub async fn metrics_text(metrics_port: u16) -> String {
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-    .await
-    .unwrap_or_default()
-}
-
 /// Waits until `n` calls are blocked waiting on the replica.
 pub async fn until_waiting(replica: &Replica, n: usize) {
     let port = replica.metrics_port;
@@ -546,55 +291,23 @@ pub async fn until_waiting(replica: &Replica, n: usize) {
     assert!(ok.is_some(), "{n} waiters never registered");
 }
 
-/// The `approvald` binary next to this test's own (`target/<profile>/`), or
-/// `APPROVALD_BIN`. `cargo test --workspace` builds it (the server package
-/// has process tests); alone, build it first: `cargo build -p approvald`.
-pub fn approvald_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("APPROVALD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<test> -> target/<profile>/approvald
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("approvald"))
-        .expect("the test binary lies under target/<profile>/deps");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p approvald` (or set APPROVALD_BIN)",
-        bin.display()
-    );
-    bin
-}
-
 /// A real `approvald` process on a free loopback port (killed on drop), for
 /// what only a separate process shows: its memory.
 pub struct ApprovaldProcess {
     pub port: u16,
-    child: Child,
+    process: ServerProcess,
 }
 
 impl ApprovaldProcess {
     pub async fn start(args: &[String]) -> Self {
-        let port = free_port();
-        let child = Command::new(approvald_binary())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .args(args)
-            .env_remove("APPROVALD_REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("approvald starts");
+        let (process, listen) = ServerProcess::on_loopback(&approvald_binary(), args);
+        let port = listen.port;
         let up = wait_for(PROMPTLY, || async move {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         })
         .await;
         assert!(up.is_some(), "approvald never listened on {port}");
-        Self { port, child }
+        Self { port, process }
     }
 
     pub async fn client(&self) -> Client {
@@ -603,20 +316,7 @@ impl ApprovaldProcess {
 
     /// Resident memory of the process, in KiB (`VmRSS` of /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
-    }
-}
-
-impl Drop for ApprovaldProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.rss_kib()
     }
 }
 

@@ -146,10 +146,7 @@ on_both_stores! {
         let mut a = d.a().await;
         let mut b = d.b().await;
         let created = create(&mut a, "db:drop").await;
-        let id = created.id.clone();
-        let waiter = tokio::spawn(async move {
-            a.await_approval(v1::AwaitApprovalRequest { id }).await
-        });
+        let waiter = spawn_await(&a, &created.id);
         b.respond(reject(&created.id, "bob")).await.expect("respond");
         let answer = waiter.await.unwrap().expect("await").into_inner();
         assert!(!answer.approved);
@@ -243,8 +240,7 @@ on_both_stores! {
         let mut a = d.a().await;
         let mut b = d.b().await;
         let created = create(&mut a, "t").await;
-        let id = created.id.clone();
-        let waiter = tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await });
+        let waiter = spawn_await(&a, &created.id);
         let cancelled = b
             .cancel_approval(v1::CancelApprovalRequest { id: created.id.clone(), reason: "not needed".into() })
             .await

@@ -18,14 +18,6 @@ fn redis_set(conn: &mut redis::Connection, args: &[&str]) {
     let _: redis::Value = cmd.query(conn).expect("redis command");
 }
 
-/// The value of `name` (a line `name value`) in a replica's metrics, if any.
-async fn metric(replica: &Replica, name: &str) -> Option<f64> {
-    metrics_text(replica.metrics_port)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 async fn until_health(replica: &Replica, want: ServingStatus) -> bool {
     let port = replica.port;
     eventually(PROMPTLY, || async move { health(port, API).await == want }).await
@@ -85,13 +77,11 @@ async fn redis_out_of_memory_is_unavailable_not_serving_and_counted_until_writes
             "readiness goes NOT_SERVING"
         );
         assert_eq!(health(r.port, "liveness").await, ServingStatus::Serving);
-        assert_eq!(metric(r, "approvald_store_writable").await, Some(0.0));
+        assert_eq!(r.metric("approvald_store_writable").await, Some(0.0));
     }
-    let refusals = metric(
-        &d.replicas[1],
-        "approvald_store_write_refusals_total{cause=\"out_of_memory\"}",
-    )
-    .await;
+    let refusals = d.replicas[1]
+        .metric("approvald_store_write_refusals_total{cause=\"out_of_memory\"}")
+        .await;
     assert!(
         refusals.is_some_and(|n| n >= 2.0),
         "refusals counted by cause: {refusals:?}"
@@ -108,7 +98,7 @@ async fn redis_out_of_memory_is_unavailable_not_serving_and_counted_until_writes
             until_health(r, ServingStatus::Serving).await,
             "SERVING again once writes succeed"
         );
-        assert_eq!(metric(r, "approvald_store_writable").await, Some(1.0));
+        assert_eq!(r.metric("approvald_store_writable").await, Some(1.0));
     }
     b.respond(approve(&pending.id, "alice"))
         .await
@@ -211,7 +201,9 @@ async fn a_respond_whose_answer_redis_delayed_returns_the_truth_not_a_failure() 
         approval,
         "and that is what Redis holds"
     );
-    let settled = metric(&d.replicas[0], "approvald_store_outcomes_settled_total").await;
+    let settled = d.replicas[0]
+        .metric("approvald_store_outcomes_settled_total")
+        .await;
     assert!(settled.is_some_and(|n| n >= 1.0), "{settled:?}");
 }
 
@@ -305,13 +297,7 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     // B stamps Redis's time, not its own.
     let mut req = create_request("clock");
     req.timeout = Some(millis(std::time::Duration::from_secs(30)));
-    let on_b = b
-        .create_approval(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
+    let on_b = create_with(&mut b, req.clone()).await;
     let created = secs(&on_b.created_at);
     assert!(
         (created - now_secs()).abs() <= 5,
@@ -320,18 +306,8 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     assert_eq!(secs(&on_b.deadline) - created, 30);
 
     // A's 30 s approval, waited on through B, is not expired early by B.
-    let on_a = a
-        .create_approval(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
-    let waiter = {
-        let mut b = b.clone();
-        let id = on_a.id.clone();
-        tokio::spawn(async move { b.await_approval(v1::AwaitApprovalRequest { id }).await })
-    };
+    let on_a = create_with(&mut a, req).await;
+    let waiter = spawn_await(&b, &on_a.id);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(!waiter.is_finished(), "B's waiter did not see it expire");
     for id in [&on_a.id, &on_b.id] {
@@ -358,13 +334,7 @@ async fn a_replica_with_a_clock_a_minute_ahead_keeps_redis_time() {
     // And a short approval still expires on time, whoever reaps it.
     let mut short = create_request("clock");
     short.timeout = Some(millis(std::time::Duration::from_secs(2)));
-    let short = b
-        .create_approval(short)
-        .await
-        .unwrap()
-        .into_inner()
-        .approval
-        .unwrap();
+    let short = create_with(&mut b, short).await;
     let expired = tokio::time::timeout(
         PROMPTLY,
         a.await_approval(v1::AwaitApprovalRequest {

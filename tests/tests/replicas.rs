@@ -52,23 +52,11 @@ async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_ever
     let d = redis_deployment(2).await;
     let mut a = d.a().await;
     let created = create(&mut a, "race").await;
-    let mut watch = a
-        .watch_pending(v1::WatchPendingRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next_event(&mut watch).await;
-    assert!(matches!(&first.event, Some(Event::Added(x)) if x.id == created.id));
-    assert!(matches!(
-        next_event(&mut watch).await.event,
-        Some(Event::Synced(_))
-    ));
+    let synced = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    assert_eq!(synced.snapshot, std::slice::from_ref(&created));
+    let mut watch = synced.stream;
 
-    let waiter = {
-        let mut a = a.clone();
-        let id = created.id.clone();
-        tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
-    };
+    let waiter = spawn_await(&a, &created.id);
     let clients = [d.a().await, d.b().await];
     let mut calls = Vec::new();
     for i in 0..50 {
@@ -126,18 +114,15 @@ async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() 
     let d = redis_deployment(2).await;
     let mut a = d.a().await;
     let mut b = d.b().await;
-    let mut watch = b
-        .watch_pending(v1::WatchPendingRequest {
+    let mut watch = synced_watch(
+        &mut b,
+        v1::WatchPendingRequest {
             approval_types: vec!["deadline".into()],
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(matches!(
-        next_event(&mut watch).await.event,
-        Some(Event::Synced(_))
-    ));
+        },
+    )
+    .await
+    .expect_empty();
     // The response is aimed at the approval's own deadline, steered like a
     // staircase: after an APPROVED the next one goes later, after an
     // EXPIRED earlier. So the trials straddle the deadline whatever the
@@ -149,18 +134,8 @@ async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() 
     for _ in 0..TRIALS {
         let mut req = create_request("deadline");
         req.timeout = Some(millis(Duration::from_millis(300)));
-        let created = a
-            .create_approval(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .approval
-            .unwrap();
-        let waiter = {
-            let mut a = a.clone();
-            let id = created.id.clone();
-            tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
-        };
+        let created = create_with(&mut a, req).await;
+        let waiter = spawn_await(&a, &created.id);
         let deadline = created.deadline.unwrap();
         let deadline =
             std::time::UNIX_EPOCH + Duration::new(deadline.seconds as u64, deadline.nanos as u32);
@@ -220,15 +195,9 @@ async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() 
 async fn an_approval_expires_exactly_once_with_three_replicas() {
     let d = redis_deployment(3).await;
     let mut a = d.a().await;
-    let mut watch = a
-        .watch_pending(v1::WatchPendingRequest::default())
+    let mut watch = synced_watch(&mut a, v1::WatchPendingRequest::default())
         .await
-        .unwrap()
-        .into_inner();
-    assert!(matches!(
-        next_event(&mut watch).await.event,
-        Some(Event::Synced(_))
-    ));
+        .expect_empty();
     let mut ids = Vec::new();
     for _ in 0..20 {
         let mut req = create_request("expire");
@@ -271,11 +240,7 @@ async fn idle_waiters_cost_redis_nothing() {
     let mut waiters = Vec::new();
     for _ in 0..50 {
         let created = create(&mut a, "idle").await;
-        let mut a = a.clone();
-        waiters.push(tokio::spawn(async move {
-            a.await_approval(v1::AwaitApprovalRequest { id: created.id })
-                .await
-        }));
+        waiters.push(spawn_await(&a, &created.id));
     }
     until_waiting(&d.replicas[0], 50).await;
     let mut conn = d.redis.as_ref().unwrap().connection();
@@ -303,11 +268,7 @@ async fn with_redis_down_calls_fail_fast_health_goes_not_serving_and_waiters_kee
     let mut a = d.a().await;
     let mut b = d.b().await;
     let created = create(&mut a, "outage").await;
-    let waiter = {
-        let mut a = a.clone();
-        let id = created.id.clone();
-        tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
-    };
+    let waiter = spawn_await(&a, &created.id);
     assert_eq!(
         health(pa, "approval.v1.ApprovalService").await,
         ServingStatus::Serving

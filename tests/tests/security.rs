@@ -423,20 +423,10 @@ async fn a_principal_sees_only_what_it_requested_or_may_decide() {
     );
     assert!(ids("tok-nobody").await.is_empty());
 
-    let mut watch = a
-        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next_event(&mut watch).await;
-    assert!(
-        matches!(&first.event, Some(v1::watch_pending_response::Event::Added(x)) if x.id == deploy.id),
-        "{first:?}"
-    );
-    assert!(matches!(
-        next_event(&mut watch).await.event,
-        Some(v1::watch_pending_response::Event::Synced(_))
-    ));
+    let synced = synced_watch(&mut a, as_("tok-alice", v1::WatchPendingRequest::default())).await;
+    let shown: Vec<_> = synced.snapshot.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(shown, [deploy.id.as_str()]);
+    let mut watch = synced.stream;
     create_as(&mut a, "tok-agent-a", "db:drop").await;
     let visible = create_as(&mut a, "tok-agent-a", "deploy:staging").await;
     let next = next_event(&mut watch).await;
@@ -836,26 +826,13 @@ async fn on_reload_open_streams_and_waits_of_revoked_credentials_end() {
     .await;
     let mut c = d.a().await;
     let pending = create_as(&mut c, "tok-dev", "deploy:api").await;
-    let mut alice = c
-        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut dev = c
-        .watch_pending(as_("tok-dev", v1::WatchPendingRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut bob = c
-        .watch_pending(as_("tok-bob", v1::WatchPendingRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    for stream in [&mut alice, &mut dev, &mut bob] {
-        while next_event(stream).await.event
-            != Some(v1::watch_pending_response::Event::Synced(v1::Synced {}))
-        {}
-    }
+    let watch_as = async |token: &str| {
+        let request = as_(token, v1::WatchPendingRequest::default());
+        synced_watch(&mut c.clone(), request).await.stream
+    };
+    let mut alice = watch_as("tok-alice").await;
+    let mut dev = watch_as("tok-dev").await;
+    let mut bob = watch_as("tok-bob").await;
     let mut waiting_agent = c.clone();
     let agent_wait = tokio::spawn(async move {
         waiting_agent

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use approval_client::v1;
 use approval_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +26,7 @@ async fn replicas_follow_a_sentinel_failover_and_waiters_get_the_decision() {
         config.health_interval = Duration::from_millis(200);
         replicas.push(Replica::start(config).await);
     }
-    let mut a = replicas[0].client().await;
+    let a = replicas[0].client().await;
     let created = wait_for(PROMPTLY, || {
         let mut a = a.clone();
         async move { a.create_approval(create_request("deploy:prod")).await.ok() }
@@ -37,10 +36,7 @@ async fn replicas_follow_a_sentinel_failover_and_waiters_get_the_decision() {
     .into_inner()
     .approval
     .unwrap();
-    let waiter = {
-        let id = created.id.clone();
-        tokio::spawn(async move { a.await_approval(v1::AwaitApprovalRequest { id }).await })
-    };
+    let waiter = spawn_await(&a, &created.id);
     until_waiting(&replicas[0], 1).await;
     // Make sure the replica has everything before the master dies.
     let mut conn = master.connection();

@@ -22,11 +22,7 @@ fn http(port: u16, request: &[u8]) -> Vec<u8> {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
+    metric_value(text, name).unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,27 +32,10 @@ async fn metrics_count_created_decided_pending_and_waiters() {
     let decided = create(&mut a, "m").await;
     let open = create(&mut a, "m").await;
     a.respond(approve(&decided.id, "alice")).await.unwrap();
-    let waiter = {
-        let mut a = a.clone();
-        tokio::spawn(async move {
-            a.await_approval(v1::AwaitApprovalRequest { id: open.id })
-                .await
-        })
-    };
+    let waiter = spawn_await(&a, &open.id);
     let port = d.replicas[0].metrics_port;
-    let scrape = move || async move {
-        let raw = tokio::task::spawn_blocking(move || {
-            http(
-                port,
-                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            )
-        })
-        .await
-        .unwrap();
-        String::from_utf8_lossy(&raw).into_owned()
-    };
     let text = wait_for(PROMPTLY, || async {
-        let text = scrape().await;
+        let text = metrics_text(port).await;
         // A scrape that came back short (a loaded machine) is just retried.
         let has = |line: &str| text.lines().any(|l| l == line);
         (has("approvald_waiters 1") && has("approvald_approvals_pending 1")).then_some(text)

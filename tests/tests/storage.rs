@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use approval_client::v1;
-use approval_client::v1::watch_pending_response::Event;
 use approval_tests::*;
 use tonic::Code;
 
@@ -22,13 +21,7 @@ async fn every_redis_key_is_under_the_namespace_tag_and_has_a_ttl_or_a_cap() {
     for i in 0..130 {
         let mut req = create_request("keys");
         req.idempotency_key = format!("k{i}");
-        let created = a
-            .create_approval(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .approval
-            .unwrap();
+        let created = create_with(&mut a, req).await;
         if i % 2 == 0 {
             a.respond(approve(&created.id, "alice")).await.unwrap();
             decided.push(created.id);
@@ -106,15 +99,9 @@ async fn every_redis_key_is_under_the_namespace_tag_and_has_a_ttl_or_a_cap() {
 async fn cursor_older_than_the_log_is_refused(store: Store) {
     let d = Deployment::start_with(store, 2, |c| c.event_log_cap = 10).await;
     let mut a = d.a().await;
-    let mut watch = a
-        .watch_pending(v1::WatchPendingRequest::default())
+    let mut watch = synced_watch(&mut a, v1::WatchPendingRequest::default())
         .await
-        .unwrap()
-        .into_inner();
-    assert!(matches!(
-        next_event(&mut watch).await.event,
-        Some(Event::Synced(_))
-    ));
+        .expect_empty();
     create(&mut a, "old").await;
     let first = next_event(&mut watch).await;
     drop(watch);
@@ -136,20 +123,8 @@ async fn cursor_older_than_the_log_is_refused(store: Store) {
         err.message()
     );
     // Starting over works: a fresh snapshot of all 251.
-    let mut fresh = b
-        .watch_pending(v1::WatchPendingRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut added = 0;
-    loop {
-        match next_event(&mut fresh).await.event {
-            Some(Event::Added(_)) => added += 1,
-            Some(Event::Synced(_)) => break,
-            other => panic!("{other:?}"),
-        }
-    }
-    assert_eq!(added, 251);
+    let fresh = synced_watch(&mut b, v1::WatchPendingRequest::default()).await;
+    assert_eq!(fresh.snapshot.len(), 251);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

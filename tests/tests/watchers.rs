@@ -37,20 +37,6 @@ async fn drain(
     }
 }
 
-/// Opens a watch on a small-window client and reads it up to `synced`.
-async fn synced_watch(client: &mut Client) -> tonic::Streaming<v1::WatchPendingResponse> {
-    let mut watch = client
-        .watch_pending(v1::WatchPendingRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    loop {
-        if let Some(Event::Synced(_)) = next_event(&mut watch).await.event {
-            return watch;
-        }
-    }
-}
-
 /// Creates `per_task * tasks` approvals, `tasks` callers at once; returns
 /// each caller's ids in the order it created them.
 async fn create_many(port: u16, tasks: usize, per_task: usize, bytes: usize) -> Vec<Vec<String>> {
@@ -106,7 +92,9 @@ async fn a_connected_watcher_whose_position_is_trimmed_ends_with_out_of_range_an
     .await;
     let port = d.replicas[0].port;
     let mut slow = small_window_client(port).await;
-    let mut watch = synced_watch(&mut slow).await;
+    let mut watch = synced_watch(&mut slow, v1::WatchPendingRequest::default())
+        .await
+        .stream;
     // The watcher stops reading: these fill its windows and buffers...
     let mut created = create_many(port, 1, 120, 8 * 1024).await;
     // ...and these go by while it is behind, far past the log's cap and
@@ -152,7 +140,9 @@ async fn a_watcher_that_reads_nothing_is_ended_with_unavailable_and_resumes_from
     .await;
     let port = d.replicas[0].port;
     let mut slow = small_window_client(port).await;
-    let mut watch = synced_watch(&mut slow).await;
+    let mut watch = synced_watch(&mut slow, v1::WatchPendingRequest::default())
+        .await
+        .stream;
     let created = create_many(port, 1, 150, 8 * 1024).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (received, cursor, ended) = drain(&mut watch, PROMPTLY).await;
@@ -193,8 +183,12 @@ async fn a_watcher_that_reads_nothing_is_ended_with_unavailable_and_resumes_from
 async fn watchers_beyond_max_watchers_are_refused_even_with_auth_off() {
     let d = Deployment::start_with(Store::Memory, 1, |c| c.max_watchers = 2).await;
     let mut a = d.a().await;
-    let first = synced_watch(&mut a).await;
-    let _second = synced_watch(&mut a).await;
+    let first = synced_watch(&mut a, v1::WatchPendingRequest::default())
+        .await
+        .stream;
+    let _second = synced_watch(&mut a, v1::WatchPendingRequest::default())
+        .await
+        .stream;
     let err = a
         .watch_pending(v1::WatchPendingRequest::default())
         .await
@@ -224,22 +218,13 @@ async fn a_wiped_redis_ends_every_watch_refuses_old_cursors_and_tells_waiters_no
     let d = Deployment::start(Store::Redis).await;
     let mut a = d.a().await;
     let vanishing = create(&mut a, "vanishing").await;
-    let mut watch = a
-        .watch_pending(v1::WatchPendingRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut cursor = String::new();
-    while cursor.is_empty() {
-        let e = next_event(&mut watch).await;
-        if let Some(Event::Synced(_)) = e.event {
-            cursor = e.cursor;
-        }
-    }
-    let mut b = d.b().await;
-    let id = vanishing.id.clone();
-    let waiter =
-        tokio::spawn(async move { b.await_approval(v1::AwaitApprovalRequest { id }).await });
+    let SyncedWatch {
+        stream: mut watch,
+        cursor,
+        ..
+    } = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    let b = d.b().await;
+    let waiter = spawn_await(&b, &vanishing.id);
     until_waiting(&d.replicas[1], 1).await;
 
     let mut conn = d.redis.as_ref().unwrap().connection();
@@ -269,15 +254,9 @@ async fn a_wiped_redis_ends_every_watch_refuses_old_cursors_and_tells_waiters_no
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-        let mut fresh = client
-            .watch_pending(v1::WatchPendingRequest::default())
+        synced_watch(&mut client, v1::WatchPendingRequest::default())
             .await
-            .unwrap()
-            .into_inner();
-        assert!(matches!(
-            next_event(&mut fresh).await.event,
-            Some(Event::Synced(_))
-        ));
+            .expect_empty();
     }
 }
 

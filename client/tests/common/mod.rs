@@ -3,11 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use approval_client::{Approval, ApprovalClient, ListFilter, Status};
-use approval_tests::{Deployment, RedisServer, Replica, Store, PROMPTLY};
+pub use approval_tests::free_port;
+use approval_tests::{wait_for, Deployment, RedisServer, Replica, Store, PROMPTLY};
 use approvald::Config;
 use futures::TryStreamExt;
 
@@ -27,14 +27,6 @@ pub async fn client(replica: &Replica, responder: &str) -> ApprovalClient {
         .connect()
         .await
         .expect("connect to approvald")
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A replica on `port` (fixed, so that it can be replaced by another on the
@@ -67,19 +59,12 @@ pub async fn until_pending(
     approval_type: &str,
     n: usize,
 ) -> Vec<Approval> {
-    let end = tokio::time::Instant::now() + PROMPTLY;
-    loop {
+    wait_for(PROMPTLY, || async {
         let found = pending(client, approval_type).await;
-        if found.len() == n {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "{n} pending approvals of type {approval_type} did not appear (found {})",
-            found.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (found.len() == n).then_some(found)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} pending approvals of type {approval_type} did not appear"))
 }
 
 /// A UUIDv7 that names no approval.

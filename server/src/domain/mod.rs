@@ -21,3 +21,6 @@ pub use fields::{
 };
 pub use limits::Limits;
 pub use text::echo;
+
+#[cfg(test)]
+mod tests;

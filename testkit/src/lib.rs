@@ -1,0 +1,34 @@
+//! The test kit's lower half: what a test needs around the server without
+//! the server itself. Real `redis-server`s on free loopback ports (with or
+//! without persistence), server processes whose log lines a test can read,
+//! polling with a bound, and Prometheus scraping.
+//!
+//! Used by `approval-tests` (which adds in-process replicas and the client),
+//! by the server's process tests and by the bench. Write a helper here once
+//! rather than a copy in a test file.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+pub mod metrics;
+pub mod poll;
+pub mod process;
+pub mod redis_server;
+
+pub use metrics::{metric_value, metrics_text, scrape_metrics};
+pub use poll::{eventually, wait_for};
+pub use process::{
+    approvald_binary, cpu_time, rss_kib, send_signal, terminate, Listen, ServerProcess,
+};
+pub use redis_server::{redis_commands_processed, RedisBuilder, RedisServer, Sentinel};
+
+/// Generous bound for things that should happen "at once".
+pub const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
