@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, Limits, ListQuery,
-    Millis, NewApproval, Page,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Limits,
+    ListQuery, Millis, NewApproval, Page,
 };
 
 pub use self::memory::MemoryStore;
@@ -115,7 +115,9 @@ pub trait Store: Send + Sync + 'static {
     /// reflects (read together, atomically).
     async fn pending_count(&self) -> Result<(u64, Cursor), DomainError>;
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError>;
+    /// A page of the approvals that `caller` may see and `query` matches
+    /// (`caller.may_see(a) && query.matches(a)`), newest first.
+    async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError>;
 
     /// The position of the newest event (`Cursor::START` when there is none).
     async fn head(&self) -> Result<Cursor, DomainError>;
