@@ -4,6 +4,7 @@
 pub mod convert;
 mod deadline;
 pub mod decode;
+pub mod exhausted;
 pub mod fuzzing;
 mod rate;
 mod status;
