@@ -1,17 +1,18 @@
 //! RESOURCE_EXHAUSTED, for programs: which limit was reached, as the
 //! `ErrorInfo.reason` (domain `approval.v1`), so a client or a metric tells
 //! a rate limit from a quota from a watcher cap without reading the message.
-//! The reasons are spelled here only (until the proto's `ErrorReason`
-//! declares them); the rate limit and the credentials lockout also say when
-//! to retry (`google.rpc.RetryInfo`).
+//! These reasons (and the `scope` key) are spelled here only, until the
+//! proto's `ErrorReason` / `ErrorMetadataKey` declare them; the rate limit
+//! and the credentials lockout also say when to retry
+//! (`google.rpc.RetryInfo`).
 
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::status::ERROR_DOMAIN;
 use crate::domain::Limit;
+use approval_api::ERROR_DOMAIN;
 
 /// The principal made calls faster than `--rate-limit` allows.
 pub const RATE_LIMITED: &str = "RATE_LIMITED";

@@ -159,7 +159,7 @@ fn watcher_cap_message(principal: Option<&str>, max: usize) -> String {
 }
 
 fn already_final_message(approval: &Approval) -> String {
-    let status = approval.status.name();
+    let status = approval.status.as_str();
     match &approval.resolution {
         Some(r) if !r.decided_by.is_empty() => format!(
             "approval {} is already {status}: decided by {:?} at {} ({})",
