@@ -8,6 +8,7 @@ pub mod exhausted;
 pub mod fuzzing;
 mod rate;
 mod status;
+pub mod webhooks;
 
 use std::pin::Pin;
 
