@@ -51,8 +51,6 @@ pub enum StartError {
     Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("TLS: {0}")]
-    Tls(String),
 }
 
 pub struct Application {

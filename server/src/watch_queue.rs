@@ -24,7 +24,7 @@ use futures::Stream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::domain::DomainError;
+use crate::domain::{DomainError, Limit};
 
 /// Why `send` did not queue the item.
 #[derive(Debug, PartialEq, Eq)]
@@ -238,22 +238,25 @@ impl WatcherQuota {
     }
 
     /// A slot for a watcher of principal `key` (`None`: unauthenticated),
-    /// or `ResourceExhausted` when a cap is reached.
+    /// or `WatcherCap` when a cap is reached.
     pub fn take(&self, key: Option<String>) -> Result<WatcherSlot, DomainError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
-            return Err(DomainError::ResourceExhausted(format!(
-                "this replica already has {} WatchPending streams open (--max-watchers): retry later or on another replica",
-                self.max_total
-            )));
+            return Err(Limit::WatcherCap {
+                principal: None,
+                max: self.max_total,
+            }
+            .into());
         }
         if let Some(key) = &key {
             let max = self.max_per_principal;
             let n = open.per_principal.entry(key.clone()).or_default();
             if *n >= max {
-                return Err(DomainError::ResourceExhausted(format!(
-                    "{key} already has {max} WatchPending streams open on this replica: close one first"
-                )));
+                return Err(Limit::WatcherCap {
+                    principal: Some(key.clone()),
+                    max,
+                }
+                .into());
             }
             *n += 1;
         }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use approval_api::v1;
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
 use approval_testkit::{cpu_time, free_port, scrape_metrics, Listen, ServerProcess};
+use tonic_types::StatusExt;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_approvald"))
@@ -542,9 +543,16 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
     );
     assert_eq!(unauthenticated + exhausted, CALLS, "{codes:?}");
     // While over the limit, the peer is refused whatever it sends.
+    let mut request = tonic::Request::new(v1::GetApprovalRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer good-token".parse().unwrap());
+    let refused = client.clone().get_approval(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    let info = refused.get_details_error_info().expect("ErrorInfo details");
     assert_eq!(
-        call("good-token".into()).await,
-        tonic::Code::ResourceExhausted
+        info.reason,
+        approvald::api::exhausted::TOO_MANY_INVALID_CREDENTIALS
     );
     let intervals = started.elapsed().as_secs() + 2;
 

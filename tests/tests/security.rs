@@ -8,9 +8,11 @@ use std::time::Duration;
 use approval_client::v1;
 use approval_client::ApprovalServiceClient;
 use approval_tests::*;
+use approvald::api::exhausted;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
+use tonic_types::StatusExt;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -536,6 +538,10 @@ async fn the_rate_limit_holds_per_principal_across_reconnects() {
             Err(e) => {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
                 assert!(e.message().contains("rate limit"), "{}", e.message());
+                let info = e.get_details_error_info().expect("ErrorInfo details");
+                assert_eq!(info.reason, exhausted::RATE_LIMITED);
+                let retry = e.get_details_retry_info().expect("RetryInfo details");
+                assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO));
                 refused += 1;
             }
         }
@@ -572,6 +578,8 @@ async fn open_approvals_per_requester_are_capped_on_every_replica() {
             "{}",
             err.message()
         );
+        let info = err.get_details_error_info().expect("ErrorInfo details");
+        assert_eq!(info.reason, exhausted::OPEN_APPROVALS_QUOTA);
     }
     assert_eq!(everything(&mut a).await, before, "nothing changed");
     // Another requester is not affected; a decision frees a place.
@@ -601,6 +609,12 @@ async fn watchers_per_principal_are_capped_across_reconnects() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let info = err.get_details_error_info().expect("ErrorInfo details");
+    assert_eq!(info.reason, exhausted::WATCHER_CAP);
+    assert_eq!(
+        info.metadata.get("scope").map(String::as_str),
+        Some("principal")
+    );
     // Closing one frees its place.
     drop(open.pop());
     let reopened = wait_for(PROMPTLY, || {

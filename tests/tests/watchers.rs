@@ -9,7 +9,9 @@ use std::time::Duration;
 use approval_client::v1;
 use approval_client::v1::watch_pending_response::Event;
 use approval_tests::*;
+use approvald::api::exhausted;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 /// Reads a watch until it ends: the ids of the `added` events after
 /// `synced`, the last cursor, and the status that ended it (`None`: it went
@@ -198,6 +200,12 @@ async fn watchers_beyond_max_watchers_are_refused_even_with_auth_off() {
         err.message().contains("--max-watchers"),
         "{}",
         err.message()
+    );
+    let info = err.get_details_error_info().expect("ErrorInfo details");
+    assert_eq!(info.reason, exhausted::WATCHER_CAP);
+    assert_eq!(
+        info.metadata.get("scope").map(String::as_str),
+        Some("replica")
     );
     // A closed watch gives its place back.
     drop(first);

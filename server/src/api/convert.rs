@@ -99,7 +99,6 @@ pub fn filter_from_proto(
         types,
         agent_id: (!agent_id.as_str().is_empty()).then_some(agent_id),
         labels: Labels::parse("labels", labels, limits.max_labels)?,
-        viewer: None,
     })
 }
 

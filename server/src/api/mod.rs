@@ -4,6 +4,7 @@
 pub mod convert;
 mod deadline;
 pub mod decode;
+pub mod exhausted;
 pub mod fuzzing;
 mod rate;
 mod status;
@@ -142,21 +143,19 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<Self::WatchPendingStream>, Status> {
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let watcher = caller.principal().map(|p| p.as_str().to_string());
         // Who the server says the caller is: a page cannot tell from a static token.
-        let principal = watcher
-            .as_deref()
-            .and_then(|p| MetadataValue::try_from(p).ok());
+        let principal = caller
+            .principal()
+            .and_then(|p| MetadataValue::try_from(p.as_str()).ok());
         let r = request.into_inner();
-        let mut filter = convert::filter_from_proto(
+        let filter = convert::filter_from_proto(
             &r.approval_types,
             &r.agent_id,
             r.labels,
             self.approvals.limits(),
         )?;
-        filter.viewer = Some(caller);
         let cursor = convert::cursor_from_proto(&r.cursor)?;
-        let watch = self.approvals.watch(watcher, filter, cursor).await?;
+        let watch = self.approvals.watch(&caller, filter, cursor).await?;
         let epoch = watch.epoch;
         let stream = watch.items.map(move |item| {
             item.map(|i| watch_item_to_proto(i, epoch))
@@ -230,10 +229,8 @@ impl ApprovalService for ApprovalApi {
         request: Request<v1::ListApprovalsRequest>,
     ) -> Result<Response<v1::ListApprovalsResponse>, Status> {
         let caller = self.admit(&request)?;
-        let mut query =
-            convert::list_query_from_proto(request.into_inner(), self.approvals.limits())?;
-        query.filter.viewer = Some(caller);
-        let page = self.approvals.list(&query).await?;
+        let query = convert::list_query_from_proto(request.into_inner(), self.approvals.limits())?;
+        let page = self.approvals.list(&caller, &query).await?;
         Ok(Response::new(v1::ListApprovalsResponse {
             approvals: page.approvals.into_iter().map(approval_to_proto).collect(),
             next_page_token: page.next.map(|t| t.0.to_string()).unwrap_or_default(),

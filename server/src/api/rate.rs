@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::domain::DomainError;
+use crate::domain::{DomainError, Limit};
 
 pub struct RateLimit {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -39,12 +39,12 @@ impl RateLimit {
             limiter.retain_recent();
         }
         limiter.check_key(&key.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            DomainError::ResourceExhausted(format!(
-                "rate limit: {key} may make {} calls per second; retry in {} ms",
-                self.per_second,
-                wait.as_millis().max(1)
-            ))
+            Limit::RateLimited {
+                principal: key.to_string(),
+                per_second: self.per_second,
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            }
+            .into()
         })
     }
 }

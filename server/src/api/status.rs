@@ -64,7 +64,7 @@ impl From<DomainError> for Status {
             ),
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
-            DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            DomainError::LimitReached(limit) => super::exhausted::status(message, &limit),
             DomainError::CursorExpired(_)
             | DomainError::CursorAhead { .. }
             | DomainError::HistoryChanged => Status::out_of_range(message),

@@ -17,6 +17,9 @@ mod pump;
 mod reaper;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -438,8 +441,9 @@ impl Approvals {
             .ok_or_else(|| DomainError::NotFound(id.clone()))
     }
 
-    pub async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
-        self.note(self.store().list(query).await)
+    /// A page of the approvals that match `query` and that `caller` may see.
+    pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError> {
+        self.note(self.store().list(caller, query).await)
     }
 
     fn set_healthy(&self, ok: bool) {

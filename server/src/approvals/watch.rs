@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 use super::pump::Feed;
 use super::Approvals;
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Epoch, Event, EventKind, Filter, Limits, Position,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Epoch, Event, EventKind, Filter, Limits,
+    Position,
 };
 use crate::metrics::GaugeGuard;
 use crate::watch_queue::{self, WatcherSlot};
@@ -59,13 +60,15 @@ impl Approvals {
     /// cursor), or the changes after `cursor`. The stream ends when the
     /// receiver is dropped, on shutdown, when the watcher falls behind
     /// (`WatcherBehind`), or when it would skip events (`CursorExpired`,
-    /// `HistoryChanged`): it never goes on past a gap.
+    /// `HistoryChanged`): it never goes on past a gap. It carries only what
+    /// `caller` may see, and counts under `caller`'s watcher cap.
     pub async fn watch(
         &self,
-        watcher: Option<String>,
+        caller: &Caller,
         filter: Filter,
         cursor: Option<Position>,
     ) -> Result<Watch, DomainError> {
+        let watcher = caller.principal().map(|p| p.as_str().to_string());
         let slot = self.inner.watchers.take(watcher)?;
         // Subscribe before reading the store: every event after what the
         // reads below return is then in `feed`.
@@ -94,13 +97,14 @@ impl Approvals {
             lease,
         );
         let this = self.clone();
+        let caller = caller.clone();
         tokio::spawn(async move {
             let mut skipped = HashSet::new();
             let position = match start {
                 Start::Resume(at) => at,
                 Start::Snapshot(ids, at) => {
                     if !this
-                        .send_snapshot(&filter, ids, at, &tx, &mut skipped)
+                        .send_snapshot(&caller, &filter, ids, at, &tx, &mut skipped)
                         .await
                     {
                         return;
@@ -108,13 +112,14 @@ impl Approvals {
                     at
                 }
             };
-            this.follow(filter, position, feed, &tx, skipped).await;
+            this.follow(&caller, filter, position, feed, &tx, skipped)
+                .await;
         });
         Ok(Watch { epoch, items })
     }
 
-    /// The snapshot: the approvals pending at `at` that match `filter`,
-    /// oldest first, then `synced` at `at`. Read a page at a time as the
+    /// The snapshot: the approvals pending at `at` that `caller` may see
+    /// and that match `filter`, oldest first, then `synced` at `at`. Read a page at a time as the
     /// client takes them, so a watcher holds ids, never the whole set.
     ///
     /// An approval pending at `at` may be final by the time its page is
@@ -122,6 +127,7 @@ impl Approvals {
     /// event (after `at`) is not sent either.
     async fn send_snapshot(
         &self,
+        caller: &Caller,
         filter: &Filter,
         ids: Vec<ApprovalId>,
         at: Cursor,
@@ -136,7 +142,7 @@ impl Approvals {
             for (id, approval) in page.iter().zip(approvals) {
                 match approval {
                     Some(a) if !a.is_final() => {
-                        if filter.matches(&a) {
+                        if caller.may_see(&a) && filter.matches(&a) {
                             let bytes = a.wire_bytes();
                             if !self
                                 .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
@@ -161,6 +167,7 @@ impl Approvals {
     /// the pump lost events).
     async fn follow(
         &self,
+        caller: &Caller,
         filter: Filter,
         mut position: Cursor,
         mut feed: broadcast::Receiver<Feed>,
@@ -171,7 +178,7 @@ impl Approvals {
             if e.kind == EventKind::Resolved && skipped.remove(&e.approval.id) {
                 return false;
             }
-            filter.matches(&e.approval)
+            caller.may_see(&e.approval) && filter.matches(&e.approval)
         };
         'catch_up: loop {
             // Everything the store has after `position`...

@@ -19,7 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::audit;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, Limit};
 use crate::shutdown::Shutdown;
 
 /// Refusal lines written one by one per interval, before summarising.
@@ -90,13 +90,12 @@ impl Refusals {
         interval.fast_refused += 1;
         count_peer(&mut interval.by_peer, key);
         drop(interval);
-        let wait = until.saturating_duration_since(Instant::now());
-        Err(DomainError::ResourceExhausted(format!(
-            "too many calls with invalid credentials from {}: at most {} per minute; retry in {} ms",
-            key,
-            self.per_minute,
-            wait.as_millis().max(1)
-        )))
+        Err(Limit::CredentialsLockout {
+            peer: key.to_string(),
+            per_minute: self.per_minute,
+            retry_after: until.saturating_duration_since(Instant::now()),
+        }
+        .into())
     }
 
     /// A call from `peer` was refused for `why`: counts it against the

@@ -1,5 +1,7 @@
 //! The one error type of the domain. `api::status` maps it to gRPC codes.
 
+use std::time::Duration;
+
 use super::{Approval, ApprovalId};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +43,10 @@ pub enum DomainError {
     #[error("{0}")]
     Unauthenticated(String),
 
-    /// A per-principal limit (rate, open approvals, watchers) is reached.
+    /// A limit is reached: each kind its own variant, so programs and
+    /// metrics tell them apart without reading the message.
     #[error("{0}")]
-    ResourceExhausted(String),
+    LimitReached(Limit),
 
     /// A `WatchPending` cursor older than the capped event log.
     #[error("cursor {0} is older than the event log keeps: start again without a cursor to get a fresh snapshot")]
@@ -100,12 +103,58 @@ pub enum DomainError {
     Internal(String),
 }
 
+/// Which limit refused a call (RESOURCE_EXHAUSTED).
+#[derive(Debug, thiserror::Error)]
+pub enum Limit {
+    /// A principal made calls faster than `--rate-limit` allows.
+    #[error("rate limit: {principal} may make {per_second} calls per second; retry in {} ms", .retry_after.as_millis().max(1))]
+    RateLimited {
+        principal: String,
+        per_second: u32,
+        retry_after: Duration,
+    },
+
+    /// A peer sent too many invalid credentials lately: its calls are
+    /// refused, unread, until `retry_after` has passed.
+    #[error("too many calls with invalid credentials from {peer}: at most {per_minute} per minute; retry in {} ms", .retry_after.as_millis().max(1))]
+    CredentialsLockout {
+        peer: String,
+        per_minute: u32,
+        retry_after: Duration,
+    },
+
+    /// The requester already holds the most pending approvals one may hold.
+    #[error("{requester} already has {max_open} pending approvals (the most one requester may hold): wait for some to be decided or cancel them")]
+    OpenQuota { requester: String, max_open: usize },
+
+    /// No more `WatchPending` streams: this replica has `max` open (when
+    /// `principal` is `None`), or this principal has.
+    #[error("{}", watcher_cap_message(.principal.as_deref(), *.max))]
+    WatcherCap {
+        principal: Option<String>,
+        max: usize,
+    },
+}
+
+impl From<Limit> for DomainError {
+    fn from(limit: Limit) -> Self {
+        Self::LimitReached(limit)
+    }
+}
+
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+fn watcher_cap_message(principal: Option<&str>, max: usize) -> String {
+    match principal {
+        None => format!("this replica already has {max} WatchPending streams open (--max-watchers): retry later or on another replica"),
+        Some(p) => format!("{p} already has {max} WatchPending streams open on this replica: close one first"),
     }
 }
 

@@ -97,6 +97,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The name the store's event log records (the Lua scripts write it).
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Added => "added",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost::Message;
 
 use super::text::{check_human_text, check_identifier, echo};
-use super::{Approval, Caller, DomainError, Limits, Millis, Status};
+use super::{Approval, DomainError, Limits, Millis, Status};
 
 type Result<T> = std::result::Result<T, DomainError>;
 
@@ -391,20 +391,19 @@ impl IdempotencyKey {
     }
 }
 
-/// Which approvals a watcher or a list wants, and may see.
+/// Which approvals a watcher or a list asks for: request data only. What
+/// the caller may see is checked beside it (`Caller::may_see`), from the
+/// caller every use case takes.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub types: Vec<TypePattern>,
     pub agent_id: Option<AgentId>,
     pub labels: Labels,
-    /// Only what this caller may see (everything when `None`).
-    pub viewer: Option<Caller>,
 }
 
 impl Filter {
     pub fn matches(&self, a: &Approval) -> bool {
-        self.viewer.as_ref().is_none_or(|c| c.may_see(a))
-            && (self.types.is_empty() || self.types.iter().any(|t| t.matches(&a.approval_type)))
+        (self.types.is_empty() || self.types.iter().any(|t| t.matches(&a.approval_type)))
             && self
                 .agent_id
                 .as_ref()

@@ -13,7 +13,7 @@ mod text;
 pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
 pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
 pub use digest::{struct_to_json as context_json, ContextDigest};
-pub use error::DomainError;
+pub use error::{DomainError, Limit};
 pub use event::{Cursor, Epoch, Event, EventKind, Position};
 pub use fields::{
     AgentId, ApprovalId, ApprovalType, Context, Filter, IdempotencyKey, Labels, ListQuery, Page,

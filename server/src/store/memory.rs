@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
     ListQuery, Millis, NewApproval, Page, PageToken,
 };
 
@@ -259,7 +259,7 @@ impl Store for MemoryStore {
         Ok((state.pending.len() as u64, state.last))
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+    async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError> {
         let mut state = self.state();
         self.forget_old(&mut state, Millis::now());
         let upper = match &query.after {
@@ -271,7 +271,7 @@ impl Store for MemoryStore {
             .range((std::ops::Bound::Unbounded, upper))
             .rev()
             .map(|(_, a)| a)
-            .filter(|a| query.matches(a));
+            .filter(|a| caller.may_see(a) && query.matches(a));
         let (mut approvals, mut bytes, mut more) = (Vec::new(), 0, false);
         for a in matching {
             let size = a.wire_size();

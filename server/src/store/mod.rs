@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, Limits, ListQuery,
-    Millis, NewApproval, Page,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Limit,
+    Limits, ListQuery, Millis, NewApproval, Page,
 };
 
 pub use self::memory::MemoryStore;
@@ -48,7 +48,7 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// idempotency key when it was created by the same request (same
     /// `Approval::request_fingerprint`); fails with `IdempotencyConflict`
     /// when the key belongs to a different request. Appends an `added` event
-    /// when it creates. Fails with `ResourceExhausted` when the requester
+    /// when it creates. Fails with `OpenQuota` when the requester
     /// already has `max_open` pending approvals.
     /// `id` is the new approval's: a retry of a write whose outcome was
     /// unknown passes the same id, and finds it created instead of making a
@@ -116,7 +116,9 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// reflects (read together, atomically).
     async fn pending_count(&self) -> Result<(u64, Cursor), DomainError>;
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError>;
+    /// A page of the approvals that `caller` may see and `query` matches
+    /// (`caller.may_see(a) && query.matches(a)`), newest first.
+    async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError>;
 
     /// The position of the newest event (`Cursor::START` when there is none).
     async fn head(&self) -> Result<Cursor, DomainError>;
@@ -171,8 +173,9 @@ fn new_epoch() -> Epoch {
 
 /// The error both stores give when a requester is at its quota.
 fn quota_error(requester: &str, max_open: usize) -> DomainError {
-    DomainError::ResourceExhausted(format!(
-        "{requester} already has {max_open} pending approvals (the most one requester may hold): \
-         wait for some to be decided or cancel them"
-    ))
+    Limit::OpenQuota {
+        requester: requester.to_string(),
+        max_open,
+    }
+    .into()
 }

@@ -182,7 +182,9 @@ pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
         .into_iter()
         .map(|entry| {
             let kind = match entry.map.get("kind") {
-                Some(Value::BulkString(k)) if k == b"added" => EventKind::Added,
+                Some(Value::BulkString(k)) if k == EventKind::Added.name().as_bytes() => {
+                    EventKind::Added
+                }
                 _ => EventKind::Resolved,
             };
             Ok(Event {

@@ -3,11 +3,15 @@
 use redis::{AsyncCommands, RedisError};
 
 use super::RedisStore;
-use crate::domain::{Approval, ApprovalId, DomainError, ListQuery, Page, PageToken};
+use crate::domain::{Approval, ApprovalId, Caller, DomainError, ListQuery, Page, PageToken};
 use crate::store;
 
 impl RedisStore {
-    pub(super) async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+    pub(super) async fn list(
+        &self,
+        caller: &Caller,
+        query: &ListQuery,
+    ) -> Result<Page, DomainError> {
         // Walk the time index newest first, filter, stop at a page (plus one
         // to know whether more follow) or after a bounded scan, in which case
         // the page may be short but the token lets the caller go on.
@@ -33,7 +37,7 @@ impl RedisStore {
                 upper = format!("({id}");
                 match row {
                     None => gone.push(id.clone()),
-                    Some(a) if query.matches(&a) => {
+                    Some(a) if caller.may_see(&a) && query.matches(&a) => {
                         let size = a.wire_size();
                         if store::page_full(query, page.len(), bytes, size) {
                             // One more exists: the page is complete.

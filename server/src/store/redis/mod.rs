@@ -32,8 +32,8 @@ use tokio::sync::Mutex;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery, Millis,
-    NewApproval, Page,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery,
+    Millis, NewApproval, Page,
 };
 use codec::{HashFields, HASH_FIELDS};
 use keys::Keys;
@@ -182,8 +182,8 @@ impl Store for RedisStore {
         RedisStore::pending_count(self).await
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
-        RedisStore::list(self, query).await
+    async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError> {
+        RedisStore::list(self, caller, query).await
     }
 
     async fn head(&self) -> Result<Cursor, DomainError> {
