@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script, Value};
+use redis::{AsyncCommands, RedisError, Script, Value};
 use tokio::sync::Mutex;
 
 use super::{Created, Retention, Store};
@@ -60,7 +59,7 @@ pub struct RedisStore {
     /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
     /// for as long as it waits, so it gets one of its own with no response
     /// timeout (the event pump is the only caller).
-    blocking: Mutex<Option<MultiplexedConnection>>,
+    blocking: Mutex<Option<link::Conn>>,
     keys: Keys,
     retention: Retention,
     timeout: Duration,
@@ -180,12 +179,22 @@ impl From<RedisError> for DomainError {
         if let Some(refused) = write_refusal(&e) {
             return refused;
         }
+        use redis::ServerErrorKind as S;
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
-            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+            // A Cluster in a failover: no primary for the slot yet, or
+            // redirections that outlasted the client's retries.
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::ClusterConnectionNotFound
+                    | redis::ErrorKind::Server(
+                        S::ReadOnly | S::ClusterDown | S::TryAgain | S::MasterDown | S::Moved
+                            | S::Ask
+                    )
+            )
         {
             DomainError::Unavailable(format!("Redis: {e}"))
         } else {
@@ -264,7 +273,7 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> Result<ConnectionManager, DomainError> {
+    fn conn(&self) -> Result<link::Conn, DomainError> {
         self.link.conn()
     }
 
@@ -314,16 +323,7 @@ impl RedisStore {
     ) -> Result<Vec<Event>, DomainError> {
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(None);
-            *slot = Some(
-                self.link
-                    .node()?
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
+            *slot = Some(self.link.blocking_conn().await?);
         }
         let Some(conn) = slot.as_mut() else {
             return Ok(Vec::new());
@@ -800,8 +800,12 @@ impl Store for RedisStore {
     async fn sync_clock(&self) -> Result<(), DomainError> {
         let local = || Millis::now().0 as i64 + self.clock_skew_ms;
         let before = local();
-        let (seconds, micros): (i64, i64) =
-            redis::cmd("TIME").query_async(&mut self.conn()?).await?;
+        // The clock of the server that runs the scripts (on a Cluster, the
+        // tag's primary).
+        let (seconds, micros): (i64, i64) = self
+            .conn()?
+            .query_at(redis::cmd("TIME"), &self.keys.epoch)
+            .await?;
         let after = local();
         let redis = seconds * 1000 + micros / 1000;
         let offset = redis - (before + after) / 2;
@@ -818,10 +822,9 @@ impl Store for RedisStore {
 
     async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
         // INFO, not CONFIG GET: managed Redis services often disable CONFIG.
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut self.conn()?)
-            .await?;
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let info: String = self.conn()?.query_at(info, &self.keys.epoch).await?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("maxmemory_policy:"))
