@@ -147,6 +147,28 @@ impl RedisServer {
             .and_then(|c| c.get_connection())
             .expect("connect to test redis")
     }
+
+    /// Waits until this replica's link to its master is up and it has
+    /// caught up (`master_link_status:up`, nothing left to sync).
+    pub fn wait_in_sync(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let info: Option<String> = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .ok();
+            if info.is_some_and(|i| {
+                i.contains("master_link_status:up") && i.contains("master_sync_in_progress:0")
+            }) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the replica on port {} never synced with its master",
+            self.port
+        );
+    }
 }
 
 /// A Redis Sentinel watching the master on `master_port` under the name
@@ -357,11 +379,29 @@ impl Deployment {
         replicas: usize,
         tweak: impl Fn(&mut Config),
     ) -> Self {
+        let mut d = Self::start_at(cluster.url(), replicas, tweak).await;
+        d.cluster = Some(cluster);
+        d
+    }
+
+    /// `replicas` replicas on a Redis server the test set up itself (with
+    /// its own replica, say).
+    pub async fn start_on_redis(
+        redis: RedisServer,
+        replicas: usize,
+        tweak: impl Fn(&mut Config),
+    ) -> Self {
+        let mut d = Self::start_at(redis.url(), replicas, tweak).await;
+        d.redis = Some(redis);
+        d
+    }
+
+    async fn start_at(url: String, replicas: usize, tweak: impl Fn(&mut Config)) -> Self {
         let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
         let mut started = Vec::new();
         for _ in 0..replicas {
             let mut config = Config::for_tests();
-            config.redis_url = Some(cluster.url());
+            config.redis_url = Some(url.clone());
             config.redis_prefix = prefix.clone();
             tweak(&mut config);
             started.push(Replica::start(config).await);
@@ -369,7 +409,7 @@ impl Deployment {
         Self {
             replicas: started,
             redis: None,
-            cluster: Some(cluster),
+            cluster: None,
             prefix,
         }
     }

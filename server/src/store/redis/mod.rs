@@ -18,7 +18,10 @@
 //! so it is atomic and appears in the event stream in the order it happened.
 
 mod codec;
+mod durability;
 mod link;
+
+pub use durability::Durability;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -49,6 +52,8 @@ pub struct RedisOptions {
     pub retention: Retention,
     /// Connect and command timeout (not used for blocking reads).
     pub timeout: Duration,
+    /// `--redis-wait-replicas`: confirm writes only once replicas have them.
+    pub durability: Option<Durability>,
     /// For tests only: pretend this replica's wall clock is off by this
     /// many milliseconds (Redis's clock still rules).
     pub clock_skew_ms: i64,
@@ -63,6 +68,7 @@ pub struct RedisStore {
     keys: Keys,
     retention: Retention,
     timeout: Duration,
+    durability: Option<durability::Waiter>,
     scripts: Scripts,
     /// Redis's clock minus this replica's, as last measured (ms).
     offset_ms: AtomicI64,
@@ -172,6 +178,18 @@ fn write_error(e: RedisError) -> DomainError {
     e.into()
 }
 
+/// A pipeline's error carries its commands' server errors: the first one,
+/// as if it had come alone (so OOM, READONLY... read as they do alone).
+fn first_server_error(e: RedisError) -> RedisError {
+    match e.clone().into_server_errors() {
+        Some(errors) if errors.len() > 1 || e.code().is_none() => errors
+            .first()
+            .map(|(_, first)| RedisError::from(first.clone()))
+            .unwrap_or(e),
+        _ => e,
+    }
+}
+
 /// Redis refusing writes and connection trouble are UNAVAILABLE (retry);
 /// anything else is a bug here.
 impl From<RedisError> for DomainError {
@@ -261,6 +279,7 @@ impl RedisStore {
             keys: Keys::new(&options.prefix),
             retention: options.retention,
             timeout: options.timeout,
+            durability: options.durability.map(durability::Waiter::new),
             offset_ms: AtomicI64::new(0),
             clock_skew_ms: options.clock_skew_ms,
             scripts: Scripts {
@@ -275,6 +294,34 @@ impl RedisStore {
 
     fn conn(&self) -> Result<link::Conn, DomainError> {
         self.link.conn()
+    }
+
+    /// Runs a write script whose reply a caller is told (create, decide,
+    /// cancel). With `--redis-wait-replicas`, the script and WAIT (or
+    /// WAITAOF) go in one pipeline on one connection, so the count covers
+    /// exactly this write (see durability.rs).
+    async fn confirmed_write(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<Vec<u8>>, DomainError> {
+        let mut conn = self.conn()?;
+        let Some(waiter) = &self.durability else {
+            return script.invoke_async(&mut conn).await.map_err(write_error);
+        };
+        let wait = waiter.command(&mut conn, &self.keys.epoch).await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(script).add_command(wait);
+        let mut sent = pipe.query_async::<(Vec<Vec<u8>>, Value)>(&mut conn).await;
+        if matches!(&sent, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
+            // A pipeline does not load a script by itself (Redis restarted,
+            // or a new primary): load it, then send both again.
+            script.load_async(&mut conn).await.map_err(write_error)?;
+            sent = pipe.query_async(&mut conn).await;
+        }
+        let (reply, acks) = sent.map_err(|e| write_error(first_server_error(e)))?;
+        waiter.check(&acks)?;
+        Ok(reply)
     }
 
     fn retention_ms(&self) -> u64 {
@@ -452,32 +499,32 @@ impl Store for RedisStore {
         let mut approval = new.into_approval_with_id(id, now);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
-        let reply: Vec<Vec<u8>> = self
-            .scripts
-            .create
-            .key(self.keys.approval(&approval.id))
-            .key(
-                idem.clone()
-                    .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
+        let reply = self
+            .confirmed_write(
+                self.scripts
+                    .create
+                    .key(self.keys.approval(&approval.id))
+                    .key(
+                        idem.clone()
+                            .unwrap_or_else(|| format!("{}:idem:-", self.keys.tag)),
+                    )
+                    .key(&self.keys.pending)
+                    .key(&self.keys.index)
+                    .key(&self.keys.events)
+                    .key(&self.keys.open)
+                    .arg(approval.id.as_str())
+                    .arg(&body)
+                    .arg(timeout_ms)
+                    .arg(ttl)
+                    .arg(&cutoff)
+                    .arg(self.retention.max_events)
+                    .arg(if idem.is_some() { "1" } else { "0" })
+                    .arg(&requester)
+                    .arg(max_open)
+                    .arg(&fingerprint)
+                    .arg(self.keys.approval_prefix()),
             )
-            .key(&self.keys.pending)
-            .key(&self.keys.index)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
-            .arg(approval.id.as_str())
-            .arg(&body)
-            .arg(timeout_ms)
-            .arg(ttl)
-            .arg(&cutoff)
-            .arg(self.retention.max_events)
-            .arg(if idem.is_some() { "1" } else { "0" })
-            .arg(&requester)
-            .arg(max_open)
-            .arg(&fingerprint)
-            .arg(self.keys.approval_prefix())
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(write_error)?;
+            .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"created") => {
                 // The times Redis stamped, by its clock.
@@ -532,21 +579,22 @@ impl Store for RedisStore {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
         };
-        let reply: Vec<Vec<u8>> = script
-            .key(self.keys.approval(id))
-            .key(&self.keys.pending)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
-            .arg(id.as_str())
-            .arg(ending.status().name())
-            .arg(ending.by())
-            .arg(reason)
-            .arg(self.retention_ms())
-            .arg(self.retention.max_events)
-            .arg(Approval::EXPIRED_REASON)
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(write_error)?;
+        let reply = self
+            .confirmed_write(
+                script
+                    .key(self.keys.approval(id))
+                    .key(&self.keys.pending)
+                    .key(&self.keys.events)
+                    .key(&self.keys.open)
+                    .arg(id.as_str())
+                    .arg(ending.status().name())
+                    .arg(ending.by())
+                    .arg(reason)
+                    .arg(self.retention_ms())
+                    .arg(self.retention.max_events)
+                    .arg(Approval::EXPIRED_REASON),
+            )
+            .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
@@ -788,6 +836,10 @@ impl Store for RedisStore {
             .arg(WRITABLE_PROBE_TTL_MS)
             .query_async(&mut self.conn()?)
             .await?;
+        if let Some(waiter) = &self.durability {
+            // Once, at the first health check: say which promise holds.
+            waiter.detect(&mut self.conn()?, &self.keys.epoch).await?;
+        }
         Ok(())
     }
 
