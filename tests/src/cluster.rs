@@ -23,8 +23,19 @@ struct Node {
     /// The redis-server's pid (the watchdog's child).
     pid: u32,
     watchdog: Child,
-    /// Closing it stops the node.
-    _lifeline: ChildStdin,
+    /// Closing it stops the node and ends the watchdog.
+    lifeline: Option<ChildStdin>,
+}
+
+impl Node {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        // The watchdog reads its pipe until it closes: close it.
+        self.lifeline = None;
+        let _ = self.watchdog.wait();
+    }
 }
 
 pub struct RedisCluster {
@@ -152,14 +163,35 @@ impl RedisCluster {
                 .iter_mut()
                 .find(|n| n.port == before.primary)
                 .expect("the primary is one of ours");
-            let _ = Command::new("kill")
-                .args(["-KILL", &node.pid.to_string()])
-                .status();
-            let _ = node.watchdog.wait();
+            node.stop();
         }
         let promoted = before.replicas[0];
         self.wait_primary(key, promoted);
         promoted
+    }
+
+    /// Starts a killed node again, with its data and cluster state: it
+    /// rejoins as a replica of whoever took its place. Returns once every
+    /// slot has a replica in sync again.
+    pub fn restart(&self, port: u16) {
+        {
+            let mut nodes = self.nodes.lock().expect("nodes");
+            let node = nodes
+                .iter_mut()
+                .find(|n| n.port == port)
+                .expect("the node is one of ours");
+            assert!(
+                !matches!(node.watchdog.try_wait(), Ok(None)),
+                "node {port} is still running"
+            );
+            *node = launch(&self.dir, port);
+        }
+        wait_until(
+            Duration::from_secs(10),
+            || ping(port),
+            || format!("restarted node {port} did not answer PING within 10s"),
+        );
+        self.wait_healthy();
     }
 
     fn wait_primary(&self, key: &str, port: u16) {
@@ -212,10 +244,7 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         if let Ok(nodes) = self.nodes.get_mut() {
             for node in nodes.iter_mut() {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &node.pid.to_string()])
-                    .status();
-                let _ = node.watchdog.wait();
+                node.stop();
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -279,7 +308,7 @@ fn launch(dir: &std::path::Path, port: u16) -> Node {
         port,
         pid,
         watchdog,
-        _lifeline: lifeline,
+        lifeline: Some(lifeline),
     }
 }
 
