@@ -76,12 +76,45 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start(work: &Path) -> BenchResult<Self> {
+        Self::start_with(work, &[]).await
+    }
+
+    /// A replica of the server on `primary_port`, in sync when this returns.
+    pub async fn start_replica_of(work: &Path, primary_port: u16) -> BenchResult<Self> {
+        let replica = Self::start_with(
+            work,
+            &["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()],
+        )
+        .await?;
+        let url = replica.url();
+        wait_for("the Redis replica to sync", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                let info: Option<String> = async {
+                    let client = redis::Client::open(url).ok()?;
+                    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut c)
+                        .await
+                        .ok()
+                }
+                .await;
+                info.is_some_and(|i| i.contains("master_link_status:up"))
+            }
+        })
+        .await?;
+        Ok(replica)
+    }
+
+    async fn start_with(work: &Path, extra: &[String]) -> BenchResult<Self> {
         let port = free_port()?;
         let dir = work.join(format!("redis-{port}"));
         fs::create_dir_all(&dir)?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--maxclients", "20000"])
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -175,7 +208,13 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub async fn start(bin: &Path, redis_url: &str, prefix: &str, log: &Path) -> BenchResult<Self> {
+    pub async fn start(
+        bin: &Path,
+        redis_url: &str,
+        prefix: &str,
+        extra: &[String],
+        log: &Path,
+    ) -> BenchResult<Self> {
         let port = free_port()?;
         let metrics_port = free_port()?;
         let log_file = fs::File::create(log)?;
@@ -192,6 +231,7 @@ impl Replica {
             .args(["--redis-url", redis_url, "--redis-prefix", prefix])
             .args(["--max-open-per-requester", "1000000"])
             .args(["--max-connections", "20000"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
