@@ -83,7 +83,11 @@ impl RedisServer {
     pub async fn start_replica_of(work: &Path, primary_port: u16) -> BenchResult<Self> {
         let replica = Self::start_with(
             work,
-            &["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()],
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
         )
         .await?;
         let url = replica.url();

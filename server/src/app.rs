@@ -81,7 +81,7 @@ impl Application {
                     prefix: config.redis_prefix.clone(),
                     retention: config.retention(),
                     timeout: config.redis_timeout,
-                    durability: (config.redis_wait_replicas > 0).then(|| Durability {
+                    durability: (config.redis_wait_replicas > 0).then_some(Durability {
                         replicas: config.redis_wait_replicas,
                         timeout: config.redis_wait_timeout,
                     }),
