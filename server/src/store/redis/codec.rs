@@ -1,14 +1,19 @@
 //! How an approval is laid out in Redis: the immutable part as one protobuf
 //! `body`, the mutable part (status and resolution) as plain fields, the same
-//! in the approval hash and in stream events.
+//! in the approval hash and in stream events. Decoding what Redis returns
+//! (hashes, script replies, stream entries, epochs, cursors) is here too.
 
 use std::collections::HashMap;
 
 use approval_api::v1;
 use prost::Message;
+use redis::streams::StreamId;
 use redis::Value;
 
-use crate::domain::{Approval, ApprovalId, ContextDigest, DomainError, Millis, Resolution, Status};
+use crate::domain::{
+    Approval, ApprovalId, ContextDigest, Cursor, DomainError, Epoch, Event, EventKind, Millis,
+    Resolution, Status,
+};
 
 /// The immutable fields, encoded once at creation.
 pub fn encode_body(a: &Approval) -> Vec<u8> {
@@ -122,4 +127,69 @@ pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainErro
             deadline: text("deadline"),
         },
     )
+}
+
+/// An approval hash's fields, as `HASH_FIELDS` reads them.
+pub type HashFields = (
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The fields of an approval hash, in the order of `HashFields`.
+pub const HASH_FIELDS: [&str; 7] = [
+    "body", "status", "by", "reason", "at", "created", "deadline",
+];
+
+/// An approval from its hash (`None`: no such hash).
+pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
+    let (Some(body), Some(status), by, reason, at, created, deadline) = fields else {
+        return Ok(None);
+    };
+    decode(
+        &body,
+        StateFields {
+            status,
+            by: by.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+            at: at.unwrap_or_default(),
+            created: created.unwrap_or_default(),
+            deadline: deadline.unwrap_or_default(),
+        },
+    )
+    .map(Some)
+}
+
+/// An epoch as the store writes it (hex).
+pub fn parse_epoch(raw: &str) -> Result<Epoch, DomainError> {
+    u64::from_str_radix(raw, 16)
+        .map(Epoch)
+        .map_err(|_| DomainError::Internal(format!("unexpected epoch {raw:?}")))
+}
+
+/// A cursor from a stream entry id.
+pub fn parse_cursor(id: &str) -> Result<Cursor, DomainError> {
+    id.parse()
+        .map_err(|_| DomainError::Internal(format!("unexpected stream id {id:?}")))
+}
+/// Events from stream entries.
+pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let kind = match entry.map.get("kind") {
+                Some(Value::BulkString(k)) if k == b"added" => EventKind::Added,
+                _ => EventKind::Resolved,
+            };
+            Ok(Event {
+                cursor: parse_cursor(&entry.id)?,
+                kind,
+                approval: decode_entry(&entry.map)?,
+            })
+        })
+        .collect()
 }
