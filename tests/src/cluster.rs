@@ -150,12 +150,16 @@ impl RedisCluster {
             .query(&mut conn)
             .expect("CLUSTER FAILOVER");
         self.wait_primary(key, replica);
+        // The former primary follows it as a replica.
+        self.wait_healthy();
         replica
     }
 
     /// Kills (SIGKILL) the primary of `key`'s slot; returns once a replica
     /// was promoted in its place and the cluster is ok again.
     pub fn kill_primary(&self, key: &str) -> u16 {
+        // Someone must be there to take over.
+        self.wait_healthy();
         let before = self.shard_of(key);
         {
             let mut nodes = self.nodes.lock().expect("nodes");
