@@ -24,9 +24,8 @@ use crate::domain::{
 };
 
 pub use rate::RateLimit;
-pub use status::ERROR_DOMAIN;
 
-use convert::{approval_to_proto, id_from_proto, CreateFields};
+use convert::{approval_to_proto, id_from_proto, new_approval_from_proto};
 
 /// Implements `approval.v1.ApprovalService` over `Approvals`.
 #[derive(Clone)]
@@ -77,8 +76,11 @@ impl ApprovalService for ApprovalApi {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let new = CreateFields::from(request.into_inner())
-            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let new = new_approval_from_proto(
+            request.into_inner(),
+            caller.principal().cloned(),
+            self.approvals.limits(),
+        )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         let wait = self
@@ -98,8 +100,11 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let new = CreateFields::from(request.into_inner())
-            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let new = new_approval_from_proto(
+            request.into_inner(),
+            caller.principal().cloned(),
+            self.approvals.limits(),
+        )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {

@@ -353,7 +353,7 @@ impl Approvals {
         match finished {
             Finished::Done(a) => {
                 self.inner.metrics.finished(a.status);
-                audit::record(a.status.name(), &a, ending.by(), caller);
+                audit::record(a.status.as_str(), &a, ending.by(), caller);
                 Ok(a)
             }
             Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),

@@ -144,6 +144,168 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
 }
 
+// Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
+// detail the service attaches to some errors (its `domain` is
+// "approval.v1"). On the wire the reason is this value's name without the
+// ERROR_REASON_ prefix: ERROR_REASON_ALREADY_FINAL is sent as
+// "ALREADY_FINAL". The ErrorInfo's metadata keys are ErrorMetadataKey values.
+// Programs should treat a reason they do not know as no reason at all.
+type ErrorReason int32
+
+const (
+	// Never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// FAILED_PRECONDITION: the approval is already final, so this decision or
+	// cancellation changed nothing (the first one wins). Metadata: id, status
+	// (lowercase, e.g. "approved") and, once final, decided_by (empty when it
+	// expired), reason and decided_at (RFC 3339).
+	ErrorReason_ERROR_REASON_ALREADY_FINAL ErrorReason = 1
+	// FAILED_PRECONDITION: RespondRequest.expected_context_digest is not the
+	// approval's context_digest; nothing changed. Metadata: id, context_digest
+	// (the approval's), expected_context_digest (the one sent).
+	ErrorReason_ERROR_REASON_CONTEXT_DIGEST_MISMATCH ErrorReason = 2
+	// FAILED_PRECONDITION: the requester already used this idempotency_key for
+	// a different request (another type, agent, context, labels or timeout).
+	// Metadata: id (the approval that holds the key).
+	ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED ErrorReason = 3
+	// UNAVAILABLE: the store is reachable but refuses writes; nothing changed,
+	// retry later. Metadata: cause (out_of_memory, read_only, loading,
+	// master_down, busy, cannot_persist or not_enough_replicas).
+	ErrorReason_ERROR_REASON_STORE_REFUSES_WRITES ErrorReason = 4
+	// UNAVAILABLE: a write was sent but its answer was lost, so it may or may
+	// not have been applied. A retry is safe: the same Respond returns OK if it
+	// was recorded, a create with the same idempotency_key re-attaches.
+	ErrorReason_ERROR_REASON_OUTCOME_UNKNOWN ErrorReason = 5
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_ALREADY_FINAL",
+		2: "ERROR_REASON_CONTEXT_DIGEST_MISMATCH",
+		3: "ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+		4: "ERROR_REASON_STORE_REFUSES_WRITES",
+		5: "ERROR_REASON_OUTCOME_UNKNOWN",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":             0,
+		"ERROR_REASON_ALREADY_FINAL":           1,
+		"ERROR_REASON_CONTEXT_DIGEST_MISMATCH": 2,
+		"ERROR_REASON_IDEMPOTENCY_KEY_REUSED":  3,
+		"ERROR_REASON_STORE_REFUSES_WRITES":    4,
+		"ERROR_REASON_OUTCOME_UNKNOWN":         5,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[2].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[2]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+}
+
+// The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
+// reason carries which). On the wire a key is this value's name without the
+// ERROR_METADATA_KEY_ prefix, in lowercase: ERROR_METADATA_KEY_DECIDED_BY is
+// the key "decided_by".
+type ErrorMetadataKey int32
+
+const (
+	// Never sent.
+	ErrorMetadataKey_ERROR_METADATA_KEY_UNSPECIFIED ErrorMetadataKey = 0
+	// The approval concerned (Approval.id).
+	ErrorMetadataKey_ERROR_METADATA_KEY_ID ErrorMetadataKey = 1
+	// Its status, lowercase: "pending", "approved", "rejected", "expired" or
+	// "cancelled" (the ApprovalStatus name without its prefix).
+	ErrorMetadataKey_ERROR_METADATA_KEY_STATUS ErrorMetadataKey = 2
+	// Who made it final (Approval.decided_by).
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_BY ErrorMetadataKey = 3
+	// Why (Approval.reason).
+	ErrorMetadataKey_ERROR_METADATA_KEY_REASON ErrorMetadataKey = 4
+	// When it became final (Approval.decided_at), RFC 3339.
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_AT ErrorMetadataKey = 5
+	// The approval's Approval.context_digest.
+	ErrorMetadataKey_ERROR_METADATA_KEY_CONTEXT_DIGEST ErrorMetadataKey = 6
+	// The RespondRequest.expected_context_digest that was sent.
+	ErrorMetadataKey_ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST ErrorMetadataKey = 7
+	// Why the store refuses writes, a short stable name.
+	ErrorMetadataKey_ERROR_METADATA_KEY_CAUSE ErrorMetadataKey = 8
+)
+
+// Enum value maps for ErrorMetadataKey.
+var (
+	ErrorMetadataKey_name = map[int32]string{
+		0: "ERROR_METADATA_KEY_UNSPECIFIED",
+		1: "ERROR_METADATA_KEY_ID",
+		2: "ERROR_METADATA_KEY_STATUS",
+		3: "ERROR_METADATA_KEY_DECIDED_BY",
+		4: "ERROR_METADATA_KEY_REASON",
+		5: "ERROR_METADATA_KEY_DECIDED_AT",
+		6: "ERROR_METADATA_KEY_CONTEXT_DIGEST",
+		7: "ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST",
+		8: "ERROR_METADATA_KEY_CAUSE",
+	}
+	ErrorMetadataKey_value = map[string]int32{
+		"ERROR_METADATA_KEY_UNSPECIFIED":             0,
+		"ERROR_METADATA_KEY_ID":                      1,
+		"ERROR_METADATA_KEY_STATUS":                  2,
+		"ERROR_METADATA_KEY_DECIDED_BY":              3,
+		"ERROR_METADATA_KEY_REASON":                  4,
+		"ERROR_METADATA_KEY_DECIDED_AT":              5,
+		"ERROR_METADATA_KEY_CONTEXT_DIGEST":          6,
+		"ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST": 7,
+		"ERROR_METADATA_KEY_CAUSE":                   8,
+	}
+)
+
+func (x ErrorMetadataKey) Enum() *ErrorMetadataKey {
+	p := new(ErrorMetadataKey)
+	*p = x
+	return p
+}
+
+func (x ErrorMetadataKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorMetadataKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[3].Descriptor()
+}
+
+func (ErrorMetadataKey) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[3]
+}
+
+func (x ErrorMetadataKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorMetadataKey.Descriptor instead.
+func (ErrorMetadataKey) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
+}
+
 // One request for a human decision.
 type Approval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1480,7 +1642,24 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10DECISION_APPROVE\x10\x01\x12\x13\n" +
-	"\x0fDECISION_REJECT\x10\x022\xc4\x05\n" +
+	"\x0fDECISION_REJECT\x10\x02*\xe7\x01\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aERROR_REASON_ALREADY_FINAL\x10\x01\x12(\n" +
+	"$ERROR_REASON_CONTEXT_DIGEST_MISMATCH\x10\x02\x12'\n" +
+	"#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x03\x12%\n" +
+	"!ERROR_REASON_STORE_REFUSES_WRITES\x10\x04\x12 \n" +
+	"\x1cERROR_REASON_OUTCOME_UNKNOWN\x10\x05*\xca\x02\n" +
+	"\x10ErrorMetadataKey\x12\"\n" +
+	"\x1eERROR_METADATA_KEY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ERROR_METADATA_KEY_ID\x10\x01\x12\x1d\n" +
+	"\x19ERROR_METADATA_KEY_STATUS\x10\x02\x12!\n" +
+	"\x1dERROR_METADATA_KEY_DECIDED_BY\x10\x03\x12\x1d\n" +
+	"\x19ERROR_METADATA_KEY_REASON\x10\x04\x12!\n" +
+	"\x1dERROR_METADATA_KEY_DECIDED_AT\x10\x05\x12%\n" +
+	"!ERROR_METADATA_KEY_CONTEXT_DIGEST\x10\x06\x12.\n" +
+	"*ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST\x10\a\x12\x1c\n" +
+	"\x18ERROR_METADATA_KEY_CAUSE\x10\b2\xc4\x05\n" +
 	"\x0fApprovalService\x12\\\n" +
 	"\x0fRequestApproval\x12#.approval.v1.RequestApprovalRequest\x1a$.approval.v1.RequestApprovalResponse\x12Y\n" +
 	"\x0eCreateApproval\x12\".approval.v1.CreateApprovalRequest\x1a#.approval.v1.CreateApprovalResponse\x12V\n" +
@@ -1504,81 +1683,83 @@ func file_approval_v1_approval_proto_rawDescGZIP() []byte {
 	return file_approval_v1_approval_proto_rawDescData
 }
 
-var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_approval_v1_approval_proto_goTypes = []any{
 	(ApprovalStatus)(0),             // 0: approval.v1.ApprovalStatus
 	(Decision)(0),                   // 1: approval.v1.Decision
-	(*Approval)(nil),                // 2: approval.v1.Approval
-	(*RequestApprovalRequest)(nil),  // 3: approval.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 4: approval.v1.RequestApprovalResponse
-	(*CreateApprovalRequest)(nil),   // 5: approval.v1.CreateApprovalRequest
-	(*CreateApprovalResponse)(nil),  // 6: approval.v1.CreateApprovalResponse
-	(*AwaitApprovalRequest)(nil),    // 7: approval.v1.AwaitApprovalRequest
-	(*AwaitApprovalResponse)(nil),   // 8: approval.v1.AwaitApprovalResponse
-	(*WatchPendingRequest)(nil),     // 9: approval.v1.WatchPendingRequest
-	(*WatchPendingResponse)(nil),    // 10: approval.v1.WatchPendingResponse
-	(*Synced)(nil),                  // 11: approval.v1.Synced
-	(*RespondRequest)(nil),          // 12: approval.v1.RespondRequest
-	(*RespondResponse)(nil),         // 13: approval.v1.RespondResponse
-	(*GetApprovalRequest)(nil),      // 14: approval.v1.GetApprovalRequest
-	(*GetApprovalResponse)(nil),     // 15: approval.v1.GetApprovalResponse
-	(*ListApprovalsRequest)(nil),    // 16: approval.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),   // 17: approval.v1.ListApprovalsResponse
-	(*CancelApprovalRequest)(nil),   // 18: approval.v1.CancelApprovalRequest
-	(*CancelApprovalResponse)(nil),  // 19: approval.v1.CancelApprovalResponse
-	nil,                             // 20: approval.v1.Approval.LabelsEntry
-	nil,                             // 21: approval.v1.RequestApprovalRequest.LabelsEntry
-	nil,                             // 22: approval.v1.CreateApprovalRequest.LabelsEntry
-	nil,                             // 23: approval.v1.WatchPendingRequest.LabelsEntry
-	nil,                             // 24: approval.v1.ListApprovalsRequest.LabelsEntry
-	(*structpb.Struct)(nil),         // 25: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
+	(ErrorReason)(0),                // 2: approval.v1.ErrorReason
+	(ErrorMetadataKey)(0),           // 3: approval.v1.ErrorMetadataKey
+	(*Approval)(nil),                // 4: approval.v1.Approval
+	(*RequestApprovalRequest)(nil),  // 5: approval.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil), // 6: approval.v1.RequestApprovalResponse
+	(*CreateApprovalRequest)(nil),   // 7: approval.v1.CreateApprovalRequest
+	(*CreateApprovalResponse)(nil),  // 8: approval.v1.CreateApprovalResponse
+	(*AwaitApprovalRequest)(nil),    // 9: approval.v1.AwaitApprovalRequest
+	(*AwaitApprovalResponse)(nil),   // 10: approval.v1.AwaitApprovalResponse
+	(*WatchPendingRequest)(nil),     // 11: approval.v1.WatchPendingRequest
+	(*WatchPendingResponse)(nil),    // 12: approval.v1.WatchPendingResponse
+	(*Synced)(nil),                  // 13: approval.v1.Synced
+	(*RespondRequest)(nil),          // 14: approval.v1.RespondRequest
+	(*RespondResponse)(nil),         // 15: approval.v1.RespondResponse
+	(*GetApprovalRequest)(nil),      // 16: approval.v1.GetApprovalRequest
+	(*GetApprovalResponse)(nil),     // 17: approval.v1.GetApprovalResponse
+	(*ListApprovalsRequest)(nil),    // 18: approval.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),   // 19: approval.v1.ListApprovalsResponse
+	(*CancelApprovalRequest)(nil),   // 20: approval.v1.CancelApprovalRequest
+	(*CancelApprovalResponse)(nil),  // 21: approval.v1.CancelApprovalResponse
+	nil,                             // 22: approval.v1.Approval.LabelsEntry
+	nil,                             // 23: approval.v1.RequestApprovalRequest.LabelsEntry
+	nil,                             // 24: approval.v1.CreateApprovalRequest.LabelsEntry
+	nil,                             // 25: approval.v1.WatchPendingRequest.LabelsEntry
+	nil,                             // 26: approval.v1.ListApprovalsRequest.LabelsEntry
+	(*structpb.Struct)(nil),         // 27: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
 }
 var file_approval_v1_approval_proto_depIdxs = []int32{
-	25, // 0: approval.v1.Approval.context:type_name -> google.protobuf.Struct
-	20, // 1: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
-	26, // 2: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
-	26, // 3: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
+	27, // 0: approval.v1.Approval.context:type_name -> google.protobuf.Struct
+	22, // 1: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
+	28, // 2: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
+	28, // 3: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
 	0,  // 4: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
-	26, // 5: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	25, // 6: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
-	21, // 7: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
-	27, // 8: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 9: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
-	25, // 10: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
-	22, // 11: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
-	27, // 12: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 13: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
-	2,  // 14: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
-	23, // 15: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
-	2,  // 16: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
-	2,  // 17: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
-	11, // 18: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
+	28, // 5: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	27, // 6: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
+	23, // 7: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
+	29, // 8: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 9: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
+	27, // 10: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
+	24, // 11: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
+	29, // 12: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 13: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
+	4,  // 14: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
+	25, // 15: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
+	4,  // 16: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
+	4,  // 17: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
+	13, // 18: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
 	1,  // 19: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
-	2,  // 20: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
-	2,  // 21: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
+	4,  // 20: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
+	4,  // 21: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
 	0,  // 22: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
-	24, // 23: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
-	2,  // 24: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
-	2,  // 25: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
-	3,  // 26: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
-	5,  // 27: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
-	7,  // 28: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
-	9,  // 29: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
-	12, // 30: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
-	14, // 31: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
-	16, // 32: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
-	18, // 33: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
-	4,  // 34: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
-	6,  // 35: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
-	8,  // 36: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
-	10, // 37: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
-	13, // 38: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
-	15, // 39: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
-	17, // 40: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
-	19, // 41: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
+	26, // 23: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
+	4,  // 24: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
+	4,  // 25: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
+	5,  // 26: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
+	7,  // 27: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
+	9,  // 28: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
+	11, // 29: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
+	14, // 30: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
+	16, // 31: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
+	18, // 32: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
+	20, // 33: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
+	6,  // 34: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
+	8,  // 35: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
+	10, // 36: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
+	12, // 37: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
+	15, // 38: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
+	17, // 39: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
+	19, // 40: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
+	21, // 41: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
 	34, // [34:42] is the sub-list for method output_type
 	26, // [26:34] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
@@ -1601,7 +1782,7 @@ func file_approval_v1_approval_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_approval_v1_approval_proto_rawDesc), len(file_approval_v1_approval_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      4,
 			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -26,6 +26,27 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_UNSPECIFIED: _ClassVar[Decision]
     DECISION_APPROVE: _ClassVar[Decision]
     DECISION_REJECT: _ClassVar[Decision]
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_ALREADY_FINAL: _ClassVar[ErrorReason]
+    ERROR_REASON_CONTEXT_DIGEST_MISMATCH: _ClassVar[ErrorReason]
+    ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ClassVar[ErrorReason]
+    ERROR_REASON_STORE_REFUSES_WRITES: _ClassVar[ErrorReason]
+    ERROR_REASON_OUTCOME_UNKNOWN: _ClassVar[ErrorReason]
+
+class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_METADATA_KEY_UNSPECIFIED: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_ID: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_STATUS: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECIDED_BY: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_REASON: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECIDED_AT: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_CAUSE: _ClassVar[ErrorMetadataKey]
 APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
 APPROVAL_STATUS_PENDING: ApprovalStatus
 APPROVAL_STATUS_APPROVED: ApprovalStatus
@@ -35,6 +56,21 @@ APPROVAL_STATUS_CANCELLED: ApprovalStatus
 DECISION_UNSPECIFIED: Decision
 DECISION_APPROVE: Decision
 DECISION_REJECT: Decision
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_ALREADY_FINAL: ErrorReason
+ERROR_REASON_CONTEXT_DIGEST_MISMATCH: ErrorReason
+ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
+ERROR_REASON_STORE_REFUSES_WRITES: ErrorReason
+ERROR_REASON_OUTCOME_UNKNOWN: ErrorReason
+ERROR_METADATA_KEY_UNSPECIFIED: ErrorMetadataKey
+ERROR_METADATA_KEY_ID: ErrorMetadataKey
+ERROR_METADATA_KEY_STATUS: ErrorMetadataKey
+ERROR_METADATA_KEY_DECIDED_BY: ErrorMetadataKey
+ERROR_METADATA_KEY_REASON: ErrorMetadataKey
+ERROR_METADATA_KEY_DECIDED_AT: ErrorMetadataKey
+ERROR_METADATA_KEY_CONTEXT_DIGEST: ErrorMetadataKey
+ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: ErrorMetadataKey
+ERROR_METADATA_KEY_CAUSE: ErrorMetadataKey
 
 class Approval(_message.Message):
     __slots__ = ("id", "approval_type", "agent_id", "requester", "context", "labels", "idempotency_key", "created_at", "deadline", "status", "decided_by", "reason", "decided_at", "context_digest")

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file approval/v1/approval.proto.
  */
 export const file_approval_v1_approval: GenFile = /*@__PURE__*/
-  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEi7gMKCEFwcHJvdmFsEgoKAmlkGAEgASgJEhUKDWFwcHJvdmFsX3R5cGUYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEQoJcmVxdWVzdGVyGAQgASgJEigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKBmxhYmVscxgGIAMoCzIhLmFwcHJvdmFsLnYxLkFwcHJvdmFsLkxhYmVsc0VudHJ5EhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGc3RhdHVzGAogASgOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSEgoKZGVjaWRlZF9ieRgLIAEoCRIOCgZyZWFzb24YDCABKAkSLgoKZGVjaWRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29udGV4dF9kaWdlc3QYDiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKgAgoWUmVxdWVzdEFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej8KBmxhYmVscxgEIAMoCzIvLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJUChdSZXF1ZXN0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIp4CChVDcmVhdGVBcHByb3ZhbFJlcXVlc3QSFQoNYXBwcm92YWxfdHlwZRgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIoCgdjb250ZXh0GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI+CgZsYWJlbHMYBCADKAsyLi5hcHByb3ZhbC52MS5DcmVhdGVBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJSChZDcmVhdGVBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCCIiChRBd2FpdEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSJSChVBd2FpdEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIQCghhcHByb3ZlZBgCIAEoCCK8AQoTV2F0Y2hQZW5kaW5nUmVxdWVzdBIWCg5hcHByb3ZhbF90eXBlcxgBIAMoCRIQCghhZ2VudF9pZBgCIAEoCRI8CgZsYWJlbHMYAyADKAsyLC5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmN1cnNvchgEIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqkBChRXYXRjaFBlbmRpbmdSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSJgoFYWRkZWQYAiABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEikKCHJlc29sdmVkGAMgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWxIABIlCgZzeW5jZWQYBCABKAsyEy5hcHByb3ZhbC52MS5TeW5jZWRIAEIHCgVldmVudCIICgZTeW5jZWQiiQEKDlJlc3BvbmRSZXF1ZXN0EgoKAmlkGAEgASgJEicKCGRlY2lzaW9uGAIgASgOMhUuYXBwcm92YWwudjEuRGVjaXNpb24SDgoGcmVhc29uGAMgASgJEhEKCXJlc3BvbmRlchgEIAEoCRIfChdleHBlY3RlZF9jb250ZXh0X2RpZ2VzdBgFIAEoCSI6Cg9SZXNwb25kUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCIgChJHZXRBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkiPgoTR2V0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIoQCChRMaXN0QXBwcm92YWxzUmVxdWVzdBItCghzdGF0dXNlcxgBIAMoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhYKDmFwcHJvdmFsX3R5cGVzGAIgAygJEhAKCGFnZW50X2lkGAMgASgJEj0KBmxhYmVscxgEIAMoCzItLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWgoVTGlzdEFwcHJvdmFsc1Jlc3BvbnNlEigKCWFwcHJvdmFscxgBIAMoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzChVDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkEKFkNhbmNlbEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCrGAQoOQXBwcm92YWxTdGF0dXMSHwobQVBQUk9WQUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXQVBQUk9WQUxfU1RBVFVTX1BFTkRJTkcQARIcChhBUFBST1ZBTF9TVEFUVVNfQVBQUk9WRUQQAhIcChhBUFBST1ZBTF9TVEFUVVNfUkVKRUNURUQQAxIbChdBUFBST1ZBTF9TVEFUVVNfRVhQSVJFRBAEEh0KGUFQUFJPVkFMX1NUQVRVU19DQU5DRUxMRUQQBSpPCghEZWNpc2lvbhIYChRERUNJU0lPTl9VTlNQRUNJRklFRBAAEhQKEERFQ0lTSU9OX0FQUFJPVkUQARITCg9ERUNJU0lPTl9SRUpFQ1QQAjLEBQoPQXBwcm92YWxTZXJ2aWNlElwKD1JlcXVlc3RBcHByb3ZhbBIjLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QaJC5hcHByb3ZhbC52MS5SZXF1ZXN0QXBwcm92YWxSZXNwb25zZRJZCg5DcmVhdGVBcHByb3ZhbBIiLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdBojLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USVgoNQXdhaXRBcHByb3ZhbBIhLmFwcHJvdmFsLnYxLkF3YWl0QXBwcm92YWxSZXF1ZXN0GiIuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlc3BvbnNlElUKDFdhdGNoUGVuZGluZxIgLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QaIS5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXNwb25zZTABEkQKB1Jlc3BvbmQSGy5hcHByb3ZhbC52MS5SZXNwb25kUmVxdWVzdBocLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXNwb25zZRJQCgtHZXRBcHByb3ZhbBIfLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVxdWVzdBogLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVzcG9uc2USVgoNTGlzdEFwcHJvdmFscxIhLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiIuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlElkKDkNhbmNlbEFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXNwb25zZUIsChlkZXYuYXBwcm92YWxkLmFwcHJvdmFsLnYxQg1BcHByb3ZhbFByb3RvUAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEi7gMKCEFwcHJvdmFsEgoKAmlkGAEgASgJEhUKDWFwcHJvdmFsX3R5cGUYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEQoJcmVxdWVzdGVyGAQgASgJEigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKBmxhYmVscxgGIAMoCzIhLmFwcHJvdmFsLnYxLkFwcHJvdmFsLkxhYmVsc0VudHJ5EhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGc3RhdHVzGAogASgOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSEgoKZGVjaWRlZF9ieRgLIAEoCRIOCgZyZWFzb24YDCABKAkSLgoKZGVjaWRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29udGV4dF9kaWdlc3QYDiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKgAgoWUmVxdWVzdEFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej8KBmxhYmVscxgEIAMoCzIvLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJUChdSZXF1ZXN0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIp4CChVDcmVhdGVBcHByb3ZhbFJlcXVlc3QSFQoNYXBwcm92YWxfdHlwZRgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIoCgdjb250ZXh0GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI+CgZsYWJlbHMYBCADKAsyLi5hcHByb3ZhbC52MS5DcmVhdGVBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJSChZDcmVhdGVBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCCIiChRBd2FpdEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSJSChVBd2FpdEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIQCghhcHByb3ZlZBgCIAEoCCK8AQoTV2F0Y2hQZW5kaW5nUmVxdWVzdBIWCg5hcHByb3ZhbF90eXBlcxgBIAMoCRIQCghhZ2VudF9pZBgCIAEoCRI8CgZsYWJlbHMYAyADKAsyLC5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmN1cnNvchgEIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqkBChRXYXRjaFBlbmRpbmdSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSJgoFYWRkZWQYAiABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEikKCHJlc29sdmVkGAMgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWxIABIlCgZzeW5jZWQYBCABKAsyEy5hcHByb3ZhbC52MS5TeW5jZWRIAEIHCgVldmVudCIICgZTeW5jZWQiiQEKDlJlc3BvbmRSZXF1ZXN0EgoKAmlkGAEgASgJEicKCGRlY2lzaW9uGAIgASgOMhUuYXBwcm92YWwudjEuRGVjaXNpb24SDgoGcmVhc29uGAMgASgJEhEKCXJlc3BvbmRlchgEIAEoCRIfChdleHBlY3RlZF9jb250ZXh0X2RpZ2VzdBgFIAEoCSI6Cg9SZXNwb25kUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCIgChJHZXRBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkiPgoTR2V0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIoQCChRMaXN0QXBwcm92YWxzUmVxdWVzdBItCghzdGF0dXNlcxgBIAMoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhYKDmFwcHJvdmFsX3R5cGVzGAIgAygJEhAKCGFnZW50X2lkGAMgASgJEj0KBmxhYmVscxgEIAMoCzItLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWgoVTGlzdEFwcHJvdmFsc1Jlc3BvbnNlEigKCWFwcHJvdmFscxgBIAMoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzChVDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkEKFkNhbmNlbEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCrGAQoOQXBwcm92YWxTdGF0dXMSHwobQVBQUk9WQUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXQVBQUk9WQUxfU1RBVFVTX1BFTkRJTkcQARIcChhBUFBST1ZBTF9TVEFUVVNfQVBQUk9WRUQQAhIcChhBUFBST1ZBTF9TVEFUVVNfUkVKRUNURUQQAxIbChdBUFBST1ZBTF9TVEFUVVNfRVhQSVJFRBAEEh0KGUFQUFJPVkFMX1NUQVRVU19DQU5DRUxMRUQQBSpPCghEZWNpc2lvbhIYChRERUNJU0lPTl9VTlNQRUNJRklFRBAAEhQKEERFQ0lTSU9OX0FQUFJPVkUQARITCg9ERUNJU0lPTl9SRUpFQ1QQAirnAQoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfUkVBU09OX0FMUkVBRFlfRklOQUwQARIoCiRFUlJPUl9SRUFTT05fQ09OVEVYVF9ESUdFU1RfTUlTTUFUQ0gQAhInCiNFUlJPUl9SRUFTT05fSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBADEiUKIUVSUk9SX1JFQVNPTl9TVE9SRV9SRUZVU0VTX1dSSVRFUxAEEiAKHEVSUk9SX1JFQVNPTl9PVVRDT01FX1VOS05PV04QBSrKAgoQRXJyb3JNZXRhZGF0YUtleRIiCh5FUlJPUl9NRVRBREFUQV9LRVlfVU5TUEVDSUZJRUQQABIZChVFUlJPUl9NRVRBREFUQV9LRVlfSUQQARIdChlFUlJPUl9NRVRBREFUQV9LRVlfU1RBVFVTEAISIQodRVJST1JfTUVUQURBVEFfS0VZX0RFQ0lERURfQlkQAxIdChlFUlJPUl9NRVRBREFUQV9LRVlfUkVBU09OEAQSIQodRVJST1JfTUVUQURBVEFfS0VZX0RFQ0lERURfQVQQBRIlCiFFUlJPUl9NRVRBREFUQV9LRVlfQ09OVEVYVF9ESUdFU1QQBhIuCipFUlJPUl9NRVRBREFUQV9LRVlfRVhQRUNURURfQ09OVEVYVF9ESUdFU1QQBxIcChhFUlJPUl9NRVRBREFUQV9LRVlfQ0FVU0UQCDLEBQoPQXBwcm92YWxTZXJ2aWNlElwKD1JlcXVlc3RBcHByb3ZhbBIjLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QaJC5hcHByb3ZhbC52MS5SZXF1ZXN0QXBwcm92YWxSZXNwb25zZRJZCg5DcmVhdGVBcHByb3ZhbBIiLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdBojLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USVgoNQXdhaXRBcHByb3ZhbBIhLmFwcHJvdmFsLnYxLkF3YWl0QXBwcm92YWxSZXF1ZXN0GiIuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlc3BvbnNlElUKDFdhdGNoUGVuZGluZxIgLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QaIS5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXNwb25zZTABEkQKB1Jlc3BvbmQSGy5hcHByb3ZhbC52MS5SZXNwb25kUmVxdWVzdBocLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXNwb25zZRJQCgtHZXRBcHByb3ZhbBIfLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVxdWVzdBogLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVzcG9uc2USVgoNTGlzdEFwcHJvdmFscxIhLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiIuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlElkKDkNhbmNlbEFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXNwb25zZUIsChlkZXYuYXBwcm92YWxkLmFwcHJvdmFsLnYxQg1BcHByb3ZhbFByb3RvUAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One request for a human decision.
@@ -729,6 +729,157 @@ export enum Decision {
  */
 export const DecisionSchema: GenEnum<Decision> = /*@__PURE__*/
   enumDesc(file_approval_v1_approval, 1);
+
+/**
+ * Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
+ * detail the service attaches to some errors (its `domain` is
+ * "approval.v1"). On the wire the reason is this value's name without the
+ * ERROR_REASON_ prefix: ERROR_REASON_ALREADY_FINAL is sent as
+ * "ALREADY_FINAL". The ErrorInfo's metadata keys are ErrorMetadataKey values.
+ * Programs should treat a reason they do not know as no reason at all.
+ *
+ * @generated from enum approval.v1.ErrorReason
+ */
+export enum ErrorReason {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: ERROR_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * FAILED_PRECONDITION: the approval is already final, so this decision or
+   * cancellation changed nothing (the first one wins). Metadata: id, status
+   * (lowercase, e.g. "approved") and, once final, decided_by (empty when it
+   * expired), reason and decided_at (RFC 3339).
+   *
+   * @generated from enum value: ERROR_REASON_ALREADY_FINAL = 1;
+   */
+  ALREADY_FINAL = 1,
+
+  /**
+   * FAILED_PRECONDITION: RespondRequest.expected_context_digest is not the
+   * approval's context_digest; nothing changed. Metadata: id, context_digest
+   * (the approval's), expected_context_digest (the one sent).
+   *
+   * @generated from enum value: ERROR_REASON_CONTEXT_DIGEST_MISMATCH = 2;
+   */
+  CONTEXT_DIGEST_MISMATCH = 2,
+
+  /**
+   * FAILED_PRECONDITION: the requester already used this idempotency_key for
+   * a different request (another type, agent, context, labels or timeout).
+   * Metadata: id (the approval that holds the key).
+   *
+   * @generated from enum value: ERROR_REASON_IDEMPOTENCY_KEY_REUSED = 3;
+   */
+  IDEMPOTENCY_KEY_REUSED = 3,
+
+  /**
+   * UNAVAILABLE: the store is reachable but refuses writes; nothing changed,
+   * retry later. Metadata: cause (out_of_memory, read_only, loading,
+   * master_down, busy, cannot_persist or not_enough_replicas).
+   *
+   * @generated from enum value: ERROR_REASON_STORE_REFUSES_WRITES = 4;
+   */
+  STORE_REFUSES_WRITES = 4,
+
+  /**
+   * UNAVAILABLE: a write was sent but its answer was lost, so it may or may
+   * not have been applied. A retry is safe: the same Respond returns OK if it
+   * was recorded, a create with the same idempotency_key re-attaches.
+   *
+   * @generated from enum value: ERROR_REASON_OUTCOME_UNKNOWN = 5;
+   */
+  OUTCOME_UNKNOWN = 5,
+}
+
+/**
+ * Describes the enum approval.v1.ErrorReason.
+ */
+export const ErrorReasonSchema: GenEnum<ErrorReason> = /*@__PURE__*/
+  enumDesc(file_approval_v1_approval, 2);
+
+/**
+ * The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
+ * reason carries which). On the wire a key is this value's name without the
+ * ERROR_METADATA_KEY_ prefix, in lowercase: ERROR_METADATA_KEY_DECIDED_BY is
+ * the key "decided_by".
+ *
+ * @generated from enum approval.v1.ErrorMetadataKey
+ */
+export enum ErrorMetadataKey {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The approval concerned (Approval.id).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_ID = 1;
+   */
+  ID = 1,
+
+  /**
+   * Its status, lowercase: "pending", "approved", "rejected", "expired" or
+   * "cancelled" (the ApprovalStatus name without its prefix).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_STATUS = 2;
+   */
+  STATUS = 2,
+
+  /**
+   * Who made it final (Approval.decided_by).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECIDED_BY = 3;
+   */
+  DECIDED_BY = 3,
+
+  /**
+   * Why (Approval.reason).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_REASON = 4;
+   */
+  REASON = 4,
+
+  /**
+   * When it became final (Approval.decided_at), RFC 3339.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECIDED_AT = 5;
+   */
+  DECIDED_AT = 5,
+
+  /**
+   * The approval's Approval.context_digest.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_CONTEXT_DIGEST = 6;
+   */
+  CONTEXT_DIGEST = 6,
+
+  /**
+   * The RespondRequest.expected_context_digest that was sent.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST = 7;
+   */
+  EXPECTED_CONTEXT_DIGEST = 7,
+
+  /**
+   * Why the store refuses writes, a short stable name.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_CAUSE = 8;
+   */
+  CAUSE = 8,
+}
+
+/**
+ * Describes the enum approval.v1.ErrorMetadataKey.
+ */
+export const ErrorMetadataKeySchema: GenEnum<ErrorMetadataKey> = /*@__PURE__*/
+  enumDesc(file_approval_v1_approval, 3);
 
 /**
  * ApprovalService is the whole API. Every RPC is safe to call on any replica.
