@@ -1,7 +1,7 @@
 //! The `approval.v1` API: message types and gRPC stubs generated from
-//! `proto/approval/v1/approval.proto` at build time, and the facts the server
-//! (`approvald`) and the client (`approval-client`) share about them, each
-//! defined once here:
+//! `proto/approval/v1/` (approval.proto, webhooks.proto) at build time, and
+//! the facts the server (`approvald`) and the client (`approval-client`)
+//! share about them, each defined once here:
 //!
 //! - [`Status`]: the lifecycle of an approval, its names and which statuses
 //!   are final, and its wire form;

@@ -46,6 +46,7 @@ mod list;
 mod request;
 mod wait;
 mod watch;
+mod webhooks;
 
 pub use approval::{Approval, Decision, Outcome};
 pub use client::{ApprovalClient, Created, Verdict};
@@ -54,6 +55,7 @@ pub use error::Error;
 pub use list::{ApprovalStream, ListFilter, Page};
 pub use request::{ApprovalRequest, DEFAULT_TIMEOUT};
 pub use watch::{WatchEvent, WatchFilter, WatchStream};
+pub use webhooks::{FailedDelivery, WebhookGrpcClient};
 
 pub use approval_api::v1;
 pub use approval_api::v1::approval_service_client::ApprovalServiceClient;

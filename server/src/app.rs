@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use approval_api::v1::approval_service_server::ApprovalServiceServer;
+use approval_api::v1::webhook_service_server::WebhookServiceServer;
 use approval_api::v1::FILE_DESCRIPTOR_SET;
 use http::header::HeaderName;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::api::webhooks::WebhookApi;
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
 use crate::auth::{AuthHandle, Authenticate, Refusals};
@@ -26,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
 use crate::store::{Durability, MemoryStore, RedisOptions, RedisStore, Store};
+use crate::webhooks::Webhooks;
 
 /// The service name whose health follows the store (readiness).
 pub const SERVICE_NAME: &str = "approval.v1.ApprovalService";
@@ -63,6 +66,7 @@ pub struct Application {
     store_name: &'static str,
     auth: Option<AuthHandle>,
     tls: Option<ServerTlsConfig>,
+    webhooks: Webhooks,
 }
 
 impl Application {
@@ -104,6 +108,13 @@ impl Application {
         };
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
+        let webhooks = Webhooks::new(
+            config.auth_config.clone(),
+            store.clone(),
+            metrics.webhooks.clone(),
+            shutdown.clone(),
+        )
+        .map_err(StartError::Config)?;
         let approvals = Approvals::new(store, config.limits(), metrics.clone(), shutdown.clone());
         Ok(Self {
             config,
@@ -116,6 +127,7 @@ impl Application {
             store_name,
             auth,
             tls,
+            webhooks,
         })
     }
 
@@ -159,6 +171,7 @@ impl Application {
             store_name,
             auth,
             tls,
+            webhooks,
         } = self;
         match store_name {
             "memory" => tracing::info!(
@@ -208,7 +221,10 @@ impl Application {
             ))
         });
 
-        let tasks = approvals.start(config.health_interval);
+        let mut tasks = approvals.start(config.health_interval);
+        tasks.extend(webhooks.start(
+            (!config.auth_reload_interval.is_zero()).then_some(config.auth_reload_interval),
+        ));
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter
             .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
@@ -266,6 +282,10 @@ impl Application {
                     .report_every(config.audit_summary_interval, shutdown.clone()),
             )
         });
+        let webhook_api = InterceptedService::new(
+            WebhookServiceServer::new(WebhookApi::new(webhooks)),
+            Authenticate::new(auth.clone(), refusals.clone()),
+        );
         let api = InterceptedService::new(api, Authenticate::new(auth, refusals));
 
         tracing::info!(
@@ -303,6 +323,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
+            .add_service(webhook_api)
             .serve_with_incoming_shutdown(
                 crate::connections::incoming(grpc, max_connections),
                 shutdown.clone().cancelled_owned(),

@@ -49,6 +49,7 @@ pub struct Metrics {
     /// the truth), and those still unknown when the call had to answer.
     pub outcomes_settled: Counter,
     pub outcomes_unknown: Counter,
+    pub webhooks: crate::webhooks::WebhookMetrics,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -135,6 +136,7 @@ impl Metrics {
             "Writes whose outcome was still unknown when the call answered (UNAVAILABLE, outcome unknown)",
             outcomes_unknown.clone(),
         );
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut r);
         Self {
             created,
             finished,
@@ -149,6 +151,7 @@ impl Metrics {
             store_evicting,
             outcomes_settled,
             outcomes_unknown,
+            webhooks,
             registry: std::sync::Arc::new(r),
         }
     }

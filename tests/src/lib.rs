@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod otlp;
+pub mod webhooks;
 
 pub use cluster::RedisCluster;
 

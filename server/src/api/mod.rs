@@ -7,6 +7,7 @@ pub mod decode;
 pub mod fuzzing;
 mod rate;
 mod status;
+pub mod webhooks;
 
 use std::pin::Pin;
 

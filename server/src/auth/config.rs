@@ -14,6 +14,9 @@ pub struct AuthFile {
     /// Rules per approval type.
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    /// Webhook endpoints (read by `crate::webhooks`).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookEntry>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,9 @@
 //! scanning), `probe` (health write probe, clock, eviction policy), `codec`
 //! (how approvals and events are laid out and decoded), `errors` (what
 //! Redis's errors mean for a caller), `link` (where Redis is: one server,
-//! Sentinel or a Cluster), `durability` (`--redis-wait-replicas`). The
-//! `Store` impl below delegates to them.
+//! Sentinel or a Cluster), `durability` (`--redis-wait-replicas`), `outbox`
+//! (the webhook outbox, with its own keys and scripts). The `Store` impl
+//! below delegates to them.
 
 mod codec;
 mod durability;
@@ -19,6 +20,7 @@ mod keys;
 mod link;
 mod list;
 mod log;
+mod outbox;
 mod probe;
 mod scripts;
 
@@ -69,6 +71,7 @@ pub struct RedisStore {
     /// Redis's clock minus this replica's, as last measured (ms).
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
+    outbox: outbox::OutboxLink,
 }
 
 impl RedisStore {
@@ -76,10 +79,12 @@ impl RedisStore {
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
         let link = link::Link::open(&options.url, options.timeout)?;
+        let keys = Keys::new(&options.prefix);
         Ok(Self {
             link,
             blocking: Mutex::new(None),
-            keys: Keys::new(&options.prefix),
+            outbox: outbox::OutboxLink::new(&keys),
+            keys,
             retention: options.retention,
             timeout: options.timeout,
             durability: options.durability.map(durability::Waiter::new),
