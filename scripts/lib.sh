@@ -28,6 +28,8 @@ need_apt() {
 # redis-server on PATH (the Rust tests start their own on free ports).
 need_redis() {
   command -v redis-server >/dev/null 2>&1 || need_apt redis-server
+  # The Redis Cluster fixture runs `redis-cli --cluster create`.
+  command -v redis-cli >/dev/null 2>&1 || need_apt redis-tools
 }
 
 # Builds approvald (debug) and exports APPROVALD_BIN for the suites.

@@ -59,6 +59,25 @@ struct Args {
     /// Override the idle scenario's waiter counts (comma-separated).
     #[arg(long, value_delimiter = ',')]
     idle_waiters: Vec<usize>,
+    /// Override the decision scenario's sizes: WAITERSxROUNDS, comma-separated
+    /// (e.g. 1x200,1000x1).
+    #[arg(long, value_delimiter = ',', value_parser = waiters_by_rounds)]
+    decision: Vec<(usize, usize)>,
+    /// Give the bench's Redis this many replicas (`replicaof`) and run
+    /// approvald with --redis-wait-replicas so many: the cost of the
+    /// durability knob.
+    #[arg(long, default_value_t = 0)]
+    redis_wait_replicas: u32,
+}
+
+fn waiters_by_rounds(s: &str) -> Result<(usize, usize), String> {
+    let (w, r) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?}: expected WAITERSxROUNDS"))?;
+    match (w.parse(), r.parse()) {
+        (Ok(w), Ok(r)) => Ok((w, r)),
+        _ => Err(format!("{s:?}: expected WAITERSxROUNDS")),
+    }
 }
 
 /// How big each scenario is: the full run, or `--quick`.
@@ -143,6 +162,10 @@ impl Sizes {
 /// folder for logs, and the sizes.
 pub struct Bench {
     pub redis: RedisServer,
+    /// Replicas of `redis` (with --redis-wait-replicas).
+    pub redis_replicas: Vec<RedisServer>,
+    /// Extra flags for every approvald.
+    pub approvald_args: Vec<String>,
     pub approvald: PathBuf,
     pub work: PathBuf,
     pub sizes: Sizes,
@@ -172,7 +195,15 @@ impl Bench {
         auth: Option<&Auth>,
     ) -> BenchResult<Replica> {
         let log = self.work.join(format!("{prefix}-{name}.log"));
-        Replica::start(&self.approvald, &self.redis.url(), prefix, &log, auth).await
+        Replica::start(
+            &self.approvald,
+            &self.redis.url(),
+            prefix,
+            &self.approvald_args,
+            &log,
+            auth,
+        )
+        .await
     }
 
     /// An auth file under the scratch folder for `principals` (name, role).
@@ -246,6 +277,9 @@ async fn run(args: Args) -> BenchResult<()> {
     if !args.idle_waiters.is_empty() {
         sizes.idle_waiters = args.idle_waiters.clone();
     }
+    if !args.decision.is_empty() {
+        sizes.decision = args.decision.clone();
+    }
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let approvald = match &args.approvald {
         Some(p) => p.clone(),
@@ -268,8 +302,25 @@ async fn run(args: Args) -> BenchResult<()> {
     }
 
     let redis = RedisServer::start(&work).await?;
+    let mut redis_replicas = Vec::new();
+    let mut approvald_args = Vec::new();
+    if args.redis_wait_replicas > 0 {
+        for _ in 0..args.redis_wait_replicas {
+            redis_replicas.push(RedisServer::start_replica_of(&work, redis.port()).await?);
+        }
+        approvald_args = vec![
+            "--redis-wait-replicas".to_string(),
+            args.redis_wait_replicas.to_string(),
+        ];
+        eprintln!(
+            "Redis with {} replica(s); approvald confirms writes once they have them",
+            args.redis_wait_replicas
+        );
+    }
     let bench = Bench {
         redis,
+        redis_replicas,
+        approvald_args,
         approvald,
         work: work.clone(),
         sizes,

@@ -100,10 +100,50 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start(work: &Path) -> BenchResult<Self> {
+        Self::start_with(work, &[]).await
+    }
+
+    /// A replica of the server on `primary_port`, in sync when this returns.
+    pub async fn start_replica_of(work: &Path, primary_port: u16) -> BenchResult<Self> {
+        let replica = Self::start_with(
+            work,
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
+        )
+        .await?;
+        let url = replica.url();
+        let synced = eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                let info: Option<String> = async {
+                    let client = redis::Client::open(url).ok()?;
+                    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut c)
+                        .await
+                        .ok()
+                }
+                .await;
+                info.is_some_and(|i| i.contains("master_link_status:up"))
+            }
+        })
+        .await;
+        if !synced {
+            return Err("the Redis replica did not sync within 20 s".into());
+        }
+        Ok(replica)
+    }
+
+    async fn start_with(work: &Path, extra: &[String]) -> BenchResult<Self> {
         let server = approval_testkit::RedisServer::builder()
             .persistence(false)
             .in_dir(work)
             .args(["--maxclients", "20000"])
+            .args(extra.iter().cloned())
             .try_start()?;
         let pid = server.pid().ok_or("redis-server is not running")?;
         Ok(Self { pid, server })
@@ -111,6 +151,10 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
     }
 
     /// A connection with no response timeout: FLUSHALL of a large data set
@@ -165,12 +209,14 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts a replica; with `auth`, authentication is on (that token file,
-    /// the per-principal rate limit raised to `AUTH_RATE_LIMIT`).
+    /// Starts a replica with `extra` flags; with `auth`, authentication is
+    /// on (that token file, the per-principal rate limit raised to
+    /// `AUTH_RATE_LIMIT`).
     pub async fn start(
         bin: &Path,
         redis_url: &str,
         prefix: &str,
+        extra: &[String],
         log: &Path,
         auth: Option<&Auth>,
     ) -> BenchResult<Self> {
@@ -196,6 +242,7 @@ impl Replica {
             .args(listen.args_with(&["--redis-url", redis_url, "--redis-prefix", prefix]))
             .args(["--max-open-per-requester", "1000000"])
             .args(["--max-connections", "20000"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

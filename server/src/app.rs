@@ -27,7 +27,7 @@ use crate::domain::DomainError;
 use crate::metrics::Metrics;
 use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
-use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
+use crate::store::{Durability, MemoryStore, RedisOptions, RedisStore, Store};
 use crate::webhooks::Webhooks;
 
 /// The service name whose health follows the store (readiness).
@@ -83,6 +83,10 @@ impl Application {
                     prefix: config.redis_prefix.clone(),
                     retention: config.retention(),
                     timeout: config.redis_timeout,
+                    durability: (config.redis_wait_replicas > 0).then_some(Durability {
+                        replicas: config.redis_wait_replicas,
+                        timeout: config.redis_wait_timeout,
+                    }),
                     clock_skew_ms: config.test_clock_skew_ms,
                 })?),
                 "redis",

@@ -150,6 +150,19 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_REDIS_TIMEOUT", default_value = "1s", value_parser = duration)]
     pub redis_timeout: Duration,
 
+    /// Confirm a creation or decision only once this many Redis replicas
+    /// have it (WAIT; WAITAOF, fsynced to their AOF, on Redis 7.2+), so a
+    /// failover loses no confirmed decision. 0: Redis's asynchronous
+    /// replication (a failover may lose the last confirmed writes).
+    #[arg(long, env = "APPROVALD_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// How long a write waits for --redis-wait-replicas; then the call
+    /// fails with UNAVAILABLE (outcome unknown: read the approval back).
+    /// Below --redis-timeout.
+    #[arg(long, env = "APPROVALD_REDIS_WAIT_TIMEOUT", default_value = "500ms", value_parser = duration)]
+    pub redis_wait_timeout: Duration,
+
     /// How long final approvals stay readable.
     #[arg(long, env = "APPROVALD_RETENTION", default_value = "7d", value_parser = duration)]
     pub retention: Duration,
@@ -342,6 +355,16 @@ impl Config {
             return Err(format!(
                 "--max-message-bytes ({}) must be at least --max-context-bytes ({})",
                 self.max_message_bytes, self.max_context_bytes
+            ));
+        }
+        if self.redis_wait_replicas > 0
+            && (self.redis_wait_timeout.is_zero() || self.redis_wait_timeout >= self.redis_timeout)
+        {
+            return Err(format!(
+                "--redis-wait-timeout ({}) must be > 0 and below --redis-timeout ({}): \
+                 the wait is part of a Redis command",
+                humantime::format_duration(self.redis_wait_timeout),
+                humantime::format_duration(self.redis_timeout)
             ));
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {

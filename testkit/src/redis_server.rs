@@ -176,6 +176,28 @@ impl RedisServer {
         self.launch().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Waits until this replica's link to its master is up and it has
+    /// caught up (`master_link_status:up`, nothing left to sync).
+    pub fn wait_in_sync(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let info: Option<String> = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .ok();
+            if info.is_some_and(|i| {
+                i.contains("master_link_status:up") && i.contains("master_sync_in_progress:0")
+            }) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the replica on port {} never synced with its master",
+            self.port
+        );
+    }
+
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())

@@ -7,11 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod otlp;
 pub mod watch;
 pub mod webhooks;
 
 pub use approval_testkit::*;
+pub use cluster::RedisCluster;
 pub use watch::{next_event, spawn_await, synced_watch, SyncedWatch};
 
 use approval_client::v1;
@@ -106,14 +108,20 @@ pub async fn connect(port: u16) -> Client {
 #[derive(Clone, Copy, Debug)]
 pub enum Store {
     Memory,
+    /// A `redis-server` of the test's own.
     Redis,
+    /// The Redis Cluster shared by the tests of this binary
+    /// ([`RedisCluster::shared`]), under a key prefix of the test's own.
+    Cluster,
 }
 
 /// A deployment under test: one replica on the memory store, or two
-/// replicas sharing one Redis (with a namespace of their own).
+/// replicas sharing one Redis or Redis Cluster (with a namespace of their
+/// own).
 pub struct Deployment {
     pub replicas: Vec<Replica>,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<std::sync::Arc<RedisCluster>>,
     pub prefix: String,
 }
 
@@ -124,16 +132,28 @@ impl Deployment {
 
     /// `replicas` applies to Redis; memory is always one process.
     pub async fn start_with(store: Store, replicas: usize, tweak: impl Fn(&mut Config)) -> Self {
-        let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
-        let redis = match store {
-            Store::Memory => None,
-            Store::Redis => Some(RedisServer::start()),
+        let (redis, cluster) = match store {
+            Store::Memory => (None, None),
+            Store::Redis => (Some(RedisServer::start()), None),
+            Store::Cluster => {
+                // Starting it blocks (a few seconds, once per test binary).
+                let shared = tokio::task::spawn_blocking(RedisCluster::shared)
+                    .await
+                    .expect("the shared cluster starts");
+                (None, Some(shared))
+            }
         };
-        let count = if redis.is_some() { replicas } else { 1 };
+        let url = match (&redis, &cluster) {
+            (Some(redis), _) => Some(redis.url()),
+            (_, Some(cluster)) => Some(cluster.url()),
+            _ => None,
+        };
+        let count = if url.is_some() { replicas } else { 1 };
+        let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
         let mut started = Vec::new();
         for _ in 0..count {
             let mut config = Config::for_tests();
-            config.redis_url = redis.as_ref().map(RedisServer::url);
+            config.redis_url = url.clone();
             config.redis_prefix = prefix.clone();
             tweak(&mut config);
             started.push(Replica::start(config).await);
@@ -141,8 +161,56 @@ impl Deployment {
         Self {
             replicas: started,
             redis,
+            cluster,
             prefix,
         }
+    }
+
+    /// `replicas` replicas on a cluster of the test's own (one it may fail
+    /// over or break).
+    pub async fn start_on_cluster(
+        cluster: std::sync::Arc<RedisCluster>,
+        replicas: usize,
+        tweak: impl Fn(&mut Config),
+    ) -> Self {
+        let mut d = Self::start_at(cluster.url(), replicas, tweak).await;
+        d.cluster = Some(cluster);
+        d
+    }
+
+    /// `replicas` replicas on a Redis server the test set up itself (with
+    /// its own replica, say).
+    pub async fn start_on_redis(
+        redis: RedisServer,
+        replicas: usize,
+        tweak: impl Fn(&mut Config),
+    ) -> Self {
+        let mut d = Self::start_at(redis.url(), replicas, tweak).await;
+        d.redis = Some(redis);
+        d
+    }
+
+    async fn start_at(url: String, replicas: usize, tweak: impl Fn(&mut Config)) -> Self {
+        let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+        let mut started = Vec::new();
+        for _ in 0..replicas {
+            let mut config = Config::for_tests();
+            config.redis_url = Some(url.clone());
+            config.redis_prefix = prefix.clone();
+            tweak(&mut config);
+            started.push(Replica::start(config).await);
+        }
+        Self {
+            replicas: started,
+            redis: None,
+            cluster: None,
+            prefix,
+        }
+    }
+
+    /// The key all of this deployment's data hashes with (its hash tag).
+    pub fn hash_tag(&self) -> String {
+        format!("{{{}}}", self.prefix)
     }
 
     /// A client of the first replica.

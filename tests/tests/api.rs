@@ -1,7 +1,7 @@
 //! The API suite: every RPC of the README's "The API in one table" and the
-//! guarantees the README and the proto comments promise, run against both
-//! stores. On Redis each test runs on two replicas (calls go to A or B);
-//! on memory both are the same process.
+//! guarantees the README and the proto comments promise, run against every
+//! store. On Redis (a server or a Cluster) each test runs on two replicas
+//! (calls go to A or B); on memory both are the same process.
 
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use approval_tests::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// Declares `async fn $name(d: Deployment)` once and runs it on both stores.
+/// Declares `async fn $name(d: Deployment)` once and runs it on every
+/// store: memory, one Redis server, and a Redis Cluster.
 macro_rules! on_both_stores {
     ($(async fn $name:ident($d:ident: Deployment) $body:block)*) => {
         mod memory {
@@ -21,6 +22,10 @@ macro_rules! on_both_stores {
         mod redis {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(approval_tests::Deployment::start(approval_tests::Store::Redis).await).await })*
+        }
+        mod cluster {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(approval_tests::Deployment::start(approval_tests::Store::Cluster).await).await })*
         }
         $(async fn $name($d: Deployment) $body)*
     };

@@ -1,5 +1,6 @@
-//! Several replicas on one Redis: decisions cross replicas, races have one
-//! winner, deadlines fire once, Redis outages are loud, shutdown is graceful.
+//! Several replicas on one Redis (a server, and for the races a Redis
+//! Cluster too): decisions cross replicas, races have one winner, deadlines
+//! fire once, Redis outages are loud, shutdown is graceful.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,13 +11,34 @@ use approval_tests::*;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+/// Runs each named `async fn(store: Store)` on one Redis server and on a
+/// Redis Cluster.
+macro_rules! on_redis_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(approval_tests::Store::Redis).await })*
+        }
+        mod cluster {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(approval_tests::Store::Cluster).await })*
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    a_decision_on_one_replica_wakes_the_waiter_on_another,
+    fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_every_view_agrees,
+    a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees,
+    an_approval_expires_exactly_once_with_three_replicas
+);
+
 async fn redis_deployment(replicas: usize) -> Deployment {
     Deployment::start_with(Store::Redis, replicas, |_| {}).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decision_on_one_replica_wakes_the_waiter_on_another() {
-    let d = redis_deployment(3).await;
+async fn a_decision_on_one_replica_wakes_the_waiter_on_another(store: Store) {
+    let d = Deployment::start_with(store, 3, |_| {}).await;
     let mut a = d.replicas[0].client().await;
     let mut c = d.replicas[2].client().await;
     let mut req = request_request("deploy:prod");
@@ -47,9 +69,10 @@ async fn a_decision_on_one_replica_wakes_the_waiter_on_another() {
     assert_eq!(answer.approval.unwrap().decided_by, "alice");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_every_view_agrees() {
-    let d = redis_deployment(2).await;
+async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_every_view_agrees(
+    store: Store,
+) {
+    let d = Deployment::start_with(store, 2, |_| {}).await;
     let mut a = d.a().await;
     let created = create(&mut a, "race").await;
     let synced = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
@@ -109,9 +132,8 @@ async fn fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_ever
     assert!(extra.is_err(), "one resolved event only: {extra:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() {
-    let d = redis_deployment(2).await;
+async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees(store: Store) {
+    let d = Deployment::start_with(store, 2, |_| {}).await;
     let mut a = d.a().await;
     let mut b = d.b().await;
     let mut watch = synced_watch(
@@ -191,9 +213,8 @@ async fn a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approval_expires_exactly_once_with_three_replicas() {
-    let d = redis_deployment(3).await;
+async fn an_approval_expires_exactly_once_with_three_replicas(store: Store) {
+    let d = Deployment::start_with(store, 3, |_| {}).await;
     let mut a = d.a().await;
     let mut watch = synced_watch(&mut a, v1::WatchPendingRequest::default())
         .await

@@ -47,6 +47,8 @@ const STORE_RETRY: Duration = Duration::from_millis(500);
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Pause between those retries.
 const SETTLE_RETRY: Duration = Duration::from_millis(200);
+/// What a write attempt cut short by the call's deadline says.
+const CUT_SHORT: &str = "the store had not answered by the call's deadline";
 
 /// A human's answer to one approval, as `Respond` carries it.
 pub struct Answer {
@@ -395,7 +397,7 @@ impl Approvals {
                     .await
                     .unwrap_or_else(|_| {
                         Err(DomainError::OutcomeUnknown {
-                            detail: "the store had not answered by the call's deadline".into(),
+                            detail: CUT_SHORT.into(),
                             advice: String::new(),
                         })
                     })
@@ -411,7 +413,13 @@ impl Approvals {
         while Instant::now() + SETTLE_RETRY < give_up && self.pause(SETTLE_RETRY).await {
             match self.note(attempt(Some(give_up)).await) {
                 Err(DomainError::OutcomeUnknown { detail: d, .. })
-                | Err(DomainError::WritesRefused { message: d, .. }) => detail = d,
+                | Err(DomainError::WritesRefused { message: d, .. }) => {
+                    // A retry cut short by the deadline says less than the
+                    // answers before it (say, too few Redis replicas).
+                    if d != CUT_SHORT {
+                        detail = d;
+                    }
+                }
                 Err(DomainError::Unavailable(d)) => {
                     detail = format!("{detail}, then {d}");
                     break;

@@ -10,7 +10,10 @@
 -- ARGV[6] maxlen, ARGV[7] '1' when an idempotency key is used,
 -- ARGV[8] requester, ARGV[9] the most pending approvals it may hold,
 -- ARGV[10] the request's fingerprint, ARGV[11] the approval key prefix
--- (KEYS[1] without the id).
+-- (KEYS[1] without the id). The one key not in KEYS is the owner's hash,
+-- ARGV[11] .. (the id read from KEYS[2]): it cannot be named before the
+-- script reads it, and it carries the same hash tag as every KEYS entry, so
+-- on a Redis Cluster it is in the same slot (Redis allows that).
 -- Times come from Redis's own clock (TIME), the one clock of every replica:
 -- created = now, deadline = now + timeout (ms since the epoch).
 -- Returns { 'created', created, deadline }; { 'exists', body, status, by,

@@ -62,6 +62,18 @@ pub(super) fn write_error(e: RedisError) -> DomainError {
     e.into()
 }
 
+/// A pipeline's error carries its commands' server errors: the first one,
+/// as if it had come alone (so OOM, READONLY... read as they do alone).
+pub(super) fn first_server_error(e: RedisError) -> RedisError {
+    match e.clone().into_server_errors() {
+        Some(errors) if errors.len() > 1 || e.code().is_none() => errors
+            .first()
+            .map(|(_, first)| RedisError::from(first.clone()))
+            .unwrap_or(e),
+        _ => e,
+    }
+}
+
 /// Redis refusing writes and connection trouble are UNAVAILABLE (retry);
 /// anything else is a bug here.
 impl From<RedisError> for DomainError {
@@ -69,12 +81,22 @@ impl From<RedisError> for DomainError {
         if let Some(refused) = write_refusal(&e) {
             return refused;
         }
+        use redis::ServerErrorKind as S;
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
-            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+            // A Cluster in a failover: no primary for the slot yet, or
+            // redirections that outlasted the client's retries.
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::ClusterConnectionNotFound
+                    | redis::ErrorKind::Server(
+                        S::ReadOnly | S::ClusterDown | S::TryAgain | S::MasterDown | S::Moved
+                            | S::Ask
+                    )
+            )
         {
             DomainError::Unavailable(format!("Redis: {e}"))
         } else {

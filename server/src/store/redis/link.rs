@@ -1,20 +1,102 @@
-//! Where Redis is: one fixed server (`redis://`, `rediss://`), or whichever
-//! server Redis Sentinel names as the master (`redis+sentinel://`).
+//! Where Redis is: one fixed server (`redis://`, `rediss://`), whichever
+//! server Redis Sentinel names as the master (`redis+sentinel://`), or a
+//! Redis Cluster (`redis+cluster://`, `rediss+cluster://`).
 //!
 //! redis-rs does not follow Sentinel failovers by itself, so the link does:
 //! the health check (every `--health-interval`) asks the connected server
 //! for its `ROLE`; when it is unreachable or no longer a master, the link
 //! asks the sentinels for the current master and switches to it. Calls in
 //! between fail with UNAVAILABLE (retry), never with a made-up answer.
+//!
+//! A Cluster is followed by redis-rs's async cluster client itself: it maps
+//! slots to primaries, follows MOVED and ASK, and refreshes the map when a
+//! node fails or answers READONLY (a failover). Every key of the store is
+//! under one hash tag, so every script and every pipeline goes to the one
+//! primary that owns the tag's slot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::domain::DomainError;
+
+/// A connection to Redis, whatever its topology; every command goes
+/// through one (redis-rs's command traits work on it).
+#[derive(Clone)]
+pub enum Conn {
+    /// One server: reconnects by itself, every command has the timeout.
+    Server(ConnectionManager),
+    /// One server, for blocking reads only (no response timeout).
+    Blocking(MultiplexedConnection),
+    /// A Cluster: routes by key slot, follows redirections and failovers.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs a keyless command (TIME, INFO, COMMAND...) on the server that
+    /// holds `key`: on a Cluster, the primary of its slot (the one whose
+    /// clock the scripts read, whose memory fills up); elsewhere, the one
+    /// server. Without it the cluster client sends such commands to a
+    /// random node, or to all of them with a merged reply.
+    pub async fn query_at<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: Cmd,
+        key: &str,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key, SlotAddr::Master);
+                let value = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+            other => cmd.query_async(other).await,
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Server(c) => c.req_packed_command(cmd),
+            Conn::Blocking(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Blocking(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Server(c) => c.get_db(),
+            Conn::Blocking(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// One Redis server and a connection to it.
 pub struct Node {
@@ -33,9 +115,22 @@ struct Sentinels {
     tls: bool,
 }
 
+/// A Redis Cluster and the two ways to talk to it.
+struct Cluster {
+    /// Every command but blocking reads: per-command timeout, few and
+    /// quick retries (the default waits seconds between them), so a call
+    /// during a failover fails fast with UNAVAILABLE instead of hanging.
+    commands: ClusterConnection,
+    /// Makes the connections for blocking reads: the same seeds, no
+    /// response timeout at all (see [`Link::blocking_conn`]).
+    blocking: ClusterClient,
+    seeds: Vec<String>,
+}
+
 pub struct Link {
     current: ArcSwapOption<Node>,
     sentinels: Option<Sentinels>,
+    cluster: Option<Cluster>,
     timeout: Duration,
     /// Only one rediscovery at a time.
     discovering: tokio::sync::Mutex<()>,
@@ -48,6 +143,23 @@ fn bad_url(url: &str, why: &str) -> DomainError {
 impl Link {
     /// Parses the URL. Connects lazily: Redis need not be up yet.
     pub fn open(url: &str, timeout: Duration) -> Result<Self, DomainError> {
+        if let Some((tls, rest)) = url
+            .strip_prefix("redis+cluster://")
+            .map(|rest| (false, rest))
+            .or_else(|| {
+                url.strip_prefix("rediss+cluster://")
+                    .map(|rest| (true, rest))
+            })
+        {
+            let seeds = parse_cluster(url, rest, tls)?;
+            return Ok(Self {
+                current: ArcSwapOption::new(None),
+                sentinels: None,
+                cluster: Some(cluster(url, seeds, timeout)?),
+                timeout,
+                discovering: tokio::sync::Mutex::new(()),
+            });
+        }
         let (sentinels, current) = match url
             .strip_prefix("redis+sentinel://")
             .map(|rest| (false, rest))
@@ -68,24 +180,68 @@ impl Link {
         Ok(Self {
             current: ArcSwapOption::new(current),
             sentinels,
+            cluster: None,
             timeout,
             discovering: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn node(&self) -> Result<Arc<Node>, DomainError> {
+    fn node(&self) -> Result<Arc<Node>, DomainError> {
         self.current.load_full().ok_or_else(|| {
             DomainError::Unavailable("no Redis master known yet (asking Sentinel)".into())
         })
     }
 
-    pub fn conn(&self) -> Result<ConnectionManager, DomainError> {
-        Ok(self.node()?.conn.clone())
+    /// The connection for every command but blocking reads.
+    pub fn conn(&self) -> Result<Conn, DomainError> {
+        if let Some(cluster) = &self.cluster {
+            return Ok(Conn::Cluster(cluster.commands.clone()));
+        }
+        Ok(Conn::Server(self.node()?.conn.clone()))
+    }
+
+    /// A new connection of its own for `XREAD BLOCK`, which holds it for as
+    /// long as it waits: no response timeout (the caller bounds the wait).
+    ///
+    /// On a Cluster it is a dedicated cluster connection, made by a cluster
+    /// client without response timeout: redis-rs's cluster client can follow
+    /// failovers and MOVED for it (a read blocked on a primary that is
+    /// demoted is answered with MOVED or an error, and the retry goes to the
+    /// new primary), which a direct connection to the slot's primary would
+    /// have to re-implement. The caller drops it after any error, and the
+    /// next one is made from the seeds and the current slot map.
+    pub async fn blocking_conn(&self) -> Result<Conn, DomainError> {
+        if let Some(cluster) = &self.cluster {
+            let config = ClusterConfig::new().set_connection_timeout(self.timeout);
+            let conn = tokio::time::timeout(
+                self.timeout * 2,
+                cluster.blocking.get_async_connection_with_config(config),
+            )
+            .await
+            .map_err(|_| {
+                DomainError::Unavailable(format!(
+                    "Redis Cluster ({}): no connection within {:?}",
+                    cluster.seeds.join(","),
+                    self.timeout * 2
+                ))
+            })??;
+            return Ok(Conn::Cluster(conn));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        let conn = self
+            .node()?
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Conn::Blocking(conn))
     }
 
     /// Under Sentinel, checks the server is still the master and switches
     /// to the current master when it is not. A fixed server needs no check
-    /// here (the store's write probe tells whether it answers).
+    /// here (the store's write probe tells whether it answers), nor does a
+    /// Cluster (its client follows the slot map by itself).
     pub async fn check(&self) -> Result<(), DomainError> {
         let Some(sentinels) = &self.sentinels else {
             return Ok(());
@@ -164,6 +320,37 @@ fn node(client: Client, address: String, timeout: Duration) -> Result<Node, Doma
     })
 }
 
+/// Seeds are only where to start: the client learns every node and slot
+/// from them (`CLUSTER SLOTS`) and re-learns after failures.
+fn cluster(url: &str, seeds: Vec<String>, timeout: Duration) -> Result<Cluster, DomainError> {
+    let builder = || {
+        ClusterClient::builder(seeds.clone())
+            .connection_timeout(timeout)
+            .retries(4)
+            .min_retry_wait(20)
+            .max_retry_wait(500)
+    };
+    let commands = builder()
+        .response_timeout(timeout)
+        .build()
+        .map_err(|e| bad_url(url, &format!("not a Redis Cluster URL: {e}")))?;
+    // Built without any response timeout, so neither a per-command nor an
+    // overall one applies to blocking reads.
+    let blocking = builder()
+        .build()
+        .map_err(|e| bad_url(url, &format!("not a Redis Cluster URL: {e}")))?;
+    // `with_config` replaces the client's response timeout: set it again.
+    let config = ClusterConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    Ok(Cluster {
+        // Connects in the background: Redis need not be up yet.
+        commands: commands.get_pending_async_connection_with_config(config),
+        blocking,
+        seeds,
+    })
+}
+
 async fn is_master(node: &Node) -> bool {
     let role: Result<Value, _> = redis::cmd("ROLE").query_async(&mut node.conn.clone()).await;
     match role {
@@ -175,6 +362,39 @@ async fn is_master(node: &Node) -> bool {
         }
         _ => false,
     }
+}
+
+/// `[user:password@]host:port[,host:port...][?query]`: one `redis://` (or
+/// `rediss://`) URL per seed, each with the credentials and query.
+fn parse_cluster(url: &str, rest: &str, tls: bool) -> Result<Vec<String>, DomainError> {
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((auth, rest)) => (format!("{auth}@"), rest),
+        None => (String::new(), rest),
+    };
+    let (hosts, query) = match rest.find(['?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+    if hosts.contains('/') {
+        return Err(bad_url(
+            url,
+            "a Redis Cluster has one database (0): no path after the hosts",
+        ));
+    }
+    let scheme = if tls { "rediss" } else { "redis" };
+    let seeds: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|host| format!("{scheme}://{auth}{host}{query}"))
+        .collect();
+    if seeds.is_empty() {
+        return Err(bad_url(url, "list at least one cluster node host:port"));
+    }
+    for seed in &seeds {
+        Client::open(seed.as_str()).map_err(|e| bad_url(url, &format!("not a Redis URL: {e}")))?;
+    }
+    Ok(seeds)
 }
 
 /// `[user:password@]host:port[,host:port...]/master-name[/db]`
@@ -234,5 +454,23 @@ mod tests {
         assert!(parse_sentinel("u", "a:26379/", false).is_err());
         assert!(parse_sentinel("u", "/m", false).is_err());
         assert!(parse_sentinel("u", "a:1/m/x", false).is_err());
+    }
+
+    #[test]
+    fn cluster_urls_give_one_seed_per_host_with_credentials_tls_and_query() {
+        let seeds = parse_cluster("u", "user:pw@a:7000,b:7001/?protocol=resp3", true).unwrap();
+        assert_eq!(
+            seeds,
+            vec![
+                "rediss://user:pw@a:7000?protocol=resp3",
+                "rediss://user:pw@b:7001?protocol=resp3"
+            ]
+        );
+        assert_eq!(
+            parse_cluster("u", "a:7000", false).unwrap(),
+            vec!["redis://a:7000"]
+        );
+        assert!(parse_cluster("u", "", false).is_err());
+        assert!(parse_cluster("u", "a:7000/2", false).is_err());
     }
 }

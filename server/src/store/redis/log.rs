@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Value};
+use redis::{AsyncCommands, RedisError, Value};
 
 use super::codec;
 use super::RedisStore;
@@ -21,16 +21,7 @@ impl RedisStore {
     ) -> Result<Vec<Event>, DomainError> {
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(None);
-            *slot = Some(
-                self.link
-                    .node()?
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
+            *slot = Some(self.link.blocking_conn().await?);
         }
         let Some(conn) = slot.as_mut() else {
             return Ok(Vec::new());

@@ -8,11 +8,13 @@
 //! (the event stream: reading, bounds, cursors, the epoch), `list` (list
 //! scanning), `probe` (health write probe, clock, eviction policy), `codec`
 //! (how approvals and events are laid out and decoded), `errors` (what
-//! Redis's errors mean for a caller), `link` (where Redis is: one server or
-//! Sentinel), `outbox` (the webhook outbox, with its own keys and scripts).
-//! The `Store` impl below delegates to them.
+//! Redis's errors mean for a caller), `link` (where Redis is: one server,
+//! Sentinel or a Cluster), `durability` (`--redis-wait-replicas`), `outbox`
+//! (the webhook outbox, with its own keys and scripts). The `Store` impl
+//! below delegates to them.
 
 mod codec;
+mod durability;
 mod errors;
 mod keys;
 mod link;
@@ -22,11 +24,12 @@ mod outbox;
 mod probe;
 mod scripts;
 
+pub use durability::Durability;
+
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::AsyncCommands;
 use tokio::sync::Mutex;
 
@@ -47,6 +50,8 @@ pub struct RedisOptions {
     pub retention: Retention,
     /// Connect and command timeout (not used for blocking reads).
     pub timeout: Duration,
+    /// `--redis-wait-replicas`: confirm writes only once replicas have them.
+    pub durability: Option<Durability>,
     /// For tests only: pretend this replica's wall clock is off by this
     /// many milliseconds (Redis's clock still rules).
     pub clock_skew_ms: i64,
@@ -57,10 +62,11 @@ pub struct RedisStore {
     /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
     /// for as long as it waits, so it gets one of its own with no response
     /// timeout (the event pump is the only caller).
-    blocking: Mutex<Option<MultiplexedConnection>>,
+    blocking: Mutex<Option<link::Conn>>,
     keys: Keys,
     retention: Retention,
     timeout: Duration,
+    durability: Option<durability::Waiter>,
     scripts: Scripts,
     /// Redis's clock minus this replica's, as last measured (ms).
     offset_ms: AtomicI64,
@@ -81,13 +87,14 @@ impl RedisStore {
             keys,
             retention: options.retention,
             timeout: options.timeout,
+            durability: options.durability.map(durability::Waiter::new),
             offset_ms: AtomicI64::new(0),
             clock_skew_ms: options.clock_skew_ms,
             scripts: Scripts::load(),
         })
     }
 
-    fn conn(&self) -> Result<ConnectionManager, DomainError> {
+    fn conn(&self) -> Result<link::Conn, DomainError> {
         self.link.conn()
     }
 

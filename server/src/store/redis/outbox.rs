@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamInfoConsumersReply, StreamReadOptions,
     StreamReadReply,
 };
-use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Script};
+use redis::{AsyncCommands, RedisError, Script};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -46,7 +45,7 @@ pub(super) struct OutboxLink {
     scripts: OutboxScripts,
     /// XREADGROUP BLOCK holds a connection while it waits: its own, with no
     /// response timeout (as the event pump's).
-    blocking: Mutex<Option<MultiplexedConnection>>,
+    blocking: Mutex<Option<super::link::Conn>>,
     group_ready: AtomicBool,
     last_takeover: Mutex<Option<Instant>>,
     last_forget: Mutex<Option<Instant>>,
@@ -209,16 +208,7 @@ impl RedisStore {
         let o = self.outbox();
         let mut slot = o.blocking.lock().await;
         if slot.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(None);
-            *slot = Some(
-                self.link
-                    .node()?
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
+            *slot = Some(self.link.blocking_conn().await?);
         }
         let Some(conn) = slot.as_mut() else {
             return Ok(Vec::new());

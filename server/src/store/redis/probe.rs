@@ -22,6 +22,10 @@ impl RedisStore {
             .arg(WRITABLE_PROBE_TTL_MS)
             .query_async(&mut self.conn()?)
             .await?;
+        if let Some(waiter) = &self.durability {
+            // Once, at the first health check: say which promise holds.
+            waiter.detect(&mut self.conn()?, &self.keys.epoch).await?;
+        }
         Ok(())
     }
 
@@ -34,8 +38,12 @@ impl RedisStore {
     pub(super) async fn sync_clock(&self) -> Result<(), DomainError> {
         let local = || Millis::now().0 as i64 + self.clock_skew_ms;
         let before = local();
-        let (seconds, micros): (i64, i64) =
-            redis::cmd("TIME").query_async(&mut self.conn()?).await?;
+        // The clock of the server that runs the scripts (on a Cluster, the
+        // tag's primary).
+        let (seconds, micros): (i64, i64) = self
+            .conn()?
+            .query_at(redis::cmd("TIME"), &self.keys.epoch)
+            .await?;
         let after = local();
         let redis = seconds * 1000 + micros / 1000;
         let offset = redis - (before + after) / 2;
@@ -52,10 +60,9 @@ impl RedisStore {
 
     pub(super) async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
         // INFO, not CONFIG GET: managed Redis services often disable CONFIG.
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut self.conn()?)
-            .await?;
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let info: String = self.conn()?.query_at(info, &self.keys.epoch).await?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("maxmemory_policy:"))

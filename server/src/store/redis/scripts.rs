@@ -2,9 +2,9 @@
 //! `include_str!`), so it is atomic and appears in the event stream in the
 //! order it happened.
 
-use redis::Script;
+use redis::{Script, Value};
 
-use super::errors::write_error;
+use super::errors::{first_server_error, write_error};
 use super::{codec, RedisStore};
 use crate::domain::{Approval, ApprovalId, DomainError, Ending, Finished, Millis, NewApproval};
 use crate::store::{self, Created};
@@ -36,6 +36,36 @@ impl Scripts {
 }
 
 impl RedisStore {
+    /// Runs a write script whose reply a caller is told (create, decide,
+    /// cancel). With `--redis-wait-replicas`, the script and WAIT (or
+    /// WAITAOF) go in one pipeline on one connection, so the count covers
+    /// exactly this write (see durability.rs).
+    async fn confirmed_write(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<Vec<u8>>, DomainError> {
+        let mut conn = self.conn()?;
+        let Some(waiter) = &self.durability else {
+            return script.invoke_async(&mut conn).await.map_err(write_error);
+        };
+        let wait = waiter.command(&mut conn, &self.keys.epoch).await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(script).add_command(wait);
+        let no_script = |e: &redis::RedisError| {
+            e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        };
+        let mut sent = pipe.query_async::<(Vec<Vec<u8>>, Value)>(&mut conn).await;
+        if matches!(&sent, Err(e) if no_script(e)) {
+            // A pipeline does not load a script by itself (Redis restarted,
+            // or a new primary): load it, then send both again.
+            script.load_async(&mut conn).await.map_err(write_error)?;
+            sent = pipe.query_async(&mut conn).await;
+        }
+        let (reply, acks) = sent.map_err(|e| write_error(first_server_error(e)))?;
+        waiter.check(&acks)?;
+        Ok(reply)
+    }
+
     pub(super) async fn create(
         &self,
         id: ApprovalId,
@@ -61,29 +91,29 @@ impl RedisStore {
         let mut approval = new.into_approval_with_id(id, now);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
-        let reply: Vec<Vec<u8>> = self
-            .scripts
-            .create
-            .key(self.keys.approval(approval.id.as_str()))
-            .key(idem.clone().unwrap_or_else(|| self.keys.no_idempotency()))
-            .key(&self.keys.pending)
-            .key(&self.keys.index)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
-            .arg(approval.id.as_str())
-            .arg(&body)
-            .arg(timeout_ms)
-            .arg(ttl)
-            .arg(&cutoff)
-            .arg(self.retention.max_events)
-            .arg(if idem.is_some() { "1" } else { "0" })
-            .arg(&requester)
-            .arg(max_open)
-            .arg(&fingerprint)
-            .arg(self.keys.approval_prefix())
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(write_error)?;
+        let reply = self
+            .confirmed_write(
+                self.scripts
+                    .create
+                    .key(self.keys.approval(approval.id.as_str()))
+                    .key(idem.clone().unwrap_or_else(|| self.keys.no_idempotency()))
+                    .key(&self.keys.pending)
+                    .key(&self.keys.index)
+                    .key(&self.keys.events)
+                    .key(&self.keys.open)
+                    .arg(approval.id.as_str())
+                    .arg(&body)
+                    .arg(timeout_ms)
+                    .arg(ttl)
+                    .arg(&cutoff)
+                    .arg(self.retention.max_events)
+                    .arg(if idem.is_some() { "1" } else { "0" })
+                    .arg(&requester)
+                    .arg(max_open)
+                    .arg(&fingerprint)
+                    .arg(self.keys.approval_prefix()),
+            )
+            .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"created") => {
                 // The times Redis stamped, by its clock.
@@ -133,21 +163,22 @@ impl RedisStore {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
         };
-        let reply: Vec<Vec<u8>> = script
-            .key(self.keys.approval(id.as_str()))
-            .key(&self.keys.pending)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
-            .arg(id.as_str())
-            .arg(ending.status().as_str())
-            .arg(ending.by())
-            .arg(reason)
-            .arg(self.retention_ms())
-            .arg(self.retention.max_events)
-            .arg(Approval::EXPIRED_REASON)
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(write_error)?;
+        let reply = self
+            .confirmed_write(
+                script
+                    .key(self.keys.approval(id.as_str()))
+                    .key(&self.keys.pending)
+                    .key(&self.keys.events)
+                    .key(&self.keys.open)
+                    .arg(id.as_str())
+                    .arg(ending.status().as_str())
+                    .arg(ending.by())
+                    .arg(reason)
+                    .arg(self.retention_ms())
+                    .arg(self.retention.max_events)
+                    .arg(Approval::EXPIRED_REASON),
+            )
+            .await?;
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
