@@ -6,6 +6,8 @@
 //!   wakes local waiters on `resolved` events and feeds local watchers;
 //! - the reaper sleeps until the earliest pending deadline and expires what
 //!   is due; every replica runs one, the store makes each expiry happen once;
+//! - the reminder task sleeps until the earliest reminder is due and writes
+//!   it (a `reminder` event, for notifications); the store writes each once;
 //! - the health monitor pings the store and reports reachability.
 
 use std::collections::{HashMap, HashSet};
@@ -16,10 +18,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
+use crate::config_file::SharedPolicies;
 use crate::domain::{
     Approval, ApprovalId, Caller, ContextDigest, Cursor, Decision, DomainError, Ending, Epoch,
-    Event, EventKind, Filter, Finished, Limits, ListQuery, NewApproval, Page, Position, Principal,
-    Reason, Status,
+    Event, EventKind, Filter, Finished, Limits, ListQuery, NewApproval, OnTimeout, Page, Policies,
+    Position, Principal, Reason, Status,
 };
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -74,6 +77,8 @@ pub struct Approvals {
 struct Inner {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// The configuration file's policies, as last loaded.
+    policies: SharedPolicies,
     waiters: Waiters,
     /// Every event, as the pump reads it, for local watchers.
     feed: broadcast::Sender<Feed>,
@@ -85,6 +90,9 @@ struct Inner {
     /// when an approval with an earlier deadline arrives.
     reaper_plan: AtomicU64,
     reaper_wake: Notify,
+    /// The same for the reminder task.
+    reminder_plan: AtomicU64,
+    reminder_wake: Notify,
     metrics: Metrics,
     shutdown: Shutdown,
     /// Open `WatchPending` streams, in all and per principal.
@@ -166,6 +174,7 @@ impl Approvals {
     pub fn new(
         store: Arc<dyn Store>,
         limits: Limits,
+        policies: SharedPolicies,
         metrics: Metrics,
         shutdown: Shutdown,
     ) -> Self {
@@ -173,12 +182,15 @@ impl Approvals {
             inner: Arc::new(Inner {
                 store,
                 limits,
+                policies,
                 waiters: Waiters::default(),
                 feed: broadcast::channel(FEED_CAPACITY).0,
                 resync: watch::channel(0).0,
                 readiness: Readiness::new(metrics.clone()),
                 reaper_plan: AtomicU64::new(0),
                 reaper_wake: Notify::new(),
+                reminder_plan: AtomicU64::new(0),
+                reminder_wake: Notify::new(),
                 metrics,
                 shutdown,
                 watchers: Default::default(),
@@ -190,16 +202,23 @@ impl Approvals {
         &self.inner.limits
     }
 
+    /// The policies in force now (a new approval copies its own).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
+    }
+
     /// Readiness (store reachable and accepting writes), for health reporting.
     pub fn health(&self) -> watch::Receiver<bool> {
         self.inner.readiness.subscribe()
     }
 
-    /// Starts the event pump, the reaper and the health monitor.
+    /// Starts the event pump, the reaper, the reminder task and the health
+    /// monitor.
     pub fn start(&self, health_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(self.clone().run_pump()),
             tokio::spawn(self.clone().run_reaper()),
+            tokio::spawn(self.clone().run_reminders()),
             tokio::spawn(self.clone().run_health(health_interval)),
         ]
     }
@@ -333,8 +352,7 @@ impl Approvals {
             Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
             Ok(Some(_)) => match self.note(self.store().expire(id).await) {
                 Ok(Some(a)) => {
-                    self.inner.metrics.finished(Status::Expired);
-                    audit("expired", &a, SYSTEM, &Caller::Open);
+                    self.expired(&a);
                     return Ok(Look::Final(Box::new(a)));
                 }
                 // Someone else expired it (or is about to): read again.
@@ -426,18 +444,62 @@ impl Approvals {
             .await?;
         match finished {
             Finished::Done(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
                 self.inner.metrics.finished(a.status);
                 audit(a.status.name(), &a, ending.by(), caller);
                 Ok(a)
             }
-            Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),
+            Finished::Voted(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
+                audit("voted", &a, ending.by(), caller);
+                Ok(a)
+            }
+            Finished::AlreadyFinal(a) | Finished::AlreadyVoted(a) if ending.is_repeat_of(&a) => {
+                Ok(a)
+            }
+            Finished::AlreadyVoted(a) => match a.vote_of(ending.by()) {
+                Some(v) => Err(DomainError::VoteChanged {
+                    id: a.id.clone(),
+                    voter: v.voter.clone(),
+                    previous: v.decision,
+                    at: v.at,
+                    required: a.policy.required_approvals,
+                }),
+                None => Err(DomainError::Internal(format!(
+                    "the store reported a vote by {} on {} that the approval does not hold",
+                    ending.by(),
+                    a.id
+                ))),
+            },
             Finished::Expired(a) => {
-                self.inner.metrics.finished(Status::Expired);
-                audit("expired", &a, SYSTEM, &Caller::Open);
+                self.expired(&a);
                 Err(DomainError::AlreadyFinal(Box::new(a)))
             }
             Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
             Finished::NotFound => Err(DomainError::NotFound(id.clone())),
+        }
+    }
+
+    /// Counts and audits an expiry this replica made. Under a policy whose
+    /// `on_timeout` is `approve` the gate proceeds: audited like a decision,
+    /// by the policy.
+    fn expired(&self, a: &Approval) {
+        self.inner.metrics.finished(Status::Expired);
+        match a.policy.on_timeout {
+            OnTimeout::Reject => audit("expired", a, SYSTEM, &Caller::Open),
+            OnTimeout::Approve => {
+                self.inner.metrics.auto_decided(a.policy.on_timeout);
+                audit(
+                    "auto-approved",
+                    a,
+                    &format!("policy:{}", a.policy.name),
+                    &Caller::Open,
+                );
+            }
         }
     }
 
@@ -631,8 +693,14 @@ impl Approvals {
         mut skipped: HashSet<ApprovalId>,
     ) {
         let mut wanted = |e: &Event| {
-            if e.kind == EventKind::Resolved && skipped.remove(&e.approval.id) {
-                return false;
+            match e.kind {
+                // For notifications only.
+                EventKind::Reminder(_) => return false,
+                // Not sent in the snapshot (it ended meanwhile): neither
+                // are its changes.
+                EventKind::Updated if skipped.contains(&e.approval.id) => return false,
+                EventKind::Resolved if skipped.remove(&e.approval.id) => return false,
+                _ => {}
             }
             filter.matches(&e.approval)
         };
@@ -909,7 +977,16 @@ impl Approvals {
                     self.inner.reaper_plan.store(deadline, Ordering::Release);
                     self.inner.reaper_wake.notify_one();
                 }
+                let a = &e.approval;
+                if let Some(first) = a.policy.remind_after.first() {
+                    let at = a.created_at.plus(*first).0;
+                    if at < self.inner.reminder_plan.load(Ordering::Acquire) {
+                        self.inner.reminder_plan.store(at, Ordering::Release);
+                        self.inner.reminder_wake.notify_one();
+                    }
+                }
             }
+            EventKind::Updated | EventKind::Reminder(_) => {}
             EventKind::Resolved => {
                 if count {
                     self.inner.metrics.pending.dec();
@@ -941,8 +1018,7 @@ impl Approvals {
             for id in &due {
                 if let Ok(Some(a)) = self.store().expire(id).await {
                     expired += 1;
-                    self.inner.metrics.finished(Status::Expired);
-                    audit("expired", &a, SYSTEM, &Caller::Open);
+                    self.expired(&a);
                 }
             }
             if due.len() == REAPER_BATCH && expired > 0 {
@@ -970,6 +1046,66 @@ impl Approvals {
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep) => {}
                 _ = self.inner.reaper_wake.notified() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The reminder task: sleeps until the earliest reminder is due (or
+    /// until the pump reports an approval with an earlier one), then writes
+    /// every due reminder. Every replica runs one; the store writes each
+    /// reminder once.
+    async fn run_reminders(self) {
+        loop {
+            let now = self.store().now();
+            let due = match self.store().due_reminders(now, REAPER_BATCH).await {
+                Ok(ids) => ids,
+                Err(_) => {
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut written = 0;
+            for id in &due {
+                if let Ok(Some((n, a))) = self.store().remind(id).await {
+                    written += 1;
+                    self.inner.metrics.reminders.inc();
+                    tracing::info!(
+                        target: AUDIT_TARGET,
+                        action = "reminded",
+                        id = %a.id,
+                        approval_type = %a.approval_type,
+                        reminder = n,
+                        policy = %a.policy.name,
+                        "approval reminder {n} due"
+                    );
+                }
+            }
+            if due.len() == REAPER_BATCH && written > 0 {
+                continue;
+            }
+            let at_least = match due.is_empty() || written > 0 {
+                true => Duration::ZERO,
+                false => REAPER_EARLY,
+            };
+            let next = match self.store().next_reminder().await {
+                Ok(next) => next,
+                Err(_) => {
+                    if !self.pause(STORE_RETRY).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let idle = self.store().now().plus(REAPER_IDLE);
+            let wake_at = next.map_or(idle, |n| n.min(idle));
+            self.inner.reminder_plan.store(wake_at.0, Ordering::Release);
+            let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
+            tokio::select! {
+                _ = tokio::time::sleep_until(sleep) => {}
+                _ = self.inner.reminder_wake.notified() => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
         }

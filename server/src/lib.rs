@@ -12,6 +12,7 @@ pub mod app;
 pub mod approvals;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod connections;
 pub mod domain;
 pub mod inbox;

@@ -20,7 +20,6 @@ use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
     Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
-    Status as ApprovalStatus,
 };
 
 pub use rate::RateLimit;
@@ -62,8 +61,10 @@ impl ApprovalApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
 
+/// The final approval and what the gate returns: approved by its voters,
+/// or expired under a policy whose on_timeout is approve.
 fn final_answer(a: Approval) -> (v1::Approval, bool) {
-    let approved = a.status == ApprovalStatus::Approved;
+    let approved = a.approved();
     crate::telemetry::record_approval(&a);
     (approval_to_proto(a), approved)
 }
@@ -77,8 +78,11 @@ impl ApprovalService for ApprovalApi {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let new = CreateFields::from(request.into_inner())
-            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let new = CreateFields::from(request.into_inner()).parse(
+            caller.principal().cloned(),
+            self.approvals.limits(),
+            &self.approvals.policies(),
+        )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         let wait = self
@@ -98,8 +102,11 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let new = CreateFields::from(request.into_inner())
-            .parse(caller.principal().cloned(), self.approvals.limits())?;
+        let new = CreateFields::from(request.into_inner()).parse(
+            caller.principal().cloned(),
+            self.approvals.limits(),
+            &self.approvals.policies(),
+        )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {
@@ -304,6 +311,9 @@ fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingRespons
             let event = match e.kind {
                 EventKind::Added => Event::Added(approval),
                 EventKind::Resolved => Event::Resolved(approval),
+                // Watchers are not sent reminders (`Approvals::follow`);
+                // were one to come, it is a change of a pending approval.
+                EventKind::Updated | EventKind::Reminder(_) => Event::Updated(approval),
             };
             (cursor(e.cursor), event)
         }

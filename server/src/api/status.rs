@@ -41,6 +41,24 @@ impl From<DomainError> for Status {
                     ErrorDetails::with_error_info("ALREADY_FINAL", ERROR_DOMAIN, meta),
                 )
             }
+            DomainError::VoteChanged {
+                id,
+                voter,
+                previous,
+                ..
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(
+                    "ALREADY_VOTED",
+                    ERROR_DOMAIN,
+                    HashMap::from([
+                        ("id".to_string(), id.to_string()),
+                        ("voter".to_string(), voter),
+                        ("decision".to_string(), previous.name().to_string()),
+                    ]),
+                ),
+            ),
             DomainError::ContextDigestMismatch {
                 id,
                 expected,

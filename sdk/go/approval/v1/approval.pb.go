@@ -37,11 +37,13 @@ const (
 	ApprovalStatus_APPROVAL_STATUS_UNSPECIFIED ApprovalStatus = 0
 	// Waiting for a human decision.
 	ApprovalStatus_APPROVAL_STATUS_PENDING ApprovalStatus = 1
-	// A human approved it.
+	// Its voters approved it (required_approvals distinct approvals).
 	ApprovalStatus_APPROVAL_STATUS_APPROVED ApprovalStatus = 2
-	// A human rejected it.
+	// A voter rejected it (one reject is enough: a veto).
 	ApprovalStatus_APPROVAL_STATUS_REJECTED ApprovalStatus = 3
-	// Its deadline passed before anyone decided.
+	// Its deadline passed before anyone decided. Whether the gate proceeds
+	// follows its on_timeout (the `approved` of RequestApproval and
+	// AwaitApproval says).
 	ApprovalStatus_APPROVAL_STATUS_EXPIRED ApprovalStatus = 4
 	// The requester withdrew it.
 	ApprovalStatus_APPROVAL_STATUS_CANCELLED ApprovalStatus = 5
@@ -144,6 +146,207 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
 }
 
+// What the gate does when an approval's deadline passes before a decision
+// (its status is EXPIRED either way).
+type OnTimeout int32
+
+const (
+	// Records written before policies existed: as REJECT.
+	OnTimeout_ON_TIMEOUT_UNSPECIFIED OnTimeout = 0
+	// The gate does not proceed (`approved` is false). The default.
+	OnTimeout_ON_TIMEOUT_REJECT OnTimeout = 1
+	// "Proceed unless someone objects": `approved` is true.
+	OnTimeout_ON_TIMEOUT_APPROVE OnTimeout = 2
+)
+
+// Enum value maps for OnTimeout.
+var (
+	OnTimeout_name = map[int32]string{
+		0: "ON_TIMEOUT_UNSPECIFIED",
+		1: "ON_TIMEOUT_REJECT",
+		2: "ON_TIMEOUT_APPROVE",
+	}
+	OnTimeout_value = map[string]int32{
+		"ON_TIMEOUT_UNSPECIFIED": 0,
+		"ON_TIMEOUT_REJECT":      1,
+		"ON_TIMEOUT_APPROVE":     2,
+	}
+)
+
+func (x OnTimeout) Enum() *OnTimeout {
+	p := new(OnTimeout)
+	*p = x
+	return p
+}
+
+func (x OnTimeout) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OnTimeout) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[2].Descriptor()
+}
+
+func (OnTimeout) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[2]
+}
+
+func (x OnTimeout) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OnTimeout.Descriptor instead.
+func (OnTimeout) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+}
+
+// One voter's answer to an approval.
+type Vote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The authenticated principal (with authentication off: the
+	// self-declared `responder`).
+	Voter         string                 `protobuf:"bytes,1,opt,name=voter,proto3" json:"voter,omitempty"`
+	Decision      Decision               `protobuf:"varint,2,opt,name=decision,proto3,enum=approval.v1.Decision" json:"decision,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	VotedAt       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=voted_at,json=votedAt,proto3" json:"voted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Vote) GetVoter() string {
+	if x != nil {
+		return x.Voter
+	}
+	return ""
+}
+
+func (x *Vote) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *Vote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Vote) GetVotedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VotedAt
+	}
+	return nil
+}
+
+// The policy an approval was created under (copied from the service's
+// configuration at creation: later edits do not change it).
+type ApprovalPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's matching approval_types pattern, e.g. "deploy:*"; empty
+	// when no policy matched the type (the defaults apply).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Who may vote: principals, and "role:<name>" for anyone holding that
+	// role. Empty: approvers of the type.
+	Voters []string `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	// Whether the requester may vote on its own approval.
+	AllowRequesterVote bool `protobuf:"varint,3,opt,name=allow_requester_vote,json=allowRequesterVote,proto3" json:"allow_requester_vote,omitempty"`
+	// When reminders are due, counted from created_at.
+	RemindAfter   []*durationpb.Duration `protobuf:"bytes,4,rep,name=remind_after,json=remindAfter,proto3" json:"remind_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicy) Reset() {
+	*x = ApprovalPolicy{}
+	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicy) ProtoMessage() {}
+
+func (x *ApprovalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicy.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicy) Descriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApprovalPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApprovalPolicy) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *ApprovalPolicy) GetAllowRequesterVote() bool {
+	if x != nil {
+		return x.AllowRequesterVote
+	}
+	return false
+}
+
+func (x *ApprovalPolicy) GetRemindAfter() []*durationpb.Duration {
+	if x != nil {
+		return x.RemindAfter
+	}
+	return nil
+}
+
 // One request for a human decision.
 type Approval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -176,13 +379,23 @@ type Approval struct {
 	// Computed by the service at creation; send it back as
 	// RespondRequest.expected_context_digest to decide only on what you saw.
 	ContextDigest string `protobuf:"bytes,14,opt,name=context_digest,json=contextDigest,proto3" json:"context_digest,omitempty"`
+	// Every vote so far, in the order cast. A pending approval may hold some
+	// approvals; the one that completes it (or the reject that vetoes it) is
+	// the last.
+	Votes []*Vote `protobuf:"bytes,15,rep,name=votes,proto3" json:"votes,omitempty"`
+	// Distinct approvals needed (1 unless a policy says more).
+	RequiredApprovals uint32 `protobuf:"varint,16,opt,name=required_approvals,json=requiredApprovals,proto3" json:"required_approvals,omitempty"`
+	// What the gate does at the deadline.
+	OnTimeout OnTimeout `protobuf:"varint,17,opt,name=on_timeout,json=onTimeout,proto3,enum=approval.v1.OnTimeout" json:"on_timeout,omitempty"`
+	// The policy it was created under.
+	Policy        *ApprovalPolicy `protobuf:"bytes,18,opt,name=policy,proto3" json:"policy,omitempty"` // Fields 19 to 30 are kept for coming features (use-by time).
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	mi := &file_approval_v1_approval_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +407,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	mi := &file_approval_v1_approval_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +420,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{0}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Approval) GetId() string {
@@ -308,6 +521,34 @@ func (x *Approval) GetContextDigest() string {
 	return ""
 }
 
+func (x *Approval) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *Approval) GetRequiredApprovals() uint32 {
+	if x != nil {
+		return x.RequiredApprovals
+	}
+	return 0
+}
+
+func (x *Approval) GetOnTimeout() OnTimeout {
+	if x != nil {
+		return x.OnTimeout
+	}
+	return OnTimeout_ON_TIMEOUT_UNSPECIFIED
+}
+
+func (x *Approval) GetPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 type RequestApprovalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: what kind of action this gates. Letters, digits and . _ - : / *,
@@ -330,7 +571,7 @@ type RequestApprovalRequest struct {
 
 func (x *RequestApprovalRequest) Reset() {
 	*x = RequestApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	mi := &file_approval_v1_approval_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +583,7 @@ func (x *RequestApprovalRequest) String() string {
 func (*RequestApprovalRequest) ProtoMessage() {}
 
 func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	mi := &file_approval_v1_approval_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +596,7 @@ func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalRequest.ProtoReflect.Descriptor instead.
 func (*RequestApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RequestApprovalRequest) GetApprovalType() string {
@@ -412,7 +653,7 @@ type RequestApprovalResponse struct {
 
 func (x *RequestApprovalResponse) Reset() {
 	*x = RequestApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[2]
+	mi := &file_approval_v1_approval_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +665,7 @@ func (x *RequestApprovalResponse) String() string {
 func (*RequestApprovalResponse) ProtoMessage() {}
 
 func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[2]
+	mi := &file_approval_v1_approval_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +678,7 @@ func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalResponse.ProtoReflect.Descriptor instead.
 func (*RequestApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RequestApprovalResponse) GetApproval() *Approval {
@@ -469,7 +710,7 @@ type CreateApprovalRequest struct {
 
 func (x *CreateApprovalRequest) Reset() {
 	*x = CreateApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[3]
+	mi := &file_approval_v1_approval_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +722,7 @@ func (x *CreateApprovalRequest) String() string {
 func (*CreateApprovalRequest) ProtoMessage() {}
 
 func (x *CreateApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[3]
+	mi := &file_approval_v1_approval_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +735,7 @@ func (x *CreateApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CreateApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateApprovalRequest) GetApprovalType() string {
@@ -550,7 +791,7 @@ type CreateApprovalResponse struct {
 
 func (x *CreateApprovalResponse) Reset() {
 	*x = CreateApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[4]
+	mi := &file_approval_v1_approval_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +803,7 @@ func (x *CreateApprovalResponse) String() string {
 func (*CreateApprovalResponse) ProtoMessage() {}
 
 func (x *CreateApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[4]
+	mi := &file_approval_v1_approval_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +816,7 @@ func (x *CreateApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApprovalResponse.ProtoReflect.Descriptor instead.
 func (*CreateApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateApprovalResponse) GetApproval() *Approval {
@@ -601,7 +842,7 @@ type AwaitApprovalRequest struct {
 
 func (x *AwaitApprovalRequest) Reset() {
 	*x = AwaitApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[5]
+	mi := &file_approval_v1_approval_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +854,7 @@ func (x *AwaitApprovalRequest) String() string {
 func (*AwaitApprovalRequest) ProtoMessage() {}
 
 func (x *AwaitApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[5]
+	mi := &file_approval_v1_approval_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +867,7 @@ func (x *AwaitApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitApprovalRequest.ProtoReflect.Descriptor instead.
 func (*AwaitApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{5}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AwaitApprovalRequest) GetId() string {
@@ -648,7 +889,7 @@ type AwaitApprovalResponse struct {
 
 func (x *AwaitApprovalResponse) Reset() {
 	*x = AwaitApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[6]
+	mi := &file_approval_v1_approval_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +901,7 @@ func (x *AwaitApprovalResponse) String() string {
 func (*AwaitApprovalResponse) ProtoMessage() {}
 
 func (x *AwaitApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[6]
+	mi := &file_approval_v1_approval_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +914,7 @@ func (x *AwaitApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitApprovalResponse.ProtoReflect.Descriptor instead.
 func (*AwaitApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{6}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AwaitApprovalResponse) GetApproval() *Approval {
@@ -707,7 +948,7 @@ type WatchPendingRequest struct {
 
 func (x *WatchPendingRequest) Reset() {
 	*x = WatchPendingRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[7]
+	mi := &file_approval_v1_approval_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +960,7 @@ func (x *WatchPendingRequest) String() string {
 func (*WatchPendingRequest) ProtoMessage() {}
 
 func (x *WatchPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[7]
+	mi := &file_approval_v1_approval_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +973,7 @@ func (x *WatchPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPendingRequest.ProtoReflect.Descriptor instead.
 func (*WatchPendingRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{7}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchPendingRequest) GetApprovalTypes() []string {
@@ -773,6 +1014,7 @@ type WatchPendingResponse struct {
 	//	*WatchPendingResponse_Added
 	//	*WatchPendingResponse_Resolved
 	//	*WatchPendingResponse_Synced
+	//	*WatchPendingResponse_Updated
 	Event         isWatchPendingResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -780,7 +1022,7 @@ type WatchPendingResponse struct {
 
 func (x *WatchPendingResponse) Reset() {
 	*x = WatchPendingResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[8]
+	mi := &file_approval_v1_approval_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +1034,7 @@ func (x *WatchPendingResponse) String() string {
 func (*WatchPendingResponse) ProtoMessage() {}
 
 func (x *WatchPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[8]
+	mi := &file_approval_v1_approval_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +1047,7 @@ func (x *WatchPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPendingResponse.ProtoReflect.Descriptor instead.
 func (*WatchPendingResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{8}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchPendingResponse) GetCursor() string {
@@ -849,6 +1091,15 @@ func (x *WatchPendingResponse) GetSynced() *Synced {
 	return nil
 }
 
+func (x *WatchPendingResponse) GetUpdated() *Approval {
+	if x != nil {
+		if x, ok := x.Event.(*WatchPendingResponse_Updated); ok {
+			return x.Updated
+		}
+	}
+	return nil
+}
+
 type isWatchPendingResponse_Event interface {
 	isWatchPendingResponse_Event()
 }
@@ -868,11 +1119,18 @@ type WatchPendingResponse_Synced struct {
 	Synced *Synced `protobuf:"bytes,4,opt,name=synced,proto3,oneof"`
 }
 
+type WatchPendingResponse_Updated struct {
+	// A pending approval changed and is still pending (a vote arrived).
+	Updated *Approval `protobuf:"bytes,5,opt,name=updated,proto3,oneof"`
+}
+
 func (*WatchPendingResponse_Added) isWatchPendingResponse_Event() {}
 
 func (*WatchPendingResponse_Resolved) isWatchPendingResponse_Event() {}
 
 func (*WatchPendingResponse_Synced) isWatchPendingResponse_Event() {}
+
+func (*WatchPendingResponse_Updated) isWatchPendingResponse_Event() {}
 
 // Marks the end of the WatchPending snapshot.
 type Synced struct {
@@ -883,7 +1141,7 @@ type Synced struct {
 
 func (x *Synced) Reset() {
 	*x = Synced{}
-	mi := &file_approval_v1_approval_proto_msgTypes[9]
+	mi := &file_approval_v1_approval_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1153,7 @@ func (x *Synced) String() string {
 func (*Synced) ProtoMessage() {}
 
 func (x *Synced) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[9]
+	mi := &file_approval_v1_approval_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1166,7 @@ func (x *Synced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Synced.ProtoReflect.Descriptor instead.
 func (*Synced) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{9}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{11}
 }
 
 type RespondRequest struct {
@@ -930,7 +1188,7 @@ type RespondRequest struct {
 
 func (x *RespondRequest) Reset() {
 	*x = RespondRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[10]
+	mi := &file_approval_v1_approval_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1200,7 @@ func (x *RespondRequest) String() string {
 func (*RespondRequest) ProtoMessage() {}
 
 func (x *RespondRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[10]
+	mi := &file_approval_v1_approval_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1213,7 @@ func (x *RespondRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondRequest.ProtoReflect.Descriptor instead.
 func (*RespondRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{10}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RespondRequest) GetId() string {
@@ -1002,7 +1260,7 @@ type RespondResponse struct {
 
 func (x *RespondResponse) Reset() {
 	*x = RespondResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[11]
+	mi := &file_approval_v1_approval_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1272,7 @@ func (x *RespondResponse) String() string {
 func (*RespondResponse) ProtoMessage() {}
 
 func (x *RespondResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[11]
+	mi := &file_approval_v1_approval_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1285,7 @@ func (x *RespondResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondResponse.ProtoReflect.Descriptor instead.
 func (*RespondResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{11}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RespondResponse) GetApproval() *Approval {
@@ -1046,7 +1304,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[12]
+	mi := &file_approval_v1_approval_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1316,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[12]
+	mi := &file_approval_v1_approval_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1329,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{12}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetApprovalRequest) GetId() string {
@@ -1090,7 +1348,7 @@ type GetApprovalResponse struct {
 
 func (x *GetApprovalResponse) Reset() {
 	*x = GetApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[13]
+	mi := &file_approval_v1_approval_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1360,7 @@ func (x *GetApprovalResponse) String() string {
 func (*GetApprovalResponse) ProtoMessage() {}
 
 func (x *GetApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[13]
+	mi := &file_approval_v1_approval_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1373,7 @@ func (x *GetApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{13}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetApprovalResponse) GetApproval() *Approval {
@@ -1146,7 +1404,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[14]
+	mi := &file_approval_v1_approval_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1416,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[14]
+	mi := &file_approval_v1_approval_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1429,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{14}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListApprovalsRequest) GetStatuses() []ApprovalStatus {
@@ -1227,7 +1485,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[15]
+	mi := &file_approval_v1_approval_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1497,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[15]
+	mi := &file_approval_v1_approval_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1510,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{15}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -1280,7 +1538,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[16]
+	mi := &file_approval_v1_approval_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1550,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[16]
+	mi := &file_approval_v1_approval_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1563,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{16}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelApprovalRequest) GetId() string {
@@ -1331,7 +1589,7 @@ type CancelApprovalResponse struct {
 
 func (x *CancelApprovalResponse) Reset() {
 	*x = CancelApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[17]
+	mi := &file_approval_v1_approval_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1601,7 @@ func (x *CancelApprovalResponse) String() string {
 func (*CancelApprovalResponse) ProtoMessage() {}
 
 func (x *CancelApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[17]
+	mi := &file_approval_v1_approval_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1614,7 @@ func (x *CancelApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalResponse.ProtoReflect.Descriptor instead.
 func (*CancelApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{17}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelApprovalResponse) GetApproval() *Approval {
@@ -1370,7 +1628,17 @@ var File_approval_v1_approval_proto protoreflect.FileDescriptor
 
 const file_approval_v1_approval_proto_rawDesc = "" +
 	"\n" +
-	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x05\n" +
+	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n" +
+	"\x04Vote\x12\x14\n" +
+	"\x05voter\x18\x01 \x01(\tR\x05voter\x121\n" +
+	"\bdecision\x18\x02 \x01(\x0e2\x15.approval.v1.DecisionR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x125\n" +
+	"\bvoted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\avotedAt\"\xac\x01\n" +
+	"\x0eApprovalPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\tR\x06voters\x120\n" +
+	"\x14allow_requester_vote\x18\x03 \x01(\bR\x12allowRequesterVote\x12<\n" +
+	"\fremind_after\x18\x04 \x03(\v2\x19.google.protobuf.DurationR\vremindAfter\"\xcf\x06\n" +
 	"\bApproval\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rapproval_type\x18\x02 \x01(\tR\fapprovalType\x12\x19\n" +
@@ -1389,7 +1657,12 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x06reason\x18\f \x01(\tR\x06reason\x129\n" +
 	"\n" +
 	"decided_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12%\n" +
-	"\x0econtext_digest\x18\x0e \x01(\tR\rcontextDigest\x1a9\n" +
+	"\x0econtext_digest\x18\x0e \x01(\tR\rcontextDigest\x12'\n" +
+	"\x05votes\x18\x0f \x03(\v2\x11.approval.v1.VoteR\x05votes\x12-\n" +
+	"\x12required_approvals\x18\x10 \x01(\rR\x11requiredApprovals\x125\n" +
+	"\n" +
+	"on_timeout\x18\x11 \x01(\x0e2\x16.approval.v1.OnTimeoutR\tonTimeout\x123\n" +
+	"\x06policy\x18\x12 \x01(\v2\x1b.approval.v1.ApprovalPolicyR\x06policy\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xed\x02\n" +
@@ -1431,12 +1704,13 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfd\x01\n" +
 	"\x14WatchPendingResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12-\n" +
 	"\x05added\x18\x02 \x01(\v2\x15.approval.v1.ApprovalH\x00R\x05added\x123\n" +
 	"\bresolved\x18\x03 \x01(\v2\x15.approval.v1.ApprovalH\x00R\bresolved\x12-\n" +
-	"\x06synced\x18\x04 \x01(\v2\x13.approval.v1.SyncedH\x00R\x06syncedB\a\n" +
+	"\x06synced\x18\x04 \x01(\v2\x13.approval.v1.SyncedH\x00R\x06synced\x121\n" +
+	"\aupdated\x18\x05 \x01(\v2\x15.approval.v1.ApprovalH\x00R\aupdatedB\a\n" +
 	"\x05event\"\b\n" +
 	"\x06Synced\"\xc1\x01\n" +
 	"\x0eRespondRequest\x12\x0e\n" +
@@ -1480,7 +1754,11 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10DECISION_APPROVE\x10\x01\x12\x13\n" +
-	"\x0fDECISION_REJECT\x10\x022\xc4\x05\n" +
+	"\x0fDECISION_REJECT\x10\x02*V\n" +
+	"\tOnTimeout\x12\x1a\n" +
+	"\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ON_TIMEOUT_REJECT\x10\x01\x12\x16\n" +
+	"\x12ON_TIMEOUT_APPROVE\x10\x022\xc4\x05\n" +
 	"\x0fApprovalService\x12\\\n" +
 	"\x0fRequestApproval\x12#.approval.v1.RequestApprovalRequest\x1a$.approval.v1.RequestApprovalResponse\x12Y\n" +
 	"\x0eCreateApproval\x12\".approval.v1.CreateApprovalRequest\x1a#.approval.v1.CreateApprovalResponse\x12V\n" +
@@ -1504,86 +1782,96 @@ func file_approval_v1_approval_proto_rawDescGZIP() []byte {
 	return file_approval_v1_approval_proto_rawDescData
 }
 
-var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_approval_v1_approval_proto_goTypes = []any{
 	(ApprovalStatus)(0),             // 0: approval.v1.ApprovalStatus
 	(Decision)(0),                   // 1: approval.v1.Decision
-	(*Approval)(nil),                // 2: approval.v1.Approval
-	(*RequestApprovalRequest)(nil),  // 3: approval.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 4: approval.v1.RequestApprovalResponse
-	(*CreateApprovalRequest)(nil),   // 5: approval.v1.CreateApprovalRequest
-	(*CreateApprovalResponse)(nil),  // 6: approval.v1.CreateApprovalResponse
-	(*AwaitApprovalRequest)(nil),    // 7: approval.v1.AwaitApprovalRequest
-	(*AwaitApprovalResponse)(nil),   // 8: approval.v1.AwaitApprovalResponse
-	(*WatchPendingRequest)(nil),     // 9: approval.v1.WatchPendingRequest
-	(*WatchPendingResponse)(nil),    // 10: approval.v1.WatchPendingResponse
-	(*Synced)(nil),                  // 11: approval.v1.Synced
-	(*RespondRequest)(nil),          // 12: approval.v1.RespondRequest
-	(*RespondResponse)(nil),         // 13: approval.v1.RespondResponse
-	(*GetApprovalRequest)(nil),      // 14: approval.v1.GetApprovalRequest
-	(*GetApprovalResponse)(nil),     // 15: approval.v1.GetApprovalResponse
-	(*ListApprovalsRequest)(nil),    // 16: approval.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),   // 17: approval.v1.ListApprovalsResponse
-	(*CancelApprovalRequest)(nil),   // 18: approval.v1.CancelApprovalRequest
-	(*CancelApprovalResponse)(nil),  // 19: approval.v1.CancelApprovalResponse
-	nil,                             // 20: approval.v1.Approval.LabelsEntry
-	nil,                             // 21: approval.v1.RequestApprovalRequest.LabelsEntry
-	nil,                             // 22: approval.v1.CreateApprovalRequest.LabelsEntry
-	nil,                             // 23: approval.v1.WatchPendingRequest.LabelsEntry
-	nil,                             // 24: approval.v1.ListApprovalsRequest.LabelsEntry
-	(*structpb.Struct)(nil),         // 25: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
+	(OnTimeout)(0),                  // 2: approval.v1.OnTimeout
+	(*Vote)(nil),                    // 3: approval.v1.Vote
+	(*ApprovalPolicy)(nil),          // 4: approval.v1.ApprovalPolicy
+	(*Approval)(nil),                // 5: approval.v1.Approval
+	(*RequestApprovalRequest)(nil),  // 6: approval.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil), // 7: approval.v1.RequestApprovalResponse
+	(*CreateApprovalRequest)(nil),   // 8: approval.v1.CreateApprovalRequest
+	(*CreateApprovalResponse)(nil),  // 9: approval.v1.CreateApprovalResponse
+	(*AwaitApprovalRequest)(nil),    // 10: approval.v1.AwaitApprovalRequest
+	(*AwaitApprovalResponse)(nil),   // 11: approval.v1.AwaitApprovalResponse
+	(*WatchPendingRequest)(nil),     // 12: approval.v1.WatchPendingRequest
+	(*WatchPendingResponse)(nil),    // 13: approval.v1.WatchPendingResponse
+	(*Synced)(nil),                  // 14: approval.v1.Synced
+	(*RespondRequest)(nil),          // 15: approval.v1.RespondRequest
+	(*RespondResponse)(nil),         // 16: approval.v1.RespondResponse
+	(*GetApprovalRequest)(nil),      // 17: approval.v1.GetApprovalRequest
+	(*GetApprovalResponse)(nil),     // 18: approval.v1.GetApprovalResponse
+	(*ListApprovalsRequest)(nil),    // 19: approval.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),   // 20: approval.v1.ListApprovalsResponse
+	(*CancelApprovalRequest)(nil),   // 21: approval.v1.CancelApprovalRequest
+	(*CancelApprovalResponse)(nil),  // 22: approval.v1.CancelApprovalResponse
+	nil,                             // 23: approval.v1.Approval.LabelsEntry
+	nil,                             // 24: approval.v1.RequestApprovalRequest.LabelsEntry
+	nil,                             // 25: approval.v1.CreateApprovalRequest.LabelsEntry
+	nil,                             // 26: approval.v1.WatchPendingRequest.LabelsEntry
+	nil,                             // 27: approval.v1.ListApprovalsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
+	(*structpb.Struct)(nil),         // 30: google.protobuf.Struct
 }
 var file_approval_v1_approval_proto_depIdxs = []int32{
-	25, // 0: approval.v1.Approval.context:type_name -> google.protobuf.Struct
-	20, // 1: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
-	26, // 2: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
-	26, // 3: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 4: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
-	26, // 5: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	25, // 6: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
-	21, // 7: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
-	27, // 8: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 9: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
-	25, // 10: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
-	22, // 11: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
-	27, // 12: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 13: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
-	2,  // 14: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
-	23, // 15: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
-	2,  // 16: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
-	2,  // 17: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
-	11, // 18: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
-	1,  // 19: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
-	2,  // 20: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
-	2,  // 21: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
-	0,  // 22: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
-	24, // 23: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
-	2,  // 24: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
-	2,  // 25: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
-	3,  // 26: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
-	5,  // 27: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
-	7,  // 28: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
-	9,  // 29: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
-	12, // 30: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
-	14, // 31: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
-	16, // 32: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
-	18, // 33: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
-	4,  // 34: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
-	6,  // 35: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
-	8,  // 36: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
-	10, // 37: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
-	13, // 38: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
-	15, // 39: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
-	17, // 40: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
-	19, // 41: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	1,  // 0: approval.v1.Vote.decision:type_name -> approval.v1.Decision
+	28, // 1: approval.v1.Vote.voted_at:type_name -> google.protobuf.Timestamp
+	29, // 2: approval.v1.ApprovalPolicy.remind_after:type_name -> google.protobuf.Duration
+	30, // 3: approval.v1.Approval.context:type_name -> google.protobuf.Struct
+	23, // 4: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
+	28, // 5: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
+	28, // 6: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 7: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
+	28, // 8: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	3,  // 9: approval.v1.Approval.votes:type_name -> approval.v1.Vote
+	2,  // 10: approval.v1.Approval.on_timeout:type_name -> approval.v1.OnTimeout
+	4,  // 11: approval.v1.Approval.policy:type_name -> approval.v1.ApprovalPolicy
+	30, // 12: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
+	24, // 13: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
+	29, // 14: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	5,  // 15: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
+	30, // 16: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
+	25, // 17: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
+	29, // 18: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	5,  // 19: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
+	5,  // 20: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
+	26, // 21: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
+	5,  // 22: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
+	5,  // 23: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
+	14, // 24: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
+	5,  // 25: approval.v1.WatchPendingResponse.updated:type_name -> approval.v1.Approval
+	1,  // 26: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
+	5,  // 27: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
+	5,  // 28: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
+	0,  // 29: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
+	27, // 30: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
+	5,  // 31: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
+	5,  // 32: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
+	6,  // 33: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
+	8,  // 34: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
+	10, // 35: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
+	12, // 36: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
+	15, // 37: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
+	17, // 38: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
+	19, // 39: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
+	21, // 40: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
+	7,  // 41: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
+	9,  // 42: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
+	11, // 43: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
+	13, // 44: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
+	16, // 45: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
+	18, // 46: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
+	20, // 47: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
+	22, // 48: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
+	41, // [41:49] is the sub-list for method output_type
+	33, // [33:41] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_approval_v1_approval_proto_init() }
@@ -1591,18 +1879,19 @@ func file_approval_v1_approval_proto_init() {
 	if File_approval_v1_approval_proto != nil {
 		return
 	}
-	file_approval_v1_approval_proto_msgTypes[8].OneofWrappers = []any{
+	file_approval_v1_approval_proto_msgTypes[10].OneofWrappers = []any{
 		(*WatchPendingResponse_Added)(nil),
 		(*WatchPendingResponse_Resolved)(nil),
 		(*WatchPendingResponse_Synced)(nil),
+		(*WatchPendingResponse_Updated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_approval_v1_approval_proto_rawDesc), len(file_approval_v1_approval_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   23,
+			NumEnums:      3,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,9 +8,45 @@ use approval_api::v1;
 use prost::Message;
 use redis::Value;
 
-use crate::domain::{Approval, ApprovalId, ContextDigest, DomainError, Millis, Resolution, Status};
+use crate::api::convert::{on_timeout_to_proto, policy_from_proto, policy_to_proto};
+use crate::domain::{
+    Approval, ApprovalId, ContextDigest, Decision, DomainError, Millis, Resolution, Status, Vote,
+};
 
-/// The immutable fields, encoded once at creation.
+/// One vote as decide.lua stores it (a JSON array in the `votes` field).
+#[derive(serde::Deserialize)]
+struct StoredVote {
+    voter: String,
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    at: f64,
+}
+
+/// The votes of an approval from its `votes` field (empty: none).
+fn decode_votes(raw: &str) -> Result<Vec<Vote>, DomainError> {
+    if raw.is_empty() || raw == "{}" {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<StoredVote> = serde_json::from_str(raw)
+        .map_err(|e| DomainError::Internal(format!("undecodable votes in Redis: {e}")))?;
+    stored
+        .into_iter()
+        .map(|v| {
+            Ok(Vote {
+                decision: Decision::from_name(&v.decision).ok_or_else(|| {
+                    DomainError::Internal(format!("unknown decision {:?} in Redis", v.decision))
+                })?,
+                voter: v.voter,
+                reason: v.reason,
+                at: Millis(v.at as u64),
+            })
+        })
+        .collect()
+}
+
+/// The immutable fields, encoded once at creation (the copied policy
+/// included).
 pub fn encode_body(a: &Approval) -> Vec<u8> {
     v1::Approval {
         id: a.id.to_string(),
@@ -23,6 +59,9 @@ pub fn encode_body(a: &Approval) -> Vec<u8> {
         idempotency_key: a.idempotency_key.clone(),
         created_at: Some(Millis::to_timestamp(a.created_at)),
         deadline: Some(Millis::to_timestamp(a.deadline)),
+        required_approvals: a.policy.required_approvals,
+        on_timeout: on_timeout_to_proto(a.policy.on_timeout) as i32,
+        policy: Some(policy_to_proto(&a.policy)),
         ..Default::default()
     }
     .encode_to_vec()
@@ -40,6 +79,8 @@ pub struct StateFields {
     pub at: String,
     pub created: String,
     pub deadline: String,
+    /// JSON array of votes (empty: none).
+    pub votes: String,
 }
 
 pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> {
@@ -54,6 +95,8 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
         decided_at: Millis(state.at.parse().unwrap_or_default()),
     });
     let context = p.context.unwrap_or_default();
+    let votes = decode_votes(&state.votes)?;
+    let policy = policy_from_proto(p.policy, p.required_approvals, p.on_timeout);
     Ok(Approval {
         id: ApprovalId::trusted(p.id),
         approval_type: p.approval_type,
@@ -78,11 +121,13 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
             .map_or_else(|_| Millis::from_timestamp(p.deadline), Millis),
         status,
         resolution,
+        policy,
+        votes,
     })
 }
 
 /// From a script reply `{ outcome, body, status, by, reason, at, created,
-/// deadline }`.
+/// deadline, votes }`.
 pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
     let text = |i: usize| String::from_utf8_lossy(reply.get(i).map_or(&[][..], |v| v)).into_owned();
     let body = reply
@@ -97,6 +142,7 @@ pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
             at: text(5),
             created: text(6),
             deadline: text(7),
+            votes: text(8),
         },
     )
 }
@@ -120,6 +166,7 @@ pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainErro
             at: text("at"),
             created: text("created"),
             deadline: text("deadline"),
+            votes: text("votes"),
         },
     )
 }

@@ -10,11 +10,13 @@
 //! | `{p}:pending`               | zset   | pending approvals only (by deadline)   |
 //! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
 //! | `{p}:open`                  | hash   | one field per requester with pending approvals |
+//! | `{p}:reminders`             | zset   | pending approvals with a reminder to come (by when) |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
 //! | `{p}:epoch`                 | string | one value: the history's epoch (hex)   |
 //! | `{p}:writable`              | string | TTL: one minute (the health write probe) |
 //!
-//! Every change goes through one Lua script (create, decide, cancel, expire),
+//! Every change goes through one Lua script (create, decide, cancel, expire,
+//! remind),
 //! so it is atomic and appears in the event stream in the order it happened.
 
 mod codec;
@@ -75,6 +77,7 @@ struct Scripts {
     decide: Script,
     cancel: Script,
     expire: Script,
+    remind: Script,
     renew_epoch: Script,
 }
 
@@ -84,6 +87,7 @@ struct Keys {
     index: String,
     events: String,
     open: String,
+    reminders: String,
     epoch: String,
     writable: String,
 }
@@ -96,6 +100,7 @@ impl Keys {
             index: format!("{tag}:index"),
             events: format!("{tag}:events"),
             open: format!("{tag}:open"),
+            reminders: format!("{tag}:reminders"),
             epoch: format!("{tag}:epoch"),
             writable: format!("{tag}:writable"),
             tag,
@@ -202,14 +207,15 @@ type HashFields = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
-const HASH_FIELDS: [&str; 7] = [
-    "body", "status", "by", "reason", "at", "created", "deadline",
+const HASH_FIELDS: [&str; 8] = [
+    "body", "status", "by", "reason", "at", "created", "deadline", "votes",
 ];
 
 fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
-    let (Some(body), Some(status), by, reason, at, created, deadline) = fields else {
+    let (Some(body), Some(status), by, reason, at, created, deadline, votes) = fields else {
         return Ok(None);
     };
     codec::decode(
@@ -221,6 +227,7 @@ fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
             at: at.unwrap_or_default(),
             created: created.unwrap_or_default(),
             deadline: deadline.unwrap_or_default(),
+            votes: votes.unwrap_or_default(),
         },
     )
     .map(Some)
@@ -259,6 +266,7 @@ impl RedisStore {
                 decide: script(include_str!("decide.lua")),
                 cancel: script(include_str!("cancel.lua")),
                 expire: script(include_str!("expire.lua")),
+                remind: Script::new(&format!("#!lua\n{}", include_str!("remind.lua"))),
                 renew_epoch: Script::new(include_str!("renew_epoch.lua")),
             },
         })
@@ -293,8 +301,19 @@ impl RedisStore {
         entries
             .into_iter()
             .map(|entry| {
-                let kind = match entry.map.get("kind") {
-                    Some(Value::BulkString(k)) if k == b"added" => EventKind::Added,
+                let field = |name: &str| match entry.map.get(name) {
+                    Some(Value::BulkString(k)) => k.as_slice(),
+                    _ => b"",
+                };
+                let kind = match field("kind") {
+                    b"added" => EventKind::Added,
+                    b"updated" => EventKind::Updated,
+                    b"reminder" => EventKind::Reminder(
+                        std::str::from_utf8(field("reminder"))
+                            .ok()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0),
+                    ),
                     _ => EventKind::Resolved,
                 };
                 Ok(Event {
@@ -450,6 +469,18 @@ impl Store for RedisStore {
         ));
         let timeout_ms = new.timeout.get().as_millis() as u64;
         let mut approval = new.into_approval_with_id(id, now);
+        let policy = &approval.policy;
+        let expiry_reason = match policy.expiry_reason() {
+            r if r == Approval::EXPIRED_REASON => String::new(),
+            r => r,
+        };
+        let reminders = policy
+            .remind_after
+            .iter()
+            .map(|d| d.as_millis().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let required = policy.required_approvals.max(1);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
         let reply: Vec<Vec<u8>> = self
@@ -464,6 +495,7 @@ impl Store for RedisStore {
             .key(&self.keys.index)
             .key(&self.keys.events)
             .key(&self.keys.open)
+            .key(&self.keys.reminders)
             .arg(approval.id.as_str())
             .arg(&body)
             .arg(timeout_ms)
@@ -475,6 +507,9 @@ impl Store for RedisStore {
             .arg(max_open)
             .arg(&fingerprint)
             .arg(self.keys.approval_prefix())
+            .arg(required)
+            .arg(&expiry_reason)
+            .arg(&reminders)
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
@@ -551,6 +586,8 @@ impl Store for RedisStore {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
             Some(b"final") => Ok(Finished::AlreadyFinal(codec::decode_reply(&reply)?)),
+            Some(b"recorded") => Ok(Finished::Voted(codec::decode_reply(&reply)?)),
+            Some(b"voted") => Ok(Finished::AlreadyVoted(codec::decode_reply(&reply)?)),
             Some(b"missing") => Ok(Finished::NotFound),
             other => Err(DomainError::Internal(format!(
                 "finish script replied {:?}",
@@ -578,6 +615,48 @@ impl Store for RedisStore {
             Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
             _ => Ok(None),
         }
+    }
+
+    async fn remind(&self, id: &ApprovalId) -> Result<Option<(u32, Approval)>, DomainError> {
+        let mut reply: Vec<Vec<u8>> = self
+            .scripts
+            .remind
+            .key(self.keys.approval(id))
+            .key(&self.keys.reminders)
+            .key(&self.keys.events)
+            .arg(id.as_str())
+            .arg(self.retention.max_events)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        if reply.first().map(Vec::as_slice) != Some(b"reminded") {
+            return Ok(None);
+        }
+        let n = std::str::from_utf8(&reply.remove(1))
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((n, codec::decode_reply(&reply)?)))
+    }
+
+    async fn due_reminders(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<ApprovalId>, DomainError> {
+        let ids: Vec<String> = self
+            .conn()?
+            .zrangebyscore_limit(&self.keys.reminders, "-inf", now.0, 0, limit as isize)
+            .await?;
+        Ok(ids.into_iter().map(ApprovalId::trusted).collect())
+    }
+
+    async fn next_reminder(&self) -> Result<Option<Millis>, DomainError> {
+        let first: Vec<(String, f64)> = self
+            .conn()?
+            .zrange_withscores(&self.keys.reminders, 0, 0)
+            .await?;
+        Ok(first.first().map(|(_, score)| Millis(*score as u64)))
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError> {
