@@ -58,6 +58,18 @@ pub enum Error {
         /// The whole message.
         message: String,
     },
+    /// The vote was refused and nothing changed: `reason` is
+    /// `ALREADY_VOTED` (this voter voted otherwise on the pending approval:
+    /// votes cannot be changed) or `CONTEXT_DIGEST_MISMATCH` (the context is
+    /// not the one the expected digest names).
+    #[error("{message}")]
+    VoteRefused {
+        /// The approval's id.
+        id: String,
+        /// `ALREADY_VOTED` or `CONTEXT_DIGEST_MISMATCH`.
+        reason: String,
+        message: String,
+    },
     /// The idempotency key is already used by a different approval request.
     #[error("{message}")]
     IdempotencyKeyReused {
@@ -139,6 +151,16 @@ impl Error {
                         decided_at: meta
                             .get("decided_at")
                             .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+                        message,
+                    }
+                }
+                Some(info)
+                    if info.reason == "ALREADY_VOTED"
+                        || info.reason == "CONTEXT_DIGEST_MISMATCH" =>
+                {
+                    Error::VoteRefused {
+                        id: info.metadata.get("id").cloned().unwrap_or_default(),
+                        reason: info.reason,
                         message,
                     }
                 }

@@ -47,7 +47,7 @@ mod request;
 mod wait;
 mod watch;
 
-pub use approval::{Approval, Decision, Outcome, Status};
+pub use approval::{Approval, Decision, OnTimeout, Outcome, Status, Vote, VoteDecision};
 pub use client::{ApprovalClient, Created, Verdict};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::Error;
