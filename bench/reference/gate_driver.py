@@ -1,7 +1,7 @@
 """Drives attune-ai's ApprovalGate (the Redis-polling reference design) for
 approvald-bench, on the bench's Redis. Prints one JSON object on stdout.
 
-    python gate_driver.py decision --redis-url URL --waiters N --rounds R --idle-seconds S
+    python gate_driver.py decision --redis-url URL --waiters N --rounds R --idle-seconds S [--answer at-once|random]
     python gate_driver.py seed --redis-url URL --pending N
     python gate_driver.py list --redis-url URL --calls K --expect N
 
@@ -12,6 +12,14 @@ each, one at a time, with respond_to_approval. A decision's latency runs from
 just before respond_to_approval is called to its waiter's request_approval
 returning. While all N wait and nothing happens, Redis commands per second
 are read from INFO commandstats.
+
+--answer at-once (the default) answers every request as soon as all have
+appeared: each waiter is then between two of its polls, so its latency is
+whatever remains of its 1 s poll interval (the worst case, close to a whole
+interval when the requests appeared together). --answer random answers each
+request at a uniformly random moment within one poll interval, as a human
+who answers whenever they happen to look would: the expected wait is then
+half an interval.
 
 seed: stores N pending requests exactly as request_approval does (the same
 key, TTL and JSON), without a thread blocked on each.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import threading
 import time
 from datetime import datetime, timezone
@@ -35,6 +44,8 @@ from attune.telemetry.approval_gates import ApprovalGate, ApprovalRequest
 APPROVAL_TYPE = "bench_decision"
 LISTING_TYPE = "bench_listing"
 TIMEOUT_S = 600.0
+# ApprovalGate.request_approval polls Redis once a second (as shipped).
+POLL_INTERVAL_S = 1.0
 
 
 class RedisMemory:
@@ -89,7 +100,15 @@ def decision(args) -> dict:
             time.sleep(args.idle_seconds)
             idle = (commands(client) - before) / (time.monotonic() - t0)
         sent: dict[str, int] = {}
-        for request in pending:
+        if args.answer == "random":
+            start = time.monotonic()
+            schedule = sorted(((random.uniform(0, POLL_INTERVAL_S), r) for r in pending), key=lambda x: x[0])
+        else:
+            start, schedule = 0.0, [(0.0, r) for r in pending]
+        for offset, request in schedule:
+            delay = start + offset - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
             sent[request.request_id] = time.monotonic_ns()
             console.respond_to_approval(request.request_id, True, "bench-human", "benchmark")
         for t in threads:
@@ -146,6 +165,7 @@ def main() -> None:
     d.add_argument("--waiters", type=int, required=True)
     d.add_argument("--rounds", type=int, default=1)
     d.add_argument("--idle-seconds", type=float, default=0)
+    d.add_argument("--answer", choices=["at-once", "random"], default="at-once")
     s = sub.add_parser("seed")
     s.add_argument("--redis-url", required=True)
     s.add_argument("--pending", type=int, required=True)

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::procs::{RedisServer, Replica};
+use crate::procs::{Auth, RedisServer, Replica};
 use crate::reference::Reference;
 use crate::report::Results;
 
@@ -67,7 +67,11 @@ pub struct Sizes {
     pub floor_calls: usize,
     /// (waiters, rounds): every waiter gets one decision per round.
     pub decision: Vec<(usize, usize)>,
+    /// The same with authentication on (a token per agent).
+    pub decision_auth: Vec<(usize, usize)>,
     pub lifecycle_concurrency: Vec<usize>,
+    /// Agents in the lifecycle run with authentication on.
+    pub lifecycle_auth: Vec<usize>,
     pub lifecycle_warmup: Duration,
     pub lifecycle_window: Duration,
     pub idle_waiters: Vec<usize>,
@@ -90,7 +94,9 @@ impl Sizes {
         Self {
             floor_calls: 20_000,
             decision: vec![(1, 200), (1_000, 1), (10_000, 1)],
+            decision_auth: vec![(1_000, 1)],
             lifecycle_concurrency: vec![16, 64, 256],
+            lifecycle_auth: vec![64],
             lifecycle_warmup: Duration::from_secs(2),
             lifecycle_window: Duration::from_secs(10),
             idle_waiters: vec![10_000, 50_000],
@@ -112,7 +118,9 @@ impl Sizes {
         Self {
             floor_calls: 200,
             decision: vec![(1, 5), (100, 1)],
+            decision_auth: vec![(100, 1)],
             lifecycle_concurrency: vec![8],
+            lifecycle_auth: vec![8],
             lifecycle_warmup: Duration::ZERO,
             lifecycle_window: Duration::from_secs(1),
             idle_waiters: vec![500],
@@ -153,8 +161,23 @@ impl Bench {
 
     /// Starts one approvald replica on the shared Redis under `prefix`.
     pub async fn replica(&self, prefix: &str, name: &str) -> BenchResult<Replica> {
+        self.replica_with(prefix, name, None).await
+    }
+
+    /// Starts one replica, with authentication on when `auth` is given.
+    pub async fn replica_with(
+        &self,
+        prefix: &str,
+        name: &str,
+        auth: Option<&Auth>,
+    ) -> BenchResult<Replica> {
         let log = self.work.join(format!("{prefix}-{name}.log"));
-        Replica::start(&self.approvald, &self.redis.url(), prefix, &log).await
+        Replica::start(&self.approvald, &self.redis.url(), prefix, &log, auth).await
+    }
+
+    /// An auth file under the scratch folder for `principals` (name, role).
+    pub fn auth(&self, prefix: &str, principals: &[(String, &str)]) -> BenchResult<Auth> {
+        Auth::write(self.work.join(format!("{prefix}-auth.toml")), principals)
     }
 }
 

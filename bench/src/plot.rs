@@ -48,14 +48,28 @@ pub fn decision_latency(r: &Results, path: &Path) -> BenchResult<()> {
         RGBColor(0, 90, 180),
         RGBColor(0, 150, 200),
         RGBColor(60, 60, 160),
+        RGBColor(0, 130, 90),
     ];
     for (i, d) in r.decision.iter().enumerate() {
-        let name = format!("approvald, {} waiters", d.waiters);
+        let name = format!(
+            "approvald, {} waiters{}",
+            d.waiters,
+            if d.auth { ", authentication on" } else { "" }
+        );
         series.push((name, curve(&d.latencies), ours[i % ours.len()]));
     }
-    let theirs = [RGBColor(200, 60, 0), RGBColor(230, 140, 0)];
+    let theirs = [
+        RGBColor(200, 60, 0),
+        RGBColor(230, 140, 0),
+        RGBColor(160, 40, 90),
+        RGBColor(200, 100, 140),
+    ];
     for (i, d) in r.reference_decision.iter().flatten().enumerate() {
-        let name = format!("reference (ApprovalGate), {} waiters", d.waiters);
+        let name = format!(
+            "reference (ApprovalGate), {} waiters, {}",
+            d.waiters,
+            d.answering.describe()
+        );
         series.push((name, curve(&d.latencies), theirs[i % theirs.len()]));
     }
     let top = series

@@ -10,13 +10,82 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::BenchResult;
 
-pub type Client = ApprovalServiceClient<Channel>;
+pub type Client = ApprovalServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The `authorization` header a client's calls carry: none against a replica
+/// without authentication, `Bearer <token>` against one with it.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn token(token: &str) -> BenchResult<Self> {
+        Ok(Self(Some(format!("Bearer {token}").parse()?)))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Authentication for a run with it on: a token file approvald reads, and
+/// the token of each principal. Tokens are made up per run.
+pub struct Auth {
+    pub file: PathBuf,
+    tokens: Vec<(String, String)>,
+}
+
+/// Calls per second one principal may make, raised as an operator would for
+/// a bench (the default is 100, burst 200).
+pub const AUTH_RATE_LIMIT: u32 = 1_000_000;
+
+impl Auth {
+    /// Writes an auth file giving each `(principal, role)` its own token.
+    pub fn write(file: PathBuf, principals: &[(String, &str)]) -> BenchResult<Self> {
+        use sha2::{Digest, Sha256};
+        let mut toml = String::new();
+        let mut tokens = Vec::new();
+        for (i, (principal, role)) in principals.iter().enumerate() {
+            let token = format!("bench-token-{i}-{}", std::process::id());
+            let digest: String = Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            toml.push_str(&format!(
+                "[[tokens]]\nprincipal = \"{principal}\"\nroles = [\"{role}\"]\nsha256 = \"{digest}\"\n\n"
+            ));
+            tokens.push((principal.clone(), token));
+        }
+        fs::write(&file, toml)?;
+        Ok(Self { file, tokens })
+    }
+
+    pub fn bearer(&self, principal: &str) -> BenchResult<Bearer> {
+        let (_, token) = self
+            .tokens
+            .iter()
+            .find(|(p, _)| p == principal)
+            .ok_or_else(|| format!("no token for {principal}"))?;
+        Bearer::token(token)
+    }
+}
 
 pub fn free_port() -> BenchResult<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -175,7 +244,15 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub async fn start(bin: &Path, redis_url: &str, prefix: &str, log: &Path) -> BenchResult<Self> {
+    /// Starts a replica; with `auth`, authentication is on (that token file,
+    /// the per-principal rate limit raised to `AUTH_RATE_LIMIT`).
+    pub async fn start(
+        bin: &Path,
+        redis_url: &str,
+        prefix: &str,
+        log: &Path,
+        auth: Option<&Auth>,
+    ) -> BenchResult<Self> {
         let port = free_port()?;
         let metrics_port = free_port()?;
         let log_file = fs::File::create(log)?;
@@ -185,6 +262,15 @@ impl Replica {
             if key.to_string_lossy().starts_with("APPROVALD_") {
                 command.env_remove(key);
             }
+        }
+        if let Some(auth) = auth {
+            let limit = AUTH_RATE_LIMIT.to_string();
+            command.arg("--auth-config").arg(&auth.file).args([
+                "--rate-limit",
+                &limit,
+                "--rate-limit-burst",
+                &limit,
+            ]);
         }
         let child = command
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -230,7 +316,15 @@ impl Replica {
     }
 
     pub async fn client(&self) -> BenchResult<Client> {
-        Ok(ApprovalServiceClient::new(self.channel().await?))
+        self.client_as(Bearer::default()).await
+    }
+
+    /// A client on its own connection whose calls carry `bearer`.
+    pub async fn client_as(&self, bearer: Bearer) -> BenchResult<Client> {
+        Ok(ApprovalServiceClient::with_interceptor(
+            self.channel().await?,
+            bearer,
+        ))
     }
 
     /// `n` clients, each on its own connection.

@@ -18,9 +18,37 @@ pub struct Reference {
     pub version: String,
 }
 
+/// When the reference's console answers a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answering {
+    /// Right after every request has appeared: each waiter then sleeps
+    /// whatever remains of its 1 s poll interval (the worst case).
+    AtOnce,
+    /// At a uniformly random moment within one poll interval, as a human
+    /// answers: half an interval on average.
+    Random,
+}
+
+impl Answering {
+    fn flag(self) -> &'static str {
+        match self {
+            Answering::AtOnce => "at-once",
+            Answering::Random => "random",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Answering::AtOnce => "answered at once (worst case)",
+            Answering::Random => "answered at random times",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ReferenceDecisionRow {
     pub waiters: usize,
+    pub answering: Answering,
     pub latencies: Latencies,
     /// Redis commands per second while the waiters wait and nothing happens.
     pub idle_commands_per_second: Option<f64>,
@@ -87,10 +115,22 @@ impl Reference {
 
     pub async fn decision(&self, b: &Bench) -> BenchResult<Vec<ReferenceDecisionRow>> {
         let mut rows = Vec::new();
-        for &(waiters, rounds) in &b.sizes.reference_decision {
-            eprintln!("\n== reference decision latency: {waiters} ApprovalGate waiters, {rounds} round(s)");
+        let runs = b
+            .sizes
+            .reference_decision
+            .iter()
+            .flat_map(|&size| [(size, Answering::Random), (size, Answering::AtOnce)]);
+        for ((waiters, rounds), answering) in runs {
+            eprintln!(
+                "\n== reference decision latency: {waiters} ApprovalGate waiters, {rounds} round(s), {}",
+                answering.describe()
+            );
             b.redis.flush().await?;
-            let idle = b.sizes.reference_idle_window.as_secs_f64();
+            // Idle Redis traffic is measured once per size, in the first run.
+            let idle = match answering {
+                Answering::Random => b.sizes.reference_idle_window.as_secs_f64(),
+                Answering::AtOnce => 0.0,
+            };
             let args = [
                 "decision".to_string(),
                 "--redis-url".into(),
@@ -101,6 +141,8 @@ impl Reference {
                 rounds.to_string(),
                 "--idle-seconds".into(),
                 idle.to_string(),
+                "--answer".into(),
+                answering.flag().into(),
             ];
             let limit = Duration::from_secs(120 + (rounds * 3) as u64 + waiters as u64 / 20);
             let out = self.drive(&args, limit).await?;
@@ -112,6 +154,7 @@ impl Reference {
             }
             rows.push(ReferenceDecisionRow {
                 waiters,
+                answering,
                 latencies,
                 idle_commands_per_second,
             });

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::machine::{self, Machine};
-use crate::reference::{Reference, ReferenceDecisionRow};
+use crate::reference::{Answering, Reference, ReferenceDecisionRow};
 use crate::scenarios::decision::DecisionRow;
 use crate::scenarios::fanout::FanoutRow;
 use crate::scenarios::floor::Floor;
@@ -111,7 +111,11 @@ pub fn markdown(r: &Results, plot: &str) -> String {
         "\nEverything shares the machine's {} cores: Redis, one or two approvald replicas and the \
          load generator (and, for the reference, Python). approvald runs with **authentication \
          off** (no `--auth-config`: calls carry no credentials, so neither token checks nor the \
-         per-principal rate limit are measured) and otherwise its defaults except \
+         per-principal rate limit are measured), except in the rows marked *authentication on*: \
+         there every agent and the human have their own bearer token (`--auth-config` with one \
+         `[[tokens]]` entry each) and the per-principal rate limit is raised to `--rate-limit \
+         1000000 --rate-limit-burst 1000000`, as an operator would for a bench (the default, \
+         100/s with a burst of 200, would throttle the bench's agents). Otherwise its defaults except \
          `--max-open-per-requester 1000000` and `--max-connections 20000` (the bench is one \
          requester holding up to 100,000 pending approvals); audit logging stays on (to a file). \
          Latencies are measured by the client (the bench), with HdrHistogram.\n",
@@ -132,7 +136,7 @@ pub fn markdown(r: &Results, plot: &str) -> String {
 fn targets(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(s, "| target | measured | |\n|---|---|---|");
-    if let Some(d) = r.decision.iter().find(|d| d.waiters == 1_000) {
+    if let Some(d) = r.decision.iter().find(|d| d.waiters == 1_000 && !d.auth) {
         let sum = d.latencies.summary();
         let _ = writeln!(
             s,
@@ -145,6 +149,7 @@ fn targets(s: &mut String, r: &Results) {
     if let Some(best) = r
         .lifecycle
         .iter()
+        .filter(|l| !l.auth)
         .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
     {
         let _ = writeln!(
@@ -244,13 +249,19 @@ fn decision(s: &mut String, r: &Results, plot: &str) {
          call returning the answer. The next decision is sent once the previous waiter has its \
          answer. The reference: N threads in `ApprovalGate.request_approval`, a console that \
          finds them with `get_pending_approvals` and answers each with `respond_to_approval`; \
-         same measure.\n"
+         same measure. A reference waiter learns of its answer at its next poll (once a \
+         second), so its latency depends on when the answer comes: *answered at random times* \
+         answers each request at a uniformly random moment within one poll interval, as a \
+         human would (half an interval on average: the fair comparison); *answered at once* \
+         answers right after all requests appeared, when each waiter has just polled (nearly a \
+         whole interval: the worst case).\n"
     );
     let _ = writeln!(s, "| design | waiters | n | p50 | p90 | p99 | p99.9 | max | CPU while deciding |\n|---|---|---|---|---|---|---|---|---|");
     for d in &r.decision {
         let _ = writeln!(
             s,
-            "| approvald | {} | {} | {} |",
+            "| approvald{} | {} | {} | {} |",
+            if d.auth { ", authentication on" } else { "" },
             d.waiters,
             d.latencies.summary().cells(),
             d.cpu
@@ -259,7 +270,8 @@ fn decision(s: &mut String, r: &Results, plot: &str) {
     for d in r.reference_decision.iter().flatten() {
         let _ = writeln!(
             s,
-            "| reference | {} | {} | |",
+            "| reference, {} | {} | {} | |",
+            d.answering.describe(),
             d.waiters,
             d.latencies.summary().cells()
         );
@@ -269,22 +281,29 @@ fn decision(s: &mut String, r: &Results, plot: &str) {
         .as_ref()
         .map(|f| f.grpc_health.p50 + f.redis_ping.p50);
     let _ = writeln!(s, "\nRatios (p50 and p99):\n");
-    let _ = writeln!(s, "| waiters | approvald / floor (gRPC + Redis RTT p50) | reference / approvald |\n|---|---|---|");
-    for d in &r.decision {
+    let _ = writeln!(s, "| waiters | approvald / floor (gRPC + Redis RTT p50) | reference answered at random times / approvald | reference answered at once / approvald |\n|---|---|---|---|");
+    for d in r.decision.iter().filter(|d| !d.auth) {
         let sum = d.latencies.summary();
         let vs_floor = floor.map_or("-".into(), |f| {
             format!("{} / {}", ratio(sum.p50, f), ratio(sum.p99, f))
         });
-        let vs_ref = r
-            .reference_decision
-            .iter()
-            .flatten()
-            .find(|x| x.waiters == d.waiters)
-            .map_or("- (not run at this size)".into(), |x| {
-                let rs = x.latencies.summary();
-                format!("{} / {}", ratio(rs.p50, sum.p50), ratio(rs.p99, sum.p99))
-            });
-        let _ = writeln!(s, "| {} | {vs_floor} | {vs_ref} |", d.waiters);
+        let vs_ref = |answering: Answering| {
+            r.reference_decision
+                .iter()
+                .flatten()
+                .find(|x| x.waiters == d.waiters && x.answering == answering)
+                .map_or("- (not run at this size)".into(), |x| {
+                    let rs = x.latencies.summary();
+                    format!("{} / {}", ratio(rs.p50, sum.p50), ratio(rs.p99, sum.p99))
+                })
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {vs_floor} | {} | {} |",
+            d.waiters,
+            vs_ref(Answering::Random),
+            vs_ref(Answering::AtOnce)
+        );
     }
     let _ = writeln!(s, "\n![decision latency by percentile]({plot})\n");
 }
@@ -299,14 +318,16 @@ fn lifecycle(s: &mut String, r: &Results) {
          C agents each loop on `RequestApproval` (create, then block until decided); one console \
          follows `WatchPending` and sends `Respond` for every approval added. A lifecycle is one \
          `RequestApproval` call from send to the approved answer (create, watch event, respond, \
-         wake-up: 3 RPCs and 1 stream message).\n"
+         wake-up: 3 RPCs and 1 stream message). With authentication on, every agent has its own \
+         token and every call carries it.\n"
     );
     let _ = writeln!(s, "| agents | lifecycles | per second | p50 | p90 | p99 | p99.9 | max | Redis commands per lifecycle | CPU (100% = one core) |\n|---|---|---|---|---|---|---|---|---|---|");
     for l in &r.lifecycle {
         let _ = writeln!(
             s,
-            "| {} | {} in {:.1} s | **{:.0}** | {} | {} | {} | {} | {} | {:.1} | {} |",
+            "| {}{} | {} in {:.1} s | **{:.0}** | {} | {} | {} | {} | {} | {:.1} | {} |",
             l.concurrency,
+            if l.auth { ", authentication on" } else { "" },
             l.completed,
             l.seconds,
             l.per_second,

@@ -2,7 +2,7 @@
 //!
 //! Layout, outside in: `app` assembles a process; `inbox` serves the web page; `api` is the gRPC layer
 //! (thin: parse, delegate, convert); `approvals` holds the use cases and the
-//! background tasks (event pump, reaper, health); `readiness` says whether
+//! background tasks (event pump, reaper); `audit` writes the audit log; `readiness` says whether
 //! the replica should get calls; `waiters` is the local
 //! registry of blocked calls; `store` keeps approvals (Redis or memory);
 //! `domain` is the approval itself, with no I/O.
@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod approvals;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod config_file;
@@ -27,6 +28,3 @@ pub mod watch_queue;
 
 pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};
 pub use config::Config;
-
-/// The `tracing` target of audit records (see `--audit-log`).
-pub const AUDIT_TARGET: &str = "approvald::audit";

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
+use approvald::audit;
 use approvald::config::{Command, LogFormat};
 use approvald::telemetry::{self, Traces, Tracing};
-use approvald::{Application, Config, AUDIT_TARGET};
+use approvald::{Application, Config};
 
 /// Logs to stdout (text or JSON). With --audit-log, audit records go to that
 /// file instead (always JSON), not to the main log. Traces go over OTLP when
@@ -30,14 +31,14 @@ fn init_logs(config: &Config) -> Result<Option<Tracing>, String> {
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     }
     .with_filter(filter_fn(move |m| {
-        !(separate_audit && m.target() == AUDIT_TARGET)
+        !(separate_audit && m.target() == audit::TARGET)
     }))
     .with_filter(filter);
     let audit = audit_file.map(|file| {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::sync::Mutex::new(file))
-            .with_filter(filter_fn(|m| m.target() == AUDIT_TARGET))
+            .with_filter(filter_fn(|m| m.target() == audit::TARGET))
     });
     let traces = Traces::from_env()?;
     let (otel, tracing) = match telemetry::install(&traces)? {

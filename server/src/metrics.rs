@@ -263,3 +263,19 @@ impl Metrics {
             .unwrap_or_default()
     }
 }
+
+/// Keeps a gauge up while a call is open.
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    pub fn new(g: &Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -7,12 +7,25 @@
 //! The replica is ready when both hold. Writes refused are said three ways:
 //! NOT_SERVING, a metric (`approvald_store_writable`, refusals by cause) and
 //! one log line when it starts and one when it ends.
+//!
+//! The health monitor (`Readiness::monitor`, started by `Approvals::start`)
+//! probes the store every `--health-interval`, checks its eviction policy
+//! when it becomes reachable, and keeps this replica's estimate of the
+//! store's clock fresh.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::domain::DomainError;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// How often this replica measures its clock against the store's.
+const CLOCK_SYNC: Duration = Duration::from_secs(30);
 
 pub struct Readiness {
     state: Mutex<State>,
@@ -87,5 +100,74 @@ impl Readiness {
             *r = ready;
             changed
         });
+    }
+}
+
+impl Readiness {
+    /// The health monitor: a write probe every `interval` feeds readiness;
+    /// each time the store becomes reachable, its eviction policy is checked.
+    pub async fn monitor(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        shutdown: Shutdown,
+        interval: Duration,
+    ) {
+        let mut was_reachable = false;
+        let mut last_sync = Instant::now();
+        loop {
+            let reachable = match store.ping().await {
+                Ok(()) => {
+                    self.writes_accepted();
+                    true
+                }
+                Err(DomainError::WritesRefused {
+                    cause,
+                    message,
+                    detail,
+                }) => {
+                    self.writes_refused(cause, &message, &detail);
+                    true
+                }
+                Err(_) => {
+                    self.reachable(false);
+                    false
+                }
+            };
+            if reachable && !was_reachable {
+                self.check_eviction(store.as_ref()).await;
+            }
+            if reachable && (!was_reachable || last_sync.elapsed() >= CLOCK_SYNC) {
+                match store.sync_clock().await {
+                    Ok(()) => last_sync = Instant::now(),
+                    Err(e) => tracing::debug!(error = %e, "cannot read the store's clock"),
+                }
+            }
+            was_reachable = reachable;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Warns loudly when the store may evict keys: eviction silently loses
+    /// approvals (pending ones vanish, decisions are forgotten).
+    async fn check_eviction(&self, store: &dyn Store) {
+        match store.eviction_policy().await {
+            Ok(Some(policy)) => {
+                self.metrics.store_evicting.set(1);
+                tracing::error!(
+                    policy = %policy,
+                    "Redis maxmemory-policy is {policy:?}: under memory pressure Redis EVICTS keys, \
+                     silently losing approvals (pending ones vanish, decisions are forgotten). \
+                     Set maxmemory-policy noeviction: a full Redis then refuses writes \
+                     (UNAVAILABLE, readiness NOT_SERVING) instead of losing data"
+                );
+            }
+            Ok(None) => {
+                self.metrics.store_evicting.set(0);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read Redis maxmemory-policy"),
+        }
     }
 }

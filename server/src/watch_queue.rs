@@ -11,8 +11,10 @@
 //! The receiver owns whatever must live exactly as long as the response
 //! stream (the watcher's slot under the caps, its gauge): tonic drops the
 //! stream when the HTTP/2 stream is gone, and with it the slot.
+//!
+//! `WatcherQuota` hands out those slots: the caps on open watchers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -21,6 +23,8 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::domain::DomainError;
 
 /// Why `send` did not queue the item.
 #[derive(Debug, PartialEq, Eq)]
@@ -200,6 +204,79 @@ impl<T, K> Drop for Receiver<T, K> {
         state.bytes = 0;
         drop(state);
         self.shared.room.notify_one();
+    }
+}
+
+/// The caps on open `WatchPending` streams of this replica: in all, and per
+/// principal (when known).
+pub struct WatcherQuota {
+    max_total: usize,
+    max_per_principal: usize,
+    open: Arc<Mutex<OpenWatchers>>,
+}
+
+#[derive(Default)]
+struct OpenWatchers {
+    total: usize,
+    per_principal: HashMap<String, usize>,
+}
+
+/// A place among the replica's open watchers (and its principal's, when
+/// known), given back on drop.
+pub struct WatcherSlot {
+    open: Arc<Mutex<OpenWatchers>>,
+    key: Option<String>,
+}
+
+impl WatcherQuota {
+    pub fn new(max_total: usize, max_per_principal: usize) -> Self {
+        Self {
+            max_total,
+            max_per_principal,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a watcher of principal `key` (`None`: unauthenticated),
+    /// or `ResourceExhausted` when a cap is reached.
+    pub fn take(&self, key: Option<String>) -> Result<WatcherSlot, DomainError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max_total {
+            return Err(DomainError::ResourceExhausted(format!(
+                "this replica already has {} WatchPending streams open (--max-watchers): retry later or on another replica",
+                self.max_total
+            )));
+        }
+        if let Some(key) = &key {
+            let max = self.max_per_principal;
+            let n = open.per_principal.entry(key.clone()).or_default();
+            if *n >= max {
+                return Err(DomainError::ResourceExhausted(format!(
+                    "{key} already has {max} WatchPending streams open on this replica: close one first"
+                )));
+            }
+            *n += 1;
+        }
+        open.total += 1;
+        Ok(WatcherSlot {
+            open: self.open.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if let Some(key) = &self.key {
+            if let Some(n) = open.per_principal.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.per_principal.remove(key);
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! console follows WatchPending and sends Respond for every approval it sees
 //! added. A lifecycle is one RequestApproval call, from send to the approved
 //! answer; throughput is lifecycles completed per second over a fixed window.
+//! The same runs once more with authentication on: a token per agent, the
+//! console with an approver token.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +14,10 @@ use approval_api::v1::{RequestApprovalRequest, WatchPendingRequest};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use approval_api::v1::approval_service_client::ApprovalServiceClient;
+
 use super::{approve, create_request, within, CpuWindow};
-use crate::procs::Client;
+use crate::procs::{Bearer, Client};
 use crate::stats::{Latencies, Summary};
 use crate::{Bench, BenchResult};
 
@@ -27,6 +31,8 @@ const CONSOLE_IN_FLIGHT: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct LifecycleRow {
     pub concurrency: usize,
+    /// Whether approvald ran with authentication on (a token per agent).
+    pub auth: bool,
     pub completed: u64,
     pub seconds: f64,
     pub per_second: f64,
@@ -37,12 +43,15 @@ pub struct LifecycleRow {
 
 pub async fn run(b: &Bench) -> BenchResult<Vec<LifecycleRow>> {
     let mut rows = Vec::new();
-    for &c in &b.sizes.lifecycle_concurrency {
+    let runs = b.sizes.lifecycle_concurrency.iter().map(|&c| (c, false));
+    let runs = runs.chain(b.sizes.lifecycle_auth.iter().map(|&c| (c, true)));
+    for (c, auth) in runs {
         eprintln!(
-            "\n== lifecycle throughput: {c} agents, one replica, {:?} window",
-            b.sizes.lifecycle_window
+            "\n== lifecycle throughput: {c} agents, one replica, {:?} window{}",
+            b.sizes.lifecycle_window,
+            if auth { ", authentication on" } else { "" }
         );
-        let row = one(b, c).await?;
+        let row = one(b, c, auth).await?;
         eprintln!(
             "{:.0}/s ({} in {:.1} s), latency {}, {:.1} Redis commands per lifecycle  [{}]",
             row.per_second,
@@ -57,12 +66,26 @@ pub async fn run(b: &Bench) -> BenchResult<Vec<LifecycleRow>> {
     Ok(rows)
 }
 
-async fn one(b: &Bench, concurrency: usize) -> BenchResult<LifecycleRow> {
+async fn one(b: &Bench, concurrency: usize, auth: bool) -> BenchResult<LifecycleRow> {
+    const HUMAN: &str = "bench-human";
     let prefix = b.prefix("lifecycle");
-    let replica = b.replica(&prefix, "a").await?;
+    let agent = |i: usize| format!("bench-agent-{i}");
+    let tokens = if auth {
+        let mut principals: Vec<(String, &str)> =
+            (0..concurrency).map(|i| (agent(i), "requester")).collect();
+        principals.push((HUMAN.into(), "approver"));
+        Some(b.auth(&prefix, &principals)?)
+    } else {
+        None
+    };
+    let replica = b.replica_with(&prefix, "a", tokens.as_ref()).await?;
+    let bearer = |principal: &str| match &tokens {
+        Some(t) => t.bearer(principal),
+        None => Ok(Bearer::default()),
+    };
 
     // The console: snapshot (empty), then approve everything added.
-    let mut watch = replica.client().await?;
+    let mut watch = replica.client_as(bearer(HUMAN)?).await?;
     let mut stream = watch
         .watch_pending(WatchPendingRequest {
             approval_types: vec![APPROVAL_TYPE.into()],
@@ -79,7 +102,10 @@ async fn one(b: &Bench, concurrency: usize) -> BenchResult<LifecycleRow> {
         Err("WatchPending ended before synced".into())
     })
     .await?;
-    let console_clients = replica.clients(CONSOLE_CONNECTIONS).await?;
+    let mut console_clients = Vec::with_capacity(CONSOLE_CONNECTIONS);
+    for _ in 0..CONSOLE_CONNECTIONS {
+        console_clients.push(replica.client_as(bearer(HUMAN)?).await?);
+    }
     let console = tokio::spawn(async move {
         let in_flight = Arc::new(Semaphore::new(CONSOLE_IN_FLIGHT));
         let mut n = 0usize;
@@ -99,7 +125,21 @@ async fn one(b: &Bench, concurrency: usize) -> BenchResult<LifecycleRow> {
         }
     });
 
-    let agents = replica.clients(AGENT_CONNECTIONS).await?;
+    // One client per agent (its own token when authentication is on), the
+    // agents sharing AGENT_CONNECTIONS connections.
+    let mut channels = Vec::with_capacity(AGENT_CONNECTIONS);
+    for _ in 0..AGENT_CONNECTIONS {
+        channels.push(replica.channel().await?);
+    }
+    let agents = (0..concurrency)
+        .map(|i| {
+            let channel = channels[i % channels.len()].clone();
+            Ok(ApprovalServiceClient::with_interceptor(
+                channel,
+                bearer(&agent(i))?,
+            ))
+        })
+        .collect::<BenchResult<Vec<Client>>>()?;
     if !b.sizes.lifecycle_warmup.is_zero() {
         agents_loop(&agents, concurrency, b.sizes.lifecycle_warmup).await?;
     }
@@ -114,6 +154,7 @@ async fn one(b: &Bench, concurrency: usize) -> BenchResult<LifecycleRow> {
     console.abort();
     Ok(LifecycleRow {
         concurrency,
+        auth,
         completed,
         seconds,
         per_second: completed as f64 / seconds,

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::audit;
 use crate::domain::DomainError;
 use crate::shutdown::Shutdown;
-use crate::AUDIT_TARGET;
 
 /// Refusal lines written one by one per interval, before summarising.
 pub const LINES_PER_INTERVAL: usize = 20;
@@ -128,7 +128,7 @@ impl Refusals {
             let peer = peer
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "unknown".into());
-            tracing::info!(target: AUDIT_TARGET, action = "refused", peer = %peer, reason = %why, "unauthenticated call refused");
+            tracing::info!(target: audit::TARGET, action = "refused", peer = %peer, reason = %why, "unauthenticated call refused");
         } else {
             interval.unlogged += 1;
             if let Some(key) = key {
@@ -153,7 +153,7 @@ impl Refusals {
             .collect::<Vec<_>>()
             .join(",");
         tracing::warn!(
-            target: AUDIT_TARGET,
+            target: audit::TARGET,
             action = "refused_summary",
             unlogged = done.unlogged,
             fast_refused = done.fast_refused,

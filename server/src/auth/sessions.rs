@@ -58,7 +58,7 @@ impl Sessions {
             if let Some(o) = open.remove(&id) {
                 if let Some(e) = verdict(auth, &o.credentials, &o.identity) {
                     tracing::info!(
-                        target: crate::AUDIT_TARGET,
+                        target: crate::audit::TARGET,
                         action = "revoked",
                         principal = %o.identity.principal.as_str(),
                         reason = %e,

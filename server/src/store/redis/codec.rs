@@ -1,16 +1,19 @@
 //! How an approval is laid out in Redis: the immutable part as one protobuf
 //! `body`, the mutable part (status and resolution) as plain fields, the same
-//! in the approval hash and in stream events.
+//! in the approval hash and in stream events. Decoding what Redis returns
+//! (hashes, script replies, stream entries, epochs, cursors) is here too.
 
 use std::collections::HashMap;
 
 use approval_api::v1;
 use prost::Message;
+use redis::streams::StreamId;
 use redis::Value;
 
 use crate::api::convert::{on_timeout_to_proto, policy_from_proto, policy_to_proto};
 use crate::domain::{
-    Approval, ApprovalId, ContextDigest, Decision, DomainError, Millis, Resolution, Status, Vote,
+    Approval, ApprovalId, ContextDigest, Cursor, Decision, DomainError, Epoch, Event, EventKind,
+    Millis, Resolution, Status, Vote,
 };
 
 /// One vote as decide.lua stores it (a JSON array in the `votes` field).
@@ -169,4 +172,82 @@ pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainErro
             votes: text("votes"),
         },
     )
+}
+
+/// An approval hash's fields, as `HASH_FIELDS` reads them.
+pub type HashFields = (
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The fields of an approval hash, in the order of `HashFields`.
+pub const HASH_FIELDS: [&str; 8] = [
+    "body", "status", "by", "reason", "at", "created", "deadline", "votes",
+];
+
+/// An approval from its hash (`None`: no such hash).
+pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
+    let (Some(body), Some(status), by, reason, at, created, deadline, votes) = fields else {
+        return Ok(None);
+    };
+    decode(
+        &body,
+        StateFields {
+            status,
+            by: by.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+            at: at.unwrap_or_default(),
+            created: created.unwrap_or_default(),
+            deadline: deadline.unwrap_or_default(),
+            votes: votes.unwrap_or_default(),
+        },
+    )
+    .map(Some)
+}
+
+/// An epoch as the store writes it (hex).
+pub fn parse_epoch(raw: &str) -> Result<Epoch, DomainError> {
+    u64::from_str_radix(raw, 16)
+        .map(Epoch)
+        .map_err(|_| DomainError::Internal(format!("unexpected epoch {raw:?}")))
+}
+
+/// A cursor from a stream entry id.
+pub fn parse_cursor(id: &str) -> Result<Cursor, DomainError> {
+    id.parse()
+        .map_err(|_| DomainError::Internal(format!("unexpected stream id {id:?}")))
+}
+/// Events from stream entries.
+pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let field = |name: &str| match entry.map.get(name) {
+                Some(Value::BulkString(k)) => k.as_slice(),
+                _ => b"",
+            };
+            let kind = match field("kind") {
+                b"added" => EventKind::Added,
+                b"updated" => EventKind::Updated,
+                b"reminder" => EventKind::Reminder(
+                    std::str::from_utf8(field("reminder"))
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                ),
+                _ => EventKind::Resolved,
+            };
+            Ok(Event {
+                cursor: parse_cursor(&entry.id)?,
+                kind,
+                approval: decode_entry(&entry.map)?,
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,517 @@
+//! The approval desk: every use case of the API, over a store, on one
+//! replica. The gRPC layer (`api`) converts and delegates to this.
+//!
+//! The use cases are here; the rest has a room of its own:
+//! - `watch`: `WatchPending`, a snapshot then live changes;
+//! - `pump`: the `EventPump` reads the store's event log (blocking read, no
+//!   polling), wakes local waiters on `resolved` events and feeds local
+//!   watchers;
+//! - `reaper`: sleeps until the earliest pending deadline and expires what
+//!   is due; every replica runs one, the store makes each expiry happen once;
+//! - `reminders`: sleeps until the earliest reminder is due and writes it (a
+//!   `reminder` event, for notifications); the store writes each once;
+//! - the health monitor (`Readiness::monitor`) pings the store and reports
+//!   reachability.
+//!
+//! `Approvals::start` starts the four background tasks.
+
+mod pump;
+mod reaper;
+mod reminders;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch as latest};
+use tokio::time::Instant;
+
+use crate::audit;
+use crate::config_file::SharedPolicies;
+use crate::domain::{
+    Approval, ApprovalId, Caller, ContextDigest, Decision, DomainError, Ending, Finished, Limits,
+    ListQuery, NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status,
+};
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::readiness::Readiness;
+use crate::shutdown::Shutdown;
+use crate::store::{Created, Store};
+use crate::waiters::Waiters;
+use crate::watch_queue::WatcherQuota;
+
+pub use watch::{Watch, WatchItem, WatcherLease};
+
+/// Pause between retries while the store is unreachable.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+/// How long a write whose outcome is unknown is retried to learn the truth
+/// (at most; never past the caller's deadline).
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Pause between those retries.
+const SETTLE_RETRY: Duration = Duration::from_millis(200);
+
+/// A human's answer to one approval, as `Respond` carries it.
+pub struct Answer {
+    pub decision: Decision,
+    pub responder: Principal,
+    pub reason: Reason,
+    /// The context digest the responder saw, when their client sent it.
+    pub expected_digest: Option<ContextDigest>,
+}
+
+#[derive(Clone)]
+pub struct Approvals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    /// The configuration file's policies, as last loaded.
+    policies: SharedPolicies,
+    waiters: Waiters,
+    /// Every event, as the pump reads it, for local watchers.
+    feed: broadcast::Sender<pump::Feed>,
+    /// Bumped after the pump recovers from a store outage: waiters re-read.
+    resync: latest::Sender<u64>,
+    /// Whether this replica should get calls (store reachable, writes accepted).
+    readiness: Arc<Readiness>,
+    /// When the reaper plans to wake next; the pump wakes it earlier when an
+    /// approval with an earlier deadline arrives.
+    reaper: reaper::Alarm,
+    /// The same for the reminder task (the pump wakes it for an approval
+    /// whose first reminder comes earlier).
+    reminders: reaper::Alarm,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    /// The caps on open `WatchPending` streams, in all and per principal.
+    watchers: WatcherQuota,
+}
+
+/// What one look at an awaited approval found.
+enum Look {
+    Final(Box<Approval>),
+    Again(Option<Duration>),
+}
+
+impl Approvals {
+    pub fn new(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        policies: SharedPolicies,
+        metrics: Metrics,
+        shutdown: Shutdown,
+    ) -> Self {
+        let watchers = WatcherQuota::new(limits.max_watchers, limits.max_watchers_per_principal);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                limits,
+                policies,
+                waiters: Waiters::default(),
+                feed: broadcast::channel(pump::FEED_CAPACITY).0,
+                resync: latest::channel(0).0,
+                readiness: Arc::new(Readiness::new(metrics.clone())),
+                reaper: reaper::Alarm::default(),
+                reminders: reaper::Alarm::default(),
+                metrics,
+                shutdown,
+                watchers,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The policies in force now (a new approval copies its own).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
+    }
+
+    /// Readiness (store reachable and accepting writes), for health reporting.
+    pub fn health(&self) -> latest::Receiver<bool> {
+        self.inner.readiness.subscribe()
+    }
+
+    /// Starts the event pump, the reaper, the reminder task and the health
+    /// monitor.
+    pub fn start(&self, health_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(pump::EventPump::run(self.clone())),
+            tokio::spawn(self.clone().run_reaper()),
+            tokio::spawn(self.clone().run_reminders()),
+            tokio::spawn(self.inner.readiness.clone().monitor(
+                self.inner.store.clone(),
+                self.inner.shutdown.clone(),
+                health_interval,
+            )),
+        ]
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// Counts a failed store call, passing the error on; a refused write
+    /// turns readiness NOT_SERVING at once (the health probe turns it back).
+    fn note<T>(&self, r: Result<T, DomainError>) -> Result<T, DomainError> {
+        match &r {
+            Err(DomainError::Unavailable(_)) => {
+                self.inner.metrics.store_errors.inc();
+            }
+            Err(DomainError::WritesRefused {
+                cause,
+                message,
+                detail,
+            }) => {
+                self.inner.metrics.store_errors.inc();
+                self.inner.readiness.writes_refused(cause, message, detail);
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// Creates an approval, or attaches to the requester's one with the same
+    /// idempotency key. When the store's answer is lost, the same write (same
+    /// id) is repeated until the store says what happened, within
+    /// `call_deadline`.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewApproval,
+        call_deadline: Option<Instant>,
+    ) -> Result<Created, DomainError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DomainError::ShuttingDown);
+        }
+        audit::refusal(caller, "create", caller.may_create())?;
+        let id = ApprovalId::generate_at(self.store().now());
+        let advice = match new.idempotency_key {
+            Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
+            None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",
+        };
+        let max_open = self.inner.limits.max_open_per_requester;
+        let created = self
+            .settle(call_deadline, advice, || {
+                self.store().create(id.clone(), new.clone(), max_open)
+            })
+            .await?;
+        if created.created {
+            self.inner.metrics.created.inc();
+            audit::record(
+                "created",
+                &created.approval,
+                &created.approval.requester,
+                caller,
+            );
+        }
+        Ok(created)
+    }
+
+    /// Waits until the approval is final. Returns `CallDeadline` at
+    /// `call_deadline` (the approval stays pending), `ShuttingDown` on
+    /// shutdown. While the store is unreachable it keeps waiting: it never
+    /// makes up an outcome.
+    pub async fn wait_final(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
+        // Register before reading, so a decision in between still wakes us.
+        let mut waiter = self.inner.waiters.register(id);
+        let _open = GaugeGuard::new(&self.inner.metrics.waiters);
+        let mut resync = self.inner.resync.subscribe();
+        let mut first_look = true;
+        loop {
+            // Boxed: a look holds approvals and store calls only while it
+            // runs, so what stays parked while the call waits is small.
+            let expire_in = match Box::pin(self.look(caller, id, first_look)).await? {
+                Look::Final(a) => return Ok(*a),
+                Look::Again(expire_in) => expire_in,
+            };
+            first_look = false;
+            // One timer per waiter: the next look, or the call's deadline.
+            let look_again = Instant::now() + expire_in.unwrap_or(STORE_RETRY);
+            let wake = call_deadline.map_or(look_again, |d| d.min(look_again));
+            tokio::select! {
+                a = waiter.resolved() => {
+                    if matches!(a.status, Status::Approved | Status::Rejected) {
+                        if let Some(r) = &a.resolution {
+                            let latency = r.decided_at.until(self.store().now());
+                            self.inner.metrics.decision_latency.observe(latency.as_secs_f64());
+                        }
+                    }
+                    return Ok(a);
+                }
+                _ = resync.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {
+                    if call_deadline.is_some_and(|d| d <= Instant::now()) {
+                        return Err(DomainError::CallDeadline(id.clone()));
+                    }
+                }
+                _ = self.inner.shutdown.cancelled() => return Err(DomainError::ShuttingDown),
+            }
+        }
+    }
+
+    /// One read of the approval for `wait_final`: final (or expired by this
+    /// call), or how long until it should be looked at again (`None`: after
+    /// STORE_RETRY, for store trouble or an expiry that has not landed yet).
+    async fn look(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        first_look: bool,
+    ) -> Result<Look, DomainError> {
+        let now = self.store().now();
+        let found = self.note(self.store().get(id).await);
+        if let (true, Ok(Some(a))) = (first_look, &found) {
+            audit::refusal(caller, "read", caller.check_see(a))?;
+        }
+        let expire_in = match found {
+            Ok(Some(a)) if a.is_final() => return Ok(Look::Final(Box::new(a))),
+            Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
+            Ok(Some(_)) => match self.note(self.store().expire(id).await) {
+                Ok(Some(a)) => {
+                    self.expired(&a);
+                    return Ok(Look::Final(Box::new(a)));
+                }
+                // Someone else expired it (or is about to): read again.
+                Ok(None) => Some(Duration::from_millis(10)),
+                Err(_) => None,
+            },
+            Ok(None) => return Err(DomainError::NotFound(id.clone())),
+            Err(e) if first_look => return Err(e),
+            Err(_) => None,
+        };
+        Ok(Look::Again(expire_in))
+    }
+
+    pub async fn respond(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        answer: Answer,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
+        let Answer {
+            decision,
+            responder,
+            reason,
+            expected_digest,
+        } = answer;
+        if matches!(caller, Caller::Known { .. }) || expected_digest.is_some() {
+            let approval = self.get_unchecked(id).await?;
+            if let Caller::Known { .. } = caller {
+                audit::refusal(caller, "decide", caller.may_decide(&approval))?;
+            }
+            // The context of an id never changes, so checking before the
+            // atomic finish cannot race with another writer.
+            if let Some(expected) = expected_digest {
+                if expected != approval.context_digest {
+                    return Err(DomainError::ContextDigestMismatch {
+                        id: id.clone(),
+                        expected: expected.into_string(),
+                        actual: approval.context_digest.into_string(),
+                    });
+                }
+            }
+        }
+        let ending = Ending::Decided {
+            decision,
+            by: responder.into_string(),
+            reason: reason.into_string(),
+        };
+        self.finish(caller, id, ending, call_deadline).await
+    }
+
+    /// Withdraws a pending approval. `by` is the canceller (today: the
+    /// approval's requester, since nobody is authenticated).
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        reason: Reason,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
+        let approval = self.get_unchecked(id).await?;
+        audit::refusal(caller, "cancel", caller.may_cancel(&approval))?;
+        let by = caller
+            .principal()
+            .map_or(approval.requester, |p| p.as_str().to_string());
+        let ending = Ending::Cancelled {
+            by,
+            reason: reason.into_string(),
+        };
+        self.finish(caller, id, ending, call_deadline).await
+    }
+
+    /// Applies `ending`. When the store's answer is lost, the same ending is
+    /// applied again until the store says what happened (within
+    /// `call_deadline`): a repeat of what landed is OK, as for a client retry.
+    async fn finish(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        ending: Ending,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
+        let advice = match ending {
+            Ending::Decided { .. } => "the same Respond (same responder and decision) is safe to retry: it returns OK if this decision was recorded",
+            Ending::Cancelled { .. } => "the same CancelApproval is safe to retry: it returns OK if the approval was cancelled",
+        };
+        let finished = self
+            .settle(call_deadline, advice, || self.store().finish(id, &ending))
+            .await?;
+        match finished {
+            Finished::Done(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
+                self.inner.metrics.finished(a.status);
+                audit::record(a.status.name(), &a, ending.by(), caller);
+                Ok(a)
+            }
+            Finished::Voted(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
+                audit::record("voted", &a, ending.by(), caller);
+                Ok(a)
+            }
+            Finished::AlreadyFinal(a) | Finished::AlreadyVoted(a) if ending.is_repeat_of(&a) => {
+                Ok(a)
+            }
+            Finished::AlreadyVoted(a) => match a.vote_of(ending.by()) {
+                Some(v) => Err(DomainError::VoteChanged {
+                    id: a.id.clone(),
+                    voter: v.voter.clone(),
+                    previous: v.decision,
+                    at: v.at,
+                    required: a.policy.required_approvals,
+                }),
+                None => Err(DomainError::Internal(format!(
+                    "the store reported a vote by {} on {} that the approval does not hold",
+                    ending.by(),
+                    a.id
+                ))),
+            },
+            Finished::Expired(a) => {
+                self.expired(&a);
+                Err(DomainError::AlreadyFinal(Box::new(a)))
+            }
+            Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
+            Finished::NotFound => Err(DomainError::NotFound(id.clone())),
+        }
+    }
+
+    /// Counts and audits an expiry this replica made. Under a policy whose
+    /// `on_timeout` is `approve` the gate proceeds: audited like a decision,
+    /// by the policy.
+    fn expired(&self, a: &Approval) {
+        self.inner.metrics.finished(Status::Expired);
+        match a.policy.on_timeout {
+            OnTimeout::Reject => audit::expired(a),
+            OnTimeout::Approve => {
+                self.inner.metrics.auto_decided(a.policy.on_timeout);
+                audit::auto_approved(a);
+            }
+        }
+    }
+
+    /// Runs a store write that is safe to repeat. When its outcome is
+    /// unknown (sent, no answer), repeats it until the store answers for
+    /// sure, Redis is found down (a connection refused), `SETTLE_WITHIN`
+    /// passes or `call_deadline` nears; then says the outcome is unknown,
+    /// with `advice`, rather than that nothing happened.
+    async fn settle<T, F, Fut>(
+        &self,
+        call_deadline: Option<Instant>,
+        advice: &str,
+        mut write: F,
+    ) -> Result<T, DomainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DomainError>>,
+    {
+        // Every attempt ends by the caller's deadline: an answer after it
+        // would reach nobody.
+        let mut attempt = |until: Option<Instant>| {
+            let write = write();
+            async move {
+                let Some(until) = until else {
+                    return write.await;
+                };
+                tokio::time::timeout_at(until, write)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DomainError::OutcomeUnknown {
+                            detail: "the store had not answered by the call's deadline".into(),
+                            advice: String::new(),
+                        })
+                    })
+            }
+        };
+        let mut detail = match self.note(attempt(call_deadline).await) {
+            Err(DomainError::OutcomeUnknown { detail, .. }) => detail,
+            other => return other,
+        };
+        let give_up = call_deadline.map_or(Instant::now() + SETTLE_WITHIN, |d| {
+            d.min(Instant::now() + SETTLE_WITHIN)
+        });
+        while Instant::now() + SETTLE_RETRY < give_up && self.pause(SETTLE_RETRY).await {
+            match self.note(attempt(Some(give_up)).await) {
+                Err(DomainError::OutcomeUnknown { detail: d, .. })
+                | Err(DomainError::WritesRefused { message: d, .. }) => detail = d,
+                Err(DomainError::Unavailable(d)) => {
+                    detail = format!("{detail}, then {d}");
+                    break;
+                }
+                settled => {
+                    self.inner.metrics.outcomes_settled.inc();
+                    return settled;
+                }
+            }
+        }
+        self.inner.metrics.outcomes_unknown.inc();
+        tracing::warn!(%detail, "a write's outcome stays unknown: told the caller so");
+        Err(DomainError::OutcomeUnknown {
+            detail,
+            advice: advice.to_string(),
+        })
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &ApprovalId) -> Result<Approval, DomainError> {
+        let approval = self.get_unchecked(id).await?;
+        audit::refusal(caller, "read", caller.check_see(&approval))?;
+        Ok(approval)
+    }
+
+    async fn get_unchecked(&self, id: &ApprovalId) -> Result<Approval, DomainError> {
+        self.note(self.store().get(id).await)?
+            .ok_or_else(|| DomainError::NotFound(id.clone()))
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, DomainError> {
+        self.note(self.store().list(query).await)
+    }
+
+    fn set_healthy(&self, ok: bool) {
+        self.inner.readiness.reachable(ok);
+    }
+
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.inner.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Calls waiting on this replica.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.count()
+    }
+}

@@ -1,0 +1,302 @@
+//! `WatchPending`: a snapshot of what is pending, then live changes.
+//!
+//! A watcher's producer task reads the snapshot from the store a page at a
+//! time, then follows the pump's feed (`pump::Feed`), falling back to the
+//! store's log whenever the feed cannot be trusted to be complete. Items go
+//! through a queue bounded in bytes (`watch_queue`); a watcher that stops
+//! reading is ended with `WatcherBehind`, never buffered without bound.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::pump::Feed;
+use super::Approvals;
+use crate::domain::{
+    Approval, ApprovalId, Cursor, DomainError, Epoch, Event, EventKind, Filter, Limits, Position,
+};
+use crate::metrics::GaugeGuard;
+use crate::watch_queue::{self, WatcherSlot};
+/// One item of a `WatchPending` stream.
+#[derive(Clone, Debug)]
+pub enum WatchItem {
+    /// A pending approval of the snapshot (no cursor).
+    Pending(Box<Approval>),
+    /// The snapshot is complete as of this position.
+    Synced(Cursor),
+    /// A live change, shared by every watcher that gets it.
+    Change(Arc<Event>),
+}
+
+/// An open `WatchPending` stream: its items, and the epoch its cursors
+/// belong to.
+pub struct Watch {
+    pub epoch: Epoch,
+    pub items: watch_queue::Receiver<Result<WatchItem, DomainError>, WatcherLease>,
+}
+
+type WatchSender = watch_queue::Sender<Result<WatchItem, DomainError>>;
+
+/// What a watch starts from.
+enum Start {
+    /// No cursor: the ids pending at a position, and that position.
+    Snapshot(Vec<ApprovalId>, Cursor),
+    Resume(Cursor),
+}
+
+/// What an open watcher holds until its response stream is dropped: its
+/// place under the caps, and the gauge. Held by the stream, not by the
+/// producer, so a watcher that was ended but whose HTTP/2 stream still
+/// buffers data keeps counting.
+pub struct WatcherLease {
+    _slot: WatcherSlot,
+    _open: GaugeGuard,
+}
+
+impl Approvals {
+    /// Starts a `WatchPending` stream: a snapshot then live changes (no
+    /// cursor), or the changes after `cursor`. The stream ends when the
+    /// receiver is dropped, on shutdown, when the watcher falls behind
+    /// (`WatcherBehind`), or when it would skip events (`CursorExpired`,
+    /// `HistoryChanged`): it never goes on past a gap.
+    pub async fn watch(
+        &self,
+        watcher: Option<String>,
+        filter: Filter,
+        cursor: Option<Position>,
+    ) -> Result<Watch, DomainError> {
+        let slot = self.inner.watchers.take(watcher)?;
+        // Subscribe before reading the store: every event after what the
+        // reads below return is then in `feed`.
+        let feed = self.inner.feed.subscribe();
+        let epoch = self.note(self.store().epoch().await)?;
+        let start = match cursor {
+            Some(p) => {
+                if p.epoch.is_some_and(|e| e != epoch) {
+                    return Err(DomainError::HistoryChanged);
+                }
+                self.note(self.store().check_cursor(p.at).await)?;
+                Start::Resume(p.at)
+            }
+            None => {
+                let (ids, at) = self.note(self.store().pending_ids().await)?;
+                Start::Snapshot(ids, at)
+            }
+        };
+        let lease = WatcherLease {
+            _slot: slot,
+            _open: GaugeGuard::new(&self.inner.metrics.watchers),
+        };
+        let (tx, items) = watch_queue::channel(
+            Limits::WATCHER_QUEUE_BYTES,
+            self.inner.limits.watcher_stall,
+            lease,
+        );
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut skipped = HashSet::new();
+            let position = match start {
+                Start::Resume(at) => at,
+                Start::Snapshot(ids, at) => {
+                    if !this
+                        .send_snapshot(&filter, ids, at, &tx, &mut skipped)
+                        .await
+                    {
+                        return;
+                    }
+                    at
+                }
+            };
+            this.follow(filter, position, feed, &tx, skipped).await;
+        });
+        Ok(Watch { epoch, items })
+    }
+
+    /// The snapshot: the approvals pending at `at` that match `filter`,
+    /// oldest first, then `synced` at `at`. Read a page at a time as the
+    /// client takes them, so a watcher holds ids, never the whole set.
+    ///
+    /// An approval pending at `at` may be final by the time its page is
+    /// read: it is left out and noted in `skipped`, so that its `resolved`
+    /// event (after `at`) is not sent either.
+    async fn send_snapshot(
+        &self,
+        filter: &Filter,
+        ids: Vec<ApprovalId>,
+        at: Cursor,
+        tx: &WatchSender,
+        skipped: &mut HashSet<ApprovalId>,
+    ) -> bool {
+        for page in ids.chunks(self.page_len()) {
+            let approvals = match self.note(self.store().get_many(page).await) {
+                Ok(approvals) => approvals,
+                Err(e) => return self.end(tx, e).await,
+            };
+            for (id, approval) in page.iter().zip(approvals) {
+                match approval {
+                    Some(a) if !a.is_final() => {
+                        if filter.matches(&a) {
+                            let bytes = a.wire_bytes();
+                            if !self
+                                .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
+                                .await
+                            {
+                                return false;
+                            }
+                        }
+                    }
+                    _ => {
+                        skipped.insert(id.clone());
+                    }
+                }
+            }
+        }
+        self.deliver(tx, WatchItem::Synced(at), 0).await
+    }
+
+    /// Live part of a watch: events after `position`, from the local feed,
+    /// falling back to the store whenever the feed cannot be trusted to be
+    /// complete (at the start, after this watcher lagged behind it, after
+    /// the pump lost events).
+    async fn follow(
+        &self,
+        filter: Filter,
+        mut position: Cursor,
+        mut feed: broadcast::Receiver<Feed>,
+        tx: &WatchSender,
+        mut skipped: HashSet<ApprovalId>,
+    ) {
+        let mut wanted = |e: &Event| {
+            match e.kind {
+                // For notifications only.
+                EventKind::Reminder(_) => return false,
+                // Not sent in the snapshot (it ended meanwhile): neither
+                // are its changes.
+                EventKind::Updated if skipped.contains(&e.approval.id) => return false,
+                EventKind::Resolved if skipped.remove(&e.approval.id) => return false,
+                _ => {}
+            }
+            filter.matches(&e.approval)
+        };
+        'catch_up: loop {
+            // Everything the store has after `position`...
+            loop {
+                let events = match self.read_after(position, self.page_len()).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        self.end(tx, e).await;
+                        return;
+                    }
+                };
+                if events.is_empty() {
+                    break;
+                }
+                for e in events {
+                    if wanted(&e) {
+                        let bytes = e.approval.wire_bytes();
+                        let cursor = e.cursor;
+                        if !self
+                            .deliver(tx, WatchItem::Change(Arc::new(e)), bytes)
+                            .await
+                        {
+                            return;
+                        }
+                        position = cursor;
+                    } else {
+                        position = e.cursor;
+                    }
+                }
+            }
+            // ...then whatever the pump reads next.
+            loop {
+                let received = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = self.inner.shutdown.cancelled() => {
+                        self.end(tx, DomainError::ShuttingDown).await;
+                        return;
+                    }
+                    received = feed.recv() => received,
+                };
+                match received {
+                    Ok(Feed::Event(e)) if e.cursor <= position => {}
+                    Ok(Feed::Event(e)) => {
+                        if wanted(&e) {
+                            let bytes = e.approval.wire_bytes();
+                            if !self.deliver(tx, WatchItem::Change(e.clone()), bytes).await {
+                                return;
+                            }
+                        }
+                        position = e.cursor;
+                    }
+                    // The pump lost events: read them from the store, or
+                    // find that they are gone.
+                    Ok(Feed::Gap { resumed_at }) if position < resumed_at => continue 'catch_up,
+                    Ok(Feed::Gap { .. }) => {}
+                    Ok(Feed::HistoryChanged) => {
+                        self.inner.metrics.watchers_ended("history_changed");
+                        self.end(tx, DomainError::HistoryChanged).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        feed = self.inner.feed.subscribe();
+                        continue 'catch_up;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// How many approvals (or events) a watcher reads from the store at once
+    /// and holds until they are queued: as many as fit in
+    /// `Limits::WATCHER_PAGE_BYTES` at the largest context allowed.
+    fn page_len(&self) -> usize {
+        (Limits::WATCHER_PAGE_BYTES / self.inner.limits.max_context_bytes.max(1)).clamp(1, 64)
+    }
+
+    /// Events after `position`, or `CursorExpired` if some were trimmed.
+    async fn read_after(&self, position: Cursor, limit: usize) -> Result<Vec<Event>, DomainError> {
+        let events = self.note(self.store().read_events(position, limit, None).await)?;
+        // Read first, then check: trimming only ever removes the oldest
+        // events, so if nothing after `position` is trimmed now, nothing was
+        // when the read ran, and `events` starts right after `position`.
+        if let Err(e) = self.note(self.store().check_cursor(position).await) {
+            if let DomainError::CursorExpired(_) = e {
+                self.inner.metrics.watchers_ended("events_trimmed");
+            }
+            return Err(e);
+        }
+        Ok(events)
+    }
+
+    /// Queues one item for the watcher; false when the watch is over (the
+    /// client left, or it fell behind and was ended).
+    async fn deliver(&self, tx: &WatchSender, item: WatchItem, bytes: usize) -> bool {
+        match tx.send(Ok(item), bytes).await {
+            Ok(()) => true,
+            Err(watch_queue::SendError::Closed) => false,
+            Err(watch_queue::SendError::Stalled { queued_bytes }) => {
+                self.inner.metrics.watchers_ended("behind");
+                let stalled_for = self.inner.limits.watcher_stall;
+                tracing::info!(
+                    queued_bytes,
+                    "ending a watcher that read nothing for {}s",
+                    stalled_for.as_secs()
+                );
+                tx.end_with(Err(DomainError::WatcherBehind {
+                    stalled_for,
+                    queued_bytes,
+                }));
+                false
+            }
+        }
+    }
+
+    /// Ends the watch with `e` after what is already queued; always false.
+    async fn end(&self, tx: &WatchSender, e: DomainError) -> bool {
+        // Zero bytes: a final status always fits.
+        let _ = tx.send(Err(e), 0).await;
+        false
+    }
+}

@@ -1,0 +1,250 @@
+//! The event log: a Redis stream. Reading it (a page at a time, or the
+//! pump's blocking read on a connection of its own), its bounds (XINFO),
+//! cursors into it, and the epoch of its history.
+
+use std::time::Duration;
+
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, RedisError, Value};
+
+use super::codec;
+use super::RedisStore;
+use crate::domain::{ApprovalId, Cursor, DomainError, Epoch, Event};
+use crate::store;
+
+impl RedisStore {
+    async fn blocking_read(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Duration,
+    ) -> Result<Vec<Event>, DomainError> {
+        let mut slot = self.blocking.lock().await;
+        if slot.is_none() {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(None);
+            *slot = Some(
+                self.link
+                    .node()?
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let options = StreamReadOptions::default()
+            .count(limit)
+            .block(block.as_millis() as usize);
+        let after = after.to_string();
+        // A silently dead connection would block forever: bound the wait.
+        let read = tokio::time::timeout(
+            block + self.timeout + Duration::from_secs(1),
+            conn.xread_options::<_, _, Option<StreamReadReply>>(
+                &[&self.keys.events],
+                &[&after],
+                &options,
+            ),
+        )
+        .await;
+        let reply = match read {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                *slot = None;
+                return Err(e.into());
+            }
+            Err(_) => {
+                *slot = None;
+                return Err(DomainError::Unavailable(
+                    "Redis: blocking read timed out".into(),
+                ));
+            }
+        };
+        let entries = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        codec::events(entries)
+    }
+
+    /// What the event stream still holds: `None` when it does not exist.
+    async fn stream_bounds(&self) -> Result<Option<StreamBounds>, DomainError> {
+        let info: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.keys.events)
+            .query_async(&mut self.conn()?)
+            .await;
+        let info = match info {
+            Ok(v) => v,
+            // No stream yet: nothing was ever written (or Redis was wiped).
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let pairs: Vec<(String, Value)> = match info {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [k, v] => text(k).map(|k| (k, v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(items) => items
+                .into_iter()
+                .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let number = |name: &str| -> u64 {
+            match field(name) {
+                Some(Value::Int(n)) => *n as u64,
+                Some(v) => text(v).and_then(|t| t.parse().ok()).unwrap_or(0),
+                None => 0,
+            }
+        };
+        let cursor = |name: &str| field(name).and_then(text).and_then(|t| t.parse().ok());
+        Ok(Some(StreamBounds {
+            first: cursor("recorded-first-entry-id"),
+            last: cursor("last-generated-id").unwrap_or(Cursor::START),
+            trimmed: number("entries-added") > number("length"),
+        }))
+    }
+
+    pub(super) async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
+        let (ids, last): (Vec<String>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .zrange(&self.keys.pending, 0, -1)
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .query_async(&mut self.conn()?)
+            .await?;
+        let at = match last.ids.first() {
+            Some(entry) => codec::parse_cursor(&entry.id)?,
+            None => Cursor::START,
+        };
+        // UUIDv7 text sorts by creation time.
+        let mut ids: Vec<ApprovalId> = ids.into_iter().map(ApprovalId::trusted).collect();
+        ids.sort();
+        Ok((ids, at))
+    }
+
+    pub(super) async fn epoch(&self) -> Result<Epoch, DomainError> {
+        let fresh = store::new_epoch();
+        let (recorded,): (String,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&self.keys.epoch)
+            .arg(format!("{:x}", fresh.0))
+            .arg("NX")
+            .ignore()
+            .get(&self.keys.epoch)
+            .query_async(&mut self.conn()?)
+            .await?;
+        codec::parse_epoch(&recorded)
+    }
+
+    pub(super) async fn renew_epoch(&self, seen: Epoch) -> Result<Epoch, DomainError> {
+        let fresh = store::new_epoch();
+        let recorded: String = self
+            .scripts
+            .renew_epoch
+            .key(&self.keys.epoch)
+            .arg(format!("{:x}", seen.0))
+            .arg(format!("{:x}", fresh.0))
+            .invoke_async(&mut self.conn()?)
+            .await?;
+        codec::parse_epoch(&recorded)
+    }
+
+    pub(super) async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
+        let (count, last): (u64, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .zcard(&self.keys.pending)
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .query_async(&mut self.conn()?)
+            .await?;
+        let at = match last.ids.first() {
+            Some(entry) => codec::parse_cursor(&entry.id)?,
+            None => Cursor::START,
+        };
+        Ok((count, at))
+    }
+
+    pub(super) async fn head(&self) -> Result<Cursor, DomainError> {
+        let last: StreamRangeReply = self
+            .conn()?
+            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .await?;
+        match last.ids.first() {
+            Some(entry) => codec::parse_cursor(&entry.id),
+            None => Ok(self
+                .stream_bounds()
+                .await?
+                .map_or(Cursor::START, |b| b.last)),
+        }
+    }
+
+    pub(super) async fn read_events(
+        &self,
+        after: Cursor,
+        limit: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Event>, DomainError> {
+        if let Some(block) = block {
+            return self.blocking_read(after, limit, block).await;
+        }
+        let reply: StreamRangeReply = self
+            .conn()?
+            .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
+            .await?;
+        codec::events(reply.ids)
+    }
+
+    pub(super) async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
+        let Some(bounds) = self.stream_bounds().await? else {
+            // No log at all: only "before everything" is a position in it.
+            return match cursor == Cursor::START {
+                true => Ok(()),
+                false => Err(DomainError::CursorAhead {
+                    cursor: cursor.to_string(),
+                    newest: Cursor::START.to_string(),
+                }),
+            };
+        };
+        // Trimming removes the oldest entries, so events after `cursor` are
+        // all still there if `cursor` is at or past the first one kept, or
+        // nothing was ever trimmed. (A cursor naming exactly the last
+        // trimmed entry is refused too: the log cannot tell it apart.)
+        let complete = !bounds.trimmed || bounds.first.is_some_and(|first| cursor >= first);
+        if cursor > bounds.last {
+            return Err(DomainError::CursorAhead {
+                cursor: cursor.to_string(),
+                newest: bounds.last.to_string(),
+            });
+        }
+        if !complete {
+            return Err(DomainError::CursorExpired(cursor.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// The part of the event log a stream still holds.
+struct StreamBounds {
+    first: Option<Cursor>,
+    last: Cursor,
+    /// Whether any entry was ever trimmed away (all of them precede `first`).
+    trimmed: bool,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}

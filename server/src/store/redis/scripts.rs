@@ -1,0 +1,229 @@
+//! The writes: each runs one Lua script (beside this file, loaded with
+//! `include_str!`), so it is atomic and appears in the event stream in the
+//! order it happened.
+
+use redis::Script;
+
+use super::errors::write_error;
+use super::{codec, RedisStore};
+use crate::domain::{Approval, ApprovalId, DomainError, Ending, Finished, Millis, NewApproval};
+use crate::store::{self, Created};
+
+const FINISH: &str = include_str!("finish.lua");
+
+pub(super) struct Scripts {
+    create: Script,
+    decide: Script,
+    cancel: Script,
+    expire: Script,
+    remind: Script,
+    pub(super) renew_epoch: Script,
+}
+
+impl Scripts {
+    pub(super) fn load() -> Self {
+        // `#!lua` declares each a write script (Redis 7): when Redis refuses
+        // writes (OOM, READONLY...) it refuses the script before it runs,
+        // so none is ever half applied.
+        let script = |body: &str| Script::new(&format!("#!lua\n{FINISH}\n{body}"));
+        Self {
+            create: Script::new(&format!("#!lua\n{}", include_str!("create.lua"))),
+            decide: script(include_str!("decide.lua")),
+            cancel: script(include_str!("cancel.lua")),
+            expire: script(include_str!("expire.lua")),
+            remind: Script::new(&format!("#!lua\n{}", include_str!("remind.lua"))),
+            renew_epoch: Script::new(include_str!("renew_epoch.lua")),
+        }
+    }
+}
+
+impl RedisStore {
+    pub(super) async fn create(
+        &self,
+        id: ApprovalId,
+        new: NewApproval,
+        max_open: usize,
+    ) -> Result<Created, DomainError> {
+        let now = self.now();
+        let requester = new.requester.as_str().to_string();
+        let idem = new
+            .idempotency_key
+            .as_ref()
+            .map(|k| self.keys.idempotency(&requester, k.as_str()));
+        let ttl = now
+            .until(now.plus(new.timeout.get()))
+            .saturating_add(self.retention.final_approvals)
+            .as_millis() as u64;
+        let cutoff = ApprovalId::lower_bound_at(Millis(
+            now.0
+                .saturating_sub(self.retention_ms())
+                .saturating_sub(self.retention.max_timeout.as_millis() as u64),
+        ));
+        let timeout_ms = new.timeout.get().as_millis() as u64;
+        let mut approval = new.into_approval_with_id(id, now);
+        let policy = &approval.policy;
+        let expiry_reason = match policy.expiry_reason() {
+            r if r == Approval::EXPIRED_REASON => String::new(),
+            r => r,
+        };
+        let reminders = policy
+            .remind_after
+            .iter()
+            .map(|d| d.as_millis().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let required = policy.required_approvals.max(1);
+        let fingerprint = approval.request_fingerprint();
+        let body = codec::encode_body(&approval);
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .create
+            .key(self.keys.approval(approval.id.as_str()))
+            .key(idem.clone().unwrap_or_else(|| self.keys.no_idempotency()))
+            .key(&self.keys.pending)
+            .key(&self.keys.index)
+            .key(&self.keys.events)
+            .key(&self.keys.open)
+            .key(&self.keys.reminders)
+            .arg(approval.id.as_str())
+            .arg(&body)
+            .arg(timeout_ms)
+            .arg(ttl)
+            .arg(&cutoff)
+            .arg(self.retention.max_events)
+            .arg(if idem.is_some() { "1" } else { "0" })
+            .arg(&requester)
+            .arg(max_open)
+            .arg(&fingerprint)
+            .arg(self.keys.approval_prefix())
+            .arg(required)
+            .arg(&expiry_reason)
+            .arg(&reminders)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"created") => {
+                // The times Redis stamped, by its clock.
+                let time = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                        .map(Millis)
+                };
+                if let (Some(created), Some(deadline)) = (time(1), time(2)) {
+                    approval.created_at = created;
+                    approval.deadline = deadline;
+                }
+                Ok(Created {
+                    approval,
+                    created: true,
+                })
+            }
+            Some(b"exists") => {
+                let existing = codec::decode_reply(&reply)?;
+                // This very id: an earlier attempt of this call landed.
+                let created = existing.id == approval.id;
+                // Records written before fingerprints were stored: compare here.
+                if !created && existing.request_fingerprint() != fingerprint {
+                    return Err(store::key_reused(existing));
+                }
+                Ok(Created {
+                    approval: existing,
+                    created,
+                })
+            }
+            Some(b"conflict") => Err(store::key_reused(codec::decode_reply(&reply)?)),
+            Some(b"quota") => Err(store::quota_error(&requester, max_open)),
+            other => Err(DomainError::Internal(format!(
+                "create.lua replied {:?}",
+                other.map(String::from_utf8_lossy)
+            ))),
+        }
+    }
+
+    pub(super) async fn finish(
+        &self,
+        id: &ApprovalId,
+        ending: &Ending,
+    ) -> Result<Finished, DomainError> {
+        let (script, reason) = match ending {
+            Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
+            Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
+        };
+        let reply: Vec<Vec<u8>> = script
+            .key(self.keys.approval(id.as_str()))
+            .key(&self.keys.pending)
+            .key(&self.keys.events)
+            .key(&self.keys.open)
+            .arg(id.as_str())
+            .arg(ending.status().name())
+            .arg(ending.by())
+            .arg(reason)
+            .arg(self.retention_ms())
+            .arg(self.retention.max_events)
+            .arg(Approval::EXPIRED_REASON)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
+            Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
+            Some(b"final") => Ok(Finished::AlreadyFinal(codec::decode_reply(&reply)?)),
+            Some(b"recorded") => Ok(Finished::Voted(codec::decode_reply(&reply)?)),
+            Some(b"voted") => Ok(Finished::AlreadyVoted(codec::decode_reply(&reply)?)),
+            Some(b"missing") => Ok(Finished::NotFound),
+            other => Err(DomainError::Internal(format!(
+                "finish script replied {:?}",
+                other.map(String::from_utf8_lossy)
+            ))),
+        }
+    }
+
+    pub(super) async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .expire
+            .key(self.keys.approval(id.as_str()))
+            .key(&self.keys.pending)
+            .key(&self.keys.events)
+            .key(&self.keys.open)
+            .arg(id.as_str())
+            .arg(self.retention_ms())
+            .arg(self.retention.max_events)
+            .arg(Approval::EXPIRED_REASON)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        match reply.first().map(Vec::as_slice) {
+            Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes the approval's next reminder if it is due (remind.lua).
+    pub(super) async fn remind(
+        &self,
+        id: &ApprovalId,
+    ) -> Result<Option<(u32, Approval)>, DomainError> {
+        let mut reply: Vec<Vec<u8>> = self
+            .scripts
+            .remind
+            .key(self.keys.approval(id.as_str()))
+            .key(&self.keys.reminders)
+            .key(&self.keys.events)
+            .arg(id.as_str())
+            .arg(self.retention.max_events)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        if reply.first().map(Vec::as_slice) != Some(b"reminded") {
+            return Ok(None);
+        }
+        let n = std::str::from_utf8(&reply.remove(1))
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((n, codec::decode_reply(&reply)?)))
+    }
+}
