@@ -53,8 +53,8 @@ def test_two_votes_approve_one_reject_vetoes_and_a_vote_cannot_change(voting_ser
         assert [v.voter for v in done.votes] == ["alice", "bob"]
 
         vetoed = c.create("py-vote:drop")
-        c.approve(vetoed.approval.id, responder="alice")
-        final = c.reject(vetoed.approval.id, responder="carol", reason="not today")
+        c.approve(vetoed.id, responder="alice")
+        final = c.reject(vetoed.id, responder="carol", reason="not today")
         assert final.status is Status.REJECTED and not final.approved
         assert final.decided_by == "carol"
 
