@@ -666,3 +666,51 @@ async fn get_as(client: &mut Client, id: &str) -> v1::Approval {
         .approval
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approval_at_the_deadline_is_in_the_audit_log_as_a_decision_of_the_policy() {
+    let dir = config_dir(POLICIES);
+    let audit = dir.join("audit.log");
+    let p = ApprovaldProcess::start(&[
+        "--config".to_string(),
+        dir.join("config.toml").display().to_string(),
+        "--audit-log".to_string(),
+        audit.display().to_string(),
+    ])
+    .await;
+    let mut c = p.client().await;
+    let proceed = c
+        .request_approval(request_request("spend:tea"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(proceed.approved);
+    let stop = c
+        .request_approval(request_request("fire:drill"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stop.approved);
+    let (p_id, s_id) = (proceed.approval.unwrap().id, stop.approval.unwrap().id);
+    let audit = audit.clone();
+    let lines = wait_for(PROMPTLY, || {
+        let audit = audit.clone();
+        let (p_id, s_id) = (p_id.clone(), s_id.clone());
+        async move {
+            let text = std::fs::read_to_string(&audit).unwrap_or_default();
+            let of = |id: &str, action: &str| {
+                text.lines()
+                    .find(|l| l.contains(id) && l.contains(&format!("\"action\":\"{action}\"")))
+                    .map(String::from)
+            };
+            Some((of(&p_id, "auto-approved")?, of(&s_id, "expired")?))
+        }
+    })
+    .await;
+    let (approved, expired) = lines.expect("both expiries are audited");
+    assert!(
+        approved.contains("\"principal\":\"policy:spend:*\""),
+        "{approved}"
+    );
+    assert!(expired.contains("\"principal\":\"approvald\""), "{expired}");
+}
