@@ -1,8 +1,20 @@
 //! The `approval.v1` API: message types and gRPC stubs generated from
-//! `proto/approval/v1/approval.proto` at build time.
+//! `proto/approval/v1/approval.proto` at build time, and the facts the server
+//! (`approvald`) and the client (`approval-client`) share about them, each
+//! defined once here:
 //!
-//! The server (`approvald`) and the client (`approval-client`) both build on
-//! this crate, so there is exactly one definition of the wire format.
+//! - [`Status`]: the lifecycle of an approval, its names and which statuses
+//!   are final, and its wire form;
+//! - [`CreateFields`]: the fields `RequestApproval` and `CreateApproval`
+//!   share, converted to and from both request messages;
+//! - the `google.rpc.ErrorInfo` contract: [`ERROR_DOMAIN`], the reasons
+//!   ([`v1::ErrorReason::reason`]) and metadata keys
+//!   ([`v1::ErrorMetadataKey::key`]), declared in the proto so that every SDK
+//!   gets them generated too.
+
+mod create;
+mod error_info;
+mod status;
 
 pub mod approval {
     pub mod v1 {
@@ -15,3 +27,6 @@ pub mod approval {
 }
 
 pub use approval::v1;
+pub use create::CreateFields;
+pub use error_info::ERROR_DOMAIN;
+pub use status::{Status, UnknownStatus};

@@ -1,5 +1,6 @@
 //! The typed view of an approval: what the wire's `v1::Approval` means, with
-//! times as `SystemTime`, the context as JSON and the status as an enum.
+//! times as `SystemTime`, the context as JSON and the status as an enum
+//! ([`Status`], defined with the API in `approval-api`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,109 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{json, v1, Error};
-
-/// Where an approval is in its lifecycle. `Pending` is the only status that
-/// is not final.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for a human decision.
-    Pending,
-    /// A human approved it.
-    Approved,
-    /// A human rejected it.
-    Rejected,
-    /// Its deadline passed before anyone decided.
-    Expired,
-    /// The requester withdrew it.
-    Cancelled,
-}
-
-impl Status {
-    /// Every status, pending first.
-    pub const ALL: [Status; 5] = [
-        Status::Pending,
-        Status::Approved,
-        Status::Rejected,
-        Status::Expired,
-        Status::Cancelled,
-    ];
-
-    /// True for every status but `Pending`.
-    ///
-    /// ```
-    /// use approval_client::Status;
-    /// assert!(Status::Expired.is_final());
-    /// assert!(!Status::Pending.is_final());
-    /// ```
-    pub fn is_final(self) -> bool {
-        self != Status::Pending
-    }
-
-    /// The lowercase name (`"approved"`), as in JSON output.
-    ///
-    /// ```
-    /// use approval_client::Status;
-    /// assert_eq!(Status::Approved.as_str(), "approved");
-    /// assert_eq!("approved".parse::<Status>(), Ok(Status::Approved));
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Expired => "expired",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub(crate) fn to_wire(self) -> v1::ApprovalStatus {
-        match self {
-            Status::Pending => v1::ApprovalStatus::Pending,
-            Status::Approved => v1::ApprovalStatus::Approved,
-            Status::Rejected => v1::ApprovalStatus::Rejected,
-            Status::Expired => v1::ApprovalStatus::Expired,
-            Status::Cancelled => v1::ApprovalStatus::Cancelled,
-        }
-    }
-
-    pub(crate) fn from_wire(raw: i32) -> Option<Self> {
-        Some(match v1::ApprovalStatus::try_from(raw).ok()? {
-            v1::ApprovalStatus::Pending => Status::Pending,
-            v1::ApprovalStatus::Approved => Status::Approved,
-            v1::ApprovalStatus::Rejected => Status::Rejected,
-            v1::ApprovalStatus::Expired => Status::Expired,
-            v1::ApprovalStatus::Cancelled => Status::Cancelled,
-            v1::ApprovalStatus::Unspecified => return None,
-        })
-    }
-
-    /// Reads a name as the server spells it in error details
-    /// (`APPROVED`, `APPROVAL_STATUS_APPROVED`) or as [`Status::as_str`] does.
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        let name = name.trim().to_ascii_lowercase();
-        let name = name.strip_prefix("approval_status_").unwrap_or(&name);
-        Status::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Status {
-    type Err = String;
-
-    /// Parses `pending`, `approved`, `rejected`, `expired` or `cancelled`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Status::parse(s).ok_or_else(|| {
-            format!("unknown status {s:?}: use pending, approved, rejected, expired or cancelled")
-        })
-    }
-}
+use crate::{json, v1, Error, Status};
 
 /// One request for a human decision, final or not.
 ///
@@ -381,16 +280,22 @@ impl Outcome {
             Status::Cancelled => Outcome::Cancelled,
         })
     }
+
+    /// The final status this outcome is.
+    pub fn status(self) -> Status {
+        match self {
+            Outcome::Approved => Status::Approved,
+            Outcome::Rejected => Status::Rejected,
+            Outcome::Expired => Status::Expired,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
+/// As the status's name (`approved`).
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Outcome::Approved => "approved",
-            Outcome::Rejected => "rejected",
-            Outcome::Expired => "expired",
-            Outcome::Cancelled => "cancelled",
-        })
+        f.write_str(self.status().as_str())
     }
 }
 
@@ -455,14 +360,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_parse_from_every_spelling_the_service_uses() {
-        assert_eq!(Status::parse("APPROVED"), Some(Status::Approved));
-        assert_eq!(
-            Status::parse("APPROVAL_STATUS_CANCELLED"),
-            Some(Status::Cancelled)
-        );
-        assert_eq!("expired".parse::<Status>(), Ok(Status::Expired));
-        assert!("maybe".parse::<Status>().is_err());
+    fn every_final_status_is_one_outcome_of_the_same_name() {
+        for status in Status::ALL {
+            match Outcome::of(status) {
+                None => assert!(!status.is_final()),
+                Some(outcome) => {
+                    assert_eq!(outcome.status(), status);
+                    assert_eq!(outcome.to_string(), status.as_str());
+                    assert_eq!(serde_json::to_value(outcome).unwrap(), status.as_str());
+                }
+            }
+        }
     }
 
     #[test]

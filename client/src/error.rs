@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use approval_api::v1::{ErrorMetadataKey as Key, ErrorReason};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -139,39 +140,38 @@ impl Error {
                 }
             }
             Code::NotFound => Error::NotFound { message },
-            Code::FailedPrecondition => match status.get_details_error_info() {
-                Some(info) if info.reason == "ALREADY_FINAL" => {
-                    let meta = info.metadata;
-                    let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
-                    Error::AlreadyFinal {
-                        id: get("id"),
-                        status: Status::parse(&get("status")).unwrap_or(Status::Pending),
-                        decided_by: meta.get("decided_by").filter(|s| !s.is_empty()).cloned(),
-                        reason: get("reason"),
-                        decided_at: meta
-                            .get("decided_at")
-                            .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+            Code::FailedPrecondition => {
+                let Some(info) = status.get_details_error_info() else {
+                    return Error::rpc(status, endpoint);
+                };
+                let meta = info.metadata;
+                let get = |k: Key| meta.get(&k.key()).cloned();
+                match ErrorReason::from_reason(&info.reason) {
+                    Some(ErrorReason::AlreadyFinal) => Error::AlreadyFinal {
+                        id: get(Key::Id).unwrap_or_default(),
+                        status: get(Key::Status)
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(Status::Pending),
+                        decided_by: get(Key::DecidedBy).filter(|s| !s.is_empty()),
+                        reason: get(Key::Reason).unwrap_or_default(),
+                        decided_at: get(Key::DecidedAt)
+                            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
                         message,
-                    }
-                }
-                Some(info)
-                    if info.reason == "ALREADY_VOTED"
-                        || info.reason == "CONTEXT_DIGEST_MISMATCH" =>
-                {
-                    Error::VoteRefused {
-                        id: info.metadata.get("id").cloned().unwrap_or_default(),
-                        reason: info.reason,
+                    },
+                    Some(
+                        reason @ (ErrorReason::AlreadyVoted | ErrorReason::ContextDigestMismatch),
+                    ) => Error::VoteRefused {
+                        id: get(Key::Id).unwrap_or_default(),
+                        reason: reason.reason().to_string(),
                         message,
-                    }
-                }
-                Some(info) if info.reason == "IDEMPOTENCY_KEY_REUSED" => {
-                    Error::IdempotencyKeyReused {
-                        id: info.metadata.get("id").cloned().unwrap_or_default(),
+                    },
+                    Some(ErrorReason::IdempotencyKeyReused) => Error::IdempotencyKeyReused {
+                        id: get(Key::Id).unwrap_or_default(),
                         message,
-                    }
+                    },
+                    _ => Error::rpc(status, endpoint),
                 }
-                _ => Error::rpc(status, endpoint),
-            },
+            }
             Code::Unavailable => Error::Unavailable {
                 endpoint: endpoint.to_string(),
                 message: if is_local(&status) {

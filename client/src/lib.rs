@@ -47,7 +47,7 @@ mod request;
 mod wait;
 mod watch;
 
-pub use approval::{Approval, Decision, OnTimeout, Outcome, Status, Vote, VoteDecision};
+pub use approval::{Approval, Decision, OnTimeout, Outcome, Vote, VoteDecision};
 pub use client::{ApprovalClient, Created, Verdict};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::Error;
@@ -57,6 +57,7 @@ pub use watch::{WatchEvent, WatchFilter, WatchStream};
 
 pub use approval_api::v1;
 pub use approval_api::v1::approval_service_client::ApprovalServiceClient;
+pub use approval_api::{Status, UnknownStatus};
 pub use tonic;
 
 /// What every call of this crate returns.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{json, v1, Error, Result};
+use approval_api::CreateFields;
+
+use crate::{json, Error, Result};
 
 /// How long an approval stays open when the request does not say, unless the
 /// service runs with another `--default-timeout`: a request without
@@ -138,8 +140,9 @@ impl ApprovalRequest {
             .clone()
     }
 
-    /// The wire fields, checked for what only this side can check.
-    pub(crate) fn wire(&self, default_agent: &str) -> Result<WireFields> {
+    /// The wire fields (for either create call), checked for what only this
+    /// side can check.
+    pub(crate) fn wire(&self, default_agent: &str) -> Result<CreateFields> {
         let context = json::to_struct(&self.context).ok_or_else(|| {
             Error::invalid(
                 "context",
@@ -149,7 +152,7 @@ impl ApprovalRequest {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid("timeout", "must be greater than zero"));
         }
-        Ok(WireFields {
+        Ok(CreateFields {
             approval_type: self.approval_type.clone(),
             agent_id: self
                 .agent_id
@@ -166,45 +169,10 @@ impl ApprovalRequest {
     }
 }
 
-/// The fields `RequestApprovalRequest` and `CreateApprovalRequest` share.
-pub(crate) struct WireFields {
-    approval_type: String,
-    agent_id: String,
-    context: Option<prost_types::Struct>,
-    labels: std::collections::HashMap<String, String>,
-    timeout: Option<prost_types::Duration>,
-    idempotency_key: String,
-}
-
-impl From<WireFields> for v1::RequestApprovalRequest {
-    fn from(f: WireFields) -> Self {
-        v1::RequestApprovalRequest {
-            approval_type: f.approval_type,
-            agent_id: f.agent_id,
-            context: f.context,
-            labels: f.labels,
-            timeout: f.timeout,
-            idempotency_key: f.idempotency_key,
-        }
-    }
-}
-
-impl From<WireFields> for v1::CreateApprovalRequest {
-    fn from(f: WireFields) -> Self {
-        v1::CreateApprovalRequest {
-            approval_type: f.approval_type,
-            agent_id: f.agent_id,
-            context: f.context,
-            labels: f.labels,
-            timeout: f.timeout,
-            idempotency_key: f.idempotency_key,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1;
     use serde_json::json;
 
     #[test]

@@ -105,7 +105,7 @@ gid="$(awk '/^Gid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")"
 if [ "$uid" != "65532 65532 65532 65532" ] || [ "$gid" != "65532 65532 65532 65532" ]; then
   fail "runs as uid $uid gid $gid"
 fi
-for _ in $(seq 50); do podman logs approvald-ci-user 2>&1 | grep -q 'approvald listening' && break; sleep 0.2; done
+for _ in $(seq 150); do podman logs approvald-ci-user 2>&1 | grep -q 'approvald listening' && break; sleep 0.2; done
 podman logs approvald-ci-user 2>&1 | grep -q 'approvald listening' || { podman logs approvald-ci-user >&2; fail "no 'approvald listening' on a read-only root"; }
 podman stop --time 15 approvald-ci-user >/dev/null
 code="$(podman inspect -f '{{.State.ExitCode}}' approvald-ci-user)"

@@ -2,10 +2,33 @@ package approvald
 
 import (
 	"errors"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	approvalv1 "github.com/approvald/approvald/sdk/go/approval/v1"
+)
+
+// reason is the google.rpc.ErrorInfo reason of r: its name without the
+// ERROR_REASON_ prefix (the proto's rule).
+func reason(r approvalv1.ErrorReason) string {
+	return strings.TrimPrefix(r.String(), "ERROR_REASON_")
+}
+
+// metadataKey is the google.rpc.ErrorInfo metadata key of k: its name without
+// the ERROR_METADATA_KEY_ prefix, in lowercase (the proto's rule).
+func metadataKey(k approvalv1.ErrorMetadataKey) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "ERROR_METADATA_KEY_"))
+}
+
+var (
+	reasonAlreadyFinal = reason(approvalv1.ErrorReason_ERROR_REASON_ALREADY_FINAL)
+	keyStatus          = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_STATUS)
+	keyDecidedBy       = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_BY)
+	keyReason          = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_REASON)
+	keyDecidedAt       = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_AT)
 )
 
 // AlreadyDecidedError: the approval was already final with another outcome
@@ -69,10 +92,10 @@ func convert(err error) error {
 	switch s.Code() {
 	case codes.FailedPrecondition:
 		for _, d := range s.Details() {
-			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "ALREADY_FINAL" {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonAlreadyFinal {
 				m := info.GetMetadata()
-				return &AlreadyDecidedError{Status: m["status"], DecidedBy: m["decided_by"],
-					Reason: m["reason"], DecidedAt: m["decided_at"], err: err}
+				return &AlreadyDecidedError{Status: m[keyStatus], DecidedBy: m[keyDecidedBy],
+					Reason: m[keyReason], DecidedAt: m[keyDecidedAt], err: err}
 			}
 		}
 	case codes.InvalidArgument:

@@ -25,7 +25,7 @@ pub fn record(action: &str, a: &Approval, principal: &str, caller: &Caller) {
         principal,
         auth = method,
         requester = %a.requester,
-        status = a.status.name(),
+        status = a.status.as_str(),
         "approval {action}"
     );
 }

@@ -182,7 +182,7 @@ impl Metrics {
 
     pub fn finished(&self, status: Status) {
         self.finished
-            .get_or_create(&vec![("outcome", status.name())])
+            .get_or_create(&vec![("outcome", status.as_str())])
             .inc();
     }
 

@@ -149,7 +149,7 @@ pub fn record_approval(a: &Approval) {
     span.record("approval.id", a.id.as_str());
     span.record("approval.type", a.approval_type.as_str());
     if a.is_final() {
-        span.record("approval.outcome", a.status.name());
+        span.record("approval.outcome", a.status.as_str());
     }
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use approval_client::v1;
+use approval_client::v1::{ErrorMetadataKey as Key, ErrorReason};
 use approval_tests::*;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -204,9 +205,9 @@ on_both_stores! {
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert!(err.message().contains("approved") && err.message().contains("alice"), "{}", err.message());
         let info = err.get_details_error_info().expect("ErrorInfo details");
-        assert_eq!(info.reason, "ALREADY_FINAL");
-        assert_eq!(info.metadata.get("decided_by").map(String::as_str), Some("alice"));
-        assert_eq!(info.metadata.get("status").map(String::as_str), Some("approved"));
+        assert_eq!(info.reason, ErrorReason::AlreadyFinal.reason());
+        assert_eq!(info.metadata.get(&Key::DecidedBy.key()).map(String::as_str), Some("alice"));
+        assert_eq!(info.metadata.get(&Key::Status.key()).map(String::as_str), Some("approved"));
         // A different responder with the same decision is a conflict too.
         let err = b.respond(approve(&created.id, "carol")).await.expect_err("not the winner");
         assert_eq!(err.code(), Code::FailedPrecondition);
@@ -344,8 +345,8 @@ on_both_stores! {
             assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
             assert!(err.message().contains(&id) && err.message().contains("release-2.4.1"), "{what}: {}", err.message());
             let info = err.get_details_error_info().expect("ErrorInfo details");
-            assert_eq!(info.reason, "IDEMPOTENCY_KEY_REUSED", "{what}");
-            assert_eq!(info.metadata.get("id"), Some(&id), "{what}");
+            assert_eq!(info.reason, ErrorReason::IdempotencyKeyReused.reason(), "{what}");
+            assert_eq!(info.metadata.get(&Key::Id.key()), Some(&id), "{what}");
             // RequestApproval must not hand the approval to the other payload.
             let blocking = v1::RequestApprovalRequest {
                 approval_type: different.approval_type, agent_id: different.agent_id,
@@ -699,9 +700,9 @@ on_both_stores! {
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert!(err.message().contains("expected_context_digest"), "{}", err.message());
         let info = err.get_details_error_info().expect("ErrorInfo details");
-        assert_eq!(info.reason, "CONTEXT_DIGEST_MISMATCH");
-        assert_eq!(info.metadata.get("context_digest"), Some(&created.context_digest));
-        assert_eq!(info.metadata.get("expected_context_digest"), Some(&crafted));
+        assert_eq!(info.reason, ErrorReason::ContextDigestMismatch.reason());
+        assert_eq!(info.metadata.get(&Key::ContextDigest.key()), Some(&created.context_digest));
+        assert_eq!(info.metadata.get(&Key::ExpectedContextDigest.key()), Some(&crafted));
         assert_eq!(get(&mut a, &created.id).await, created, "a refused decision changed the approval");
         // The digest the human saw is accepted.
         let mut req = approve(&created.id, "alice");

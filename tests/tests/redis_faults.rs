@@ -2,6 +2,7 @@
 //! clocks. Every test runs a real `redis-server` and real replicas.
 
 use approval_client::v1;
+use approval_client::v1::{ErrorMetadataKey, ErrorReason};
 use approval_tests::*;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -35,8 +36,11 @@ fn refused_cause(err: &tonic::Status) -> String {
     let info = err
         .get_details_error_info()
         .expect("ErrorInfo on a refused write");
-    assert_eq!(info.reason, "STORE_REFUSES_WRITES");
-    info.metadata.get("cause").cloned().unwrap_or_default()
+    assert_eq!(info.reason, ErrorReason::StoreRefusesWrites.reason());
+    info.metadata
+        .get(&ErrorMetadataKey::Cause.key())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +262,7 @@ async fn a_write_still_unanswered_at_the_call_deadline_says_its_outcome_is_unkno
     );
     assert_eq!(
         err.get_details_error_info().map(|i| i.reason),
-        Some("OUTCOME_UNKNOWN".into())
+        Some(ErrorReason::OutcomeUnknown.reason().into())
     );
     // The write did land once Redis went on: the advised retry is OK.
     let retried = wait_for(PROMPTLY, || {

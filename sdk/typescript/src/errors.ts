@@ -1,8 +1,16 @@
 // Errors a program can act on, from the service's gRPC status and its
 // google.rpc details (ErrorInfo for an already-final approval, BadRequest for
 // a bad field). Every error stays a ConnectError (`code`, `rawMessage`).
+// The ErrorInfo reasons and metadata keys are the proto's ErrorReason and
+// ErrorMetadataKey values, spelled as the proto documents.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { ErrorMetadataKey, ErrorReason } from "./gen/approval/v1/approval_pb.js";
+
+/** The ErrorInfo reason: the value's name without the prefix (as generated). */
+const reasonOf = (r: ErrorReason): string => ErrorReason[r];
+/** The ErrorInfo metadata key: the value's name without the prefix, in lowercase. */
+const keyOf = (k: ErrorMetadataKey): string => ErrorMetadataKey[k].toLowerCase();
 
 /** The approval was already final with another outcome: the first decision wins. */
 export class AlreadyDecidedError extends ConnectError {
@@ -56,15 +64,21 @@ export function convertError(reason: unknown): unknown {
   const error = ConnectError.from(reason);
   if (error.code === Code.FailedPrecondition) {
     const infos = rawDetails(error, "google.rpc.ErrorInfo").map(decodeErrorInfo);
-    const info = infos.find((i) => i.reason === "ALREADY_FINAL");
+    const info = infos.find((i) => i.reason === reasonOf(ErrorReason.ALREADY_FINAL));
     if (info) {
-      const m = info.metadata;
-      return new AlreadyDecidedError(error, m.status ?? "", m.decided_by ?? "", m.reason ?? "", m.decided_at ?? "");
+      const m = (k: ErrorMetadataKey) => info.metadata[keyOf(k)] ?? "";
+      return new AlreadyDecidedError(
+        error,
+        m(ErrorMetadataKey.STATUS),
+        m(ErrorMetadataKey.DECIDED_BY),
+        m(ErrorMetadataKey.REASON),
+        m(ErrorMetadataKey.DECIDED_AT),
+      );
     }
-    const changed = infos.find((i) => i.reason === "CONTEXT_DIGEST_MISMATCH");
+    const changed = infos.find((i) => i.reason === reasonOf(ErrorReason.CONTEXT_DIGEST_MISMATCH));
     if (changed) {
-      const m = changed.metadata;
-      return new ContextChangedError(error, m.context_digest ?? "", m.expected_context_digest ?? "");
+      const m = (k: ErrorMetadataKey) => changed.metadata[keyOf(k)] ?? "";
+      return new ContextChangedError(error, m(ErrorMetadataKey.CONTEXT_DIGEST), m(ErrorMetadataKey.EXPECTED_CONTEXT_DIGEST));
     }
   }
   if (error.code === Code.InvalidArgument) {

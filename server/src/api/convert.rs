@@ -2,7 +2,7 @@
 //! request field is parsed here into a domain type whose constructor names
 //! the field when it refuses it.
 
-use approval_api::v1;
+use approval_api::{v1, CreateFields};
 
 use crate::domain::{
     AgentId, Approval, ApprovalId, ApprovalPolicy, ApprovalType, Context, Decision, DomainError,
@@ -71,7 +71,6 @@ pub fn policy_from_proto(
 }
 
 pub fn approval_to_proto(a: Approval) -> v1::Approval {
-    let status = status_to_proto(a.status);
     let policy = policy_to_proto(&a.policy);
     let votes = a
         .votes
@@ -102,7 +101,7 @@ pub fn approval_to_proto(a: Approval) -> v1::Approval {
         idempotency_key: a.idempotency_key,
         created_at: Some(Millis::to_timestamp(a.created_at)),
         deadline: Some(Millis::to_timestamp(a.deadline)),
-        status: status as i32,
+        status: a.status.to_wire() as i32,
         decided_by,
         reason,
         decided_at,
@@ -113,28 +112,13 @@ pub fn approval_to_proto(a: Approval) -> v1::Approval {
     }
 }
 
-pub fn status_to_proto(s: Status) -> v1::ApprovalStatus {
-    match s {
-        Status::Pending => v1::ApprovalStatus::Pending,
-        Status::Approved => v1::ApprovalStatus::Approved,
-        Status::Rejected => v1::ApprovalStatus::Rejected,
-        Status::Expired => v1::ApprovalStatus::Expired,
-        Status::Cancelled => v1::ApprovalStatus::Cancelled,
-    }
-}
-
 fn status_from_proto(field: &str, raw: i32) -> Result<Status, DomainError> {
-    match v1::ApprovalStatus::try_from(raw) {
-        Ok(v1::ApprovalStatus::Pending) => Ok(Status::Pending),
-        Ok(v1::ApprovalStatus::Approved) => Ok(Status::Approved),
-        Ok(v1::ApprovalStatus::Rejected) => Ok(Status::Rejected),
-        Ok(v1::ApprovalStatus::Expired) => Ok(Status::Expired),
-        Ok(v1::ApprovalStatus::Cancelled) => Ok(Status::Cancelled),
-        _ => Err(DomainError::invalid(
+    Status::from_wire(raw).ok_or_else(|| {
+        DomainError::invalid(
             field,
             format!("{raw} is not a status; use APPROVAL_STATUS_PENDING, _APPROVED, _REJECTED, _EXPIRED or _CANCELLED"),
-        )),
-    }
+        )
+    })
 }
 
 pub fn decision_from_proto(raw: i32) -> Result<Decision, DomainError> {
@@ -148,80 +132,44 @@ pub fn decision_from_proto(raw: i32) -> Result<Decision, DomainError> {
     }
 }
 
-/// The fields shared by `RequestApprovalRequest` and `CreateApprovalRequest`.
-pub struct CreateFields {
-    pub approval_type: String,
-    pub agent_id: String,
-    pub context: Option<prost_types::Struct>,
-    pub labels: std::collections::HashMap<String, String>,
-    pub timeout: Option<prost_types::Duration>,
-    pub idempotency_key: String,
-}
-
-impl From<v1::RequestApprovalRequest> for CreateFields {
-    fn from(r: v1::RequestApprovalRequest) -> Self {
-        Self {
-            approval_type: r.approval_type,
-            agent_id: r.agent_id,
-            context: r.context,
-            labels: r.labels,
-            timeout: r.timeout,
-            idempotency_key: r.idempotency_key,
-        }
+/// The approval a `RequestApprovalRequest` or `CreateApprovalRequest` asks
+/// for. `caller` is the authenticated principal, if any; without one the
+/// requester is the agent id the caller gave, or `anonymous`. The policy
+/// for its type (from `policies`) is copied onto it, and its timeouts
+/// replace the server's where it sets them.
+pub fn new_approval_from_proto(
+    request: impl Into<CreateFields>,
+    caller: Option<Principal>,
+    limits: &Limits,
+    policies: &Policies,
+) -> Result<NewApproval, DomainError> {
+    let fields: CreateFields = request.into();
+    let approval_type = ApprovalType::parse("approval_type", &fields.approval_type)?;
+    let applied = policies.for_type(approval_type.as_str());
+    let mut bounds = limits.clone();
+    if let Some(max) = applied.max_timeout {
+        bounds.max_timeout = max;
+        bounds.default_timeout = bounds.default_timeout.min(max);
     }
-}
-
-impl From<v1::CreateApprovalRequest> for CreateFields {
-    fn from(r: v1::CreateApprovalRequest) -> Self {
-        Self {
-            approval_type: r.approval_type,
-            agent_id: r.agent_id,
-            context: r.context,
-            labels: r.labels,
-            timeout: r.timeout,
-            idempotency_key: r.idempotency_key,
-        }
+    if let Some(default) = applied.default_timeout {
+        bounds.default_timeout = default;
     }
-}
-
-impl CreateFields {
-    /// `caller` is the authenticated principal, if any; without one the
-    /// requester is the agent id the caller gave, or `anonymous`. The
-    /// policy for the type (from `policies`) is copied onto it, and its
-    /// timeouts replace the server's where it sets them.
-    pub fn parse(
-        self,
-        caller: Option<Principal>,
-        limits: &Limits,
-        policies: &Policies,
-    ) -> Result<NewApproval, DomainError> {
-        let approval_type = ApprovalType::parse("approval_type", &self.approval_type)?;
-        let applied = policies.for_type(approval_type.as_str());
-        let mut bounds = limits.clone();
-        if let Some(max) = applied.max_timeout {
-            bounds.max_timeout = max;
-            bounds.default_timeout = bounds.default_timeout.min(max);
-        }
-        if let Some(default) = applied.default_timeout {
-            bounds.default_timeout = default;
-        }
-        let agent_id = AgentId::parse("agent_id", &self.agent_id)?;
-        let requester = match caller {
-            Some(p) => p,
-            None if agent_id.as_str().is_empty() => Principal::anonymous(),
-            None => Principal::parse("agent_id", agent_id.as_str())?,
-        };
-        Ok(NewApproval {
-            approval_type,
-            agent_id,
-            requester,
-            context: Context::parse("context", self.context, limits)?,
-            labels: Labels::parse("labels", self.labels, limits.max_labels)?,
-            timeout: Timeout::parse("timeout", self.timeout, &bounds)?,
-            idempotency_key: IdempotencyKey::parse("idempotency_key", &self.idempotency_key)?,
-            policy: applied.policy,
-        })
-    }
+    let agent_id = AgentId::parse("agent_id", &fields.agent_id)?;
+    let requester = match caller {
+        Some(p) => p,
+        None if agent_id.as_str().is_empty() => Principal::anonymous(),
+        None => Principal::parse("agent_id", agent_id.as_str())?,
+    };
+    Ok(NewApproval {
+        approval_type,
+        agent_id,
+        requester,
+        context: Context::parse("context", fields.context, limits)?,
+        labels: Labels::parse("labels", fields.labels, limits.max_labels)?,
+        timeout: Timeout::parse("timeout", fields.timeout, &bounds)?,
+        idempotency_key: IdempotencyKey::parse("idempotency_key", &fields.idempotency_key)?,
+        policy: applied.policy,
+    })
 }
 
 pub fn filter_from_proto(

@@ -6,7 +6,7 @@
 use approval_api::v1;
 use prost::Message;
 
-use super::convert::{self, CreateFields};
+use super::convert;
 use crate::domain::{Limits, Position, Reason};
 
 /// Decodes `data` as each request message the API takes and validates it.
@@ -14,7 +14,7 @@ use crate::domain::{Limits, Position, Reason};
 pub fn validate_request_bytes(data: &[u8]) {
     let limits = Limits::default();
     if let Ok(r) = v1::CreateApprovalRequest::decode(data) {
-        if let Ok(new) = CreateFields::from(r).parse(None, &limits, &Default::default()) {
+        if let Ok(new) = convert::new_approval_from_proto(r, None, &limits, &Default::default()) {
             let approval = new.into_approval(crate::domain::Millis(1_700_000_000_000));
             assert!(approval.labels.len() <= limits.max_labels);
             assert!(approval.context.encoded_len() <= limits.max_context_bytes);

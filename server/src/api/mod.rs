@@ -23,9 +23,8 @@ use crate::domain::{
 };
 
 pub use rate::RateLimit;
-pub use status::ERROR_DOMAIN;
 
-use convert::{approval_to_proto, id_from_proto, CreateFields};
+use convert::{approval_to_proto, id_from_proto, new_approval_from_proto};
 
 /// Implements `approval.v1.ApprovalService` over `Approvals`.
 #[derive(Clone)]
@@ -78,7 +77,8 @@ impl ApprovalService for ApprovalApi {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let new = CreateFields::from(request.into_inner()).parse(
+        let new = new_approval_from_proto(
+            request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
             &self.approvals.policies(),
@@ -102,7 +102,8 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let new = CreateFields::from(request.into_inner()).parse(
+        let new = new_approval_from_proto(
+            request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
             &self.approvals.policies(),

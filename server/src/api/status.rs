@@ -1,16 +1,16 @@
 //! The one mapping from domain errors to gRPC statuses. Codes are few and
 //! actionable; messages name the field or the state; details carry the same
-//! facts for programs (`google.rpc.BadRequest`, `google.rpc.ErrorInfo`).
+//! facts for programs (`google.rpc.BadRequest`, `google.rpc.ErrorInfo` with
+//! the reasons and metadata keys the proto declares).
 
 use std::collections::HashMap;
 
+use approval_api::v1::{ErrorMetadataKey as Key, ErrorReason};
+use approval_api::ERROR_DOMAIN;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::DomainError;
-
-/// `ErrorInfo.domain` of every error this service sets details on.
-pub const ERROR_DOMAIN: &str = "approval.v1";
 
 impl From<DomainError> for Status {
     fn from(e: DomainError) -> Self {
@@ -27,18 +27,19 @@ impl From<DomainError> for Status {
             DomainError::NotFound(_) => Status::not_found(message),
             DomainError::AlreadyFinal(a) => {
                 let mut meta = HashMap::from([
-                    ("id".to_string(), a.id.to_string()),
-                    ("status".to_string(), a.status.name().to_string()),
+                    (Key::Id.key(), a.id.to_string()),
+                    (Key::Status.key(), a.status.as_str().to_string()),
                 ]);
                 if let Some(r) = &a.resolution {
-                    meta.insert("decided_by".into(), r.decided_by.clone());
-                    meta.insert("reason".into(), r.reason.clone());
-                    meta.insert("decided_at".into(), r.decided_at.rfc3339());
+                    meta.insert(Key::DecidedBy.key(), r.decided_by.clone());
+                    meta.insert(Key::Reason.key(), r.reason.clone());
+                    meta.insert(Key::DecidedAt.key(), r.decided_at.rfc3339());
                 }
-                Status::with_error_details(
+                error_info(
                     Code::FailedPrecondition,
                     message,
-                    ErrorDetails::with_error_info("ALREADY_FINAL", ERROR_DOMAIN, meta),
+                    ErrorReason::AlreadyFinal,
+                    meta,
                 )
             }
             DomainError::VoteChanged {
@@ -46,44 +47,35 @@ impl From<DomainError> for Status {
                 voter,
                 previous,
                 ..
-            } => Status::with_error_details(
+            } => error_info(
                 Code::FailedPrecondition,
                 message,
-                ErrorDetails::with_error_info(
-                    "ALREADY_VOTED",
-                    ERROR_DOMAIN,
-                    HashMap::from([
-                        ("id".to_string(), id.to_string()),
-                        ("voter".to_string(), voter),
-                        ("decision".to_string(), previous.name().to_string()),
-                    ]),
-                ),
+                ErrorReason::AlreadyVoted,
+                HashMap::from([
+                    (Key::Id.key(), id.to_string()),
+                    (Key::Voter.key(), voter),
+                    (Key::Decision.key(), previous.name().to_string()),
+                ]),
             ),
             DomainError::ContextDigestMismatch {
                 id,
                 expected,
                 actual,
-            } => Status::with_error_details(
+            } => error_info(
                 Code::FailedPrecondition,
                 message,
-                ErrorDetails::with_error_info(
-                    "CONTEXT_DIGEST_MISMATCH",
-                    ERROR_DOMAIN,
-                    HashMap::from([
-                        ("id".to_string(), id.to_string()),
-                        ("context_digest".to_string(), actual),
-                        ("expected_context_digest".to_string(), expected),
-                    ]),
-                ),
+                ErrorReason::ContextDigestMismatch,
+                HashMap::from([
+                    (Key::Id.key(), id.to_string()),
+                    (Key::ContextDigest.key(), actual),
+                    (Key::ExpectedContextDigest.key(), expected),
+                ]),
             ),
-            DomainError::IdempotencyConflict { existing, .. } => Status::with_error_details(
+            DomainError::IdempotencyConflict { existing, .. } => error_info(
                 Code::FailedPrecondition,
                 message,
-                ErrorDetails::with_error_info(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    ERROR_DOMAIN,
-                    HashMap::from([("id".to_string(), existing.to_string())]),
-                ),
+                ErrorReason::IdempotencyKeyReused,
+                HashMap::from([(Key::Id.key(), existing.to_string())]),
             ),
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
@@ -93,19 +85,17 @@ impl From<DomainError> for Status {
             | DomainError::HistoryChanged => Status::out_of_range(message),
             // UNAVAILABLE: every client resumes from its last cursor.
             DomainError::WatcherBehind { .. } => Status::unavailable(message),
-            DomainError::WritesRefused { cause, .. } => Status::with_error_details(
+            DomainError::WritesRefused { cause, .. } => error_info(
                 Code::Unavailable,
                 message,
-                ErrorDetails::with_error_info(
-                    "STORE_REFUSES_WRITES",
-                    ERROR_DOMAIN,
-                    HashMap::from([("cause".to_string(), cause.to_string())]),
-                ),
+                ErrorReason::StoreRefusesWrites,
+                HashMap::from([(Key::Cause.key(), cause.to_string())]),
             ),
-            DomainError::OutcomeUnknown { .. } => Status::with_error_details(
+            DomainError::OutcomeUnknown { .. } => error_info(
                 Code::Unavailable,
                 message,
-                ErrorDetails::with_error_info("OUTCOME_UNKNOWN", ERROR_DOMAIN, HashMap::new()),
+                ErrorReason::OutcomeUnknown,
+                HashMap::new(),
             ),
             DomainError::Unavailable(_) | DomainError::ShuttingDown => Status::unavailable(message),
             DomainError::CallDeadline(_) => Status::deadline_exceeded(message),
@@ -115,4 +105,18 @@ impl From<DomainError> for Status {
             }
         }
     }
+}
+
+/// A status with a `google.rpc.ErrorInfo` detail in this API's domain.
+fn error_info(
+    code: Code,
+    message: String,
+    reason: ErrorReason,
+    metadata: HashMap<String, String>,
+) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason.reason(), ERROR_DOMAIN, metadata),
+    )
 }

@@ -372,7 +372,7 @@ impl Approvals {
                     self.inner.metrics.vote(*decision);
                 }
                 self.inner.metrics.finished(a.status);
-                audit::record(a.status.name(), &a, ending.by(), caller);
+                audit::record(a.status.as_str(), &a, ending.by(), caller);
                 Ok(a)
             }
             Finished::Voted(a) => {

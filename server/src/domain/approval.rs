@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The lifecycle of an approval is part of the API contract: one definition
+/// (names, which statuses are final, wire form) in the API crate.
+pub use approval_api::Status;
+
 use super::{
     AgentId, ApprovalId, ApprovalPolicy, ApprovalType, Context, ContextDigest, IdempotencyKey,
     Labels, OnTimeout, Principal, Timeout,
@@ -50,44 +54,6 @@ impl Millis {
 
     pub fn rfc3339(self) -> String {
         humantime::format_rfc3339_millis(self.system_time()).to_string()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
-    Pending,
-    Approved,
-    Rejected,
-    Expired,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Pending,
-        Status::Approved,
-        Status::Rejected,
-        Status::Expired,
-        Status::Cancelled,
-    ];
-
-    /// The stored name (Redis hash field, stream field, metrics label).
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Expired => "expired",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    pub fn is_final(self) -> bool {
-        self != Status::Pending
     }
 }
 

@@ -121,7 +121,7 @@ impl DomainError {
 }
 
 fn already_final_message(approval: &Approval) -> String {
-    let status = approval.status.name();
+    let status = approval.status.as_str();
     match &approval.resolution {
         Some(r) if !r.decided_by.is_empty() => format!(
             "approval {} is already {status}: decided by {:?} at {} ({})",

@@ -260,6 +260,6 @@ fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn status(s: &str) -> Result<Status, String> {
+fn status(s: &str) -> Result<Status, approval_client::UnknownStatus> {
     s.parse()
 }

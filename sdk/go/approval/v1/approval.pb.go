@@ -200,6 +200,182 @@ func (OnTimeout) EnumDescriptor() ([]byte, []int) {
 	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
 }
 
+// Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
+// detail the service attaches to some errors (its `domain` is
+// "approval.v1"). On the wire the reason is this value's name without the
+// ERROR_REASON_ prefix: ERROR_REASON_ALREADY_FINAL is sent as
+// "ALREADY_FINAL". The ErrorInfo's metadata keys are ErrorMetadataKey values.
+// Programs should treat a reason they do not know as no reason at all.
+type ErrorReason int32
+
+const (
+	// Never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// FAILED_PRECONDITION: the approval is already final, so this decision or
+	// cancellation changed nothing (the first one wins). Metadata: id, status
+	// (lowercase, e.g. "approved") and, once final, decided_by (empty when it
+	// expired), reason and decided_at (RFC 3339).
+	ErrorReason_ERROR_REASON_ALREADY_FINAL ErrorReason = 1
+	// FAILED_PRECONDITION: RespondRequest.expected_context_digest is not the
+	// approval's context_digest; nothing changed. Metadata: id, context_digest
+	// (the approval's), expected_context_digest (the one sent).
+	ErrorReason_ERROR_REASON_CONTEXT_DIGEST_MISMATCH ErrorReason = 2
+	// FAILED_PRECONDITION: the requester already used this idempotency_key for
+	// a different request (another type, agent, context, labels or timeout).
+	// Metadata: id (the approval that holds the key).
+	ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED ErrorReason = 3
+	// UNAVAILABLE: the store is reachable but refuses writes; nothing changed,
+	// retry later. Metadata: cause (out_of_memory, read_only, loading,
+	// master_down, busy, cannot_persist or not_enough_replicas).
+	ErrorReason_ERROR_REASON_STORE_REFUSES_WRITES ErrorReason = 4
+	// UNAVAILABLE: a write was sent but its answer was lost, so it may or may
+	// not have been applied. A retry is safe: the same Respond returns OK if it
+	// was recorded, a create with the same idempotency_key re-attaches.
+	ErrorReason_ERROR_REASON_OUTCOME_UNKNOWN ErrorReason = 5
+	// FAILED_PRECONDITION: this voter already voted otherwise on the pending
+	// approval (a vote cannot be changed or cast twice); nothing changed.
+	// Metadata: id, voter, decision ("approve" or "reject": the vote cast).
+	ErrorReason_ERROR_REASON_ALREADY_VOTED ErrorReason = 6
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_ALREADY_FINAL",
+		2: "ERROR_REASON_CONTEXT_DIGEST_MISMATCH",
+		3: "ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+		4: "ERROR_REASON_STORE_REFUSES_WRITES",
+		5: "ERROR_REASON_OUTCOME_UNKNOWN",
+		6: "ERROR_REASON_ALREADY_VOTED",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":             0,
+		"ERROR_REASON_ALREADY_FINAL":           1,
+		"ERROR_REASON_CONTEXT_DIGEST_MISMATCH": 2,
+		"ERROR_REASON_IDEMPOTENCY_KEY_REUSED":  3,
+		"ERROR_REASON_STORE_REFUSES_WRITES":    4,
+		"ERROR_REASON_OUTCOME_UNKNOWN":         5,
+		"ERROR_REASON_ALREADY_VOTED":           6,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[3].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[3]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
+}
+
+// The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
+// reason carries which). On the wire a key is this value's name without the
+// ERROR_METADATA_KEY_ prefix, in lowercase: ERROR_METADATA_KEY_DECIDED_BY is
+// the key "decided_by".
+type ErrorMetadataKey int32
+
+const (
+	// Never sent.
+	ErrorMetadataKey_ERROR_METADATA_KEY_UNSPECIFIED ErrorMetadataKey = 0
+	// The approval concerned (Approval.id).
+	ErrorMetadataKey_ERROR_METADATA_KEY_ID ErrorMetadataKey = 1
+	// Its status, lowercase: "pending", "approved", "rejected", "expired" or
+	// "cancelled" (the ApprovalStatus name without its prefix).
+	ErrorMetadataKey_ERROR_METADATA_KEY_STATUS ErrorMetadataKey = 2
+	// Who made it final (Approval.decided_by).
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_BY ErrorMetadataKey = 3
+	// Why (Approval.reason).
+	ErrorMetadataKey_ERROR_METADATA_KEY_REASON ErrorMetadataKey = 4
+	// When it became final (Approval.decided_at), RFC 3339.
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_AT ErrorMetadataKey = 5
+	// The approval's Approval.context_digest.
+	ErrorMetadataKey_ERROR_METADATA_KEY_CONTEXT_DIGEST ErrorMetadataKey = 6
+	// The RespondRequest.expected_context_digest that was sent.
+	ErrorMetadataKey_ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST ErrorMetadataKey = 7
+	// Why the store refuses writes, a short stable name.
+	ErrorMetadataKey_ERROR_METADATA_KEY_CAUSE ErrorMetadataKey = 8
+	// The voter a vote is about (Vote.voter).
+	ErrorMetadataKey_ERROR_METADATA_KEY_VOTER ErrorMetadataKey = 9
+	// A vote's decision: "approve" or "reject".
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECISION ErrorMetadataKey = 10
+)
+
+// Enum value maps for ErrorMetadataKey.
+var (
+	ErrorMetadataKey_name = map[int32]string{
+		0:  "ERROR_METADATA_KEY_UNSPECIFIED",
+		1:  "ERROR_METADATA_KEY_ID",
+		2:  "ERROR_METADATA_KEY_STATUS",
+		3:  "ERROR_METADATA_KEY_DECIDED_BY",
+		4:  "ERROR_METADATA_KEY_REASON",
+		5:  "ERROR_METADATA_KEY_DECIDED_AT",
+		6:  "ERROR_METADATA_KEY_CONTEXT_DIGEST",
+		7:  "ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST",
+		8:  "ERROR_METADATA_KEY_CAUSE",
+		9:  "ERROR_METADATA_KEY_VOTER",
+		10: "ERROR_METADATA_KEY_DECISION",
+	}
+	ErrorMetadataKey_value = map[string]int32{
+		"ERROR_METADATA_KEY_UNSPECIFIED":             0,
+		"ERROR_METADATA_KEY_ID":                      1,
+		"ERROR_METADATA_KEY_STATUS":                  2,
+		"ERROR_METADATA_KEY_DECIDED_BY":              3,
+		"ERROR_METADATA_KEY_REASON":                  4,
+		"ERROR_METADATA_KEY_DECIDED_AT":              5,
+		"ERROR_METADATA_KEY_CONTEXT_DIGEST":          6,
+		"ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST": 7,
+		"ERROR_METADATA_KEY_CAUSE":                   8,
+		"ERROR_METADATA_KEY_VOTER":                   9,
+		"ERROR_METADATA_KEY_DECISION":                10,
+	}
+)
+
+func (x ErrorMetadataKey) Enum() *ErrorMetadataKey {
+	p := new(ErrorMetadataKey)
+	*p = x
+	return p
+}
+
+func (x ErrorMetadataKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorMetadataKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[4].Descriptor()
+}
+
+func (ErrorMetadataKey) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[4]
+}
+
+func (x ErrorMetadataKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorMetadataKey.Descriptor instead.
+func (ErrorMetadataKey) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
+}
+
 // One voter's answer to an approval.
 type Vote struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1758,7 +1934,28 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\tOnTimeout\x12\x1a\n" +
 	"\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ON_TIMEOUT_REJECT\x10\x01\x12\x16\n" +
-	"\x12ON_TIMEOUT_APPROVE\x10\x022\xc4\x05\n" +
+	"\x12ON_TIMEOUT_APPROVE\x10\x02*\x87\x02\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aERROR_REASON_ALREADY_FINAL\x10\x01\x12(\n" +
+	"$ERROR_REASON_CONTEXT_DIGEST_MISMATCH\x10\x02\x12'\n" +
+	"#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x03\x12%\n" +
+	"!ERROR_REASON_STORE_REFUSES_WRITES\x10\x04\x12 \n" +
+	"\x1cERROR_REASON_OUTCOME_UNKNOWN\x10\x05\x12\x1e\n" +
+	"\x1aERROR_REASON_ALREADY_VOTED\x10\x06*\x89\x03\n" +
+	"\x10ErrorMetadataKey\x12\"\n" +
+	"\x1eERROR_METADATA_KEY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ERROR_METADATA_KEY_ID\x10\x01\x12\x1d\n" +
+	"\x19ERROR_METADATA_KEY_STATUS\x10\x02\x12!\n" +
+	"\x1dERROR_METADATA_KEY_DECIDED_BY\x10\x03\x12\x1d\n" +
+	"\x19ERROR_METADATA_KEY_REASON\x10\x04\x12!\n" +
+	"\x1dERROR_METADATA_KEY_DECIDED_AT\x10\x05\x12%\n" +
+	"!ERROR_METADATA_KEY_CONTEXT_DIGEST\x10\x06\x12.\n" +
+	"*ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST\x10\a\x12\x1c\n" +
+	"\x18ERROR_METADATA_KEY_CAUSE\x10\b\x12\x1c\n" +
+	"\x18ERROR_METADATA_KEY_VOTER\x10\t\x12\x1f\n" +
+	"\x1bERROR_METADATA_KEY_DECISION\x10\n" +
+	"2\xc4\x05\n" +
 	"\x0fApprovalService\x12\\\n" +
 	"\x0fRequestApproval\x12#.approval.v1.RequestApprovalRequest\x1a$.approval.v1.RequestApprovalResponse\x12Y\n" +
 	"\x0eCreateApproval\x12\".approval.v1.CreateApprovalRequest\x1a#.approval.v1.CreateApprovalResponse\x12V\n" +
@@ -1782,91 +1979,93 @@ func file_approval_v1_approval_proto_rawDescGZIP() []byte {
 	return file_approval_v1_approval_proto_rawDescData
 }
 
-var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_approval_v1_approval_proto_goTypes = []any{
 	(ApprovalStatus)(0),             // 0: approval.v1.ApprovalStatus
 	(Decision)(0),                   // 1: approval.v1.Decision
 	(OnTimeout)(0),                  // 2: approval.v1.OnTimeout
-	(*Vote)(nil),                    // 3: approval.v1.Vote
-	(*ApprovalPolicy)(nil),          // 4: approval.v1.ApprovalPolicy
-	(*Approval)(nil),                // 5: approval.v1.Approval
-	(*RequestApprovalRequest)(nil),  // 6: approval.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 7: approval.v1.RequestApprovalResponse
-	(*CreateApprovalRequest)(nil),   // 8: approval.v1.CreateApprovalRequest
-	(*CreateApprovalResponse)(nil),  // 9: approval.v1.CreateApprovalResponse
-	(*AwaitApprovalRequest)(nil),    // 10: approval.v1.AwaitApprovalRequest
-	(*AwaitApprovalResponse)(nil),   // 11: approval.v1.AwaitApprovalResponse
-	(*WatchPendingRequest)(nil),     // 12: approval.v1.WatchPendingRequest
-	(*WatchPendingResponse)(nil),    // 13: approval.v1.WatchPendingResponse
-	(*Synced)(nil),                  // 14: approval.v1.Synced
-	(*RespondRequest)(nil),          // 15: approval.v1.RespondRequest
-	(*RespondResponse)(nil),         // 16: approval.v1.RespondResponse
-	(*GetApprovalRequest)(nil),      // 17: approval.v1.GetApprovalRequest
-	(*GetApprovalResponse)(nil),     // 18: approval.v1.GetApprovalResponse
-	(*ListApprovalsRequest)(nil),    // 19: approval.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),   // 20: approval.v1.ListApprovalsResponse
-	(*CancelApprovalRequest)(nil),   // 21: approval.v1.CancelApprovalRequest
-	(*CancelApprovalResponse)(nil),  // 22: approval.v1.CancelApprovalResponse
-	nil,                             // 23: approval.v1.Approval.LabelsEntry
-	nil,                             // 24: approval.v1.RequestApprovalRequest.LabelsEntry
-	nil,                             // 25: approval.v1.CreateApprovalRequest.LabelsEntry
-	nil,                             // 26: approval.v1.WatchPendingRequest.LabelsEntry
-	nil,                             // 27: approval.v1.ListApprovalsRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
-	(*structpb.Struct)(nil),         // 30: google.protobuf.Struct
+	(ErrorReason)(0),                // 3: approval.v1.ErrorReason
+	(ErrorMetadataKey)(0),           // 4: approval.v1.ErrorMetadataKey
+	(*Vote)(nil),                    // 5: approval.v1.Vote
+	(*ApprovalPolicy)(nil),          // 6: approval.v1.ApprovalPolicy
+	(*Approval)(nil),                // 7: approval.v1.Approval
+	(*RequestApprovalRequest)(nil),  // 8: approval.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil), // 9: approval.v1.RequestApprovalResponse
+	(*CreateApprovalRequest)(nil),   // 10: approval.v1.CreateApprovalRequest
+	(*CreateApprovalResponse)(nil),  // 11: approval.v1.CreateApprovalResponse
+	(*AwaitApprovalRequest)(nil),    // 12: approval.v1.AwaitApprovalRequest
+	(*AwaitApprovalResponse)(nil),   // 13: approval.v1.AwaitApprovalResponse
+	(*WatchPendingRequest)(nil),     // 14: approval.v1.WatchPendingRequest
+	(*WatchPendingResponse)(nil),    // 15: approval.v1.WatchPendingResponse
+	(*Synced)(nil),                  // 16: approval.v1.Synced
+	(*RespondRequest)(nil),          // 17: approval.v1.RespondRequest
+	(*RespondResponse)(nil),         // 18: approval.v1.RespondResponse
+	(*GetApprovalRequest)(nil),      // 19: approval.v1.GetApprovalRequest
+	(*GetApprovalResponse)(nil),     // 20: approval.v1.GetApprovalResponse
+	(*ListApprovalsRequest)(nil),    // 21: approval.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),   // 22: approval.v1.ListApprovalsResponse
+	(*CancelApprovalRequest)(nil),   // 23: approval.v1.CancelApprovalRequest
+	(*CancelApprovalResponse)(nil),  // 24: approval.v1.CancelApprovalResponse
+	nil,                             // 25: approval.v1.Approval.LabelsEntry
+	nil,                             // 26: approval.v1.RequestApprovalRequest.LabelsEntry
+	nil,                             // 27: approval.v1.CreateApprovalRequest.LabelsEntry
+	nil,                             // 28: approval.v1.WatchPendingRequest.LabelsEntry
+	nil,                             // 29: approval.v1.ListApprovalsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
+	(*structpb.Struct)(nil),         // 32: google.protobuf.Struct
 }
 var file_approval_v1_approval_proto_depIdxs = []int32{
 	1,  // 0: approval.v1.Vote.decision:type_name -> approval.v1.Decision
-	28, // 1: approval.v1.Vote.voted_at:type_name -> google.protobuf.Timestamp
-	29, // 2: approval.v1.ApprovalPolicy.remind_after:type_name -> google.protobuf.Duration
-	30, // 3: approval.v1.Approval.context:type_name -> google.protobuf.Struct
-	23, // 4: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
-	28, // 5: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
-	28, // 6: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
+	30, // 1: approval.v1.Vote.voted_at:type_name -> google.protobuf.Timestamp
+	31, // 2: approval.v1.ApprovalPolicy.remind_after:type_name -> google.protobuf.Duration
+	32, // 3: approval.v1.Approval.context:type_name -> google.protobuf.Struct
+	25, // 4: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
+	30, // 5: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
+	30, // 6: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
 	0,  // 7: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
-	28, // 8: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: approval.v1.Approval.votes:type_name -> approval.v1.Vote
+	30, // 8: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	5,  // 9: approval.v1.Approval.votes:type_name -> approval.v1.Vote
 	2,  // 10: approval.v1.Approval.on_timeout:type_name -> approval.v1.OnTimeout
-	4,  // 11: approval.v1.Approval.policy:type_name -> approval.v1.ApprovalPolicy
-	30, // 12: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
-	24, // 13: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
-	29, // 14: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	5,  // 15: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
-	30, // 16: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
-	25, // 17: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
-	29, // 18: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	5,  // 19: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
-	5,  // 20: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
-	26, // 21: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
-	5,  // 22: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
-	5,  // 23: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
-	14, // 24: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
-	5,  // 25: approval.v1.WatchPendingResponse.updated:type_name -> approval.v1.Approval
+	6,  // 11: approval.v1.Approval.policy:type_name -> approval.v1.ApprovalPolicy
+	32, // 12: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
+	26, // 13: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
+	31, // 14: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 15: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
+	32, // 16: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
+	27, // 17: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
+	31, // 18: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 19: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
+	7,  // 20: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
+	28, // 21: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
+	7,  // 22: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
+	7,  // 23: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
+	16, // 24: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
+	7,  // 25: approval.v1.WatchPendingResponse.updated:type_name -> approval.v1.Approval
 	1,  // 26: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
-	5,  // 27: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
-	5,  // 28: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
+	7,  // 27: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
+	7,  // 28: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
 	0,  // 29: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
-	27, // 30: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
-	5,  // 31: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
-	5,  // 32: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
-	6,  // 33: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
-	8,  // 34: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
-	10, // 35: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
-	12, // 36: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
-	15, // 37: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
-	17, // 38: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
-	19, // 39: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
-	21, // 40: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
-	7,  // 41: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
-	9,  // 42: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
-	11, // 43: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
-	13, // 44: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
-	16, // 45: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
-	18, // 46: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
-	20, // 47: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
-	22, // 48: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
+	29, // 30: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
+	7,  // 31: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
+	7,  // 32: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
+	8,  // 33: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
+	10, // 34: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
+	12, // 35: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
+	14, // 36: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
+	17, // 37: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
+	19, // 38: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
+	21, // 39: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
+	23, // 40: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
+	9,  // 41: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
+	11, // 42: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
+	13, // 43: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
+	15, // 44: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
+	18, // 45: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
+	20, // 46: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
+	22, // 47: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
+	24, // 48: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
 	41, // [41:49] is the sub-list for method output_type
 	33, // [33:41] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
@@ -1890,7 +2089,7 @@ func file_approval_v1_approval_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_approval_v1_approval_proto_rawDesc), len(file_approval_v1_approval_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      5,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,

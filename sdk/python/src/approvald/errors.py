@@ -1,6 +1,7 @@
 """Errors a program can act on, made from the service's gRPC status and its
 google.rpc details (ErrorInfo for an already-final approval, BadRequest for
-a bad field)."""
+a bad field). The ErrorInfo reasons and metadata keys are the proto's
+ErrorReason and ErrorMetadataKey values, spelled as the proto documents."""
 
 from __future__ import annotations
 
@@ -10,7 +11,27 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from approval.v1 import approval_pb2 as pb
+
 from ._model import Status
+
+
+def _reason(value: int) -> str:
+    """The ErrorInfo.reason of an ErrorReason: its name without the prefix."""
+    return pb.ErrorReason.Name(value).removeprefix("ERROR_REASON_")
+
+
+def _key(value: int) -> str:
+    """The ErrorInfo.metadata key of an ErrorMetadataKey: its name without
+    the prefix, in lowercase."""
+    return pb.ErrorMetadataKey.Name(value).removeprefix("ERROR_METADATA_KEY_").lower()
+
+
+_ALREADY_FINAL = _reason(pb.ERROR_REASON_ALREADY_FINAL)
+_STATUS = _key(pb.ERROR_METADATA_KEY_STATUS)
+_DECIDED_BY = _key(pb.ERROR_METADATA_KEY_DECIDED_BY)
+_REASON = _key(pb.ERROR_METADATA_KEY_REASON)
+_DECIDED_AT = _key(pb.ERROR_METADATA_KEY_DECIDED_AT)
 
 
 class ApprovalError(Exception):
@@ -42,12 +63,12 @@ class AlreadyDecided(ApprovalError):
 
     def __init__(self, code: grpc.StatusCode, message: str, metadata: dict[str, str]) -> None:
         super().__init__(code, message)
-        status = metadata.get("status", "").upper()
+        status = metadata.get(_STATUS, "").upper()
         #: How it ended (a Status), or None if the service did not say.
         self.status = Status(status) if status in Status.__members__ else None
-        self.decided_by = metadata.get("decided_by", "")
-        self.reason = metadata.get("reason", "")
-        self.decided_at = metadata.get("decided_at", "")
+        self.decided_by = metadata.get(_DECIDED_BY, "")
+        self.reason = metadata.get(_REASON, "")
+        self.decided_at = metadata.get(_DECIDED_AT, "")
 
 
 class VoteRefused(ApprovalError):
@@ -98,7 +119,7 @@ def from_rpc_error(error: grpc.RpcError, idempotency_key: str = "") -> ApprovalE
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         for detail in details:
             info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info) and info.reason == "ALREADY_FINAL":
+            if detail.Unpack(info) and info.reason == _ALREADY_FINAL:
                 return AlreadyDecided(code, message, dict(info.metadata))
             if info.reason in ("ALREADY_VOTED", "CONTEXT_DIGEST_MISMATCH"):
                 return VoteRefused(code, message, info.reason)

@@ -157,7 +157,7 @@ impl RedisStore {
             .key(&self.keys.events)
             .key(&self.keys.open)
             .arg(id.as_str())
-            .arg(ending.status().name())
+            .arg(ending.status().as_str())
             .arg(ending.by())
             .arg(reason)
             .arg(self.retention_ms())

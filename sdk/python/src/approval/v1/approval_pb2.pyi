@@ -32,6 +32,30 @@ class OnTimeout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ON_TIMEOUT_UNSPECIFIED: _ClassVar[OnTimeout]
     ON_TIMEOUT_REJECT: _ClassVar[OnTimeout]
     ON_TIMEOUT_APPROVE: _ClassVar[OnTimeout]
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_ALREADY_FINAL: _ClassVar[ErrorReason]
+    ERROR_REASON_CONTEXT_DIGEST_MISMATCH: _ClassVar[ErrorReason]
+    ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ClassVar[ErrorReason]
+    ERROR_REASON_STORE_REFUSES_WRITES: _ClassVar[ErrorReason]
+    ERROR_REASON_OUTCOME_UNKNOWN: _ClassVar[ErrorReason]
+    ERROR_REASON_ALREADY_VOTED: _ClassVar[ErrorReason]
+
+class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_METADATA_KEY_UNSPECIFIED: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_ID: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_STATUS: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECIDED_BY: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_REASON: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECIDED_AT: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_CAUSE: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_VOTER: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECISION: _ClassVar[ErrorMetadataKey]
 APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
 APPROVAL_STATUS_PENDING: ApprovalStatus
 APPROVAL_STATUS_APPROVED: ApprovalStatus
@@ -44,6 +68,24 @@ DECISION_REJECT: Decision
 ON_TIMEOUT_UNSPECIFIED: OnTimeout
 ON_TIMEOUT_REJECT: OnTimeout
 ON_TIMEOUT_APPROVE: OnTimeout
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_ALREADY_FINAL: ErrorReason
+ERROR_REASON_CONTEXT_DIGEST_MISMATCH: ErrorReason
+ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
+ERROR_REASON_STORE_REFUSES_WRITES: ErrorReason
+ERROR_REASON_OUTCOME_UNKNOWN: ErrorReason
+ERROR_REASON_ALREADY_VOTED: ErrorReason
+ERROR_METADATA_KEY_UNSPECIFIED: ErrorMetadataKey
+ERROR_METADATA_KEY_ID: ErrorMetadataKey
+ERROR_METADATA_KEY_STATUS: ErrorMetadataKey
+ERROR_METADATA_KEY_DECIDED_BY: ErrorMetadataKey
+ERROR_METADATA_KEY_REASON: ErrorMetadataKey
+ERROR_METADATA_KEY_DECIDED_AT: ErrorMetadataKey
+ERROR_METADATA_KEY_CONTEXT_DIGEST: ErrorMetadataKey
+ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: ErrorMetadataKey
+ERROR_METADATA_KEY_CAUSE: ErrorMetadataKey
+ERROR_METADATA_KEY_VOTER: ErrorMetadataKey
+ERROR_METADATA_KEY_DECISION: ErrorMetadataKey
 
 class Vote(_message.Message):
     __slots__ = ("voter", "decision", "reason", "voted_at")

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file approval/v1/approval.proto.
  */
 export const file_approval_v1_approval: GenFile = /*@__PURE__*/
-  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEifAoEVm90ZRINCgV2b3RlchgBIAEoCRInCghkZWNpc2lvbhgCIAEoDjIVLmFwcHJvdmFsLnYxLkRlY2lzaW9uEg4KBnJlYXNvbhgDIAEoCRIsCgh2b3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoOQXBwcm92YWxQb2xpY3kSDAoEbmFtZRgBIAEoCRIOCgZ2b3RlcnMYAiADKAkSHAoUYWxsb3dfcmVxdWVzdGVyX3ZvdGUYAyABKAgSLwoMcmVtaW5kX2FmdGVyGAQgAygLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIoUFCghBcHByb3ZhbBIKCgJpZBgBIAEoCRIVCg1hcHByb3ZhbF90eXBlGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXJlcXVlc3RlchgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCgZsYWJlbHMYBiADKAsyIS5hcHByb3ZhbC52MS5BcHByb3ZhbC5MYWJlbHNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKBnN0YXR1cxgKIAEoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhIKCmRlY2lkZWRfYnkYCyABKAkSDgoGcmVhc29uGAwgASgJEi4KCmRlY2lkZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvbnRleHRfZGlnZXN0GA4gASgJEiAKBXZvdGVzGA8gAygLMhEuYXBwcm92YWwudjEuVm90ZRIaChJyZXF1aXJlZF9hcHByb3ZhbHMYECABKA0SKgoKb25fdGltZW91dBgRIAEoDjIWLmFwcHJvdmFsLnYxLk9uVGltZW91dBIrCgZwb2xpY3kYEiABKAsyGy5hcHByb3ZhbC52MS5BcHByb3ZhbFBvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqACChZSZXF1ZXN0QXBwcm92YWxSZXF1ZXN0EhUKDWFwcHJvdmFsX3R5cGUYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSKAoHY29udGV4dBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSPwoGbGFiZWxzGAQgAygLMi8uYXBwcm92YWwudjEuUmVxdWVzdEFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlQKF1JlcXVlc3RBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSEAoIYXBwcm92ZWQYAiABKAgingIKFUNyZWF0ZUFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej4KBmxhYmVscxgEIAMoCzIuLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKFkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIPCgdjcmVhdGVkGAIgASgIIiIKFEF3YWl0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIlIKFUF3YWl0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIrwBChNXYXRjaFBlbmRpbmdSZXF1ZXN0EhYKDmFwcHJvdmFsX3R5cGVzGAEgAygJEhAKCGFnZW50X2lkGAIgASgJEjwKBmxhYmVscxgDIAMoCzIsLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QuTGFiZWxzRW50cnkSDgoGY3Vyc29yGAQgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0wEKFFdhdGNoUGVuZGluZ1Jlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCgVhZGRlZBgCIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsSAASKQoIcmVzb2x2ZWQYAyABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEiUKBnN5bmNlZBgEIAEoCzITLmFwcHJvdmFsLnYxLlN5bmNlZEgAEigKB3VwZGF0ZWQYBSABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAQgcKBWV2ZW50IggKBlN5bmNlZCKJAQoOUmVzcG9uZFJlcXVlc3QSCgoCaWQYASABKAkSJwoIZGVjaXNpb24YAiABKA4yFS5hcHByb3ZhbC52MS5EZWNpc2lvbhIOCgZyZWFzb24YAyABKAkSEQoJcmVzcG9uZGVyGAQgASgJEh8KF2V4cGVjdGVkX2NvbnRleHRfZGlnZXN0GAUgASgJIjoKD1Jlc3BvbmRSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIiAKEkdldEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSI+ChNHZXRBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwihAIKFExpc3RBcHByb3ZhbHNSZXF1ZXN0Ei0KCHN0YXR1c2VzGAEgAygOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSFgoOYXBwcm92YWxfdHlwZXMYAiADKAkSEAoIYWdlbnRfaWQYAyABKAkSPQoGbGFiZWxzGAQgAygLMi0uYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJaChVMaXN0QXBwcm92YWxzUmVzcG9uc2USKAoJYXBwcm92YWxzGAEgAygLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKFUNhbmNlbEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQQoWQ2FuY2VsQXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsKsYBCg5BcHByb3ZhbFN0YXR1cxIfChtBUFBST1ZBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9TVEFUVVNfUEVORElORxABEhwKGEFQUFJPVkFMX1NUQVRVU19BUFBST1ZFRBACEhwKGEFQUFJPVkFMX1NUQVRVU19SRUpFQ1RFRBADEhsKF0FQUFJPVkFMX1NUQVRVU19FWFBJUkVEEAQSHQoZQVBQUk9WQUxfU1RBVFVTX0NBTkNFTExFRBAFKk8KCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASFAoQREVDSVNJT05fQVBQUk9WRRABEhMKD0RFQ0lTSU9OX1JFSkVDVBACKlYKCU9uVGltZW91dBIaChZPTl9USU1FT1VUX1VOU1BFQ0lGSUVEEAASFQoRT05fVElNRU9VVF9SRUpFQ1QQARIWChJPTl9USU1FT1VUX0FQUFJPVkUQAjLEBQoPQXBwcm92YWxTZXJ2aWNlElwKD1JlcXVlc3RBcHByb3ZhbBIjLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QaJC5hcHByb3ZhbC52MS5SZXF1ZXN0QXBwcm92YWxSZXNwb25zZRJZCg5DcmVhdGVBcHByb3ZhbBIiLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdBojLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USVgoNQXdhaXRBcHByb3ZhbBIhLmFwcHJvdmFsLnYxLkF3YWl0QXBwcm92YWxSZXF1ZXN0GiIuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlc3BvbnNlElUKDFdhdGNoUGVuZGluZxIgLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QaIS5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXNwb25zZTABEkQKB1Jlc3BvbmQSGy5hcHByb3ZhbC52MS5SZXNwb25kUmVxdWVzdBocLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXNwb25zZRJQCgtHZXRBcHByb3ZhbBIfLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVxdWVzdBogLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVzcG9uc2USVgoNTGlzdEFwcHJvdmFscxIhLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiIuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlElkKDkNhbmNlbEFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXNwb25zZUIsChlkZXYuYXBwcm92YWxkLmFwcHJvdmFsLnYxQg1BcHByb3ZhbFByb3RvUAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEifAoEVm90ZRINCgV2b3RlchgBIAEoCRInCghkZWNpc2lvbhgCIAEoDjIVLmFwcHJvdmFsLnYxLkRlY2lzaW9uEg4KBnJlYXNvbhgDIAEoCRIsCgh2b3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoOQXBwcm92YWxQb2xpY3kSDAoEbmFtZRgBIAEoCRIOCgZ2b3RlcnMYAiADKAkSHAoUYWxsb3dfcmVxdWVzdGVyX3ZvdGUYAyABKAgSLwoMcmVtaW5kX2FmdGVyGAQgAygLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIoUFCghBcHByb3ZhbBIKCgJpZBgBIAEoCRIVCg1hcHByb3ZhbF90eXBlGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXJlcXVlc3RlchgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCgZsYWJlbHMYBiADKAsyIS5hcHByb3ZhbC52MS5BcHByb3ZhbC5MYWJlbHNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKBnN0YXR1cxgKIAEoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhIKCmRlY2lkZWRfYnkYCyABKAkSDgoGcmVhc29uGAwgASgJEi4KCmRlY2lkZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvbnRleHRfZGlnZXN0GA4gASgJEiAKBXZvdGVzGA8gAygLMhEuYXBwcm92YWwudjEuVm90ZRIaChJyZXF1aXJlZF9hcHByb3ZhbHMYECABKA0SKgoKb25fdGltZW91dBgRIAEoDjIWLmFwcHJvdmFsLnYxLk9uVGltZW91dBIrCgZwb2xpY3kYEiABKAsyGy5hcHByb3ZhbC52MS5BcHByb3ZhbFBvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqACChZSZXF1ZXN0QXBwcm92YWxSZXF1ZXN0EhUKDWFwcHJvdmFsX3R5cGUYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSKAoHY29udGV4dBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSPwoGbGFiZWxzGAQgAygLMi8uYXBwcm92YWwudjEuUmVxdWVzdEFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlQKF1JlcXVlc3RBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSEAoIYXBwcm92ZWQYAiABKAgingIKFUNyZWF0ZUFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej4KBmxhYmVscxgEIAMoCzIuLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKFkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIPCgdjcmVhdGVkGAIgASgIIiIKFEF3YWl0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIlIKFUF3YWl0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIrwBChNXYXRjaFBlbmRpbmdSZXF1ZXN0EhYKDmFwcHJvdmFsX3R5cGVzGAEgAygJEhAKCGFnZW50X2lkGAIgASgJEjwKBmxhYmVscxgDIAMoCzIsLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QuTGFiZWxzRW50cnkSDgoGY3Vyc29yGAQgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0wEKFFdhdGNoUGVuZGluZ1Jlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCgVhZGRlZBgCIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsSAASKQoIcmVzb2x2ZWQYAyABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEiUKBnN5bmNlZBgEIAEoCzITLmFwcHJvdmFsLnYxLlN5bmNlZEgAEigKB3VwZGF0ZWQYBSABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAQgcKBWV2ZW50IggKBlN5bmNlZCKJAQoOUmVzcG9uZFJlcXVlc3QSCgoCaWQYASABKAkSJwoIZGVjaXNpb24YAiABKA4yFS5hcHByb3ZhbC52MS5EZWNpc2lvbhIOCgZyZWFzb24YAyABKAkSEQoJcmVzcG9uZGVyGAQgASgJEh8KF2V4cGVjdGVkX2NvbnRleHRfZGlnZXN0GAUgASgJIjoKD1Jlc3BvbmRSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIiAKEkdldEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSI+ChNHZXRBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwihAIKFExpc3RBcHByb3ZhbHNSZXF1ZXN0Ei0KCHN0YXR1c2VzGAEgAygOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSFgoOYXBwcm92YWxfdHlwZXMYAiADKAkSEAoIYWdlbnRfaWQYAyABKAkSPQoGbGFiZWxzGAQgAygLMi0uYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJaChVMaXN0QXBwcm92YWxzUmVzcG9uc2USKAoJYXBwcm92YWxzGAEgAygLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKFUNhbmNlbEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQQoWQ2FuY2VsQXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsKsYBCg5BcHByb3ZhbFN0YXR1cxIfChtBUFBST1ZBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9TVEFUVVNfUEVORElORxABEhwKGEFQUFJPVkFMX1NUQVRVU19BUFBST1ZFRBACEhwKGEFQUFJPVkFMX1NUQVRVU19SRUpFQ1RFRBADEhsKF0FQUFJPVkFMX1NUQVRVU19FWFBJUkVEEAQSHQoZQVBQUk9WQUxfU1RBVFVTX0NBTkNFTExFRBAFKk8KCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASFAoQREVDSVNJT05fQVBQUk9WRRABEhMKD0RFQ0lTSU9OX1JFSkVDVBACKlYKCU9uVGltZW91dBIaChZPTl9USU1FT1VUX1VOU1BFQ0lGSUVEEAASFQoRT05fVElNRU9VVF9SRUpFQ1QQARIWChJPTl9USU1FT1VUX0FQUFJPVkUQAiqHAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfUkVBU09OX0FMUkVBRFlfRklOQUwQARIoCiRFUlJPUl9SRUFTT05fQ09OVEVYVF9ESUdFU1RfTUlTTUFUQ0gQAhInCiNFUlJPUl9SRUFTT05fSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBADEiUKIUVSUk9SX1JFQVNPTl9TVE9SRV9SRUZVU0VTX1dSSVRFUxAEEiAKHEVSUk9SX1JFQVNPTl9PVVRDT01FX1VOS05PV04QBRIeChpFUlJPUl9SRUFTT05fQUxSRUFEWV9WT1RFRBAGKokDChBFcnJvck1ldGFkYXRhS2V5EiIKHkVSUk9SX01FVEFEQVRBX0tFWV9VTlNQRUNJRklFRBAAEhkKFUVSUk9SX01FVEFEQVRBX0tFWV9JRBABEh0KGUVSUk9SX01FVEFEQVRBX0tFWV9TVEFUVVMQAhIhCh1FUlJPUl9NRVRBREFUQV9LRVlfREVDSURFRF9CWRADEh0KGUVSUk9SX01FVEFEQVRBX0tFWV9SRUFTT04QBBIhCh1FUlJPUl9NRVRBREFUQV9LRVlfREVDSURFRF9BVBAFEiUKIUVSUk9SX01FVEFEQVRBX0tFWV9DT05URVhUX0RJR0VTVBAGEi4KKkVSUk9SX01FVEFEQVRBX0tFWV9FWFBFQ1RFRF9DT05URVhUX0RJR0VTVBAHEhwKGEVSUk9SX01FVEFEQVRBX0tFWV9DQVVTRRAIEhwKGEVSUk9SX01FVEFEQVRBX0tFWV9WT1RFUhAJEh8KG0VSUk9SX01FVEFEQVRBX0tFWV9ERUNJU0lPThAKMsQFCg9BcHByb3ZhbFNlcnZpY2USXAoPUmVxdWVzdEFwcHJvdmFsEiMuYXBwcm92YWwudjEuUmVxdWVzdEFwcHJvdmFsUmVxdWVzdBokLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlc3BvbnNlElkKDkNyZWF0ZUFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ3JlYXRlQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ3JlYXRlQXBwcm92YWxSZXNwb25zZRJWCg1Bd2FpdEFwcHJvdmFsEiEuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlcXVlc3QaIi5hcHByb3ZhbC52MS5Bd2FpdEFwcHJvdmFsUmVzcG9uc2USVQoMV2F0Y2hQZW5kaW5nEiAuYXBwcm92YWwudjEuV2F0Y2hQZW5kaW5nUmVxdWVzdBohLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1Jlc3BvbnNlMAESRAoHUmVzcG9uZBIbLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXF1ZXN0GhwuYXBwcm92YWwudjEuUmVzcG9uZFJlc3BvbnNlElAKC0dldEFwcHJvdmFsEh8uYXBwcm92YWwudjEuR2V0QXBwcm92YWxSZXF1ZXN0GiAuYXBwcm92YWwudjEuR2V0QXBwcm92YWxSZXNwb25zZRJWCg1MaXN0QXBwcm92YWxzEiEuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QaIi5hcHByb3ZhbC52MS5MaXN0QXBwcm92YWxzUmVzcG9uc2USWQoOQ2FuY2VsQXBwcm92YWwSIi5hcHByb3ZhbC52MS5DYW5jZWxBcHByb3ZhbFJlcXVlc3QaIy5hcHByb3ZhbC52MS5DYW5jZWxBcHByb3ZhbFJlc3BvbnNlQiwKGWRldi5hcHByb3ZhbGQuYXBwcm92YWwudjFCDUFwcHJvdmFsUHJvdG9QAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One voter's answer to an approval.
@@ -885,6 +885,180 @@ export enum OnTimeout {
  */
 export const OnTimeoutSchema: GenEnum<OnTimeout> = /*@__PURE__*/
   enumDesc(file_approval_v1_approval, 2);
+
+/**
+ * Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
+ * detail the service attaches to some errors (its `domain` is
+ * "approval.v1"). On the wire the reason is this value's name without the
+ * ERROR_REASON_ prefix: ERROR_REASON_ALREADY_FINAL is sent as
+ * "ALREADY_FINAL". The ErrorInfo's metadata keys are ErrorMetadataKey values.
+ * Programs should treat a reason they do not know as no reason at all.
+ *
+ * @generated from enum approval.v1.ErrorReason
+ */
+export enum ErrorReason {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: ERROR_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * FAILED_PRECONDITION: the approval is already final, so this decision or
+   * cancellation changed nothing (the first one wins). Metadata: id, status
+   * (lowercase, e.g. "approved") and, once final, decided_by (empty when it
+   * expired), reason and decided_at (RFC 3339).
+   *
+   * @generated from enum value: ERROR_REASON_ALREADY_FINAL = 1;
+   */
+  ALREADY_FINAL = 1,
+
+  /**
+   * FAILED_PRECONDITION: RespondRequest.expected_context_digest is not the
+   * approval's context_digest; nothing changed. Metadata: id, context_digest
+   * (the approval's), expected_context_digest (the one sent).
+   *
+   * @generated from enum value: ERROR_REASON_CONTEXT_DIGEST_MISMATCH = 2;
+   */
+  CONTEXT_DIGEST_MISMATCH = 2,
+
+  /**
+   * FAILED_PRECONDITION: the requester already used this idempotency_key for
+   * a different request (another type, agent, context, labels or timeout).
+   * Metadata: id (the approval that holds the key).
+   *
+   * @generated from enum value: ERROR_REASON_IDEMPOTENCY_KEY_REUSED = 3;
+   */
+  IDEMPOTENCY_KEY_REUSED = 3,
+
+  /**
+   * UNAVAILABLE: the store is reachable but refuses writes; nothing changed,
+   * retry later. Metadata: cause (out_of_memory, read_only, loading,
+   * master_down, busy, cannot_persist or not_enough_replicas).
+   *
+   * @generated from enum value: ERROR_REASON_STORE_REFUSES_WRITES = 4;
+   */
+  STORE_REFUSES_WRITES = 4,
+
+  /**
+   * UNAVAILABLE: a write was sent but its answer was lost, so it may or may
+   * not have been applied. A retry is safe: the same Respond returns OK if it
+   * was recorded, a create with the same idempotency_key re-attaches.
+   *
+   * @generated from enum value: ERROR_REASON_OUTCOME_UNKNOWN = 5;
+   */
+  OUTCOME_UNKNOWN = 5,
+
+  /**
+   * FAILED_PRECONDITION: this voter already voted otherwise on the pending
+   * approval (a vote cannot be changed or cast twice); nothing changed.
+   * Metadata: id, voter, decision ("approve" or "reject": the vote cast).
+   *
+   * @generated from enum value: ERROR_REASON_ALREADY_VOTED = 6;
+   */
+  ALREADY_VOTED = 6,
+}
+
+/**
+ * Describes the enum approval.v1.ErrorReason.
+ */
+export const ErrorReasonSchema: GenEnum<ErrorReason> = /*@__PURE__*/
+  enumDesc(file_approval_v1_approval, 3);
+
+/**
+ * The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
+ * reason carries which). On the wire a key is this value's name without the
+ * ERROR_METADATA_KEY_ prefix, in lowercase: ERROR_METADATA_KEY_DECIDED_BY is
+ * the key "decided_by".
+ *
+ * @generated from enum approval.v1.ErrorMetadataKey
+ */
+export enum ErrorMetadataKey {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The approval concerned (Approval.id).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_ID = 1;
+   */
+  ID = 1,
+
+  /**
+   * Its status, lowercase: "pending", "approved", "rejected", "expired" or
+   * "cancelled" (the ApprovalStatus name without its prefix).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_STATUS = 2;
+   */
+  STATUS = 2,
+
+  /**
+   * Who made it final (Approval.decided_by).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECIDED_BY = 3;
+   */
+  DECIDED_BY = 3,
+
+  /**
+   * Why (Approval.reason).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_REASON = 4;
+   */
+  REASON = 4,
+
+  /**
+   * When it became final (Approval.decided_at), RFC 3339.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECIDED_AT = 5;
+   */
+  DECIDED_AT = 5,
+
+  /**
+   * The approval's Approval.context_digest.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_CONTEXT_DIGEST = 6;
+   */
+  CONTEXT_DIGEST = 6,
+
+  /**
+   * The RespondRequest.expected_context_digest that was sent.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST = 7;
+   */
+  EXPECTED_CONTEXT_DIGEST = 7,
+
+  /**
+   * Why the store refuses writes, a short stable name.
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_CAUSE = 8;
+   */
+  CAUSE = 8,
+
+  /**
+   * The voter a vote is about (Vote.voter).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_VOTER = 9;
+   */
+  VOTER = 9,
+
+  /**
+   * A vote's decision: "approve" or "reject".
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECISION = 10;
+   */
+  DECISION = 10,
+}
+
+/**
+ * Describes the enum approval.v1.ErrorMetadataKey.
+ */
+export const ErrorMetadataKeySchema: GenEnum<ErrorMetadataKey> = /*@__PURE__*/
+  enumDesc(file_approval_v1_approval, 4);
 
 /**
  * ApprovalService is the whole API. Every RPC is safe to call on any replica.

@@ -4,9 +4,12 @@ import com.google.rpc.BadRequest;
 import com.google.rpc.ErrorInfo;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
+import dev.approvald.approval.v1.ErrorMetadataKey;
+import dev.approvald.approval.v1.ErrorReason;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -27,6 +30,19 @@ public class ApprovalException extends RuntimeException {
     return code;
   }
 
+  /** The google.rpc.ErrorInfo reason of {@code r}: its name without the prefix (proto rule). */
+  static String reason(ErrorReason r) {
+    return r.name().substring("ERROR_REASON_".length());
+  }
+
+  /**
+   * The google.rpc.ErrorInfo metadata key of {@code k}: its name without the prefix, in lowercase
+   * (the proto's rule).
+   */
+  static String key(ErrorMetadataKey k) {
+    return k.name().substring("ERROR_METADATA_KEY_".length()).toLowerCase(Locale.ROOT);
+  }
+
   /** The typed exception for a failed call. */
   static ApprovalException of(StatusRuntimeException e) {
     Status.Code code = e.getStatus().getCode();
@@ -35,7 +51,8 @@ public class ApprovalException extends RuntimeException {
     switch (code) {
       case FAILED_PRECONDITION:
         ErrorInfo info = detail(details, ErrorInfo.class);
-        if (info != null && info.getReason().equals("ALREADY_FINAL")) {
+        if (info != null
+            && info.getReason().equals(reason(ErrorReason.ERROR_REASON_ALREADY_FINAL))) {
           return new AlreadyDecidedException(message, info.getMetadataMap(), e);
         }
         break;
@@ -86,10 +103,10 @@ public class ApprovalException extends RuntimeException {
 
     AlreadyDecidedException(String message, Map<String, String> winner, Throwable cause) {
       super(Status.Code.FAILED_PRECONDITION, message, cause);
-      status = winner.getOrDefault("status", "");
-      decidedBy = winner.getOrDefault("decided_by", "");
-      reason = winner.getOrDefault("reason", "");
-      decidedAt = winner.getOrDefault("decided_at", "");
+      status = winner.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_STATUS), "");
+      decidedBy = winner.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_DECIDED_BY), "");
+      reason = winner.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_REASON), "");
+      decidedAt = winner.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_DECIDED_AT), "");
     }
 
     /** How it ended: "approved", "rejected", "expired" or "cancelled". */
