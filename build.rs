@@ -3,10 +3,13 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/approval/v1/approval.proto";
+    let protos = [
+        "proto/approval/v1/approval.proto",
+        "proto/approval/v1/webhooks.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
 
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // Kept for gRPC reflection.
     std::fs::write(

@@ -1,7 +1,7 @@
 //! The `approval.v1` API: message types and gRPC stubs generated from
-//! `proto/approval/v1/approval.proto` at build time, and the facts the server
-//! (`approvald`) and the client (`approval-client`) share about them, each
-//! defined once here:
+//! `proto/approval/v1/` (approval.proto, webhooks.proto) at build time, and
+//! the facts the server (`approvald`) and the client (`approval-client`)
+//! share about them, each defined once here:
 //!
 //! - [`Status`]: the lifecycle of an approval, its names and which statuses
 //!   are final, and its wire form;
@@ -30,3 +30,9 @@ pub use approval::v1;
 pub use create::CreateFields;
 pub use error_info::ERROR_DOMAIN;
 pub use status::{Status, UnknownStatus};
+
+/// Response metadata of `WatchPending` when authentication is on: the
+/// principal the server authenticated the caller as (the inbox shows it as
+/// "Signed in as ...", whatever the credential: a static token, a JWT, a
+/// client certificate or a proxy's header).
+pub const PRINCIPAL_METADATA: &str = "approvald-principal";

@@ -32,6 +32,8 @@ use crate::{v1, wait, Approval, ApprovalRequest, ClientBuilder, Decision, Error,
 #[derive(Clone)]
 pub struct ApprovalClient {
     pub(crate) grpc: GrpcClient,
+    /// The webhook admin service on the same connection (`webhooks.rs`).
+    pub(crate) webhook_grpc: crate::webhooks::WebhookGrpcClient,
     pub(crate) endpoint: Arc<str>,
     pub(crate) agent_id: Arc<str>,
     pub(crate) responder: Arc<str>,
@@ -441,7 +443,7 @@ impl ApprovalClient {
         crate::watch::watch(self.clone(), filter)
     }
 
-    fn error(&self, status: tonic::Status) -> Error {
+    pub(crate) fn error(&self, status: tonic::Status) -> Error {
         Error::from_status(status, &self.endpoint)
     }
 }

@@ -280,6 +280,11 @@ impl ClientBuilder {
             Some((parent, state)) => Some(trace_headers(&parent, state.as_deref())?),
             None => None,
         };
+        let webhook_grpc =
+            approval_api::v1::webhook_service_client::WebhookServiceClient::with_interceptor(
+                channel.clone(),
+                BearerToken(token.clone(), trace.clone()),
+            );
         let grpc =
             approval_api::v1::approval_service_client::ApprovalServiceClient::with_interceptor(
                 channel,
@@ -287,6 +292,7 @@ impl ClientBuilder {
             );
         Ok(ApprovalClient {
             grpc,
+            webhook_grpc,
             endpoint: Arc::from(url),
             agent_id: Arc::from(self.agent_id),
             responder: Arc::from(self.responder),

@@ -46,6 +46,7 @@ mod list;
 mod request;
 mod wait;
 mod watch;
+mod webhooks;
 
 pub use approval::{Approval, Decision, OnTimeout, Outcome, Vote, VoteDecision};
 pub use client::{ApprovalClient, Created, Verdict};
@@ -54,9 +55,11 @@ pub use error::Error;
 pub use list::{ApprovalStream, ListFilter, Page};
 pub use request::{ApprovalRequest, DEFAULT_TIMEOUT};
 pub use watch::{WatchEvent, WatchFilter, WatchStream};
+pub use webhooks::{FailedDelivery, WebhookGrpcClient};
 
 pub use approval_api::v1;
 pub use approval_api::v1::approval_service_client::ApprovalServiceClient;
+pub use approval_api::PRINCIPAL_METADATA;
 pub use approval_api::{Status, UnknownStatus};
 pub use tonic;
 

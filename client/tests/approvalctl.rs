@@ -966,3 +966,88 @@ async fn request_exits_0_when_nobody_objects_before_the_deadline_of_an_approve_o
     assert_eq!(done.json()["outcome"], "expired");
     assert_eq!(done.json()["approval"]["on_timeout"], "approve");
 }
+
+/// `approvalctl webhooks failed` and `webhooks retry`: an admin lists the
+/// deliveries given up on and sends one again; others are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_failed_lists_dead_letters_and_retry_sends_one_again() {
+    use approval_tests::webhooks::{
+        as_, config_file, endpoint, until_received, Answer, Receiver, ADMIN, AGENT, HUMAN,
+    };
+    let receiver = Receiver::start(Answer::Fail).await;
+    let file = config_file(&endpoint(
+        "down",
+        &receiver,
+        "retry_for = \"2s\"\nevents = [\"approval.created\"]",
+    ));
+    let d = Deployment::start_with(approval_tests::Store::Redis, 2, |c| {
+        c.auth_config = Some(file.clone())
+    })
+    .await;
+    let server = d.replicas[0].endpoint();
+    let created = approval_tests::connect(d.replicas[1].port)
+        .await
+        .create_approval(as_(AGENT, approval_tests::create_request("hook:deploy")))
+        .await
+        .expect("create")
+        .into_inner()
+        .approval
+        .expect("approval");
+    let failed = |token: &'static str| {
+        let server = server.clone();
+        async move {
+            run(
+                &server,
+                &["--token", token, "-o", "json", "webhooks", "failed"],
+            )
+            .await
+        }
+    };
+    let mut listed = Value::Null;
+    for _ in 0..150 {
+        let r = failed(ADMIN).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        listed = r.json();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dead = &listed[0];
+    assert_eq!(dead["endpoint"], "down", "{listed}");
+    assert_eq!(dead["event_type"], "approval.created");
+    assert_eq!(dead["approval_id"], created.id.as_str());
+    assert!(dead["attempts"].as_u64().unwrap_or(0) >= 2, "{listed}");
+    assert!(
+        dead["last_error"].as_str().unwrap_or("").contains("503"),
+        "{listed}"
+    );
+    let id = dead["id"].as_str().expect("an id").to_string();
+
+    let refused = failed(HUMAN).await;
+    assert_eq!(refused.code, 8, "a non-admin is denied: {}", refused.stderr);
+    assert!(refused.stderr.contains("admin"), "{}", refused.stderr);
+
+    receiver.answer(Answer::Ok);
+    let retried = run(&server, &["--token", ADMIN, "webhooks", "retry", &id]).await;
+    assert_eq!(retried.code, 0, "{}", retried.stderr);
+    assert!(
+        until_received(&receiver, PROMPTLY, |r| r
+            .iter()
+            .any(|r| r.id == id && r.status == 204))
+        .await,
+        "the retried delivery never arrived"
+    );
+    let after = failed(ADMIN).await;
+    assert_eq!(
+        after.json(),
+        serde_json::json!([]),
+        "no longer a dead letter"
+    );
+    let again = run(&server, &["--token", ADMIN, "webhooks", "retry", &id]).await;
+    assert_eq!(
+        again.code, 5,
+        "not a dead letter any more: {}",
+        again.stderr
+    );
+}

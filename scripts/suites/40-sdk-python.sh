@@ -20,5 +20,6 @@ log "pip install attune-ai==16.4.0 (the differential test's reference)"
 "$venv/bin/pip" install -q "attune-ai==16.4.0" "redis==8.1.0"
 
 start_cluster
+start_traced_replica
 cd "$ROOT/sdk/python"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

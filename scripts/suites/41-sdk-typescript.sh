@@ -17,5 +17,6 @@ fi
 log "tsc (sdk/typescript)"
 npm run --silent build
 start_cluster
+start_traced_replica
 cd "$ROOT/sdk/typescript"
 node --test --test-concurrency=1 lib/test/

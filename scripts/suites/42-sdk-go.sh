@@ -12,5 +12,6 @@ cd "$ROOT/sdk/go"
 log "go vet ./... (sdk/go)"
 go vet ./...
 start_cluster
+start_traced_replica
 cd "$ROOT/sdk/go"
 go test -count=1 "$@" ./...

@@ -9,6 +9,7 @@ command -v javac >/dev/null || need_apt openjdk-17-jdk-headless
 command -v mvn >/dev/null || need_apt maven
 
 start_cluster
+start_traced_replica
 cd "$ROOT/sdk/java"
 log "mvn verify (sdk/java)"
 mvn -B -ntp verify "$@"

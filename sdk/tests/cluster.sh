@@ -6,6 +6,11 @@
 #   APPROVALD_BIN                         the server binary (built if unset)
 #   APPROVALD_DEFAULT_TIMEOUT_SECONDS     the replicas' --default-timeout
 # so that tests can start (and kill) more replicas of the same cluster.
+# `start_traced_replica` (after start_cluster) adds a third replica that
+# exports its OpenTelemetry spans to an OTLP receiver, and exports:
+#   APPROVALD_ADDR_TRACED   host:port of that replica
+#   APPROVALD_OTLP_SPANS    a file with one line per span it exported,
+#                           "span <trace_id> <parent_span_id> <name>"
 
 CLUSTER_DIR=""
 CLUSTER_PIDS=()
@@ -88,4 +93,27 @@ start_cluster() {
   wait_serving "$APPROVALD_ADDR_A"
   wait_serving "$APPROVALD_ADDR_B"
   log "cluster up: replicas $APPROVALD_ADDR_A and $APPROVALD_ADDR_B on $APPROVALD_REDIS_URL"
+}
+
+# A third replica whose server spans go, over OTLP/gRPC, to an OTLP receiver
+# (tests/src/bin/otlp-sink.rs) that writes them to $APPROVALD_OTLP_SPANS:
+# the SDKs' trace propagation tests look there for their caller's trace id.
+start_traced_replica() {
+  (cd "$ROOT" && cargo build --locked -q -p approval-tests --bin otlp-sink)
+  export APPROVALD_OTLP_SPANS="$CLUSTER_DIR/otlp-spans.txt"
+  "$ROOT/target/debug/otlp-sink" >"$APPROVALD_OTLP_SPANS" 2>"$CLUSTER_DIR/otlp-sink.log" &
+  CLUSTER_PIDS+=($!)
+  local i port=""
+  for i in $(seq 1 100); do
+    port="$(sed -n 's/^port //p' "$APPROVALD_OTLP_SPANS")"
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "otlp-sink did not start:" >&2; cat "$CLUSTER_DIR/otlp-sink.log" >&2; return 1; }
+  # Spans leave in batches every 100 ms instead of every 5 s.
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$port" OTEL_BSP_SCHEDULE_DELAY=100 \
+    start_replica traced
+  export APPROVALD_ADDR_TRACED="$REPLICA_ADDR"
+  wait_serving "$APPROVALD_ADDR_TRACED"
+  log "traced replica $APPROVALD_ADDR_TRACED exports its spans to 127.0.0.1:$port ($APPROVALD_OTLP_SPANS)"
 }

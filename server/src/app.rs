@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use approval_api::v1::approval_service_server::ApprovalServiceServer;
+use approval_api::v1::webhook_service_server::WebhookServiceServer;
 use approval_api::v1::FILE_DESCRIPTOR_SET;
 use http::header::HeaderName;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::api::webhooks::WebhookApi;
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
 use crate::auth::{Authenticate, Refusals};
@@ -27,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::origins::{OriginCheckLayer, OriginPolicy};
 use crate::shutdown::Shutdown;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
+use crate::webhooks::Webhooks;
 
 /// The service name whose health follows the store (readiness).
 pub const SERVICE_NAME: &str = "approval.v1.ApprovalService";
@@ -64,6 +67,7 @@ pub struct Application {
     store_name: &'static str,
     file: Option<ConfigHandle>,
     tls: Option<ServerTlsConfig>,
+    webhooks: Webhooks,
 }
 
 impl Application {
@@ -108,6 +112,13 @@ impl Application {
         };
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
+        let webhooks = Webhooks::new(
+            config.auth_config.clone(),
+            store.clone(),
+            metrics.webhooks.clone(),
+            shutdown.clone(),
+        )
+        .map_err(StartError::Config)?;
         let approvals = Approvals::new(
             store,
             config.limits(),
@@ -126,6 +137,7 @@ impl Application {
             store_name,
             file,
             tls,
+            webhooks,
         })
     }
 
@@ -169,6 +181,7 @@ impl Application {
             store_name,
             file,
             tls,
+            webhooks,
         } = self;
         let auth = file.as_ref().and_then(ConfigHandle::auth);
         match store_name {
@@ -220,7 +233,10 @@ impl Application {
             ))
         });
 
-        let tasks = approvals.start(config.health_interval);
+        let mut tasks = approvals.start(config.health_interval);
+        tasks.extend(webhooks.start(
+            (!config.auth_reload_interval.is_zero()).then_some(config.auth_reload_interval),
+        ));
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter
             .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
@@ -278,6 +294,10 @@ impl Application {
                     .report_every(config.audit_summary_interval, shutdown.clone()),
             )
         });
+        let webhook_api = InterceptedService::new(
+            WebhookServiceServer::new(WebhookApi::new(webhooks)),
+            Authenticate::new(auth.clone(), refusals.clone()),
+        );
         let api = InterceptedService::new(api, Authenticate::new(auth, refusals));
 
         tracing::info!(
@@ -315,6 +335,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
+            .add_service(webhook_api)
             .serve_with_incoming_shutdown(
                 crate::connections::incoming(grpc, max_connections),
                 shutdown.clone().cancelled_owned(),
@@ -472,7 +493,12 @@ fn cors(origins: &[String]) -> CorsLayer {
                 .filter_map(|o| o.trim().trim_end_matches('/').parse().ok()),
         )
     };
-    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let exposed = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        approval_api::PRINCIPAL_METADATA,
+    ];
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([http::Method::POST, http::Method::OPTIONS])

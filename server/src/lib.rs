@@ -5,7 +5,8 @@
 //! background tasks (event pump, reaper); `audit` writes the audit log; `readiness` says whether
 //! the replica should get calls; `waiters` is the local
 //! registry of blocked calls; `store` keeps approvals (Redis or memory);
-//! `domain` is the approval itself, with no I/O.
+//! `domain` is the approval itself, with no I/O; `webhooks` tells the
+//! operator's endpoints what happened.
 
 pub mod api;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod telemetry;
 pub mod waiters;
 pub mod watch_queue;
+pub mod webhooks;
 
 pub use app::{Application, StartError, LIVENESS_SERVICE_NAME, SERVICE_NAME};
 pub use config::Config;

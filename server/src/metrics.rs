@@ -55,6 +55,7 @@ pub struct Metrics {
     pub policy_decisions: Family<Labels, Counter>,
     /// Reminders this replica wrote (for notifications).
     pub reminders: Counter,
+    pub webhooks: crate::webhooks::WebhookMetrics,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -159,6 +160,7 @@ impl Metrics {
             "Writes whose outcome was still unknown when the call answered (UNAVAILABLE, outcome unknown)",
             outcomes_unknown.clone(),
         );
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut r);
         Self {
             created,
             finished,
@@ -176,6 +178,7 @@ impl Metrics {
             votes,
             policy_decisions,
             reminders,
+            webhooks,
             registry: std::sync::Arc::new(r),
         }
     }

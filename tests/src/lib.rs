@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod otlp;
+pub mod webhooks;
 
 use approval_client::v1;
 use approval_client::ApprovalServiceClient;

@@ -81,33 +81,41 @@ impl OtlpReceiver {
     /// Every span received until nothing more arrives for `quiet`.
     pub async fn spans(&mut self, quiet: Duration) -> Vec<ReceivedSpan> {
         let mut out = Vec::new();
-        while let Ok(Some(batch)) = tokio::time::timeout(quiet, self.batches.recv()).await {
-            for rs in batch.resource_spans {
-                let service = rs
-                    .resource
-                    .iter()
-                    .flat_map(|r| &r.attributes)
-                    .find(|kv| kv.key == "service.name")
-                    .and_then(|kv| text(&kv.value));
-                for s in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
-                    out.push(ReceivedSpan {
-                        service: service.clone(),
-                        name: s.name.clone(),
-                        trace_id: hex(&s.trace_id),
-                        parent_span_id: hex(&s.parent_span_id),
-                        trace_state: s.trace_state.clone(),
-                        duration: Duration::from_nanos(
-                            s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
-                        ),
-                        attributes: s
-                            .attributes
-                            .iter()
-                            .filter_map(|kv| Some((kv.key.clone(), text(&kv.value)?)))
-                            .collect(),
-                    });
-                }
-            }
+        while let Ok(Some(batch)) = tokio::time::timeout(quiet, self.next_batch()).await {
+            out.extend(batch);
         }
         out
+    }
+
+    /// The spans of the next export call, as it arrives.
+    pub async fn next_batch(&mut self) -> Option<Vec<ReceivedSpan>> {
+        let batch = self.batches.recv().await?;
+        let mut out = Vec::new();
+        for rs in batch.resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| text(&kv.value));
+            for s in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
+                out.push(ReceivedSpan {
+                    service: service.clone(),
+                    name: s.name.clone(),
+                    trace_id: hex(&s.trace_id),
+                    parent_span_id: hex(&s.parent_span_id),
+                    trace_state: s.trace_state.clone(),
+                    duration: Duration::from_nanos(
+                        s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
+                    ),
+                    attributes: s
+                        .attributes
+                        .iter()
+                        .filter_map(|kv| Some((kv.key.clone(), text(&kv.value)?)))
+                        .collect(),
+                });
+            }
+        }
+        Some(out)
     }
 }

@@ -333,6 +333,36 @@ async fn decisions_need_an_approver_of_the_type_and_not_the_requester() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_names_the_authenticated_principal_in_its_response_metadata_and_only_with_auth_on()
+{
+    let principal = |watch: &tonic::Response<_>| {
+        watch
+            .metadata()
+            .get(approval_client::PRINCIPAL_METADATA)
+            .map(|v: &tonic::metadata::MetadataValue<_>| v.to_str().unwrap_or("?").to_string())
+    };
+    let (d, _dir) = secured(Store::Memory, |_| {}).await;
+    let mut secure = d.a().await;
+    let watch = secure
+        .watch_pending(as_("tok-alice", v1::WatchPendingRequest::default()))
+        .await
+        .expect("watch");
+    assert_eq!(principal(&watch).as_deref(), Some("alice"));
+
+    let open = Deployment::start(Store::Memory).await;
+    let mut client = open.a().await;
+    let watch = client
+        .watch_pending(v1::WatchPendingRequest::default())
+        .await
+        .expect("watch");
+    assert_eq!(
+        principal(&watch),
+        None,
+        "no principal is claimed with auth off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_sees_only_what_it_requested_or_may_decide() {
     let (d, _dir) = secured(Store::Redis, |_| {}).await;
     let mut a = d.a().await;

@@ -18,6 +18,8 @@ import { renderJson } from "./json-tree.ts";
 
 const TOKEN_KEY = "approvald.token"; // sessionStorage: this tab only
 const NAME_KEY = "approvald.name"; // localStorage: a display name, not a secret
+const PRINCIPAL_HEADER = "approvald-principal"; // approval_api::PRINCIPAL_METADATA
+const NOTIFY_KEY = "approvald.notify"; // localStorage: "on" once asked for
 const RECENT_MAX = 10;
 const PAGE_SIZE = 25;
 
@@ -46,6 +48,11 @@ let selectedId = "";
 let decideMode: "approve" | "reject" | "" = "";
 const recent: { approval: Approval }[] = [];
 let watchAbort: AbortController | undefined;
+// The browser knows when the network goes: then the open stream is cut at
+// once (a dead connection could otherwise hang unnoticed for minutes), and
+// when it is back the next try starts without waiting out the pause.
+let streamAbort: AbortController | undefined;
+let wake: (() => void) | undefined;
 
 function routeOf(path: string): View {
   if (path === "/history") return { kind: "history" };
@@ -175,6 +182,7 @@ function needsSignIn(error: unknown): boolean {
  * stream it shows "reconnecting" and resumes from the last cursor (no gap,
  * no duplicate); when the cursor is too old (OUT_OF_RANGE) it starts over
  * with a fresh snapshot, which replaces the list at `synced` (no stale item).
+ * Going offline cuts the stream at once; coming back online retries at once.
  */
 async function watch() {
   watchAbort?.abort();
@@ -184,17 +192,25 @@ async function watch() {
   let delay = 250;
   for (;;) {
     let fresh: Map<string, Approval> | undefined = cursor ? undefined : new Map();
+    const stream = new AbortController();
+    streamAbort = stream;
+    const signal = AbortSignal.any([abort.signal, stream.signal]);
     try {
       const request = { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
-      const onHeader = () => {
+      const onHeader = (headers: Headers) => {
         // A resumed stream sends no snapshot: the headers say it is back.
         if (cursor) setConn("live", "Live");
+        // With auth on, the server says who it takes us for (a static token
+        // or a proxy's header tell the page nothing).
+        const principal = headers.get(PRINCIPAL_HEADER);
+        if (principal) $("who").textContent = `Signed in as ${principal}`;
       };
-      for await (const r of client.api.watchPending(request, { signal: abort.signal, onHeader })) {
+      for await (const r of client.api.watchPending(request, { signal, onHeader })) {
         delay = 250;
         const event = r.event;
         if (event.case === "added") {
           (fresh ?? pending).set(event.value.id, event.value);
+          if (!fresh && r.cursor) notifyNew(event.value);
         } else if (event.case === "resolved") {
           (fresh ?? pending).delete(event.value.id);
           if (!fresh) decided(event.value);
@@ -227,10 +243,17 @@ async function watch() {
     }
     if (abort.signal.aborted) return;
     setConn("reconnecting", "Reconnecting…");
-    await new Promise((r) => setTimeout(r, delay));
+    await new Promise<void>((r) => {
+      wake = r;
+      setTimeout(r, delay);
+    });
+    wake = undefined;
     delay = Math.min(delay * 2, 4000);
   }
 }
+
+window.addEventListener("offline", () => streamAbort?.abort());
+window.addEventListener("online", () => wake?.());
 
 function decided(a: Approval) {
   recent.unshift({ approval: a });
@@ -283,6 +306,54 @@ function renderPending() {
     }),
   );
   renderDetail();
+}
+
+// ---- browser notifications (optional) ----
+
+/**
+ * A new approval while the tab is hidden becomes a browser notification, if
+ * the human turned them on (the permission is asked on that click, never on
+ * load). Clicking it brings the tab back with the approval selected.
+ */
+function notifyNew(a: Approval) {
+  if (!notifyOn() || document.visibilityState !== "hidden") return;
+  let n: Notification;
+  try {
+    n = new Notification(`Approval needed: ${a.approvalType}`, {
+      body: `${a.agentId || a.requester} asks. ${countdown(a)}`.trim(),
+      tag: a.id,
+    });
+  } catch {
+    return; // Chrome on Android shows notifications only from a service worker
+  }
+  n.onclick = () => {
+    window.focus();
+    select(a.id);
+    n.close();
+  };
+}
+
+function notifyOn(): boolean {
+  return "Notification" in window && Notification.permission === "granted" && localStorage.getItem(NOTIFY_KEY) === "on";
+}
+
+function showNotify() {
+  const b = $("notify");
+  b.hidden = !("Notification" in window) || Notification.permission === "denied";
+  const on = notifyOn();
+  b.setAttribute("aria-pressed", String(on));
+  b.textContent = on ? "Notifications on" : "Notify me";
+}
+
+async function toggleNotify() {
+  if (notifyOn()) {
+    localStorage.removeItem(NOTIFY_KEY);
+  } else if ((await Notification.requestPermission()) === "granted") {
+    localStorage.setItem(NOTIFY_KEY, "on");
+  } else {
+    notice("Notifications are blocked for this site; allow them in the browser's site settings.", "info");
+  }
+  showNotify();
 }
 
 // ---- history ----
@@ -576,6 +647,7 @@ function init() {
   $("signin-open").addEventListener("click", () => openSignIn());
   $("signin-cancel").addEventListener("click", () => ($("signin") as HTMLDialogElement).close());
   $("signout").addEventListener("click", () => signIn(""));
+  $("notify").addEventListener("click", () => void toggleNotify());
   $("signin-form").addEventListener("submit", (e) => {
     e.preventDefault();
     ($("signin") as HTMLDialogElement).close();
@@ -592,6 +664,7 @@ function init() {
     }
   }, 1000);
   showWho();
+  showNotify();
   start();
 }
 

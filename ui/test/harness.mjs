@@ -123,9 +123,13 @@ export async function launch() {
   });
 }
 
-/** A page that records console errors and uncaught exceptions. */
-export async function openPage(browser, url, viewport = { width: 1280, height: 800 }) {
+/**
+ * A page that records console errors and uncaught exceptions; `setup(context)`
+ * runs before the page opens (permissions, init scripts).
+ */
+export async function openPage(browser, url, viewport = { width: 1280, height: 800 }, setup = async () => {}) {
   const context = await browser.newContext({ viewport });
+  await setup(context);
   const page = await context.newPage();
   page.errors = [];
   page.on("console", (m) => {

@@ -31,7 +31,7 @@ describe("inbox on the memory store with authentication on", () => {
     assert.equal(await page.locator("#list .item").count(), 0);
   });
 
-  test("a token that may only see deploy:* never sees other items, and decides as its principal", async () => {
+  test("a token that may only see deploy:* never sees other items, shows who it signs in as, and decides as its principal", async () => {
     const visible = await bot.createApproval({ approvalType: "deploy:web", context: { v: 1 } });
     const hidden = await bot.createApproval({ approvalType: "db:drop", context: { table: "users" } });
     const page = await openPage(browser, `${server.url}/`);
@@ -39,6 +39,8 @@ describe("inbox on the memory store with authentication on", () => {
     await page.locator("#token").fill(auth.tokens.alice);
     await page.getByRole("button", { name: "Sign in", exact: true }).last().click();
     await page.locator("#conn", { hasText: "Live" }).waitFor();
+    // A static token says nothing about its holder: the server's answer does.
+    await page.locator("#who", { hasText: "Signed in as alice" }).waitFor();
     await page.locator(`#list .item[data-id="${visible.id}"]`).waitFor();
     const later = await bot.createApproval({ approvalType: "db:truncate", context: {} });
     const shown = await bot.createApproval({ approvalType: "deploy:api", context: {} });

@@ -134,6 +134,95 @@ describe("inbox on two replicas sharing Redis", () => {
     assert.deepEqual(page.errors.filter((e) => !e.includes("net::ERR_")), []);
   });
 
+  test("after a network drop the page shows reconnecting, then resumes with no duplicate and no missed item", async () => {
+    const before = await agent.createApproval({ approvalType: "offline:before", context: {} });
+    const page = await openPage(browser, `${b.url}/`);
+    await item(page, before.id).waitFor();
+    await live(page);
+    await page.context().setOffline(true);
+    await page.locator("#conn", { hasText: "Reconnecting" }).waitFor({ timeout: 15_000 });
+    // While the page is offline: one new, one decided.
+    const missed = await agent.createApproval({ approvalType: "offline:missed", context: {} });
+    await human.respond(before.id, true, { responder: "erin", reason: "ok" });
+    await page.context().setOffline(false);
+    await item(page, missed.id).waitFor({ timeout: 15_000 });
+    await live(page);
+    assert.equal(await item(page, missed.id).count(), 1);
+    assert.equal(await item(page, before.id).count(), 0, "a decided approval stayed in the list");
+    await page.locator("#recent", { hasText: "approved by erin" }).waitFor();
+    const ids = await page.locator("#list .item").evaluateAll((els) => els.map((e) => e.dataset.id));
+    assert.equal(new Set(ids).size, ids.length, "duplicate items");
+    assert.deepEqual(page.errors.filter((e) => !e.includes("net::ERR_")), []);
+  });
+
+  test("a different approval re-attached with the same key is refused, and the page approves exactly what it showed", async () => {
+    const request = { approvalType: "deploy:billing", context: { version: "1.0.0" }, timeoutSeconds: 600, idempotencyKey: "billing-release" };
+    const created = await agent.createApproval(request);
+    const waiting = agent.requestApproval(request);
+    waiting.catch(() => {}); // awaited below
+    const page = await openPage(browser, `${b.url}/approvals/${created.id}`);
+    await page.locator("#detail .digest", { hasText: created.contextDigest }).waitFor();
+    // The same key with another context: not the approval the human is looking at.
+    const refused = await agent.createApproval({ ...request, context: { version: "6.6.6" } }).then(
+      () => undefined,
+      (e) => e,
+    );
+    assert.ok(refused instanceof sdk.ConnectError, "a re-attach with a different context was accepted");
+    assert.match(refused.rawMessage, /idempotency_key .* different request/);
+    assert.equal((await human.getApproval(created.id)).contextDigest, created.contextDigest);
+    await page.locator("#me").fill("alice");
+    await page.locator("#reason").fill("1.0.0 is fine");
+    await page.getByRole("button", { name: "Approve" }).click();
+    await page.locator("#notice", { hasText: "approved by alice" }).waitFor();
+    const decision = await waiting;
+    assert.equal(decision.approved, true);
+    assert.equal(decision.approval.id, created.id);
+    assert.deepEqual(decision.approval.context, { version: "1.0.0" });
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("notifications, once turned on by a click, fire for a new approval while the tab is hidden and not while it is shown", async () => {
+    const page = await openPage(browser, `${b.url}/`, undefined, async (context) => {
+      await context.grantPermissions(["notifications"], { origin: b.url });
+      // Watch the browser's own Notification, and let the test hide the tab.
+      await context.addInitScript(() => {
+        window.shown = [];
+        window.asked = 0;
+        window.tabHidden = false;
+        window.Notification = new Proxy(window.Notification, {
+          construct(Real, args) {
+            window.shown.push({ title: args[0], tag: args[1]?.tag });
+            return new Real(...args);
+          },
+          get(Real, key) {
+            if (key === "requestPermission") return (...a) => (window.asked++, Real.requestPermission(...a));
+            return Reflect.get(Real, key);
+          },
+        });
+        Object.defineProperty(document, "visibilityState", { get: () => (window.tabHidden ? "hidden" : "visible") });
+      });
+    });
+    await live(page);
+    const notify = page.getByRole("button", { name: "Notify me" });
+    await notify.waitFor();
+    // Off until asked for: a hidden tab gets nothing, and nothing was asked on load.
+    await page.evaluate(() => (window.tabHidden = true));
+    const unasked = await agent.createApproval({ approvalType: "notify:off", context: {} });
+    await item(page, unasked.id).waitFor();
+    assert.equal(await page.evaluate(() => window.asked), 0, "permission asked without a user action");
+    await page.evaluate(() => (window.tabHidden = false));
+    await notify.click();
+    await page.getByRole("button", { name: "Notifications on" }).waitFor();
+    assert.equal(await page.evaluate(() => window.asked), 1);
+    const shown = await agent.createApproval({ approvalType: "notify:visible", context: {} });
+    await item(page, shown.id).waitFor();
+    await page.evaluate(() => (window.tabHidden = true));
+    const hidden = await agent.createApproval({ approvalType: "notify:hidden", context: {} });
+    await item(page, hidden.id).waitFor();
+    assert.deepEqual(await page.evaluate(() => window.shown), [{ title: "Approval needed: notify:hidden", tag: hidden.id }]);
+    assert.deepEqual(page.errors, []);
+  });
+
   test("filters in the URL, history paging and the approval page by id", async () => {
     const mine = [];
     for (let i = 0; i < 30; i++) mine.push(await agent.createApproval({ approvalType: `payout:eu`, context: { n: i }, labels: { team: "billing" } }));

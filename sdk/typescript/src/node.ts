@@ -1,4 +1,5 @@
 // Node: gRPC over HTTP/2 (@connectrpc/connect-node).
+import type { Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ApprovalClient, type ClientOptions } from "./client.js";
 import { bearerToken, type CredentialOptions } from "./credentials.js";
@@ -19,6 +20,8 @@ export interface TlsOptions {
 export interface NodeClientOptions extends ClientOptions, CredentialOptions {
   /** TLS settings; the base URL must be https:// (https:// alone uses Node's roots). */
   tls?: TlsOptions;
+  /** More interceptors for every call, e.g. `traceContext()` from "@approvald/client/otel". */
+  interceptors?: Interceptor[];
 }
 
 /**
@@ -26,12 +29,12 @@ export interface NodeClientOptions extends ClientOptions, CredentialOptions {
  * "https://approvald.example.com:50051" for TLS.
  */
 export function createNodeClient(baseUrl: string, options: NodeClientOptions = {}): ApprovalClient {
-  const { token, tls } = options;
+  const { token, tls, interceptors = [] } = options;
   if (tls && !baseUrl.startsWith("https:")) throw new TypeError("approvald: tls options need an https:// base URL");
   if (tls && !tls.cert !== !tls.key) throw new TypeError("approvald: tls.cert and tls.key go together (mutual TLS needs both)");
   const transport = createGrpcTransport({
     baseUrl,
-    interceptors: token === undefined ? [] : [bearerToken(token)],
+    interceptors: token === undefined ? interceptors : [bearerToken(token), ...interceptors],
     nodeOptions: tls ? { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername } : undefined,
   });
   return new ApprovalClient(transport, options);

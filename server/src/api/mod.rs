@@ -7,6 +7,7 @@ pub mod decode;
 pub mod fuzzing;
 mod rate;
 mod status;
+pub mod webhooks;
 
 use std::pin::Pin;
 
@@ -14,6 +15,7 @@ use approval_api::v1;
 use approval_api::v1::approval_service_server::ApprovalService;
 use futures::Stream;
 use tokio_stream::StreamExt;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::approvals::{Answer, Approvals, WatchItem};
@@ -144,6 +146,10 @@ impl ApprovalService for ApprovalApi {
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
         let watcher = caller.principal().map(|p| p.as_str().to_string());
+        // Who the server says the caller is: a page cannot tell from a static token.
+        let principal = watcher
+            .as_deref()
+            .and_then(|p| MetadataValue::try_from(p).ok());
         let r = request.into_inner();
         let mut filter = convert::filter_from_proto(
             &r.approval_types,
@@ -159,10 +165,16 @@ impl ApprovalService for ApprovalApi {
             item.map(|i| watch_item_to_proto(i, epoch))
                 .map_err(Status::from)
         });
-        Ok(Response::new(match revocation {
-            None => Box::pin(stream),
+        let mut response = Response::new(match revocation {
+            None => Box::pin(stream) as Self::WatchPendingStream,
             Some(revocation) => Box::pin(end_when_revoked(stream, revocation)),
-        }))
+        });
+        if let Some(principal) = principal {
+            response
+                .metadata_mut()
+                .insert(approval_api::PRINCIPAL_METADATA, principal);
+        }
+        Ok(response)
     }
 
     async fn respond(

@@ -16,6 +16,9 @@ pub struct AuthFile {
     /// Rules per approval type (`config_file::PolicyEntry`).
     #[serde(default)]
     pub policies: Vec<toml::Spanned<crate::config_file::PolicyEntry>>,
+    /// Webhook endpoints (read by `crate::webhooks`).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookEntry>,
 }
 
 #[derive(Debug, Deserialize)]

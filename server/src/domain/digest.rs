@@ -67,7 +67,8 @@ impl std::fmt::Display for ContextDigest {
     }
 }
 
-fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
+/// The context as JSON: what webhooks send and the digest canonicalises.
+pub fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
     serde_json::Value::Object(
         s.fields
             .iter()

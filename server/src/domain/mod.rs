@@ -15,7 +15,7 @@ pub use access::{AuthMethod, Caller, Identity, Roles};
 pub use approval::{
     Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status, Vote,
 };
-pub use digest::ContextDigest;
+pub use digest::{struct_to_json as context_json, ContextDigest};
 pub use error::DomainError;
 pub use event::{Cursor, Epoch, Event, EventKind, Position};
 pub use fields::{

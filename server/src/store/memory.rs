@@ -1,5 +1,8 @@
 //! The embedded store: everything in one process, same rules as Redis.
 //! Used when no Redis URL is given, so `approvald` runs with one command.
+//! The webhook outbox lives beside it (`memory/outbox.rs`).
+
+mod outbox;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +29,7 @@ struct Inner {
     retention: Retention,
     /// Memory is never wiped under a running process: one epoch for life.
     epoch: Epoch,
+    outbox: outbox::MemoryOutbox,
 }
 
 #[derive(Default)]
@@ -58,6 +62,7 @@ impl MemoryStore {
                 appended: Notify::new(),
                 retention,
                 epoch: super::new_epoch(),
+                outbox: Default::default(),
             }),
         }
     }

@@ -4,6 +4,7 @@
 //! log, and an approval ends exactly once.
 
 mod memory;
+pub mod outbox;
 mod redis;
 
 use std::time::Duration;
@@ -42,7 +43,7 @@ impl Retention {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// Creates the approval, or returns the one with the same requester and
     /// idempotency key when it was created by the same request (same
     /// `Approval::request_fingerprint`); fails with `IdempotencyConflict`

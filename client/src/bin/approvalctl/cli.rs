@@ -97,6 +97,9 @@ pub enum Command {
     /// (stdio): request_approval, await_approval, get_approval, list_pending,
     /// cancel_approval and permission_prompt. Started by the agent's host.
     Mcp(McpArgs),
+    /// Webhook deliveries the server gave up on (admin).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print a shell completion script, e.g. `approvalctl completions bash > /etc/bash_completion.d/approvalctl`.
     Completions {
         /// The shell.
@@ -224,6 +227,23 @@ pub struct ListArgs {
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List the failed deliveries (dead letters: given up after their
+    /// endpoint's retry_for), newest first.
+    Failed {
+        /// At most this many (0: the server's default, 100).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Send a failed delivery again (its attempts and retry horizon start
+    /// over).
+    Retry {
+        /// The delivery's id (the ID column of `webhooks failed`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

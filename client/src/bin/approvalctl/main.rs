@@ -127,6 +127,10 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             commands::cancel::run(&client, args, out).await
         }
         Command::Mcp(args) => commands::mcp::run(builder(&cli.global, None)?, args).await,
+        Command::Webhooks(command) => {
+            let client = connect(&cli.global, None).await?;
+            commands::webhooks::run(&client, command, out).await
+        }
     }
 }
 

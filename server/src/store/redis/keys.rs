@@ -14,6 +14,10 @@
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
 //! | `{p}:epoch`                 | string | one value: the history's epoch (hex)   |
 //! | `{p}:writable`              | string | TTL: one minute (the health write probe) |
+//! | `{p}:hooks:due`, `{p}:hooks:queued` | zset, hash | capped (`outbox::MAX_QUEUED`): webhook deliveries waiting |
+//! | `{p}:hooks:dead`, `{p}:hooks:dead_order` | hash, zset | capped (`outbox::MAX_DEAD`): webhook dead letters |
+//!
+//! The event stream also carries the consumer group `webhooks` (`outbox.rs`).
 
 /// The keys of one namespace (`prefix`).
 pub(super) struct Keys {
@@ -57,6 +61,12 @@ impl Keys {
     pub(super) fn idempotency(&self, requester: &str, key: &str) -> String {
         // Length-prefixed so that no two (requester, key) pairs collide.
         format!("{}:idem:{}:{requester}:{key}", self.tag, requester.len())
+    }
+
+    /// The webhook outbox's keys, in the order its scripts take them
+    /// (`outbox/common.lua`): due, queued, dead, dead order.
+    pub(super) fn outbox(&self) -> [String; 4] {
+        ["due", "queued", "dead", "dead_order"].map(|k| format!("{}:hooks:{k}", self.tag))
     }
 
     /// The key create.lua is given when a request has no idempotency key

@@ -9,7 +9,8 @@
 //! scanning), `probe` (health write probe, clock, eviction policy), `codec`
 //! (how approvals and events are laid out and decoded), `errors` (what
 //! Redis's errors mean for a caller), `link` (where Redis is: one server or
-//! Sentinel). The `Store` impl below delegates to them.
+//! Sentinel), `outbox` (the webhook outbox, with its own keys and scripts).
+//! The `Store` impl below delegates to them.
 
 mod codec;
 mod errors;
@@ -17,6 +18,7 @@ mod keys;
 mod link;
 mod list;
 mod log;
+mod outbox;
 mod probe;
 mod scripts;
 
@@ -63,6 +65,7 @@ pub struct RedisStore {
     /// Redis's clock minus this replica's, as last measured (ms).
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
+    outbox: outbox::OutboxLink,
 }
 
 impl RedisStore {
@@ -70,10 +73,12 @@ impl RedisStore {
     /// made lazily and re-made after failures, and health reports it.
     pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
         let link = link::Link::open(&options.url, options.timeout)?;
+        let keys = Keys::new(&options.prefix);
         Ok(Self {
             link,
             blocking: Mutex::new(None),
-            keys: Keys::new(&options.prefix),
+            outbox: outbox::OutboxLink::new(&keys),
+            keys,
             retention: options.retention,
             timeout: options.timeout,
             offset_ms: AtomicI64::new(0),

@@ -8,3 +8,4 @@ pub mod mcp;
 pub mod request;
 pub mod respond;
 pub mod watch;
+pub mod webhooks;

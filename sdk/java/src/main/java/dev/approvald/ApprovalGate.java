@@ -15,6 +15,7 @@ import dev.approvald.approval.v1.RespondRequest;
 import dev.approvald.approval.v1.WatchPendingRequest;
 import io.grpc.CallOptions;
 import io.grpc.ChannelCredentials;
+import io.grpc.ClientInterceptor;
 import io.grpc.ClientInterceptors;
 import io.grpc.Deadline;
 import io.grpc.Grpc;
@@ -30,6 +31,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
@@ -76,6 +78,7 @@ public final class ApprovalGate implements AutoCloseable {
           "Bearer " + b.bearerToken);
       calls = ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(headers));
     }
+    calls = ClientInterceptors.intercept(calls, b.interceptors);
     api = new ApprovalApi(calls, CallOptions.DEFAULT);
     agentId = b.agentId;
     reconnectTimeout = b.reconnectTimeout;
@@ -270,6 +273,7 @@ public final class ApprovalGate implements AutoCloseable {
     private ChannelCredentials credentials;
     private String authority;
     private Duration reconnectTimeout = Duration.ofMinutes(1);
+    private final List<ClientInterceptor> interceptors = new ArrayList<>();
 
     private Builder(String target) {
       this.target = Objects.requireNonNull(target, "target");
@@ -322,6 +326,18 @@ public final class ApprovalGate implements AutoCloseable {
      */
     public Builder reconnectTimeout(Duration timeout) {
       this.reconnectTimeout = Objects.requireNonNull(timeout, "timeout");
+      return this;
+    }
+
+    /**
+     * Runs every call through these interceptors, e.g. OpenTelemetry's ({@code
+     * GrpcTelemetry.create(openTelemetry).createClientInterceptor()}), which sends the caller's
+     * current trace context as a W3C {@code traceparent}.
+     */
+    public Builder intercept(ClientInterceptor... interceptors) {
+      for (ClientInterceptor i : interceptors) {
+        this.interceptors.add(Objects.requireNonNull(i, "interceptor"));
+      }
       return this;
     }
 

@@ -93,7 +93,21 @@ final class Live {
 
     /** {@code probe}: a gate that reaches this replica (e.g. with TLS and a token). */
     Replica(Function<String, ApprovalGate> probe, String... extraArgs) throws IOException {
-      addr = "127.0.0.1:" + freePort();
+      this("127.0.0.1:" + freePort(), env("APPROVALD_REDIS_PREFIX"), probe, extraArgs);
+    }
+
+    /**
+     * A replica listening on {@code addr} (e.g. the address of one stopped before: a restart) with
+     * the store under {@code redisPrefix} on the suite's Redis.
+     */
+    static Replica on(String addr, String redisPrefix, String... extraArgs) throws IOException {
+      return new Replica(addr, redisPrefix, a -> gate(a, "probe"), extraArgs);
+    }
+
+    private Replica(
+        String addr, String redisPrefix, Function<String, ApprovalGate> probe, String... extraArgs)
+        throws IOException {
+      this.addr = addr;
       log = Files.createTempFile("approvald-java-test", ".log");
       List<String> command =
           new ArrayList<>(
@@ -102,7 +116,7 @@ final class Live {
                   "--listen", addr,
                   "--metrics-listen", "127.0.0.1:" + freePort(),
                   "--redis-url", env("APPROVALD_REDIS_URL"),
-                  "--redis-prefix", env("APPROVALD_REDIS_PREFIX"),
+                  "--redis-prefix", redisPrefix,
                   // The same default as the suite's other replicas: a
                   // request without a timeout re-attaches as the same
                   // request on any replica of one deployment.
