@@ -57,6 +57,67 @@ pub struct Approval {
         serialize_with = "rfc3339_opt"
     )]
     pub decided_at: Option<SystemTime>,
+    /// Every vote so far, in the order cast.
+    pub votes: Vec<Vote>,
+    /// Distinct approvals it needs (its policy's; 1 by default).
+    pub required_approvals: u32,
+    /// What its deadline means for the gate.
+    pub on_timeout: OnTimeout,
+    /// The policy it was created under: its matching pattern
+    /// (`deploy:*`), empty when no policy matched its type.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub policy: String,
+}
+
+/// One voter's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Vote {
+    /// The authenticated principal (without authentication: the
+    /// self-declared responder name).
+    pub voter: String,
+    /// `approve` or `reject`.
+    pub decision: VoteDecision,
+    pub reason: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub voted_at: SystemTime,
+}
+
+/// A vote's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteDecision {
+    Approve,
+    Reject,
+}
+
+impl fmt::Display for VoteDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VoteDecision::Approve => "approve",
+            VoteDecision::Reject => "reject",
+        })
+    }
+}
+
+/// What the gate does when the deadline passes before a decision (the
+/// status is `Expired` either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// The gate does not proceed (the default).
+    #[default]
+    Reject,
+    /// "Proceed unless someone objects": the gate proceeds.
+    Approve,
+}
+
+impl fmt::Display for OnTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnTimeout::Reject => "reject",
+            OnTimeout::Approve => "approve",
+        })
+    }
 }
 
 impl Approval {
@@ -72,6 +133,26 @@ impl Approval {
     /// ```
     pub fn is_final(&self) -> bool {
         self.status.is_final()
+    }
+
+    /// Whether the gate proceeds: approved by its voters, or expired under a
+    /// policy whose `on_timeout` is `approve`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: approval_client::ApprovalClient) -> Result<(), approval_client::Error> {
+    /// let approval = client.get("0190c0de-0000-7000-8000-000000000000").await?;
+    /// println!("{} of {} approvals", approval.votes.len(), approval.required_approvals);
+    /// if approval.gate_proceeds() {
+    ///     println!("go ahead");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn gate_proceeds(&self) -> bool {
+        match self.status {
+            Status::Approved => true,
+            Status::Expired => self.on_timeout == OnTimeout::Approve,
+            _ => false,
+        }
     }
 
     /// How long until its deadline (zero once passed), by this machine's clock.
@@ -102,7 +183,37 @@ impl TryFrom<v1::Approval> for Approval {
             Some(t) => Some(time(Some(t), "decided_at", &a.id)?),
             None => None,
         };
+        let votes = a
+            .votes
+            .into_iter()
+            .map(|v| {
+                let decision = match v1::Decision::try_from(v.decision) {
+                    Ok(v1::Decision::Approve) => VoteDecision::Approve,
+                    Ok(v1::Decision::Reject) => VoteDecision::Reject,
+                    _ => {
+                        return Err(Error::Protocol(format!(
+                            "approval {} has a vote with unknown decision {}",
+                            a.id, v.decision
+                        )))
+                    }
+                };
+                Ok(Vote {
+                    voted_at: time(v.voted_at, "voted_at", &a.id)?,
+                    voter: v.voter,
+                    decision,
+                    reason: v.reason,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let on_timeout = match v1::OnTimeout::try_from(a.on_timeout) {
+            Ok(v1::OnTimeout::Approve) => OnTimeout::Approve,
+            _ => OnTimeout::Reject,
+        };
         Ok(Approval {
+            votes,
+            required_approvals: a.required_approvals.max(1),
+            on_timeout,
+            policy: a.policy.map(|p| p.name).unwrap_or_default(),
             context: json::from_struct(a.context),
             context_digest: a.context_digest,
             labels: a.labels.into_iter().collect(),
@@ -155,7 +266,8 @@ pub enum Outcome {
     Approved,
     /// A human rejected.
     Rejected,
-    /// Nobody decided before the deadline.
+    /// Nobody decided before the deadline (whether the gate proceeds
+    /// follows the approval's `on_timeout`: [`Decision::is_approved`]).
     Expired,
     /// The requester withdrew it.
     Cancelled,
@@ -190,8 +302,8 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The end of an approval: how, who, why and when. Only
-/// [`Outcome::Approved`] means go ahead.
+/// The end of an approval: how, who, why and when. Go ahead only when
+/// [`Decision::is_approved`] says so.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
     /// How it ended.
@@ -208,7 +320,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// True only when a human approved.
+    /// True when the gate proceeds: its voters approved, or it expired
+    /// under a policy whose `on_timeout` is `approve`.
     ///
     /// ```no_run
     /// use approval_client::ApprovalRequest;
@@ -220,7 +333,7 @@ impl Decision {
     /// # Ok(()) }
     /// ```
     pub fn is_approved(&self) -> bool {
-        self.outcome == Outcome::Approved
+        self.approval.gate_proceeds()
     }
 }
 
@@ -281,8 +394,20 @@ mod tests {
             decided_by: None,
             reason: String::new(),
             decided_at: None,
+            votes: Vec::new(),
+            required_approvals: 1,
+            on_timeout: OnTimeout::Reject,
+            policy: String::new(),
         };
         assert!(Decision::try_from(a.clone()).is_err());
+        let mut expired = a.clone();
+        expired.status = Status::Expired;
+        assert!(!Decision::try_from(expired.clone()).unwrap().is_approved());
+        expired.on_timeout = OnTimeout::Approve;
+        assert!(
+            Decision::try_from(expired).unwrap().is_approved(),
+            "on_timeout = approve: the gate proceeds"
+        );
         a.status = Status::Rejected;
         a.decided_by = Some("alice".into());
         let d = Decision::try_from(a).expect("final");

@@ -271,6 +271,31 @@ impl ApprovalClient {
         verdict: Verdict,
         reason: impl Into<String>,
     ) -> Result<Approval> {
+        self.respond_to_digest(id, verdict, reason, "").await
+    }
+
+    /// [`ApprovalClient::respond`], only if the approval's context is the
+    /// one seen: `expected_context_digest` is its
+    /// [`Approval::context_digest`] as shown to the person deciding. When
+    /// the context differs the vote is refused (FAILED_PRECONDITION) and
+    /// nothing changes. An empty digest checks nothing.
+    ///
+    /// ```no_run
+    /// use approval_client::Verdict;
+    /// # async fn run(client: approval_client::ApprovalClient) -> Result<(), approval_client::Error> {
+    /// let shown = client.get("0190c0de-0000-7000-8000-000000000000").await?;
+    /// client
+    ///     .respond_to_digest(&shown.id, Verdict::Approve, "checked", &shown.context_digest)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn respond_to_digest(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        reason: impl Into<String>,
+        expected_context_digest: &str,
+    ) -> Result<Approval> {
         let decision = match verdict {
             Verdict::Approve => v1::Decision::Approve,
             Verdict::Reject => v1::Decision::Reject,
@@ -280,7 +305,7 @@ impl ApprovalClient {
             decision: decision as i32,
             reason: reason.into(),
             responder: self.responder.to_string(),
-            ..Default::default()
+            expected_context_digest: expected_context_digest.to_string(),
         };
         let answer = self.grpc().respond(wire).await.map_err(|s| self.error(s))?;
         required(answer.into_inner().approval)

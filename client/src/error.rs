@@ -59,6 +59,18 @@ pub enum Error {
         /// The whole message.
         message: String,
     },
+    /// The vote was refused and nothing changed: `reason` is
+    /// `ALREADY_VOTED` (this voter voted otherwise on the pending approval:
+    /// votes cannot be changed) or `CONTEXT_DIGEST_MISMATCH` (the context is
+    /// not the one the expected digest names).
+    #[error("{message}")]
+    VoteRefused {
+        /// The approval's id.
+        id: String,
+        /// `ALREADY_VOTED` or `CONTEXT_DIGEST_MISMATCH`.
+        reason: String,
+        message: String,
+    },
     /// The idempotency key is already used by a different approval request.
     #[error("{message}")]
     IdempotencyKeyReused {
@@ -144,6 +156,13 @@ impl Error {
                         reason: get(Key::Reason).unwrap_or_default(),
                         decided_at: get(Key::DecidedAt)
                             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
+                        message,
+                    },
+                    Some(
+                        reason @ (ErrorReason::AlreadyVoted | ErrorReason::ContextDigestMismatch),
+                    ) => Error::VoteRefused {
+                        id: get(Key::Id).unwrap_or_default(),
+                        reason: reason.reason().to_string(),
                         message,
                     },
                     Some(ErrorReason::IdempotencyKeyReused) => Error::IdempotencyKeyReused {

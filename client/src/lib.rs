@@ -48,7 +48,7 @@ mod wait;
 mod watch;
 mod webhooks;
 
-pub use approval::{Approval, Decision, Outcome};
+pub use approval::{Approval, Decision, OnTimeout, Outcome, Vote, VoteDecision};
 pub use client::{ApprovalClient, Created, Verdict};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::Error;

@@ -86,6 +86,9 @@ pub enum WatchEvent {
     /// A pending approval became final (approved, rejected, expired or
     /// cancelled).
     Resolved(Approval),
+    /// A pending approval changed and is still pending: a vote arrived
+    /// (see [`Approval::votes`]). It replaces the one held.
+    Updated(Approval),
     /// The snapshot is complete: what was `Added` so far is the whole queue,
     /// and live changes follow.
     Synced,
@@ -229,6 +232,7 @@ impl Watcher {
                 Some(WatchEvent::Added(a.try_into()?))
             }
             Some(Event::Resolved(a)) => Some(WatchEvent::Resolved(a.try_into()?)),
+            Some(Event::Updated(a)) => Some(WatchEvent::Updated(a.try_into()?)),
             Some(Event::Synced(_)) => {
                 self.backoff.reset();
                 Some(WatchEvent::Synced)

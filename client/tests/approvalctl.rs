@@ -843,6 +843,130 @@ async fn approve_without_responder_decides_as_the_os_user() {
     assert_eq!(finish(request).await.code, 1);
 }
 
+const TWO_APPROVERS: &str = r#"
+[[policies]]
+approval_types = ["deploy:production"]
+required_approvals = 2
+
+[[policies]]
+approval_types = ["canary:*"]
+on_timeout = "approve"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_records_a_vote_get_shows_the_votes_and_expect_digest_guards_the_context() {
+    let (d, _dir) = deployment_with_policies(TWO_APPROVERS).await;
+    let (a, b) = servers(&d);
+    let c = client(&d.replicas[0], "bot").await;
+    let created = c
+        .create(ApprovalRequest::new("deploy:production"))
+        .await
+        .expect("create")
+        .approval;
+    assert_eq!(created.required_approvals, 2);
+    let id = created.id.as_str();
+
+    // A digest other than the approval's: refused, exit 6, nothing recorded.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let refused = run(
+        &a,
+        &[
+            "approve",
+            id,
+            "--responder",
+            "alice",
+            "--expect-digest",
+            &wrong,
+        ],
+    )
+    .await;
+    assert_eq!(refused.code, 6, "{}", refused.stderr);
+    assert!(refused.stderr.contains("context"), "{}", refused.stderr);
+    assert!(c.get(id).await.expect("get").votes.is_empty());
+
+    let first = run(
+        &a,
+        &[
+            "approve",
+            id,
+            "--responder",
+            "alice",
+            "--reason",
+            "diff read",
+            "--expect-digest",
+            &created.context_digest,
+        ],
+    )
+    .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stdout.contains("pending (1 of 2 approvals)"),
+        "{}",
+        first.stdout
+    );
+    // alice changing her mind: exit 6, saying why.
+    let changed = run(
+        &b,
+        &["reject", id, "--responder", "alice", "--reason", "no"],
+    )
+    .await;
+    assert_eq!(changed.code, 6, "{}", changed.stderr);
+    assert!(
+        changed.stderr.contains("already voted"),
+        "{}",
+        changed.stderr
+    );
+
+    let table = run(&b, &["get", id]).await;
+    assert!(table.stdout.contains("1 of 2 needed"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("approve by alice") && table.stdout.contains("diff read"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains(&created.context_digest),
+        "{}",
+        table.stdout
+    );
+
+    let second = run(&b, &["approve", id, "--responder", "bob"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let json = run(&a, &["-o", "json", "get", id]).await.json();
+    assert_eq!(json["status"], "approved");
+    assert_eq!(json["decided_by"], "bob");
+    assert_eq!(json["required_approvals"], 2);
+    let voters: Vec<&str> = json["votes"]
+        .as_array()
+        .expect("votes")
+        .iter()
+        .map(|v| v["voter"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(voters, ["alice", "bob"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_exits_0_when_nobody_objects_before_the_deadline_of_an_approve_on_timeout_policy() {
+    let (d, _dir) = deployment_with_policies(TWO_APPROVERS).await;
+    let (a, _) = servers(&d);
+    let done = run(
+        &a,
+        &[
+            "-o",
+            "json",
+            "request",
+            "--type",
+            "canary:web",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(done.code, 0, "the gate proceeds: {}", done.stderr);
+    assert_eq!(done.json()["outcome"], "expired");
+    assert_eq!(done.json()["approval"]["on_timeout"], "approve");
+}
+
 /// `approvalctl webhooks failed` and `webhooks retry`: an admin lists the
 /// deliveries given up on and sends one again; others are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

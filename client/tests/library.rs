@@ -454,3 +454,59 @@ async fn without_timeout_or_key_the_servers_default_applies_and_a_key_is_sent() 
     assert!(decision.is_approved());
     assert_eq!(decision.approval.id, waiting.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_arrive_as_updated_events_and_an_approve_on_timeout_gate_proceeds() {
+    let (d, _dir) = deployment_with_policies(
+        r#"
+[[policies]]
+approval_types = ["vote:*"]
+required_approvals = 2
+
+[[policies]]
+approval_types = ["quiet:*"]
+on_timeout = "approve"
+default_timeout = "300ms"
+"#,
+    )
+    .await;
+    let alice = client(&d.replicas[0], "alice").await;
+    let bob = client(&d.replicas[1], "bob").await;
+    let mut events = alice.watch_pending(WatchFilter::default().approval_type("vote:*"));
+    assert_eq!(next(&mut events).await, WatchEvent::Synced);
+    let created = alice
+        .create(ApprovalRequest::new("vote:deploy"))
+        .await
+        .expect("create")
+        .approval;
+    assert!(matches!(next(&mut events).await, WatchEvent::Added(_)));
+    let one = alice
+        .respond_to_digest(&created.id, Verdict::Approve, "ok", &created.context_digest)
+        .await
+        .expect("first vote");
+    assert_eq!(one.status, Status::Pending);
+    let WatchEvent::Updated(updated) = next(&mut events).await else {
+        panic!("a vote is an updated event")
+    };
+    assert_eq!(updated.votes.len(), 1);
+    assert_eq!(updated.votes[0].voter, "alice");
+    let done = bob
+        .approve(&created.id, "ok too")
+        .await
+        .expect("second vote");
+    assert_eq!(done.status, Status::Approved);
+    assert_eq!(done.decided_by.as_deref(), Some("bob"));
+    assert!(matches!(next(&mut events).await, WatchEvent::Resolved(_)));
+
+    let quiet = alice
+        .request_approval(ApprovalRequest::new("quiet:canary"))
+        .await
+        .expect("the gate returns at the deadline");
+    assert_eq!(quiet.outcome, Outcome::Expired);
+    assert!(quiet.is_approved(), "on_timeout = approve: go ahead");
+    assert!(
+        quiet.reason.contains("policy \"quiet:*\""),
+        "{}",
+        quiet.reason
+    );
+}

@@ -21,8 +21,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::api::webhooks::WebhookApi;
 use crate::api::{ApprovalApi, RateLimit};
 use crate::approvals::Approvals;
-use crate::auth::{AuthHandle, Authenticate, Refusals};
+use crate::auth::{Authenticate, Refusals};
 use crate::config::Config;
+use crate::config_file::ConfigHandle;
 use crate::domain::DomainError;
 use crate::metrics::Metrics;
 use crate::origins::{OriginCheckLayer, OriginPolicy};
@@ -62,7 +63,7 @@ pub struct Application {
     metrics: Metrics,
     shutdown: Shutdown,
     store_name: &'static str,
-    auth: Option<AuthHandle>,
+    file: Option<ConfigHandle>,
     tls: Option<ServerTlsConfig>,
     webhooks: Webhooks,
 }
@@ -70,10 +71,17 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.check().map_err(StartError::Config)?;
-        let auth = match &config.auth_config {
-            Some(path) => Some(AuthHandle::load(path.clone()).map_err(StartError::Config)?),
+        let file = match &config.auth_config {
+            Some(path) => Some(
+                ConfigHandle::load(path.clone(), config.max_timeout).map_err(StartError::Config)?,
+            ),
             None => None,
         };
+        let auth_on = file.as_ref().is_some_and(|f| f.auth().is_some());
+        config.check_exposure(auth_on).map_err(StartError::Config)?;
+        let policies = file
+            .as_ref()
+            .map_or_else(Default::default, |f| f.policies());
         let tls = tls_config(&config)?;
         let redis_url = config.redis_url().map_err(StartError::Config)?;
         let (store, store_name): (Arc<dyn Store>, &'static str) = match &redis_url {
@@ -113,7 +121,13 @@ impl Application {
             shutdown.clone(),
         )
         .map_err(StartError::Config)?;
-        let approvals = Approvals::new(store, config.limits(), metrics.clone(), shutdown.clone());
+        let approvals = Approvals::new(
+            store,
+            config.limits(),
+            policies,
+            metrics.clone(),
+            shutdown.clone(),
+        );
         Ok(Self {
             config,
             grpc,
@@ -123,7 +137,7 @@ impl Application {
             metrics,
             shutdown,
             store_name,
-            auth,
+            file,
             tls,
             webhooks,
         })
@@ -167,20 +181,22 @@ impl Application {
             metrics,
             shutdown,
             store_name,
-            auth,
+            file,
             tls,
             webhooks,
         } = self;
+        let auth = file.as_ref().and_then(ConfigHandle::auth);
         match store_name {
             "memory" => tracing::info!(
                 "store: in-memory (this process only; approvals are lost on exit). Set --redis-url to share state between replicas"
             ),
             _ => tracing::info!(prefix = %config.redis_prefix, "store: Redis"),
         }
+        if let Some(f) = &file {
+            tracing::info!(file = %f.path().display(), "configuration file (re-read on SIGHUP and when it changes)");
+        }
         match &auth {
-            Some(handle) => {
-                tracing::info!(file = %handle.path().display(), "authentication on (re-read on SIGHUP and when it changes)")
-            }
+            Some(_) => tracing::info!("authentication on"),
             None if !config.listen.ip().is_loopback() => tracing::warn!(
                 listen = %config.listen,
                 "authentication is OFF and the listen address is not loopback: accepting UNAUTHENTICATED calls from the network (--insecure-allow-unauthenticated)"
@@ -211,8 +227,8 @@ impl Application {
                 "--max-connections is at or above the open-file limit: accepting will fail before the cap is reached"
             );
         }
-        let reload_task = auth.clone().map(|handle| {
-            tokio::spawn(reload_auth(
+        let reload_task = file.clone().map(|handle| {
+            tokio::spawn(reload_config(
                 handle,
                 (!config.auth_reload_interval.is_zero()).then_some(config.auth_reload_interval),
                 shutdown.clone(),
@@ -383,17 +399,17 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, StartError> {
     Ok(Some(tls))
 }
 
-/// Re-reads the authentication file on every SIGHUP, and when the file
+/// Re-reads the configuration file on every SIGHUP, and when the file
 /// changes (checked every `check_every`; a Kubernetes Secret update swaps the
 /// mounted file). Open connections and calls are untouched; a file that does
-/// not load leaves the old one in force.
-async fn reload_auth(handle: AuthHandle, check_every: Option<Duration>, shutdown: Shutdown) {
+/// not load leaves the old one in force, whole.
+async fn reload_config(handle: ConfigHandle, check_every: Option<Duration>, shutdown: Shutdown) {
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(_) => {
             tracing::warn!(
-                "cannot listen for SIGHUP: the authentication file reloads only when it changes"
+                "cannot listen for SIGHUP: the configuration file reloads only when it changes"
             );
             None
         }
@@ -433,11 +449,11 @@ async fn reload_auth(handle: AuthHandle, check_every: Option<Duration>, shutdown
         };
         match handle.reload() {
             Ok(()) => {
-                tracing::info!(file = %handle.path().display(), why, "authentication file reloaded")
+                tracing::info!(file = %handle.path().display(), why, "configuration file reloaded")
             }
             Err(e) => tracing::error!(
                 why,
-                "authentication file NOT reloaded, the previous one stays in force: {e}"
+                "configuration file NOT reloaded, the previous one stays in force: {e}"
             ),
         }
     }

@@ -35,6 +35,30 @@ pub fn expired(a: &Approval) {
     record("expired", a, SYSTEM, &Caller::Open);
 }
 
+/// The record of an approval its policy approved at the deadline
+/// (`on_timeout = "approve"`): a decision, made by the policy.
+pub fn auto_approved(a: &Approval) {
+    record(
+        "auto-approved",
+        a,
+        &format!("policy:{}", a.policy.name),
+        &Caller::Open,
+    );
+}
+
+/// The record of a reminder this replica wrote.
+pub fn reminded(a: &Approval, n: u32) {
+    tracing::info!(
+        target: TARGET,
+        action = "reminded",
+        id = %a.id,
+        approval_type = %a.approval_type,
+        reminder = n,
+        policy = %a.policy.name,
+        "approval reminder {n} due"
+    );
+}
+
 /// Passes `check` on, recording a refusal in the audit log.
 pub fn refusal(
     caller: &Caller,

@@ -53,12 +53,15 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED")]
     pub insecure_allow_unauthenticated: bool,
 
-    /// Authentication file (TOML: bearer tokens, JWT, client certificates,
-    /// policies; see SECURITY.md). Turns authentication on. Re-read on SIGHUP.
-    #[arg(long, env = "APPROVALD_AUTH_CONFIG")]
+    /// Configuration file (TOML): authentication (bearer tokens, JWT,
+    /// client certificates; SECURITY.md) and policies per approval type
+    /// (README, Policies). Authentication is on when the file has an
+    /// authentication section. Re-read on SIGHUP and when it changes.
+    /// `--auth-config` and APPROVALD_AUTH_CONFIG are older names.
+    #[arg(long = "config", alias = "auth-config", env = "APPROVALD_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
-    /// How often to check the authentication file for changes (reloading it
+    /// How often to check the configuration file for changes (reloading it
     /// when it changed, as on SIGHUP). 0 turns the check off.
     #[arg(long, env = "APPROVALD_AUTH_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
     pub auth_reload_interval: Duration,
@@ -254,9 +257,27 @@ pub enum Command {
     HashToken,
     /// Print a new random bearer token and its SHA-256.
     NewToken,
+    /// Check a configuration file (as --config reads it): exit 0 when it
+    /// is valid, otherwise say what is wrong, with its line and column.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
 }
 
 impl Config {
+    /// From the command line and the environment; the configuration file
+    /// may also come from APPROVALD_AUTH_CONFIG, its older name.
+    pub fn from_args() -> Self {
+        let mut config = Config::parse();
+        if config.auth_config.is_none() {
+            config.auth_config = std::env::var_os("APPROVALD_AUTH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+        }
+        config
+    }
+
     /// The defaults, listening on free loopback ports (for tests and embedding).
     pub fn for_tests() -> Self {
         let mut c = Config::parse_from(["approvald"]);
@@ -321,7 +342,7 @@ impl Config {
                 Some(addr) if !addr.ip().is_loopback() => {
                     return Err(format!(
                         "refusing {flag} {addr} without authentication: anyone who can reach \
-                         this address {risk}. Configure --auth-config (see SECURITY.md), listen \
+                         this address {risk}. Configure authentication in --config (see SECURITY.md), listen \
                          on 127.0.0.1, or pass --insecure-allow-unauthenticated \
                          (APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED=true) behind a trusted network \
                          boundary"
@@ -329,6 +350,24 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses listeners and origins that authentication being off makes
+    /// unsafe (`auth_on`: the configuration file has an authentication
+    /// section).
+    pub fn check_exposure(&self, auth_on: bool) -> Result<(), String> {
+        if !auth_on && !self.insecure_allow_unauthenticated {
+            self.loopback_without_auth()?;
+        }
+        if !auth_on && self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return Err(
+                "--cors-origins '*' needs authentication (an authentication section in --config): \
+                 without it any web page the user opens could list and approve. List the origins \
+                 of your inbox pages instead"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -369,16 +408,6 @@ impl Config {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
-        }
-        if self.auth_config.is_none() && !self.insecure_allow_unauthenticated {
-            self.loopback_without_auth()?;
-        }
-        if self.auth_config.is_none() && self.cors_origins.iter().any(|o| o.trim() == "*") {
-            return Err(
-                "--cors-origins '*' needs --auth-config: without authentication any web page \
-                 the user opens could list and approve. List the origins of your inbox pages instead"
-                    .into(),
-            );
         }
         if let Some(bad) = self.cors_origins.iter().map(|o| o.trim()).find(|o| {
             !o.is_empty() && *o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))

@@ -14,6 +14,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod connections;
 pub mod domain;
 pub mod inbox;

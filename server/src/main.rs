@@ -1,7 +1,6 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
@@ -63,8 +62,8 @@ fn init_logs(config: &Config) -> Result<Option<Tracing>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    match config.command {
+    let config = Config::from_args();
+    match &config.command {
         Some(Command::HashToken) => {
             let mut token = String::new();
             if std::io::stdin().read_to_string(&mut token).is_err() || token.trim().is_empty() {
@@ -79,6 +78,18 @@ async fn main() -> ExitCode {
             println!("token:  {token}");
             println!("sha256: {}", approvald::auth::hash_token(&token));
             return ExitCode::SUCCESS;
+        }
+        Some(Command::CheckConfig { file }) => {
+            return match approvald::config_file::check(file, config.max_timeout) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
         }
         None => {}
     }

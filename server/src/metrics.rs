@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::domain::Status;
+use crate::domain::{Decision, OnTimeout, Status};
 use crate::shutdown::Shutdown;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -49,6 +49,12 @@ pub struct Metrics {
     /// the truth), and those still unknown when the call had to answer.
     pub outcomes_settled: Counter,
     pub outcomes_unknown: Counter,
+    /// Votes recorded by this replica, by decision (approve, reject).
+    pub votes: Family<Labels, Counter>,
+    /// Approvals a policy decided at their deadline, by outcome (approve).
+    pub policy_decisions: Family<Labels, Counter>,
+    /// Reminders this replica wrote (for notifications).
+    pub reminders: Counter,
     pub webhooks: crate::webhooks::WebhookMetrics,
     registry: std::sync::Arc<Registry>,
 }
@@ -74,7 +80,25 @@ impl Metrics {
         let store_evicting = Gauge::default();
         let outcomes_settled = Counter::default();
         let outcomes_unknown = Counter::default();
+        let votes = Family::<Labels, Counter>::default();
+        let policy_decisions = Family::<Labels, Counter>::default();
+        let reminders = Counter::default();
         let mut r = Registry::with_prefix("approvald");
+        r.register(
+            "votes",
+            "Votes recorded (Respond), by decision: approve, reject",
+            votes.clone(),
+        );
+        r.register(
+            "policy_decisions",
+            "Approvals their policy decided at the deadline (on_timeout), by outcome: approve",
+            policy_decisions.clone(),
+        );
+        r.register(
+            "reminders",
+            "Reminders written for pending approvals (their policy's remind_after)",
+            reminders.clone(),
+        );
         r.register("approvals_created", "Approvals created", created.clone());
         r.register(
             "approvals_finished",
@@ -151,6 +175,9 @@ impl Metrics {
             store_evicting,
             outcomes_settled,
             outcomes_unknown,
+            votes,
+            policy_decisions,
+            reminders,
             webhooks,
             registry: std::sync::Arc::new(r),
         }
@@ -159,6 +186,18 @@ impl Metrics {
     pub fn finished(&self, status: Status) {
         self.finished
             .get_or_create(&vec![("outcome", status.as_str())])
+            .inc();
+    }
+
+    pub fn vote(&self, decision: Decision) {
+        self.votes
+            .get_or_create(&vec![("decision", decision.name())])
+            .inc();
+    }
+
+    pub fn auto_decided(&self, outcome: OnTimeout) {
+        self.policy_decisions
+            .get_or_create(&vec![("outcome", outcome.name())])
             .inc();
     }
 

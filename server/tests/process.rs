@@ -318,7 +318,7 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
     .unwrap();
     let hup = || p.signal("-HUP");
     hup();
-    p.line_with("authentication file reloaded");
+    p.line_with("configuration file reloaded");
     let created = create("token-two")
         .await
         .expect("the new token works after SIGHUP");
@@ -335,7 +335,7 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
     // A changed file is picked up without a signal (a Kubernetes Secret
     // update swaps the mounted file), within the reload interval.
     std::fs::write(&file, entry("third", "token-three")).unwrap();
-    let line = p.line_with("authentication file reloaded");
+    let line = p.line_with("configuration file reloaded");
     assert!(line.contains("the file changed"), "{line}");
     assert!(
         create("token-three").await.is_ok(),

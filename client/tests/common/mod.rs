@@ -71,3 +71,18 @@ pub async fn until_pending(
 pub fn unknown_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// Two replicas on one Redis reading a configuration file with these
+/// policies (written to a fresh folder, returned too).
+pub async fn deployment_with_policies(policies: &str) -> (Deployment, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("approvalctl-policy-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let file = dir.join("config.toml");
+    std::fs::write(&file, policies).expect("write the configuration file");
+    let d = Deployment::start_with(Store::Redis, 2, |c| {
+        c.shutdown_grace = Duration::from_secs(2);
+        c.auth_config = Some(file.clone());
+    })
+    .await;
+    (d, dir)
+}

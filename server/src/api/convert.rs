@@ -5,12 +5,83 @@
 use approval_api::{v1, CreateFields};
 
 use crate::domain::{
-    AgentId, Approval, ApprovalId, ApprovalType, Context, Decision, DomainError, Filter,
-    IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, PageToken, Position, Principal,
-    Status, Timeout, TypePattern,
+    AgentId, Approval, ApprovalId, ApprovalPolicy, ApprovalType, Context, Decision, DomainError,
+    Filter, IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, OnTimeout, PageToken,
+    Policies, Position, Principal, Status, Timeout, TypePattern, Voter,
 };
 
+pub fn decision_to_proto(d: Decision) -> v1::Decision {
+    match d {
+        Decision::Approve => v1::Decision::Approve,
+        Decision::Reject => v1::Decision::Reject,
+    }
+}
+
+pub fn on_timeout_to_proto(o: OnTimeout) -> v1::OnTimeout {
+    match o {
+        OnTimeout::Reject => v1::OnTimeout::Reject,
+        OnTimeout::Approve => v1::OnTimeout::Approve,
+    }
+}
+
+/// The copied policy as the wire shows it.
+pub fn policy_to_proto(p: &ApprovalPolicy) -> v1::ApprovalPolicy {
+    v1::ApprovalPolicy {
+        name: p.name.clone(),
+        voters: p.voters.iter().map(Voter::to_string).collect(),
+        allow_requester_vote: p.allow_requester_vote,
+        remind_after: p
+            .remind_after
+            .iter()
+            .map(|d| prost_types::Duration {
+                seconds: d.as_secs() as i64,
+                nanos: d.subsec_nanos() as i32,
+            })
+            .collect(),
+    }
+}
+
+/// The policy from its wire form (written by this service: a bad entry is
+/// dropped rather than refused).
+pub fn policy_from_proto(
+    p: Option<v1::ApprovalPolicy>,
+    required_approvals: u32,
+    on_timeout: i32,
+) -> ApprovalPolicy {
+    let p = p.unwrap_or_default();
+    ApprovalPolicy {
+        name: p.name,
+        required_approvals: required_approvals.max(1),
+        voters: p
+            .voters
+            .iter()
+            .filter_map(|v| Voter::parse("voters", v).ok())
+            .collect(),
+        allow_requester_vote: p.allow_requester_vote,
+        on_timeout: match v1::OnTimeout::try_from(on_timeout) {
+            Ok(v1::OnTimeout::Approve) => OnTimeout::Approve,
+            _ => OnTimeout::Reject,
+        },
+        remind_after: p
+            .remind_after
+            .iter()
+            .map(|d| std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+            .collect(),
+    }
+}
+
 pub fn approval_to_proto(a: Approval) -> v1::Approval {
+    let policy = policy_to_proto(&a.policy);
+    let votes = a
+        .votes
+        .into_iter()
+        .map(|v| v1::Vote {
+            voter: v.voter,
+            decision: decision_to_proto(v.decision) as i32,
+            reason: v.reason,
+            voted_at: Some(v.at.to_timestamp()),
+        })
+        .collect();
     let (decided_by, reason, decided_at) = match a.resolution {
         Some(r) => (
             r.decided_by,
@@ -34,6 +105,10 @@ pub fn approval_to_proto(a: Approval) -> v1::Approval {
         decided_by,
         reason,
         decided_at,
+        votes,
+        required_approvals: a.policy.required_approvals,
+        on_timeout: on_timeout_to_proto(a.policy.on_timeout) as i32,
+        policy: Some(policy),
     }
 }
 
@@ -59,13 +134,26 @@ pub fn decision_from_proto(raw: i32) -> Result<Decision, DomainError> {
 
 /// The approval a `RequestApprovalRequest` or `CreateApprovalRequest` asks
 /// for. `caller` is the authenticated principal, if any; without one the
-/// requester is the agent id the caller gave, or `anonymous`.
+/// requester is the agent id the caller gave, or `anonymous`. The policy
+/// for its type (from `policies`) is copied onto it, and its timeouts
+/// replace the server's where it sets them.
 pub fn new_approval_from_proto(
     request: impl Into<CreateFields>,
     caller: Option<Principal>,
     limits: &Limits,
+    policies: &Policies,
 ) -> Result<NewApproval, DomainError> {
     let fields: CreateFields = request.into();
+    let approval_type = ApprovalType::parse("approval_type", &fields.approval_type)?;
+    let applied = policies.for_type(approval_type.as_str());
+    let mut bounds = limits.clone();
+    if let Some(max) = applied.max_timeout {
+        bounds.max_timeout = max;
+        bounds.default_timeout = bounds.default_timeout.min(max);
+    }
+    if let Some(default) = applied.default_timeout {
+        bounds.default_timeout = default;
+    }
     let agent_id = AgentId::parse("agent_id", &fields.agent_id)?;
     let requester = match caller {
         Some(p) => p,
@@ -73,13 +161,14 @@ pub fn new_approval_from_proto(
         None => Principal::parse("agent_id", agent_id.as_str())?,
     };
     Ok(NewApproval {
-        approval_type: ApprovalType::parse("approval_type", &fields.approval_type)?,
+        approval_type,
         agent_id,
         requester,
         context: Context::parse("context", fields.context, limits)?,
         labels: Labels::parse("labels", fields.labels, limits.max_labels)?,
-        timeout: Timeout::parse("timeout", fields.timeout, limits)?,
+        timeout: Timeout::parse("timeout", fields.timeout, &bounds)?,
         idempotency_key: IdempotencyKey::parse("idempotency_key", &fields.idempotency_key)?,
+        policy: applied.policy,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::domain::{Limits, Position, Reason};
 pub fn validate_request_bytes(data: &[u8]) {
     let limits = Limits::default();
     if let Ok(r) = v1::CreateApprovalRequest::decode(data) {
-        if let Ok(new) = convert::new_approval_from_proto(r, None, &limits) {
+        if let Ok(new) = convert::new_approval_from_proto(r, None, &limits, &Default::default()) {
             let approval = new.into_approval(crate::domain::Millis(1_700_000_000_000));
             assert!(approval.labels.len() <= limits.max_labels);
             assert!(approval.context.encoded_len() <= limits.max_context_bytes);

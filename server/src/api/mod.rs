@@ -23,7 +23,6 @@ use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
     Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
-    Status as ApprovalStatus,
 };
 
 pub use rate::RateLimit;
@@ -64,8 +63,10 @@ impl ApprovalApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
 
+/// The final approval and what the gate returns: approved by its voters,
+/// or expired under a policy whose on_timeout is approve.
 fn final_answer(a: Approval) -> (v1::Approval, bool) {
-    let approved = a.status == ApprovalStatus::Approved;
+    let approved = a.approved();
     crate::telemetry::record_approval(&a);
     (approval_to_proto(a), approved)
 }
@@ -83,6 +84,7 @@ impl ApprovalService for ApprovalApi {
             request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
+            &self.approvals.policies(),
         )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
@@ -107,6 +109,7 @@ impl ApprovalService for ApprovalApi {
             request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
+            &self.approvals.policies(),
         )?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
@@ -318,6 +321,9 @@ fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingRespons
             let event = match e.kind {
                 EventKind::Added => Event::Added(approval),
                 EventKind::Resolved => Event::Resolved(approval),
+                // Watchers are not sent reminders (`Approvals::follow`);
+                // were one to come, it is a change of a pending approval.
+                EventKind::Updated | EventKind::Reminder(_) => Event::Updated(approval),
             };
             (cursor(e.cursor), event)
         }

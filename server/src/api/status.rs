@@ -42,6 +42,21 @@ impl From<DomainError> for Status {
                     meta,
                 )
             }
+            DomainError::VoteChanged {
+                id,
+                voter,
+                previous,
+                ..
+            } => error_info(
+                Code::FailedPrecondition,
+                message,
+                ErrorReason::AlreadyVoted,
+                HashMap::from([
+                    (Key::Id.key(), id.to_string()),
+                    (Key::Voter.key(), voter),
+                    (Key::Decision.key(), previous.name().to_string()),
+                ]),
+            ),
             DomainError::ContextDigestMismatch {
                 id,
                 expected,

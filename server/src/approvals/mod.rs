@@ -8,13 +8,16 @@
 //!   watchers;
 //! - `reaper`: sleeps until the earliest pending deadline and expires what
 //!   is due; every replica runs one, the store makes each expiry happen once;
+//! - `reminders`: sleeps until the earliest reminder is due and writes it (a
+//!   `reminder` event, for notifications); the store writes each once;
 //! - the health monitor (`Readiness::monitor`) pings the store and reports
 //!   reachability.
 //!
-//! `Approvals::start` starts the three background tasks.
+//! `Approvals::start` starts the four background tasks.
 
 mod pump;
 mod reaper;
+mod reminders;
 mod watch;
 
 #[cfg(test)]
@@ -27,9 +30,10 @@ use tokio::sync::{broadcast, watch as latest};
 use tokio::time::Instant;
 
 use crate::audit;
+use crate::config_file::SharedPolicies;
 use crate::domain::{
     Approval, ApprovalId, Caller, ContextDigest, Decision, DomainError, Ending, Finished, Limits,
-    ListQuery, NewApproval, Page, Principal, Reason, Status,
+    ListQuery, NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status,
 };
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::readiness::Readiness;
@@ -67,6 +71,8 @@ pub struct Approvals {
 struct Inner {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// The configuration file's policies, as last loaded.
+    policies: SharedPolicies,
     waiters: Waiters,
     /// Every event, as the pump reads it, for local watchers.
     feed: broadcast::Sender<pump::Feed>,
@@ -77,6 +83,9 @@ struct Inner {
     /// When the reaper plans to wake next; the pump wakes it earlier when an
     /// approval with an earlier deadline arrives.
     reaper: reaper::Alarm,
+    /// The same for the reminder task (the pump wakes it for an approval
+    /// whose first reminder comes earlier).
+    reminders: reaper::Alarm,
     metrics: Metrics,
     shutdown: Shutdown,
     /// The caps on open `WatchPending` streams, in all and per principal.
@@ -93,6 +102,7 @@ impl Approvals {
     pub fn new(
         store: Arc<dyn Store>,
         limits: Limits,
+        policies: SharedPolicies,
         metrics: Metrics,
         shutdown: Shutdown,
     ) -> Self {
@@ -101,11 +111,13 @@ impl Approvals {
             inner: Arc::new(Inner {
                 store,
                 limits,
+                policies,
                 waiters: Waiters::default(),
                 feed: broadcast::channel(pump::FEED_CAPACITY).0,
                 resync: latest::channel(0).0,
                 readiness: Arc::new(Readiness::new(metrics.clone())),
                 reaper: reaper::Alarm::default(),
+                reminders: reaper::Alarm::default(),
                 metrics,
                 shutdown,
                 watchers,
@@ -117,16 +129,23 @@ impl Approvals {
         &self.inner.limits
     }
 
+    /// The policies in force now (a new approval copies its own).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
+    }
+
     /// Readiness (store reachable and accepting writes), for health reporting.
     pub fn health(&self) -> latest::Receiver<bool> {
         self.inner.readiness.subscribe()
     }
 
-    /// Starts the event pump, the reaper and the health monitor.
+    /// Starts the event pump, the reaper, the reminder task and the health
+    /// monitor.
     pub fn start(&self, health_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(pump::EventPump::run(self.clone())),
             tokio::spawn(self.clone().run_reaper()),
+            tokio::spawn(self.clone().run_reminders()),
             tokio::spawn(self.inner.readiness.clone().monitor(
                 self.inner.store.clone(),
                 self.inner.shutdown.clone(),
@@ -262,8 +281,7 @@ impl Approvals {
             Ok(Some(a)) if a.deadline > now => Some(now.until(a.deadline)),
             Ok(Some(_)) => match self.note(self.store().expire(id).await) {
                 Ok(Some(a)) => {
-                    self.inner.metrics.finished(Status::Expired);
-                    audit::expired(&a);
+                    self.expired(&a);
                     return Ok(Look::Final(Box::new(a)));
                 }
                 // Someone else expired it (or is about to): read again.
@@ -355,18 +373,57 @@ impl Approvals {
             .await?;
         match finished {
             Finished::Done(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
                 self.inner.metrics.finished(a.status);
                 audit::record(a.status.as_str(), &a, ending.by(), caller);
                 Ok(a)
             }
-            Finished::AlreadyFinal(a) if ending.is_repeat_of(&a) => Ok(a),
+            Finished::Voted(a) => {
+                if let Ending::Decided { decision, .. } = &ending {
+                    self.inner.metrics.vote(*decision);
+                }
+                audit::record("voted", &a, ending.by(), caller);
+                Ok(a)
+            }
+            Finished::AlreadyFinal(a) | Finished::AlreadyVoted(a) if ending.is_repeat_of(&a) => {
+                Ok(a)
+            }
+            Finished::AlreadyVoted(a) => match a.vote_of(ending.by()) {
+                Some(v) => Err(DomainError::VoteChanged {
+                    id: a.id.clone(),
+                    voter: v.voter.clone(),
+                    previous: v.decision,
+                    at: v.at,
+                    required: a.policy.required_approvals,
+                }),
+                None => Err(DomainError::Internal(format!(
+                    "the store reported a vote by {} on {} that the approval does not hold",
+                    ending.by(),
+                    a.id
+                ))),
+            },
             Finished::Expired(a) => {
-                self.inner.metrics.finished(Status::Expired);
-                audit::expired(&a);
+                self.expired(&a);
                 Err(DomainError::AlreadyFinal(Box::new(a)))
             }
             Finished::AlreadyFinal(a) => Err(DomainError::AlreadyFinal(Box::new(a))),
             Finished::NotFound => Err(DomainError::NotFound(id.clone())),
+        }
+    }
+
+    /// Counts and audits an expiry this replica made. Under a policy whose
+    /// `on_timeout` is `approve` the gate proceeds: audited like a decision,
+    /// by the policy.
+    fn expired(&self, a: &Approval) {
+        self.inner.metrics.finished(Status::Expired);
+        match a.policy.on_timeout {
+            OnTimeout::Reject => audit::expired(a),
+            OnTimeout::Approve => {
+                self.inner.metrics.auto_decided(a.policy.on_timeout);
+                audit::auto_approved(a);
+            }
         }
     }
 

@@ -224,7 +224,12 @@ impl EventPump {
                     inner.metrics.pending.inc();
                 }
                 inner.reaper.deadline_added(e.approval.deadline);
+                let a = &e.approval;
+                if let Some(first) = a.policy.remind_after.first() {
+                    inner.reminders.deadline_added(a.created_at.plus(*first));
+                }
             }
+            EventKind::Updated | EventKind::Reminder(_) => {}
             EventKind::Resolved => {
                 if count {
                     inner.metrics.pending.dec();

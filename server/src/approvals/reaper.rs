@@ -12,8 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Approvals, STORE_RETRY};
-use crate::audit;
-use crate::domain::{Millis, Status};
+use crate::domain::Millis;
 
 /// Longest reaper sleep when nothing is pending (new approvals wake it).
 const REAPER_IDLE: Duration = Duration::from_secs(60);
@@ -23,12 +22,13 @@ const REAPER_EARLY: Duration = Duration::from_millis(20);
 /// Approvals expired per reaper round.
 const REAPER_BATCH: usize = 100;
 
-/// When the reaper plans to wake next, and how the pump wakes it earlier.
+/// When the reaper (or the reminder task) plans to wake next, and how the
+/// pump wakes it earlier.
 #[derive(Default)]
 pub(super) struct Alarm {
     /// The planned wake-up (ms, by the store's clock).
-    plan: AtomicU64,
-    wake: Notify,
+    pub(super) plan: AtomicU64,
+    pub(super) wake: Notify,
 }
 
 impl Alarm {
@@ -62,8 +62,7 @@ impl Approvals {
             for id in &due {
                 if let Ok(Some(a)) = self.store().expire(id).await {
                     expired += 1;
-                    self.inner.metrics.finished(Status::Expired);
-                    audit::expired(&a);
+                    self.expired(&a);
                 }
             }
             if due.len() == REAPER_BATCH && expired > 0 {

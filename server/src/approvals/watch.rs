@@ -175,8 +175,14 @@ impl Approvals {
         mut skipped: HashSet<ApprovalId>,
     ) {
         let mut wanted = |e: &Event| {
-            if e.kind == EventKind::Resolved && skipped.remove(&e.approval.id) {
-                return false;
+            match e.kind {
+                // For notifications only.
+                EventKind::Reminder(_) => return false,
+                // Not sent in the snapshot (it ended meanwhile): neither
+                // are its changes.
+                EventKind::Updated if skipped.contains(&e.approval.id) => return false,
+                EventKind::Resolved if skipped.remove(&e.approval.id) => return false,
+                _ => {}
             }
             caller.may_see(&e.approval) && filter.matches(&e.approval)
         };

@@ -1,5 +1,7 @@
-//! The authentication file (TOML), as written by operators. Parsed into an
-//! `Authenticator` by `Authenticator::load`; every error names the key.
+//! The configuration file (TOML), as written by operators: its
+//! authentication sections, parsed into an `Authenticator` by
+//! `Authenticator::from_file` (every error names the key), and the
+//! sections other modules own (`[[policies]]`: `config_file`).
 
 use serde::Deserialize;
 
@@ -11,9 +13,9 @@ pub struct AuthFile {
     pub tokens: Vec<TokenEntry>,
     pub jwt: Option<JwtSection>,
     pub certificates: Option<CertificateSection>,
-    /// Rules per approval type.
+    /// Rules per approval type (`config_file::PolicyEntry`).
     #[serde(default)]
-    pub policies: Vec<PolicyEntry>,
+    pub policies: Vec<toml::Spanned<crate::config_file::PolicyEntry>>,
     /// Webhook endpoints (read by `crate::webhooks`).
     #[serde(default)]
     pub webhooks: Vec<crate::webhooks::WebhookEntry>,
@@ -92,14 +94,4 @@ fn default_cert_principal() -> String {
 pub struct CertificateClient {
     pub principal: String,
     pub roles: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyEntry {
-    /// Type patterns this rule covers (`deploy:*`).
-    pub approval_types: Vec<String>,
-    /// Whether the requester may decide its own approval (default false).
-    #[serde(default)]
-    pub allow_self_approval: bool,
 }

@@ -1,7 +1,8 @@
 //! Authentication: turns the credentials of a call (a bearer token, a JWT,
-//! or a client certificate) into an `Identity`, using the operator's
-//! authentication file. The file is re-read on SIGHUP; a file that fails to
-//! load keeps the previous one in force (and says why in the log).
+//! or a client certificate) into an `Identity`, using the authentication
+//! sections of the operator's configuration file (`config_file` reads it,
+//! and re-reads it on SIGHUP; a file that fails to load keeps the previous
+//! one in force).
 
 mod config;
 mod jwt;
@@ -9,7 +10,7 @@ mod refusals;
 mod sessions;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,9 +19,7 @@ use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::domain::{
-    AuthMethod, Caller, DomainError, Identity, Policy, Principal, Roles, TypePattern,
-};
+use crate::domain::{AuthMethod, Caller, DomainError, Identity, Principal, Roles};
 
 pub use config::AuthFile;
 pub use refusals::Refusals;
@@ -33,7 +32,6 @@ pub struct Authenticator {
     tokens: HashMap<[u8; 32], Identity>,
     jwt: Option<jwt::JwtVerifier>,
     certificates: Option<CertificateRules>,
-    policy: Arc<Policy>,
 }
 
 struct CertificateRules {
@@ -59,21 +57,8 @@ fn err(key: &str, message: impl std::fmt::Display) -> String {
 }
 
 impl Authenticator {
-    /// Reads and checks the file at `path`; relative paths inside it are
-    /// relative to its folder.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read the authentication file {}: {e}",
-                path.display()
-            )
-        })?;
-        let file: AuthFile =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_file(file, &base).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
+    /// The authentication sections of a parsed file; relative paths
+    /// inside it are relative to `base`.
     pub fn from_file(file: AuthFile, base: &Path) -> Result<Self, String> {
         let roles =
             |key: &str, names: &[String]| Roles::parse(key, names).map_err(|e| e.to_string());
@@ -134,17 +119,6 @@ impl Authenticator {
             }
             None => None,
         };
-        let mut policy = Policy::default();
-        for (i, p) in file.policies.iter().enumerate() {
-            for (j, pattern) in p.approval_types.iter().enumerate() {
-                let pattern =
-                    TypePattern::parse(&format!("policies[{i}].approval_types[{j}]"), pattern)
-                        .map_err(|e| e.to_string())?;
-                if p.allow_self_approval {
-                    policy.self_approval.push(pattern);
-                }
-            }
-        }
         if tokens.is_empty() && jwt.is_none() && certificates.is_none() {
             return Err(
                 "no credentials configured: add [[tokens]], [jwt] or [certificates]".into(),
@@ -154,7 +128,6 @@ impl Authenticator {
             tokens,
             jwt,
             certificates,
-            policy: Arc::new(policy),
         })
     }
 
@@ -171,7 +144,6 @@ impl Authenticator {
         };
         Ok(Caller::Known {
             identity: self.identify(&credentials)?,
-            policy: self.policy.clone(),
         })
     }
 
@@ -269,33 +241,25 @@ fn certificate_identity(
 /// The authentication in force, swapped whole on reload.
 #[derive(Clone)]
 pub struct AuthHandle {
-    path: PathBuf,
     current: Arc<ArcSwap<Authenticator>>,
     sessions: Arc<Sessions>,
 }
 
 impl AuthHandle {
-    pub fn load(path: PathBuf) -> Result<Self, String> {
-        let auth = Authenticator::load(&path)?;
-        Ok(Self {
-            path,
+    pub fn new(auth: Authenticator) -> Self {
+        Self {
             current: Arc::new(ArcSwap::from_pointee(auth)),
             sessions: Arc::default(),
-        })
+        }
     }
 
-    /// Re-reads the file; on error the previous configuration stays. Open
-    /// long calls whose credentials the new file refuses, or whose roles
-    /// shrank, are ended (see `sessions`).
-    pub fn reload(&self) -> Result<(), String> {
-        let auth = Arc::new(Authenticator::load(&self.path)?);
+    /// Puts a newly loaded file in force. Open long calls whose
+    /// credentials it refuses, or whose roles shrank, are ended (see
+    /// `sessions`).
+    pub fn replace(&self, auth: Authenticator) {
+        let auth = Arc::new(auth);
         self.current.store(auth.clone());
         self.sessions.recheck(&auth);
-        Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -340,10 +304,7 @@ impl Interceptor for Authenticate {
                             identity: identity.clone(),
                             generation,
                         });
-                        Caller::Known {
-                            identity,
-                            policy: auth.policy.clone(),
-                        }
+                        Caller::Known { identity }
                     }
                     Err(e) => {
                         self.refusals.refused(peer, &e);

@@ -102,6 +102,7 @@ fn lost_a_role(before: &Roles, now: &Roles) -> bool {
     (before.requester && !now.requester)
         || (before.admin && !now.admin)
         || before.approver.iter().any(|p| !now.approver.contains(p))
+        || before.named.iter().any(|r| !now.named.contains(r))
 }
 
 /// Put into a call's extensions by `Authenticate` (auth on): lets a long

@@ -3,9 +3,8 @@
 //! approval. With authentication off every caller is `Caller::Open`.
 
 use std::fmt;
-use std::sync::Arc;
 
-use super::{Approval, DomainError, Principal, TypePattern};
+use super::{Approval, DomainError, Principal, TypePattern, Voter};
 
 /// What a principal may do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,11 +15,15 @@ pub struct Roles {
     pub approver: Vec<TypePattern>,
     /// May do anything, for any approval.
     pub admin: bool,
+    /// Other role names (`sre`, `security`): they grant nothing by
+    /// themselves; policies name them as voters (`role:sre`).
+    pub named: Vec<String>,
 }
 
 impl Roles {
-    /// Parses role names: `requester`, `admin`, `approver` (any type) or
-    /// `approver:<type pattern>` (e.g. `approver:deploy:*`).
+    /// Parses role names: `requester`, `admin`, `approver` (any type),
+    /// `approver:<type pattern>` (e.g. `approver:deploy:*`), or a name of
+    /// the operator's own without `:` (`sre`) for policies' `voters`.
     pub fn parse<S: AsRef<str>>(field: &str, names: &[S]) -> Result<Self, DomainError> {
         let mut roles = Roles::default();
         for name in names {
@@ -30,10 +33,17 @@ impl Roles {
                 "approver" => roles.approver.push(TypePattern::Prefix(String::new())),
                 other => match other.strip_prefix("approver:") {
                     Some(pattern) => roles.approver.push(TypePattern::parse(field, pattern)?),
+                    None if !other.is_empty()
+                        && other
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
+                    {
+                        roles.named.push(other.to_string())
+                    }
                     None => {
                         return Err(DomainError::invalid(
                             field,
-                            format!("unknown role {other:?}: use requester, approver, approver:<type pattern> or admin"),
+                            format!("unknown role {other:?}: use requester, approver, approver:<type pattern>, admin, or a name of your own (letters, digits, _ - .) that policies name as role:<name>"),
                         ))
                     }
                 },
@@ -44,6 +54,18 @@ impl Roles {
 
     pub fn may_decide_type(&self, approval_type: &str) -> bool {
         self.admin || self.approver.iter().any(|p| p.matches(approval_type))
+    }
+
+    pub fn has_named(&self, role: &str) -> bool {
+        match role {
+            "requester" => self.requester,
+            "admin" => self.admin,
+            "approver" => self
+                .approver
+                .iter()
+                .any(|p| matches!(p, TypePattern::Prefix(p) if p.is_empty())),
+            other => self.named.iter().any(|n| n == other),
+        }
     }
 }
 
@@ -63,6 +85,7 @@ impl fmt::Display for Roles {
         if self.admin {
             names.push("admin".to_string());
         }
+        names.extend(self.named.iter().cloned());
         if names.is_empty() {
             f.write_str("no roles")
         } else {
@@ -97,16 +120,24 @@ pub struct Identity {
     pub method: AuthMethod,
 }
 
-/// Rules per approval type; today: who may approve their own request.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    /// Types whose requester may also decide them.
-    pub self_approval: Vec<TypePattern>,
-}
+impl Identity {
+    /// Whether the approval's policy names this identity among its voters
+    /// (by principal or by one of its roles).
+    fn listed_voter(&self, a: &Approval) -> bool {
+        a.policy.voters.iter().any(|v| match v {
+            Voter::Principal(p) => p == self.principal.as_str(),
+            Voter::Role(r) => self.roles.has_named(r),
+        })
+    }
 
-impl Policy {
-    pub fn allows_self_approval(&self, approval_type: &str) -> bool {
-        self.self_approval.iter().any(|p| p.matches(approval_type))
+    /// May vote on `a` by its type and policy (the requester rule aside):
+    /// an admin; a listed voter when the policy lists voters; otherwise an
+    /// approver of its type.
+    fn may_vote_on(&self, a: &Approval) -> bool {
+        match a.policy.voters.is_empty() {
+            true => self.roles.may_decide_type(&a.approval_type),
+            false => self.roles.admin || self.listed_voter(a),
+        }
     }
 }
 
@@ -116,10 +147,7 @@ pub enum Caller {
     /// Authentication is off: everything is allowed, names are self-declared.
     Open,
     /// Authentication is on and this caller proved who it is.
-    Known {
-        identity: Identity,
-        policy: Arc<Policy>,
-    },
+    Known { identity: Identity },
 }
 
 fn denied(message: String) -> DomainError {
@@ -146,30 +174,40 @@ impl Caller {
         }
     }
 
-    /// May decide `a`: an approver of its type, and not its own requester
-    /// unless the policy for its type allows self-approval.
+    /// May vote on `a`, under the policy copied onto it: a listed voter
+    /// (by principal or role) when the policy lists voters, otherwise an
+    /// approver of its type; and not its own requester unless the policy
+    /// allows requester votes. With authentication off anyone may (the
+    /// responder name is self-declared).
     pub fn may_decide(&self, a: &Approval) -> Result<(), DomainError> {
-        let Caller::Known {
-            identity: i,
-            policy,
-        } = self
-        else {
+        let Caller::Known { identity: i } = self else {
             return Ok(());
         };
-        if !i.roles.may_decide_type(&a.approval_type) {
+        if !i.may_vote_on(a) {
+            if a.policy.voters.is_empty() {
+                return Err(denied(format!(
+                    "{} may not decide approvals of type {:?} (it has {})",
+                    i.principal.as_str(),
+                    a.approval_type,
+                    i.roles
+                )));
+            }
+            let voters: Vec<String> = a.policy.voters.iter().map(|v| v.to_string()).collect();
             return Err(denied(format!(
-                "{} may not decide approvals of type {:?} (it has {})",
+                "{} may not decide approval {}: {} lets only its voters vote ({}); it has {}",
                 i.principal.as_str(),
-                a.approval_type,
+                a.id,
+                a.policy.label(),
+                voters.join(", "),
                 i.roles
             )));
         }
-        if a.requester == i.principal.as_str() && !policy.allows_self_approval(&a.approval_type) {
+        if a.requester == i.principal.as_str() && !a.policy.allow_requester_vote {
             return Err(denied(format!(
-                "{} requested approval {} and may not decide it: the policy for {:?} forbids self-approval",
+                "{} requested approval {} and may not decide it: {} forbids self-approval (allow_requester_vote is off)",
                 i.principal.as_str(),
                 a.id,
-                a.approval_type
+                a.policy.label()
             )));
         }
         Ok(())
@@ -198,7 +236,9 @@ impl Caller {
         match self {
             Caller::Open => true,
             Caller::Known { identity: i, .. } => {
-                a.requester == i.principal.as_str() || i.roles.may_decide_type(&a.approval_type)
+                a.requester == i.principal.as_str()
+                    || i.roles.may_decide_type(&a.approval_type)
+                    || i.listed_voter(a)
             }
         }
     }

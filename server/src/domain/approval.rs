@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use approval_api::Status;
 
 use super::{
-    AgentId, ApprovalId, ApprovalType, Context, ContextDigest, IdempotencyKey, Labels, Principal,
-    Timeout,
+    AgentId, ApprovalId, ApprovalPolicy, ApprovalType, Context, ContextDigest, IdempotencyKey,
+    Labels, OnTimeout, Principal, Timeout,
 };
 
 /// Milliseconds since the Unix epoch: the one clock unit of the service and
@@ -71,6 +71,31 @@ impl Decision {
             Decision::Reject => Status::Rejected,
         }
     }
+
+    /// The stored name (votes in Redis, the audit log).
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "approve" => Some(Decision::Approve),
+            "reject" => Some(Decision::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// One voter's answer, kept on the approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vote {
+    pub voter: String,
+    pub decision: Decision,
+    pub reason: String,
+    pub at: Millis,
 }
 
 /// How a final approval ended: who, why, when.
@@ -99,11 +124,73 @@ pub struct Approval {
     pub deadline: Millis,
     pub status: Status,
     pub resolution: Option<Resolution>,
+    /// The policy in force when it was created.
+    pub policy: ApprovalPolicy,
+    /// Every vote, in the order they were cast.
+    pub votes: Vec<Vote>,
 }
 
 impl Approval {
     pub fn is_final(&self) -> bool {
         self.status.is_final()
+    }
+
+    /// What the gate returns: approved by its voters, or expired under a
+    /// policy that says `on_timeout = "approve"`.
+    pub fn approved(&self) -> bool {
+        match self.status {
+            Status::Approved => true,
+            Status::Expired => self.policy.on_timeout == OnTimeout::Approve,
+            _ => false,
+        }
+    }
+
+    /// The vote `voter` cast, if any.
+    pub fn vote_of(&self, voter: &str) -> Option<&Vote> {
+        self.votes.iter().find(|v| v.voter == voter)
+    }
+
+    /// Distinct approvals so far.
+    pub fn approvals(&self) -> u32 {
+        self.votes
+            .iter()
+            .filter(|v| v.decision == Decision::Approve)
+            .count() as u32
+    }
+
+    /// The vote rules, for stores that run them in Rust (the Redis store
+    /// runs the same rules in decide.lua). A vote on a pending approval
+    /// before its deadline is recorded; it completes the approval when it
+    /// is the M-th distinct approval (APPROVED, decided by this voter) or a
+    /// reject (REJECTED: one reject vetoes). A voter who voted already
+    /// changes nothing (`AlreadyVoted`: the caller tells a retry from a
+    /// changed vote).
+    pub fn cast(&mut self, vote: Vote, now: Millis) -> Finished {
+        if self.is_final() {
+            return Finished::AlreadyFinal(self.clone());
+        }
+        if now >= self.deadline {
+            self.expire();
+            return Finished::Expired(self.clone());
+        }
+        if self.vote_of(&vote.voter).is_some() {
+            return Finished::AlreadyVoted(self.clone());
+        }
+        let decision = vote.decision;
+        let (by, reason) = (vote.voter.clone(), vote.reason.clone());
+        self.votes.push(Vote { at: now, ..vote });
+        let complete = decision == Decision::Reject
+            || self.approvals() >= self.policy.required_approvals.max(1);
+        if !complete {
+            return Finished::Voted(self.clone());
+        }
+        self.status = decision.status();
+        self.resolution = Some(Resolution {
+            decided_by: by,
+            reason,
+            decided_at: now,
+        });
+        Finished::Done(self.clone())
     }
 
     /// About what the approval takes on the wire: what queues and buffers
@@ -120,7 +207,28 @@ impl Approval {
             .resolution
             .as_ref()
             .map_or(0, |r| r.decided_by.len() + r.reason.len());
-        self.context.encoded_len() + strings + labels + resolution + 64
+        self.context.encoded_len()
+            + strings
+            + labels
+            + resolution
+            + self.policy_and_votes_bytes()
+            + 64
+    }
+
+    /// What the copied policy and the votes add to the wire size.
+    fn policy_and_votes_bytes(&self) -> usize {
+        let voters: usize = self
+            .policy
+            .voters
+            .iter()
+            .map(|v| v.to_string().len() + 4)
+            .sum();
+        let votes: usize = self
+            .votes
+            .iter()
+            .map(|v| v.voter.len() + v.reason.len() + 24)
+            .sum();
+        self.policy.name.len() + voters + self.policy.remind_after.len() * 8 + votes + 16
     }
 
     /// The reason an approval gets when its deadline passes.
@@ -142,7 +250,15 @@ impl Approval {
                 decision,
                 by,
                 reason,
-            } => (decision.status(), by, reason),
+            } => {
+                let vote = Vote {
+                    voter: by.clone(),
+                    decision: *decision,
+                    reason: reason.clone(),
+                    at: now,
+                };
+                return self.cast(vote, now);
+            }
             Ending::Cancelled { by, reason } => (Status::Cancelled, by, reason),
         };
         self.status = status;
@@ -212,15 +328,22 @@ impl Approval {
             .iter()
             .map(|(k, v)| k.len() + v.len() + PER_LABEL)
             .sum::<usize>();
-        FIXED + strings + resolution + labels + self.context.encoded_len() + 6
+        FIXED
+            + strings
+            + resolution
+            + labels
+            + self.context.encoded_len()
+            + self.policy_and_votes_bytes()
+            + 6
     }
 
-    /// Marks a pending approval EXPIRED at its deadline.
+    /// Marks a pending approval EXPIRED at its deadline; the reason says
+    /// what the gate does (its policy's `on_timeout`).
     pub fn expire(&mut self) {
         self.status = Status::Expired;
         self.resolution = Some(Resolution {
             decided_by: String::new(),
-            reason: Self::EXPIRED_REASON.to_string(),
+            reason: self.policy.expiry_reason(),
             decided_at: self.deadline,
         });
     }
@@ -254,9 +377,15 @@ impl Ending {
         }
     }
 
-    /// True when `approval` already ended exactly this way (same outcome, same
-    /// person): a retry of the call that made it final, answered with OK.
+    /// True when `approval` already holds exactly this: the same vote by
+    /// the same voter, or the same ending by the same person (a retry of
+    /// the call that made it), answered with OK.
     pub fn is_repeat_of(&self, approval: &Approval) -> bool {
+        if let Ending::Decided { decision, by, .. } = self {
+            if let Some(v) = approval.vote_of(by) {
+                return v.decision == *decision;
+            }
+        }
         approval.status == self.status()
             && approval
                 .resolution
@@ -275,6 +404,12 @@ pub enum Finished {
     Expired(Approval),
     /// It was final already; nothing changed.
     AlreadyFinal(Approval),
+    /// The vote was recorded; the approval is still pending (more
+    /// approvals needed).
+    Voted(Approval),
+    /// This voter had voted already on the pending approval; nothing
+    /// changed (a retry when the decision is the same).
+    AlreadyVoted(Approval),
     NotFound,
 }
 
@@ -288,6 +423,8 @@ pub struct NewApproval {
     pub labels: Labels,
     pub timeout: Timeout,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The policy for its type, as the file says now.
+    pub policy: ApprovalPolicy,
 }
 
 impl NewApproval {
@@ -316,6 +453,126 @@ impl NewApproval {
             deadline: now.plus(self.timeout.get()),
             status: Status::Pending,
             resolution: None,
+            policy: self.policy,
+            votes: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod vote_rules {
+    use super::*;
+
+    fn pending(m: u32) -> Approval {
+        let now = Millis(1_000);
+        let mut a = NewApproval {
+            approval_type: ApprovalType::parse("t", "deploy:production").unwrap(),
+            agent_id: AgentId::parse("a", "agent").unwrap(),
+            requester: Principal::parse("r", "bot").unwrap(),
+            context: Context::default(),
+            labels: Labels::default(),
+            timeout: Timeout::parse("t", None, &super::super::Limits::default()).unwrap(),
+            idempotency_key: None,
+            policy: ApprovalPolicy {
+                required_approvals: m,
+                ..Default::default()
+            },
+        }
+        .into_approval(now);
+        a.deadline = Millis(10_000);
+        a
+    }
+
+    fn vote(voter: &str, decision: Decision) -> Vote {
+        Vote {
+            voter: voter.into(),
+            decision,
+            reason: format!("{voter} says so"),
+            at: Millis(0),
+        }
+    }
+
+    #[test]
+    fn m_distinct_approvals_approve_and_the_last_voter_decides() {
+        let mut a = pending(2);
+        assert!(matches!(
+            a.cast(vote("alice", Decision::Approve), Millis(2_000)),
+            Finished::Voted(_)
+        ));
+        assert_eq!(a.status, Status::Pending);
+        let Finished::Done(done) = a.cast(vote("bob", Decision::Approve), Millis(3_000)) else {
+            panic!("the second approval completes it")
+        };
+        assert_eq!(done.status, Status::Approved);
+        let r = done.resolution.unwrap();
+        assert_eq!(
+            (r.decided_by.as_str(), r.decided_at),
+            ("bob", Millis(3_000))
+        );
+        assert_eq!(done.votes.len(), 2);
+        assert_eq!(done.votes[0].at, Millis(2_000));
+    }
+
+    #[test]
+    fn one_reject_vetoes_after_an_approval() {
+        let mut a = pending(3);
+        a.cast(vote("alice", Decision::Approve), Millis(2_000));
+        let Finished::Done(done) = a.cast(vote("carol", Decision::Reject), Millis(2_500)) else {
+            panic!("a reject ends it")
+        };
+        assert_eq!(done.status, Status::Rejected);
+        assert_eq!(done.resolution.unwrap().decided_by, "carol");
+        assert_eq!(done.votes.len(), 2);
+    }
+
+    #[test]
+    fn the_same_voter_twice_changes_nothing_and_counts_once() {
+        let mut a = pending(2);
+        a.cast(vote("alice", Decision::Approve), Millis(2_000));
+        for again in [Decision::Approve, Decision::Reject] {
+            let Finished::AlreadyVoted(same) = a.cast(vote("alice", again), Millis(2_100)) else {
+                panic!("a second vote by alice is not recorded")
+            };
+            assert_eq!(same.status, Status::Pending);
+            assert_eq!(same.votes.len(), 1);
+        }
+        let retry = Ending::Decided {
+            decision: Decision::Approve,
+            by: "alice".into(),
+            reason: String::new(),
+        };
+        let changed = Ending::Decided {
+            decision: Decision::Reject,
+            by: "alice".into(),
+            reason: String::new(),
+        };
+        assert!(retry.is_repeat_of(&a));
+        assert!(!changed.is_repeat_of(&a));
+    }
+
+    #[test]
+    fn a_vote_on_a_final_approval_is_not_recorded() {
+        let mut a = pending(1);
+        a.cast(vote("alice", Decision::Approve), Millis(2_000));
+        assert!(matches!(
+            a.cast(vote("bob", Decision::Approve), Millis(2_100)),
+            Finished::AlreadyFinal(_)
+        ));
+        assert_eq!(a.votes.len(), 1);
+    }
+
+    #[test]
+    fn a_vote_after_the_deadline_expires_it_and_the_policy_says_what_the_gate_returns() {
+        let mut a = pending(2);
+        a.policy.on_timeout = super::super::OnTimeout::Approve;
+        let Finished::Expired(e) = a.cast(vote("alice", Decision::Approve), Millis(10_000)) else {
+            panic!("past the deadline")
+        };
+        assert_eq!(e.status, Status::Expired);
+        assert!(e.votes.is_empty());
+        assert!(e.approved(), "on_timeout = approve: the gate proceeds");
+        let mut r = pending(2);
+        r.expire();
+        assert!(!r.approved());
     }
 }

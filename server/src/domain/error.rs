@@ -17,6 +17,17 @@ pub enum DomainError {
     #[error("{}", already_final_message(.0))]
     AlreadyFinal(Box<Approval>),
 
+    /// The voter voted on this pending approval already, differently:
+    /// votes cannot be changed. Nothing was changed.
+    #[error("{voter} already voted {} on approval {id} at {}; a vote cannot be changed or cast twice (it needs {required} distinct approvals; one reject vetoes)", .previous.name(), .at.rfc3339())]
+    VoteChanged {
+        id: ApprovalId,
+        voter: String,
+        previous: super::Decision,
+        at: super::Millis,
+        required: u32,
+    },
+
     /// `Respond` named a context digest other than the approval's: the
     /// responder saw a different context. Nothing was changed.
     #[error("approval {id} has context_digest {actual}, not the expected_context_digest {expected}: the context shown to the responder is not the one being approved; reload it and decide again")]

@@ -94,6 +94,12 @@ pub enum EventKind {
     Added,
     /// A pending approval became final.
     Resolved,
+    /// A pending approval changed and is still pending: a vote arrived.
+    Updated,
+    /// The n-th reminder (1-based) of a still-pending approval fell due
+    /// (its policy's `remind_after`). For notifications: `WatchPending`
+    /// does not show it.
+    Reminder(u32),
 }
 
 impl EventKind {
@@ -102,6 +108,8 @@ impl EventKind {
         match self {
             EventKind::Added => "added",
             EventKind::Resolved => "resolved",
+            EventKind::Updated => "updated",
+            EventKind::Reminder(_) => "reminder",
         }
     }
 }

@@ -125,6 +125,10 @@ impl ApprovalType {
         Ok(Self(raw.to_string()))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_string(self) -> String {
         self.0
     }

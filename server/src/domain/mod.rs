@@ -8,10 +8,13 @@ mod error;
 mod event;
 mod fields;
 mod limits;
+mod policy;
 mod text;
 
-pub use access::{AuthMethod, Caller, Identity, Policy, Roles};
-pub use approval::{Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status};
+pub use access::{AuthMethod, Caller, Identity, Roles};
+pub use approval::{
+    Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status, Vote,
+};
 pub use digest::{struct_to_json as context_json, ContextDigest};
 pub use error::{DomainError, Limit};
 pub use event::{Cursor, Epoch, Event, EventKind, Position};
@@ -20,6 +23,10 @@ pub use fields::{
     PageToken, Principal, Reason, Timeout, TypePattern,
 };
 pub use limits::Limits;
+pub use policy::{
+    Applied, ApprovalPolicy, OnTimeout, Policies, PolicyRule, Voter, MAX_REMINDERS,
+    MAX_REQUIRED_APPROVALS, MAX_VOTERS,
+};
 pub use text::echo;
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ struct State {
     idempotency: HashMap<(String, String), ApprovalId>,
     /// Pending approvals per requester (absent when none).
     open: HashMap<String, usize>,
+    /// Pending approvals with a reminder to come: (when, id), and how many
+    /// reminders each got so far.
+    reminders: BTreeSet<(Millis, ApprovalId)>,
+    reminded: HashMap<ApprovalId, u32>,
     events: VecDeque<Event>,
     last: Cursor,
     /// The newest cursor trimmed out of `events`.
@@ -109,10 +113,23 @@ impl MemoryStore {
         }
     }
 
+    /// When reminder `n` (1-based) of `a` is due, if it comes before its
+    /// deadline.
+    fn reminder_at(a: &Approval, n: u32) -> Option<Millis> {
+        let offset = a.policy.remind_after.get(n.checked_sub(1)? as usize)?;
+        let at = a.created_at.plus(*offset);
+        (at < a.deadline).then_some(at)
+    }
+
     fn make_final(&self, state: &mut State, approval: &Approval, now: Millis) {
         state
             .pending
             .remove(&(approval.deadline, approval.id.clone()));
+        if let Some(n) = state.reminded.remove(&approval.id) {
+            if let Some(at) = Self::reminder_at(approval, n + 1) {
+                state.reminders.remove(&(at, approval.id.clone()));
+            }
+        }
         state.forget_at.insert((
             now.plus(self.inner.retention.final_approvals),
             approval.id.clone(),
@@ -175,6 +192,10 @@ impl Store for MemoryStore {
         state
             .pending
             .insert((approval.deadline, approval.id.clone()));
+        if let Some(at) = Self::reminder_at(&approval, 1) {
+            state.reminders.insert((at, approval.id.clone()));
+            state.reminded.insert(approval.id.clone(), 0);
+        }
         self.append(&mut state, EventKind::Added, &approval, now);
         Ok(Created {
             approval,
@@ -195,10 +216,54 @@ impl Store for MemoryStore {
             return Ok(Finished::NotFound);
         };
         let outcome = approval.finish(ending, now);
-        if let Finished::Done(a) | Finished::Expired(a) = &outcome {
-            self.make_final(&mut state, a, now);
+        match &outcome {
+            Finished::Done(a) | Finished::Expired(a) => self.make_final(&mut state, a, now),
+            Finished::Voted(a) => {
+                state.approvals.insert(a.id.clone(), a.clone());
+                self.append(&mut state, EventKind::Updated, a, now);
+            }
+            _ => {}
         }
         Ok(outcome)
+    }
+
+    async fn remind(&self, id: &ApprovalId) -> Result<Option<(u32, Approval)>, DomainError> {
+        let now = Millis::now();
+        let mut state = self.state();
+        let (Some(a), Some(&done)) = (state.approvals.get(id).cloned(), state.reminded.get(id))
+        else {
+            return Ok(None);
+        };
+        let n = done + 1;
+        let Some(at) = Self::reminder_at(&a, n).filter(|at| *at <= now && !a.is_final()) else {
+            return Ok(None);
+        };
+        state.reminders.remove(&(at, id.clone()));
+        state.reminded.insert(id.clone(), n);
+        if let Some(next) = Self::reminder_at(&a, n + 1) {
+            state.reminders.insert((next, id.clone()));
+        }
+        self.append(&mut state, EventKind::Reminder(n), &a, now);
+        Ok(Some((n, a)))
+    }
+
+    async fn due_reminders(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<ApprovalId>, DomainError> {
+        let state = self.state();
+        Ok(state
+            .reminders
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
+
+    async fn next_reminder(&self) -> Result<Option<Millis>, DomainError> {
+        Ok(self.state().reminders.first().map(|(at, _)| *at))
     }
 
     async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {

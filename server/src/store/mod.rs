@@ -63,9 +63,11 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
 
     /// Applies `ending` atomically if the approval is pending and before its
-    /// deadline; past its deadline it expires it instead. Appends a
-    /// `resolved` event when it changes anything. Repeating it is safe: a
-    /// second call finds the approval final (`Ending::is_repeat_of`).
+    /// deadline; past its deadline it expires it instead. A decision is a
+    /// vote (`Approval::cast`): it ends the approval, or is recorded with an
+    /// `updated` event while more approvals are needed. Appends a
+    /// `resolved` event when it ends it. Repeating it is safe: a second
+    /// call finds the vote or the ending there (`Ending::is_repeat_of`).
     ///
     /// Writes (`create`, `finish`, `expire`) fail with `OutcomeUnknown` when
     /// the request was sent but no answer came (timeout, connection lost).
@@ -95,6 +97,22 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
 
     /// The earliest deadline among pending approvals.
     async fn next_deadline(&self) -> Result<Option<Millis>, DomainError>;
+
+    /// Writes the approval's next reminder (a `reminder` event) if it is
+    /// due by the store's clock and the approval still pending; returns its
+    /// number (1-based) and the approval when this call wrote it. Safe to
+    /// race: each reminder is written once across all replicas.
+    async fn remind(&self, id: &ApprovalId) -> Result<Option<(u32, Approval)>, DomainError>;
+
+    /// Approvals whose next reminder is due at or before `now`.
+    async fn due_reminders(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<ApprovalId>, DomainError>;
+
+    /// When the earliest reminder to come is due.
+    async fn next_reminder(&self) -> Result<Option<Millis>, DomainError>;
 
     /// The ids of every pending approval, oldest first, and the newest
     /// event that set reflects (read together, atomically). Ids only: a

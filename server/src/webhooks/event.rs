@@ -57,6 +57,8 @@ impl WebhookEvent {
                 Status::Cancelled => Some(WebhookEvent::Cancelled),
                 Status::Pending => None,
             },
+            EventKind::Updated => Some(WebhookEvent::Vote),
+            EventKind::Reminder(n) => Some(WebhookEvent::Reminder(n)),
         }
     }
 }

@@ -174,6 +174,8 @@ pub struct ApproveArgs {
     pub reason: String,
     #[command(flatten)]
     pub responder: Responder,
+    #[command(flatten)]
+    pub digest: ExpectDigest,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +187,17 @@ pub struct RejectArgs {
     pub reason: String,
     #[command(flatten)]
     pub responder: Responder,
+    #[command(flatten)]
+    pub digest: ExpectDigest,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpectDigest {
+    /// Vote only if the approval's context_digest is this one (as
+    /// `approvalctl get` showed it): a context other than the one you read
+    /// is refused (exit 6) and nothing changes.
+    #[arg(long, value_name = "SHA256_DIGEST")]
+    pub expect_digest: Option<String>,
 }
 
 #[derive(Debug, Args)]

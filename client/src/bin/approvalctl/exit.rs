@@ -34,7 +34,8 @@ Exit codes:
   3  cancelled
   4  bad flag or argument (refused here or by the server)
   5  no such approval
-  6  already decided (by someone else, or expired/cancelled)
+  6  already decided (by someone else, or expired/cancelled), already
+     voted otherwise, or the context is not the --expect-digest one
   7  server unreachable or unavailable (retry)
   8  not authenticated or not allowed
   9  any other error
@@ -96,6 +97,15 @@ impl From<Error> for Failure {
                 Some("check the id with `approvalctl list`; final approvals are kept for the server's retention period".into()),
             ),
             Error::AlreadyFinal { .. } => (Exit::AlreadyFinal, None),
+            Error::VoteRefused { reason, id, .. } => (
+                Exit::AlreadyFinal,
+                Some(match reason.as_str() {
+                    "CONTEXT_DIGEST_MISMATCH" => format!(
+                        "the context changed from what you read: look again with `approvalctl get {id}`"
+                    ),
+                    _ => "a vote cannot be changed".to_string(),
+                }),
+            ),
             Error::IdempotencyKeyReused { .. } => (
                 Exit::Usage,
                 Some("use a new --idempotency-key for a different request".into()),

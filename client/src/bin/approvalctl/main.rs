@@ -86,7 +86,16 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                 Some(responder(args.responder, cli.global.token.is_some())?),
             )
             .await?;
-            commands::respond::run(&client, &args.id, Verdict::Approve, args.reason, out).await
+            let digest = args.digest.expect_digest.unwrap_or_default();
+            commands::respond::run(
+                &client,
+                &args.id,
+                Verdict::Approve,
+                args.reason,
+                &digest,
+                out,
+            )
+            .await
         }
         Command::Reject(args) => {
             let client = connect(
@@ -94,7 +103,16 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                 Some(responder(args.responder, cli.global.token.is_some())?),
             )
             .await?;
-            commands::respond::run(&client, &args.id, Verdict::Reject, args.reason, out).await
+            let digest = args.digest.expect_digest.unwrap_or_default();
+            commands::respond::run(
+                &client,
+                &args.id,
+                Verdict::Reject,
+                args.reason,
+                &digest,
+                out,
+            )
+            .await
         }
         Command::Get(args) => {
             let client = connect(&cli.global, None).await?;

@@ -34,6 +34,27 @@ pub fn approval(a: &Approval, output: Output) {
             row("requester", safe(&a.requester));
             row("created", timestamp(a.created_at));
             row("deadline", timestamp(a.deadline));
+            if !a.policy.is_empty() {
+                row("policy", safe(&a.policy));
+            }
+            row(
+                "approvals",
+                format!(
+                    "{} of {} needed",
+                    a.votes
+                        .iter()
+                        .filter(|v| v.decision == approval_client::VoteDecision::Approve)
+                        .count(),
+                    a.required_approvals
+                ),
+            );
+            row("on timeout", a.on_timeout.to_string());
+            if !a.votes.is_empty() {
+                row("votes", votes(a));
+            }
+            if !a.context_digest.is_empty() {
+                row("context digest", safe(&a.context_digest));
+            }
             if let Some(by) = &a.decided_by {
                 row("decided by", safe(by));
             }
@@ -66,9 +87,21 @@ pub fn decision(d: &Decision, output: Output) {
     }
 }
 
-/// "approved by alice: looks good", "expired: nobody decided in time".
+/// "approved by alice: looks good", "expired: nobody decided in time",
+/// "pending (1 of 2 approvals)".
 pub fn sentence(a: &Approval) -> String {
     let mut text = format!("{} {}", safe(&a.id), a.status);
+    if !a.is_final() && !a.votes.is_empty() {
+        let approvals = a
+            .votes
+            .iter()
+            .filter(|v| v.decision == approval_client::VoteDecision::Approve)
+            .count();
+        text.push_str(&format!(
+            " ({approvals} of {} approvals)",
+            a.required_approvals
+        ));
+    }
     if let Some(by) = &a.decided_by {
         text.push_str(&format!(" by {}", safe(by)));
     }
@@ -105,6 +138,26 @@ pub fn approvals_table(approvals: &[Approval]) -> Table {
         ]);
     }
     table
+}
+
+/// One line per vote: "approve by alice at <time>: reason".
+pub fn votes(a: &Approval) -> String {
+    a.votes
+        .iter()
+        .map(|v| {
+            let mut line = format!(
+                "{} by {} at {}",
+                v.decision,
+                safe(&v.voter),
+                timestamp(v.voted_at)
+            );
+            if !v.reason.is_empty() {
+                line.push_str(&format!(": {}", safe(&v.reason)));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn labels(a: &Approval) -> String {

@@ -37,11 +37,13 @@ const (
 	ApprovalStatus_APPROVAL_STATUS_UNSPECIFIED ApprovalStatus = 0
 	// Waiting for a human decision.
 	ApprovalStatus_APPROVAL_STATUS_PENDING ApprovalStatus = 1
-	// A human approved it.
+	// Its voters approved it (required_approvals distinct approvals).
 	ApprovalStatus_APPROVAL_STATUS_APPROVED ApprovalStatus = 2
-	// A human rejected it.
+	// A voter rejected it (one reject is enough: a veto).
 	ApprovalStatus_APPROVAL_STATUS_REJECTED ApprovalStatus = 3
-	// Its deadline passed before anyone decided.
+	// Its deadline passed before anyone decided. Whether the gate proceeds
+	// follows its on_timeout (the `approved` of RequestApproval and
+	// AwaitApproval says).
 	ApprovalStatus_APPROVAL_STATUS_EXPIRED ApprovalStatus = 4
 	// The requester withdrew it.
 	ApprovalStatus_APPROVAL_STATUS_CANCELLED ApprovalStatus = 5
@@ -144,6 +146,60 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
 }
 
+// What the gate does when an approval's deadline passes before a decision
+// (its status is EXPIRED either way).
+type OnTimeout int32
+
+const (
+	// Records written before policies existed: as REJECT.
+	OnTimeout_ON_TIMEOUT_UNSPECIFIED OnTimeout = 0
+	// The gate does not proceed (`approved` is false). The default.
+	OnTimeout_ON_TIMEOUT_REJECT OnTimeout = 1
+	// "Proceed unless someone objects": `approved` is true.
+	OnTimeout_ON_TIMEOUT_APPROVE OnTimeout = 2
+)
+
+// Enum value maps for OnTimeout.
+var (
+	OnTimeout_name = map[int32]string{
+		0: "ON_TIMEOUT_UNSPECIFIED",
+		1: "ON_TIMEOUT_REJECT",
+		2: "ON_TIMEOUT_APPROVE",
+	}
+	OnTimeout_value = map[string]int32{
+		"ON_TIMEOUT_UNSPECIFIED": 0,
+		"ON_TIMEOUT_REJECT":      1,
+		"ON_TIMEOUT_APPROVE":     2,
+	}
+)
+
+func (x OnTimeout) Enum() *OnTimeout {
+	p := new(OnTimeout)
+	*p = x
+	return p
+}
+
+func (x OnTimeout) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OnTimeout) Descriptor() protoreflect.EnumDescriptor {
+	return file_approval_v1_approval_proto_enumTypes[2].Descriptor()
+}
+
+func (OnTimeout) Type() protoreflect.EnumType {
+	return &file_approval_v1_approval_proto_enumTypes[2]
+}
+
+func (x OnTimeout) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OnTimeout.Descriptor instead.
+func (OnTimeout) EnumDescriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+}
+
 // Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
 // detail the service attaches to some errors (its `domain` is
 // "approval.v1"). On the wire the reason is this value's name without the
@@ -176,6 +232,10 @@ const (
 	// not have been applied. A retry is safe: the same Respond returns OK if it
 	// was recorded, a create with the same idempotency_key re-attaches.
 	ErrorReason_ERROR_REASON_OUTCOME_UNKNOWN ErrorReason = 5
+	// FAILED_PRECONDITION: this voter already voted otherwise on the pending
+	// approval (a vote cannot be changed or cast twice); nothing changed.
+	// Metadata: id, voter, decision ("approve" or "reject": the vote cast).
+	ErrorReason_ERROR_REASON_ALREADY_VOTED ErrorReason = 6
 )
 
 // Enum value maps for ErrorReason.
@@ -187,6 +247,7 @@ var (
 		3: "ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
 		4: "ERROR_REASON_STORE_REFUSES_WRITES",
 		5: "ERROR_REASON_OUTCOME_UNKNOWN",
+		6: "ERROR_REASON_ALREADY_VOTED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":             0,
@@ -195,6 +256,7 @@ var (
 		"ERROR_REASON_IDEMPOTENCY_KEY_REUSED":  3,
 		"ERROR_REASON_STORE_REFUSES_WRITES":    4,
 		"ERROR_REASON_OUTCOME_UNKNOWN":         5,
+		"ERROR_REASON_ALREADY_VOTED":           6,
 	}
 )
 
@@ -209,11 +271,11 @@ func (x ErrorReason) String() string {
 }
 
 func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_approval_v1_approval_proto_enumTypes[2].Descriptor()
+	return file_approval_v1_approval_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorReason) Type() protoreflect.EnumType {
-	return &file_approval_v1_approval_proto_enumTypes[2]
+	return &file_approval_v1_approval_proto_enumTypes[3]
 }
 
 func (x ErrorReason) Number() protoreflect.EnumNumber {
@@ -222,7 +284,7 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
 }
 
 // The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
@@ -251,20 +313,26 @@ const (
 	ErrorMetadataKey_ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST ErrorMetadataKey = 7
 	// Why the store refuses writes, a short stable name.
 	ErrorMetadataKey_ERROR_METADATA_KEY_CAUSE ErrorMetadataKey = 8
+	// The voter a vote is about (Vote.voter).
+	ErrorMetadataKey_ERROR_METADATA_KEY_VOTER ErrorMetadataKey = 9
+	// A vote's decision: "approve" or "reject".
+	ErrorMetadataKey_ERROR_METADATA_KEY_DECISION ErrorMetadataKey = 10
 )
 
 // Enum value maps for ErrorMetadataKey.
 var (
 	ErrorMetadataKey_name = map[int32]string{
-		0: "ERROR_METADATA_KEY_UNSPECIFIED",
-		1: "ERROR_METADATA_KEY_ID",
-		2: "ERROR_METADATA_KEY_STATUS",
-		3: "ERROR_METADATA_KEY_DECIDED_BY",
-		4: "ERROR_METADATA_KEY_REASON",
-		5: "ERROR_METADATA_KEY_DECIDED_AT",
-		6: "ERROR_METADATA_KEY_CONTEXT_DIGEST",
-		7: "ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST",
-		8: "ERROR_METADATA_KEY_CAUSE",
+		0:  "ERROR_METADATA_KEY_UNSPECIFIED",
+		1:  "ERROR_METADATA_KEY_ID",
+		2:  "ERROR_METADATA_KEY_STATUS",
+		3:  "ERROR_METADATA_KEY_DECIDED_BY",
+		4:  "ERROR_METADATA_KEY_REASON",
+		5:  "ERROR_METADATA_KEY_DECIDED_AT",
+		6:  "ERROR_METADATA_KEY_CONTEXT_DIGEST",
+		7:  "ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST",
+		8:  "ERROR_METADATA_KEY_CAUSE",
+		9:  "ERROR_METADATA_KEY_VOTER",
+		10: "ERROR_METADATA_KEY_DECISION",
 	}
 	ErrorMetadataKey_value = map[string]int32{
 		"ERROR_METADATA_KEY_UNSPECIFIED":             0,
@@ -276,6 +344,8 @@ var (
 		"ERROR_METADATA_KEY_CONTEXT_DIGEST":          6,
 		"ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST": 7,
 		"ERROR_METADATA_KEY_CAUSE":                   8,
+		"ERROR_METADATA_KEY_VOTER":                   9,
+		"ERROR_METADATA_KEY_DECISION":                10,
 	}
 )
 
@@ -290,11 +360,11 @@ func (x ErrorMetadataKey) String() string {
 }
 
 func (ErrorMetadataKey) Descriptor() protoreflect.EnumDescriptor {
-	return file_approval_v1_approval_proto_enumTypes[3].Descriptor()
+	return file_approval_v1_approval_proto_enumTypes[4].Descriptor()
 }
 
 func (ErrorMetadataKey) Type() protoreflect.EnumType {
-	return &file_approval_v1_approval_proto_enumTypes[3]
+	return &file_approval_v1_approval_proto_enumTypes[4]
 }
 
 func (x ErrorMetadataKey) Number() protoreflect.EnumNumber {
@@ -303,7 +373,154 @@ func (x ErrorMetadataKey) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorMetadataKey.Descriptor instead.
 func (ErrorMetadataKey) EnumDescriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
+}
+
+// One voter's answer to an approval.
+type Vote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The authenticated principal (with authentication off: the
+	// self-declared `responder`).
+	Voter         string                 `protobuf:"bytes,1,opt,name=voter,proto3" json:"voter,omitempty"`
+	Decision      Decision               `protobuf:"varint,2,opt,name=decision,proto3,enum=approval.v1.Decision" json:"decision,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	VotedAt       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=voted_at,json=votedAt,proto3" json:"voted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Vote) GetVoter() string {
+	if x != nil {
+		return x.Voter
+	}
+	return ""
+}
+
+func (x *Vote) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *Vote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Vote) GetVotedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VotedAt
+	}
+	return nil
+}
+
+// The policy an approval was created under (copied from the service's
+// configuration at creation: later edits do not change it).
+type ApprovalPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's matching approval_types pattern, e.g. "deploy:*"; empty
+	// when no policy matched the type (the defaults apply).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Who may vote: principals, and "role:<name>" for anyone holding that
+	// role. Empty: approvers of the type.
+	Voters []string `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	// Whether the requester may vote on its own approval.
+	AllowRequesterVote bool `protobuf:"varint,3,opt,name=allow_requester_vote,json=allowRequesterVote,proto3" json:"allow_requester_vote,omitempty"`
+	// When reminders are due, counted from created_at.
+	RemindAfter   []*durationpb.Duration `protobuf:"bytes,4,rep,name=remind_after,json=remindAfter,proto3" json:"remind_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicy) Reset() {
+	*x = ApprovalPolicy{}
+	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicy) ProtoMessage() {}
+
+func (x *ApprovalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicy.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicy) Descriptor() ([]byte, []int) {
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApprovalPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApprovalPolicy) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *ApprovalPolicy) GetAllowRequesterVote() bool {
+	if x != nil {
+		return x.AllowRequesterVote
+	}
+	return false
+}
+
+func (x *ApprovalPolicy) GetRemindAfter() []*durationpb.Duration {
+	if x != nil {
+		return x.RemindAfter
+	}
+	return nil
 }
 
 // One request for a human decision.
@@ -338,13 +555,23 @@ type Approval struct {
 	// Computed by the service at creation; send it back as
 	// RespondRequest.expected_context_digest to decide only on what you saw.
 	ContextDigest string `protobuf:"bytes,14,opt,name=context_digest,json=contextDigest,proto3" json:"context_digest,omitempty"`
+	// Every vote so far, in the order cast. A pending approval may hold some
+	// approvals; the one that completes it (or the reject that vetoes it) is
+	// the last.
+	Votes []*Vote `protobuf:"bytes,15,rep,name=votes,proto3" json:"votes,omitempty"`
+	// Distinct approvals needed (1 unless a policy says more).
+	RequiredApprovals uint32 `protobuf:"varint,16,opt,name=required_approvals,json=requiredApprovals,proto3" json:"required_approvals,omitempty"`
+	// What the gate does at the deadline.
+	OnTimeout OnTimeout `protobuf:"varint,17,opt,name=on_timeout,json=onTimeout,proto3,enum=approval.v1.OnTimeout" json:"on_timeout,omitempty"`
+	// The policy it was created under.
+	Policy        *ApprovalPolicy `protobuf:"bytes,18,opt,name=policy,proto3" json:"policy,omitempty"` // Fields 19 to 30 are kept for coming features (use-by time).
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	mi := &file_approval_v1_approval_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +583,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[0]
+	mi := &file_approval_v1_approval_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +596,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{0}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Approval) GetId() string {
@@ -470,6 +697,34 @@ func (x *Approval) GetContextDigest() string {
 	return ""
 }
 
+func (x *Approval) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *Approval) GetRequiredApprovals() uint32 {
+	if x != nil {
+		return x.RequiredApprovals
+	}
+	return 0
+}
+
+func (x *Approval) GetOnTimeout() OnTimeout {
+	if x != nil {
+		return x.OnTimeout
+	}
+	return OnTimeout_ON_TIMEOUT_UNSPECIFIED
+}
+
+func (x *Approval) GetPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 type RequestApprovalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: what kind of action this gates. Letters, digits and . _ - : / *,
@@ -492,7 +747,7 @@ type RequestApprovalRequest struct {
 
 func (x *RequestApprovalRequest) Reset() {
 	*x = RequestApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	mi := &file_approval_v1_approval_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +759,7 @@ func (x *RequestApprovalRequest) String() string {
 func (*RequestApprovalRequest) ProtoMessage() {}
 
 func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[1]
+	mi := &file_approval_v1_approval_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +772,7 @@ func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalRequest.ProtoReflect.Descriptor instead.
 func (*RequestApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{1}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RequestApprovalRequest) GetApprovalType() string {
@@ -574,7 +829,7 @@ type RequestApprovalResponse struct {
 
 func (x *RequestApprovalResponse) Reset() {
 	*x = RequestApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[2]
+	mi := &file_approval_v1_approval_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +841,7 @@ func (x *RequestApprovalResponse) String() string {
 func (*RequestApprovalResponse) ProtoMessage() {}
 
 func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[2]
+	mi := &file_approval_v1_approval_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +854,7 @@ func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalResponse.ProtoReflect.Descriptor instead.
 func (*RequestApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{2}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RequestApprovalResponse) GetApproval() *Approval {
@@ -631,7 +886,7 @@ type CreateApprovalRequest struct {
 
 func (x *CreateApprovalRequest) Reset() {
 	*x = CreateApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[3]
+	mi := &file_approval_v1_approval_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +898,7 @@ func (x *CreateApprovalRequest) String() string {
 func (*CreateApprovalRequest) ProtoMessage() {}
 
 func (x *CreateApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[3]
+	mi := &file_approval_v1_approval_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +911,7 @@ func (x *CreateApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CreateApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{3}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateApprovalRequest) GetApprovalType() string {
@@ -712,7 +967,7 @@ type CreateApprovalResponse struct {
 
 func (x *CreateApprovalResponse) Reset() {
 	*x = CreateApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[4]
+	mi := &file_approval_v1_approval_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +979,7 @@ func (x *CreateApprovalResponse) String() string {
 func (*CreateApprovalResponse) ProtoMessage() {}
 
 func (x *CreateApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[4]
+	mi := &file_approval_v1_approval_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +992,7 @@ func (x *CreateApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApprovalResponse.ProtoReflect.Descriptor instead.
 func (*CreateApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{4}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateApprovalResponse) GetApproval() *Approval {
@@ -763,7 +1018,7 @@ type AwaitApprovalRequest struct {
 
 func (x *AwaitApprovalRequest) Reset() {
 	*x = AwaitApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[5]
+	mi := &file_approval_v1_approval_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1030,7 @@ func (x *AwaitApprovalRequest) String() string {
 func (*AwaitApprovalRequest) ProtoMessage() {}
 
 func (x *AwaitApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[5]
+	mi := &file_approval_v1_approval_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1043,7 @@ func (x *AwaitApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitApprovalRequest.ProtoReflect.Descriptor instead.
 func (*AwaitApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{5}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AwaitApprovalRequest) GetId() string {
@@ -810,7 +1065,7 @@ type AwaitApprovalResponse struct {
 
 func (x *AwaitApprovalResponse) Reset() {
 	*x = AwaitApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[6]
+	mi := &file_approval_v1_approval_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1077,7 @@ func (x *AwaitApprovalResponse) String() string {
 func (*AwaitApprovalResponse) ProtoMessage() {}
 
 func (x *AwaitApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[6]
+	mi := &file_approval_v1_approval_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1090,7 @@ func (x *AwaitApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitApprovalResponse.ProtoReflect.Descriptor instead.
 func (*AwaitApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{6}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AwaitApprovalResponse) GetApproval() *Approval {
@@ -869,7 +1124,7 @@ type WatchPendingRequest struct {
 
 func (x *WatchPendingRequest) Reset() {
 	*x = WatchPendingRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[7]
+	mi := &file_approval_v1_approval_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1136,7 @@ func (x *WatchPendingRequest) String() string {
 func (*WatchPendingRequest) ProtoMessage() {}
 
 func (x *WatchPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[7]
+	mi := &file_approval_v1_approval_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1149,7 @@ func (x *WatchPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPendingRequest.ProtoReflect.Descriptor instead.
 func (*WatchPendingRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{7}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchPendingRequest) GetApprovalTypes() []string {
@@ -935,6 +1190,7 @@ type WatchPendingResponse struct {
 	//	*WatchPendingResponse_Added
 	//	*WatchPendingResponse_Resolved
 	//	*WatchPendingResponse_Synced
+	//	*WatchPendingResponse_Updated
 	Event         isWatchPendingResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -942,7 +1198,7 @@ type WatchPendingResponse struct {
 
 func (x *WatchPendingResponse) Reset() {
 	*x = WatchPendingResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[8]
+	mi := &file_approval_v1_approval_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1210,7 @@ func (x *WatchPendingResponse) String() string {
 func (*WatchPendingResponse) ProtoMessage() {}
 
 func (x *WatchPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[8]
+	mi := &file_approval_v1_approval_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1223,7 @@ func (x *WatchPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPendingResponse.ProtoReflect.Descriptor instead.
 func (*WatchPendingResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{8}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchPendingResponse) GetCursor() string {
@@ -1011,6 +1267,15 @@ func (x *WatchPendingResponse) GetSynced() *Synced {
 	return nil
 }
 
+func (x *WatchPendingResponse) GetUpdated() *Approval {
+	if x != nil {
+		if x, ok := x.Event.(*WatchPendingResponse_Updated); ok {
+			return x.Updated
+		}
+	}
+	return nil
+}
+
 type isWatchPendingResponse_Event interface {
 	isWatchPendingResponse_Event()
 }
@@ -1030,11 +1295,18 @@ type WatchPendingResponse_Synced struct {
 	Synced *Synced `protobuf:"bytes,4,opt,name=synced,proto3,oneof"`
 }
 
+type WatchPendingResponse_Updated struct {
+	// A pending approval changed and is still pending (a vote arrived).
+	Updated *Approval `protobuf:"bytes,5,opt,name=updated,proto3,oneof"`
+}
+
 func (*WatchPendingResponse_Added) isWatchPendingResponse_Event() {}
 
 func (*WatchPendingResponse_Resolved) isWatchPendingResponse_Event() {}
 
 func (*WatchPendingResponse_Synced) isWatchPendingResponse_Event() {}
+
+func (*WatchPendingResponse_Updated) isWatchPendingResponse_Event() {}
 
 // Marks the end of the WatchPending snapshot.
 type Synced struct {
@@ -1045,7 +1317,7 @@ type Synced struct {
 
 func (x *Synced) Reset() {
 	*x = Synced{}
-	mi := &file_approval_v1_approval_proto_msgTypes[9]
+	mi := &file_approval_v1_approval_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1329,7 @@ func (x *Synced) String() string {
 func (*Synced) ProtoMessage() {}
 
 func (x *Synced) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[9]
+	mi := &file_approval_v1_approval_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1342,7 @@ func (x *Synced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Synced.ProtoReflect.Descriptor instead.
 func (*Synced) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{9}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{11}
 }
 
 type RespondRequest struct {
@@ -1092,7 +1364,7 @@ type RespondRequest struct {
 
 func (x *RespondRequest) Reset() {
 	*x = RespondRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[10]
+	mi := &file_approval_v1_approval_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1376,7 @@ func (x *RespondRequest) String() string {
 func (*RespondRequest) ProtoMessage() {}
 
 func (x *RespondRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[10]
+	mi := &file_approval_v1_approval_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1389,7 @@ func (x *RespondRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondRequest.ProtoReflect.Descriptor instead.
 func (*RespondRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{10}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RespondRequest) GetId() string {
@@ -1164,7 +1436,7 @@ type RespondResponse struct {
 
 func (x *RespondResponse) Reset() {
 	*x = RespondResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[11]
+	mi := &file_approval_v1_approval_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1448,7 @@ func (x *RespondResponse) String() string {
 func (*RespondResponse) ProtoMessage() {}
 
 func (x *RespondResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[11]
+	mi := &file_approval_v1_approval_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1461,7 @@ func (x *RespondResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondResponse.ProtoReflect.Descriptor instead.
 func (*RespondResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{11}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RespondResponse) GetApproval() *Approval {
@@ -1208,7 +1480,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[12]
+	mi := &file_approval_v1_approval_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1492,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[12]
+	mi := &file_approval_v1_approval_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1505,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{12}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetApprovalRequest) GetId() string {
@@ -1252,7 +1524,7 @@ type GetApprovalResponse struct {
 
 func (x *GetApprovalResponse) Reset() {
 	*x = GetApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[13]
+	mi := &file_approval_v1_approval_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1536,7 @@ func (x *GetApprovalResponse) String() string {
 func (*GetApprovalResponse) ProtoMessage() {}
 
 func (x *GetApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[13]
+	mi := &file_approval_v1_approval_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1549,7 @@ func (x *GetApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{13}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetApprovalResponse) GetApproval() *Approval {
@@ -1308,7 +1580,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[14]
+	mi := &file_approval_v1_approval_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1592,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[14]
+	mi := &file_approval_v1_approval_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1605,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{14}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListApprovalsRequest) GetStatuses() []ApprovalStatus {
@@ -1389,7 +1661,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[15]
+	mi := &file_approval_v1_approval_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1673,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[15]
+	mi := &file_approval_v1_approval_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1686,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{15}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -1442,7 +1714,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_approval_v1_approval_proto_msgTypes[16]
+	mi := &file_approval_v1_approval_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1726,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[16]
+	mi := &file_approval_v1_approval_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1739,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{16}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelApprovalRequest) GetId() string {
@@ -1493,7 +1765,7 @@ type CancelApprovalResponse struct {
 
 func (x *CancelApprovalResponse) Reset() {
 	*x = CancelApprovalResponse{}
-	mi := &file_approval_v1_approval_proto_msgTypes[17]
+	mi := &file_approval_v1_approval_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1777,7 @@ func (x *CancelApprovalResponse) String() string {
 func (*CancelApprovalResponse) ProtoMessage() {}
 
 func (x *CancelApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_approval_v1_approval_proto_msgTypes[17]
+	mi := &file_approval_v1_approval_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1790,7 @@ func (x *CancelApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalResponse.ProtoReflect.Descriptor instead.
 func (*CancelApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_approval_v1_approval_proto_rawDescGZIP(), []int{17}
+	return file_approval_v1_approval_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelApprovalResponse) GetApproval() *Approval {
@@ -1532,7 +1804,17 @@ var File_approval_v1_approval_proto protoreflect.FileDescriptor
 
 const file_approval_v1_approval_proto_rawDesc = "" +
 	"\n" +
-	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x05\n" +
+	"\x1aapproval/v1/approval.proto\x12\vapproval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n" +
+	"\x04Vote\x12\x14\n" +
+	"\x05voter\x18\x01 \x01(\tR\x05voter\x121\n" +
+	"\bdecision\x18\x02 \x01(\x0e2\x15.approval.v1.DecisionR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x125\n" +
+	"\bvoted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\avotedAt\"\xac\x01\n" +
+	"\x0eApprovalPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\tR\x06voters\x120\n" +
+	"\x14allow_requester_vote\x18\x03 \x01(\bR\x12allowRequesterVote\x12<\n" +
+	"\fremind_after\x18\x04 \x03(\v2\x19.google.protobuf.DurationR\vremindAfter\"\xcf\x06\n" +
 	"\bApproval\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rapproval_type\x18\x02 \x01(\tR\fapprovalType\x12\x19\n" +
@@ -1551,7 +1833,12 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x06reason\x18\f \x01(\tR\x06reason\x129\n" +
 	"\n" +
 	"decided_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12%\n" +
-	"\x0econtext_digest\x18\x0e \x01(\tR\rcontextDigest\x1a9\n" +
+	"\x0econtext_digest\x18\x0e \x01(\tR\rcontextDigest\x12'\n" +
+	"\x05votes\x18\x0f \x03(\v2\x11.approval.v1.VoteR\x05votes\x12-\n" +
+	"\x12required_approvals\x18\x10 \x01(\rR\x11requiredApprovals\x125\n" +
+	"\n" +
+	"on_timeout\x18\x11 \x01(\x0e2\x16.approval.v1.OnTimeoutR\tonTimeout\x123\n" +
+	"\x06policy\x18\x12 \x01(\v2\x1b.approval.v1.ApprovalPolicyR\x06policy\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xed\x02\n" +
@@ -1593,12 +1880,13 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfd\x01\n" +
 	"\x14WatchPendingResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12-\n" +
 	"\x05added\x18\x02 \x01(\v2\x15.approval.v1.ApprovalH\x00R\x05added\x123\n" +
 	"\bresolved\x18\x03 \x01(\v2\x15.approval.v1.ApprovalH\x00R\bresolved\x12-\n" +
-	"\x06synced\x18\x04 \x01(\v2\x13.approval.v1.SyncedH\x00R\x06syncedB\a\n" +
+	"\x06synced\x18\x04 \x01(\v2\x13.approval.v1.SyncedH\x00R\x06synced\x121\n" +
+	"\aupdated\x18\x05 \x01(\v2\x15.approval.v1.ApprovalH\x00R\aupdatedB\a\n" +
 	"\x05event\"\b\n" +
 	"\x06Synced\"\xc1\x01\n" +
 	"\x0eRespondRequest\x12\x0e\n" +
@@ -1642,14 +1930,19 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10DECISION_APPROVE\x10\x01\x12\x13\n" +
-	"\x0fDECISION_REJECT\x10\x02*\xe7\x01\n" +
+	"\x0fDECISION_REJECT\x10\x02*V\n" +
+	"\tOnTimeout\x12\x1a\n" +
+	"\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ON_TIMEOUT_REJECT\x10\x01\x12\x16\n" +
+	"\x12ON_TIMEOUT_APPROVE\x10\x02*\x87\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_REASON_ALREADY_FINAL\x10\x01\x12(\n" +
 	"$ERROR_REASON_CONTEXT_DIGEST_MISMATCH\x10\x02\x12'\n" +
 	"#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x03\x12%\n" +
 	"!ERROR_REASON_STORE_REFUSES_WRITES\x10\x04\x12 \n" +
-	"\x1cERROR_REASON_OUTCOME_UNKNOWN\x10\x05*\xca\x02\n" +
+	"\x1cERROR_REASON_OUTCOME_UNKNOWN\x10\x05\x12\x1e\n" +
+	"\x1aERROR_REASON_ALREADY_VOTED\x10\x06*\x89\x03\n" +
 	"\x10ErrorMetadataKey\x12\"\n" +
 	"\x1eERROR_METADATA_KEY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_METADATA_KEY_ID\x10\x01\x12\x1d\n" +
@@ -1659,7 +1952,10 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x1dERROR_METADATA_KEY_DECIDED_AT\x10\x05\x12%\n" +
 	"!ERROR_METADATA_KEY_CONTEXT_DIGEST\x10\x06\x12.\n" +
 	"*ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST\x10\a\x12\x1c\n" +
-	"\x18ERROR_METADATA_KEY_CAUSE\x10\b2\xc4\x05\n" +
+	"\x18ERROR_METADATA_KEY_CAUSE\x10\b\x12\x1c\n" +
+	"\x18ERROR_METADATA_KEY_VOTER\x10\t\x12\x1f\n" +
+	"\x1bERROR_METADATA_KEY_DECISION\x10\n" +
+	"2\xc4\x05\n" +
 	"\x0fApprovalService\x12\\\n" +
 	"\x0fRequestApproval\x12#.approval.v1.RequestApprovalRequest\x1a$.approval.v1.RequestApprovalResponse\x12Y\n" +
 	"\x0eCreateApproval\x12\".approval.v1.CreateApprovalRequest\x1a#.approval.v1.CreateApprovalResponse\x12V\n" +
@@ -1683,88 +1979,98 @@ func file_approval_v1_approval_proto_rawDescGZIP() []byte {
 	return file_approval_v1_approval_proto_rawDescData
 }
 
-var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_approval_v1_approval_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_approval_v1_approval_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_approval_v1_approval_proto_goTypes = []any{
 	(ApprovalStatus)(0),             // 0: approval.v1.ApprovalStatus
 	(Decision)(0),                   // 1: approval.v1.Decision
-	(ErrorReason)(0),                // 2: approval.v1.ErrorReason
-	(ErrorMetadataKey)(0),           // 3: approval.v1.ErrorMetadataKey
-	(*Approval)(nil),                // 4: approval.v1.Approval
-	(*RequestApprovalRequest)(nil),  // 5: approval.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 6: approval.v1.RequestApprovalResponse
-	(*CreateApprovalRequest)(nil),   // 7: approval.v1.CreateApprovalRequest
-	(*CreateApprovalResponse)(nil),  // 8: approval.v1.CreateApprovalResponse
-	(*AwaitApprovalRequest)(nil),    // 9: approval.v1.AwaitApprovalRequest
-	(*AwaitApprovalResponse)(nil),   // 10: approval.v1.AwaitApprovalResponse
-	(*WatchPendingRequest)(nil),     // 11: approval.v1.WatchPendingRequest
-	(*WatchPendingResponse)(nil),    // 12: approval.v1.WatchPendingResponse
-	(*Synced)(nil),                  // 13: approval.v1.Synced
-	(*RespondRequest)(nil),          // 14: approval.v1.RespondRequest
-	(*RespondResponse)(nil),         // 15: approval.v1.RespondResponse
-	(*GetApprovalRequest)(nil),      // 16: approval.v1.GetApprovalRequest
-	(*GetApprovalResponse)(nil),     // 17: approval.v1.GetApprovalResponse
-	(*ListApprovalsRequest)(nil),    // 18: approval.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),   // 19: approval.v1.ListApprovalsResponse
-	(*CancelApprovalRequest)(nil),   // 20: approval.v1.CancelApprovalRequest
-	(*CancelApprovalResponse)(nil),  // 21: approval.v1.CancelApprovalResponse
-	nil,                             // 22: approval.v1.Approval.LabelsEntry
-	nil,                             // 23: approval.v1.RequestApprovalRequest.LabelsEntry
-	nil,                             // 24: approval.v1.CreateApprovalRequest.LabelsEntry
-	nil,                             // 25: approval.v1.WatchPendingRequest.LabelsEntry
-	nil,                             // 26: approval.v1.ListApprovalsRequest.LabelsEntry
-	(*structpb.Struct)(nil),         // 27: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
+	(OnTimeout)(0),                  // 2: approval.v1.OnTimeout
+	(ErrorReason)(0),                // 3: approval.v1.ErrorReason
+	(ErrorMetadataKey)(0),           // 4: approval.v1.ErrorMetadataKey
+	(*Vote)(nil),                    // 5: approval.v1.Vote
+	(*ApprovalPolicy)(nil),          // 6: approval.v1.ApprovalPolicy
+	(*Approval)(nil),                // 7: approval.v1.Approval
+	(*RequestApprovalRequest)(nil),  // 8: approval.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil), // 9: approval.v1.RequestApprovalResponse
+	(*CreateApprovalRequest)(nil),   // 10: approval.v1.CreateApprovalRequest
+	(*CreateApprovalResponse)(nil),  // 11: approval.v1.CreateApprovalResponse
+	(*AwaitApprovalRequest)(nil),    // 12: approval.v1.AwaitApprovalRequest
+	(*AwaitApprovalResponse)(nil),   // 13: approval.v1.AwaitApprovalResponse
+	(*WatchPendingRequest)(nil),     // 14: approval.v1.WatchPendingRequest
+	(*WatchPendingResponse)(nil),    // 15: approval.v1.WatchPendingResponse
+	(*Synced)(nil),                  // 16: approval.v1.Synced
+	(*RespondRequest)(nil),          // 17: approval.v1.RespondRequest
+	(*RespondResponse)(nil),         // 18: approval.v1.RespondResponse
+	(*GetApprovalRequest)(nil),      // 19: approval.v1.GetApprovalRequest
+	(*GetApprovalResponse)(nil),     // 20: approval.v1.GetApprovalResponse
+	(*ListApprovalsRequest)(nil),    // 21: approval.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),   // 22: approval.v1.ListApprovalsResponse
+	(*CancelApprovalRequest)(nil),   // 23: approval.v1.CancelApprovalRequest
+	(*CancelApprovalResponse)(nil),  // 24: approval.v1.CancelApprovalResponse
+	nil,                             // 25: approval.v1.Approval.LabelsEntry
+	nil,                             // 26: approval.v1.RequestApprovalRequest.LabelsEntry
+	nil,                             // 27: approval.v1.CreateApprovalRequest.LabelsEntry
+	nil,                             // 28: approval.v1.WatchPendingRequest.LabelsEntry
+	nil,                             // 29: approval.v1.ListApprovalsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
+	(*structpb.Struct)(nil),         // 32: google.protobuf.Struct
 }
 var file_approval_v1_approval_proto_depIdxs = []int32{
-	27, // 0: approval.v1.Approval.context:type_name -> google.protobuf.Struct
-	22, // 1: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
-	28, // 2: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
-	28, // 3: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 4: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
-	28, // 5: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	27, // 6: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
-	23, // 7: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
-	29, // 8: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	4,  // 9: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
-	27, // 10: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
-	24, // 11: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
-	29, // 12: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
-	4,  // 13: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
-	4,  // 14: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
-	25, // 15: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
-	4,  // 16: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
-	4,  // 17: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
-	13, // 18: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
-	1,  // 19: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
-	4,  // 20: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
-	4,  // 21: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
-	0,  // 22: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
-	26, // 23: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
-	4,  // 24: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
-	4,  // 25: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
-	5,  // 26: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
-	7,  // 27: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
-	9,  // 28: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
-	11, // 29: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
-	14, // 30: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
-	16, // 31: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
-	18, // 32: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
-	20, // 33: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
-	6,  // 34: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
-	8,  // 35: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
-	10, // 36: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
-	12, // 37: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
-	15, // 38: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
-	17, // 39: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
-	19, // 40: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
-	21, // 41: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	1,  // 0: approval.v1.Vote.decision:type_name -> approval.v1.Decision
+	30, // 1: approval.v1.Vote.voted_at:type_name -> google.protobuf.Timestamp
+	31, // 2: approval.v1.ApprovalPolicy.remind_after:type_name -> google.protobuf.Duration
+	32, // 3: approval.v1.Approval.context:type_name -> google.protobuf.Struct
+	25, // 4: approval.v1.Approval.labels:type_name -> approval.v1.Approval.LabelsEntry
+	30, // 5: approval.v1.Approval.created_at:type_name -> google.protobuf.Timestamp
+	30, // 6: approval.v1.Approval.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 7: approval.v1.Approval.status:type_name -> approval.v1.ApprovalStatus
+	30, // 8: approval.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	5,  // 9: approval.v1.Approval.votes:type_name -> approval.v1.Vote
+	2,  // 10: approval.v1.Approval.on_timeout:type_name -> approval.v1.OnTimeout
+	6,  // 11: approval.v1.Approval.policy:type_name -> approval.v1.ApprovalPolicy
+	32, // 12: approval.v1.RequestApprovalRequest.context:type_name -> google.protobuf.Struct
+	26, // 13: approval.v1.RequestApprovalRequest.labels:type_name -> approval.v1.RequestApprovalRequest.LabelsEntry
+	31, // 14: approval.v1.RequestApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 15: approval.v1.RequestApprovalResponse.approval:type_name -> approval.v1.Approval
+	32, // 16: approval.v1.CreateApprovalRequest.context:type_name -> google.protobuf.Struct
+	27, // 17: approval.v1.CreateApprovalRequest.labels:type_name -> approval.v1.CreateApprovalRequest.LabelsEntry
+	31, // 18: approval.v1.CreateApprovalRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 19: approval.v1.CreateApprovalResponse.approval:type_name -> approval.v1.Approval
+	7,  // 20: approval.v1.AwaitApprovalResponse.approval:type_name -> approval.v1.Approval
+	28, // 21: approval.v1.WatchPendingRequest.labels:type_name -> approval.v1.WatchPendingRequest.LabelsEntry
+	7,  // 22: approval.v1.WatchPendingResponse.added:type_name -> approval.v1.Approval
+	7,  // 23: approval.v1.WatchPendingResponse.resolved:type_name -> approval.v1.Approval
+	16, // 24: approval.v1.WatchPendingResponse.synced:type_name -> approval.v1.Synced
+	7,  // 25: approval.v1.WatchPendingResponse.updated:type_name -> approval.v1.Approval
+	1,  // 26: approval.v1.RespondRequest.decision:type_name -> approval.v1.Decision
+	7,  // 27: approval.v1.RespondResponse.approval:type_name -> approval.v1.Approval
+	7,  // 28: approval.v1.GetApprovalResponse.approval:type_name -> approval.v1.Approval
+	0,  // 29: approval.v1.ListApprovalsRequest.statuses:type_name -> approval.v1.ApprovalStatus
+	29, // 30: approval.v1.ListApprovalsRequest.labels:type_name -> approval.v1.ListApprovalsRequest.LabelsEntry
+	7,  // 31: approval.v1.ListApprovalsResponse.approvals:type_name -> approval.v1.Approval
+	7,  // 32: approval.v1.CancelApprovalResponse.approval:type_name -> approval.v1.Approval
+	8,  // 33: approval.v1.ApprovalService.RequestApproval:input_type -> approval.v1.RequestApprovalRequest
+	10, // 34: approval.v1.ApprovalService.CreateApproval:input_type -> approval.v1.CreateApprovalRequest
+	12, // 35: approval.v1.ApprovalService.AwaitApproval:input_type -> approval.v1.AwaitApprovalRequest
+	14, // 36: approval.v1.ApprovalService.WatchPending:input_type -> approval.v1.WatchPendingRequest
+	17, // 37: approval.v1.ApprovalService.Respond:input_type -> approval.v1.RespondRequest
+	19, // 38: approval.v1.ApprovalService.GetApproval:input_type -> approval.v1.GetApprovalRequest
+	21, // 39: approval.v1.ApprovalService.ListApprovals:input_type -> approval.v1.ListApprovalsRequest
+	23, // 40: approval.v1.ApprovalService.CancelApproval:input_type -> approval.v1.CancelApprovalRequest
+	9,  // 41: approval.v1.ApprovalService.RequestApproval:output_type -> approval.v1.RequestApprovalResponse
+	11, // 42: approval.v1.ApprovalService.CreateApproval:output_type -> approval.v1.CreateApprovalResponse
+	13, // 43: approval.v1.ApprovalService.AwaitApproval:output_type -> approval.v1.AwaitApprovalResponse
+	15, // 44: approval.v1.ApprovalService.WatchPending:output_type -> approval.v1.WatchPendingResponse
+	18, // 45: approval.v1.ApprovalService.Respond:output_type -> approval.v1.RespondResponse
+	20, // 46: approval.v1.ApprovalService.GetApproval:output_type -> approval.v1.GetApprovalResponse
+	22, // 47: approval.v1.ApprovalService.ListApprovals:output_type -> approval.v1.ListApprovalsResponse
+	24, // 48: approval.v1.ApprovalService.CancelApproval:output_type -> approval.v1.CancelApprovalResponse
+	41, // [41:49] is the sub-list for method output_type
+	33, // [33:41] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_approval_v1_approval_proto_init() }
@@ -1772,18 +2078,19 @@ func file_approval_v1_approval_proto_init() {
 	if File_approval_v1_approval_proto != nil {
 		return
 	}
-	file_approval_v1_approval_proto_msgTypes[8].OneofWrappers = []any{
+	file_approval_v1_approval_proto_msgTypes[10].OneofWrappers = []any{
 		(*WatchPendingResponse_Added)(nil),
 		(*WatchPendingResponse_Resolved)(nil),
 		(*WatchPendingResponse_Synced)(nil),
+		(*WatchPendingResponse_Updated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_approval_v1_approval_proto_rawDesc), len(file_approval_v1_approval_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   23,
+			NumEnums:      5,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,9 +55,12 @@ type ApprovalServiceClient interface {
 	// a `synced` marker, then every change live. Reconnect with the last cursor
 	// received to get exactly the events missed, on any replica.
 	WatchPending(ctx context.Context, in *WatchPendingRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPendingResponse], error)
-	// Records a human decision. The first decision wins; an identical retry
-	// returns OK; a conflicting one fails with FAILED_PRECONDITION naming the
-	// winner.
+	// Records a human vote. With one required approval (the default) the
+	// first decision wins; under a policy needing M approvals the approval
+	// stays PENDING until M distinct voters approved, and one reject ends it.
+	// An identical retry returns OK; a changed or second vote by the same
+	// voter, or a vote on a final approval, fails with FAILED_PRECONDITION
+	// saying why.
 	Respond(ctx context.Context, in *RespondRequest, opts ...grpc.CallOption) (*RespondResponse, error)
 	// Returns one approval by id, final or not.
 	GetApproval(ctx context.Context, in *GetApprovalRequest, opts ...grpc.CallOption) (*GetApprovalResponse, error)
@@ -184,9 +187,12 @@ type ApprovalServiceServer interface {
 	// a `synced` marker, then every change live. Reconnect with the last cursor
 	// received to get exactly the events missed, on any replica.
 	WatchPending(*WatchPendingRequest, grpc.ServerStreamingServer[WatchPendingResponse]) error
-	// Records a human decision. The first decision wins; an identical retry
-	// returns OK; a conflicting one fails with FAILED_PRECONDITION naming the
-	// winner.
+	// Records a human vote. With one required approval (the default) the
+	// first decision wins; under a policy needing M approvals the approval
+	// stays PENDING until M distinct voters approved, and one reject ends it.
+	// An identical retry returns OK; a changed or second vote by the same
+	// voter, or a vote on a final approval, fails with FAILED_PRECONDITION
+	// saying why.
 	Respond(context.Context, *RespondRequest) (*RespondResponse, error)
 	// Returns one approval by id, final or not.
 	GetApproval(context.Context, *GetApprovalRequest) (*GetApprovalResponse, error)

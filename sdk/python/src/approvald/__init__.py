@@ -9,7 +9,7 @@
 - The generated protobuf and gRPC code is `approval.v1.approval_pb2(_grpc)`.
 """
 
-from ._model import Approval, Status, WatchEvent
+from ._model import Approval, OnTimeout, Status, Vote, WatchEvent
 from .client import DEFAULT_TARGET, ApprovalClient, WatchStream
 from .credentials import tls_credentials
 from .errors import (
@@ -20,6 +20,7 @@ from .errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    VoteRefused,
     WaitTimedOut,
 )
 from .gate import ApprovalGate, ApprovalRequest, ApprovalResponse
@@ -35,10 +36,13 @@ __all__ = [
     "ApprovalResponse",
     "InvalidArgument",
     "NotFound",
+    "OnTimeout",
     "PermissionDenied",
     "Status",
     "Unauthenticated",
     "Unavailable",
+    "Vote",
+    "VoteRefused",
     "WaitTimedOut",
     "WatchEvent",
     "WatchStream",

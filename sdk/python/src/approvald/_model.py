@@ -34,6 +34,40 @@ class Status(str, enum.Enum):
         return pb.ApprovalStatus.Value(f"APPROVAL_STATUS_{self.value}")
 
 
+class OnTimeout(str, enum.Enum):
+    """What the gate does when the deadline passes before a decision (the
+    status is EXPIRED either way)."""
+
+    #: The gate does not proceed (the default).
+    REJECT = "REJECT"
+    #: "Proceed unless someone objects": the gate proceeds.
+    APPROVE = "APPROVE"
+
+    @classmethod
+    def from_proto(cls, value: int) -> "OnTimeout":
+        return cls.APPROVE if value == pb.ON_TIMEOUT_APPROVE else cls.REJECT
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One voter's answer. `approve` is True for an approval, False for a
+    reject (a veto)."""
+
+    voter: str
+    approve: bool
+    reason: str
+    voted_at: datetime
+
+    @classmethod
+    def from_proto(cls, message: pb.Vote) -> "Vote":
+        return cls(
+            voter=message.voter,
+            approve=message.decision == pb.DECISION_APPROVE,
+            reason=message.reason,
+            voted_at=message.voted_at.ToDatetime(timezone.utc),
+        )
+
+
 @dataclass(frozen=True)
 class Approval:
     """One request for a human decision, as the service stored it."""
@@ -53,11 +87,26 @@ class Approval:
     #: The responder's or canceller's reason, or why it expired.
     reason: str = ""
     decided_at: Optional[datetime] = None
+    #: "sha256:" + hex of the canonical JSON of `context`: send it back as
+    #: `expected_context_digest` to decide only on what was seen.
+    context_digest: str = ""
+    #: Every vote so far, in the order cast.
+    votes: tuple[Vote, ...] = ()
+    #: Distinct approvals it needs (its policy's; 1 by default).
+    required_approvals: int = 1
+    #: What its deadline means for the gate.
+    on_timeout: OnTimeout = OnTimeout.REJECT
+    #: The policy it was created under (its matching pattern, "deploy:*");
+    #: empty when no policy matched its type.
+    policy: str = ""
     proto: pb.Approval = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     @property
     def approved(self) -> bool:
-        """True only when a human approved it."""
+        """Whether the gate proceeds: its voters approved it, or it expired
+        under a policy whose on_timeout is "approve"."""
+        if self.status is Status.EXPIRED:
+            return self.on_timeout is OnTimeout.APPROVE
         return self.status is Status.APPROVED
 
     @property
@@ -84,6 +133,11 @@ class Approval:
                 if message.HasField("decided_at")
                 else None
             ),
+            context_digest=message.context_digest,
+            votes=tuple(Vote.from_proto(v) for v in message.votes),
+            required_approvals=max(message.required_approvals, 1),
+            on_timeout=OnTimeout.from_proto(message.on_timeout),
+            policy=message.policy.name,
             proto=message,
         )
 
@@ -92,9 +146,10 @@ class Approval:
 class WatchEvent:
     """One event of `watch_pending`.
 
-    kind is "added" (pending: from the snapshot or new), "resolved" (became
-    final), "synced" (the snapshot is complete, live events follow) or
-    "reset" (the resume cursor had aged out: a fresh snapshot follows).
+    kind is "added" (pending: from the snapshot or new), "updated" (still
+    pending, changed: a vote arrived), "resolved" (became final), "synced"
+    (the snapshot is complete, live events follow) or "reset" (the resume
+    cursor had aged out: a fresh snapshot follows).
     """
 
     kind: str
@@ -106,7 +161,7 @@ class WatchEvent:
     def from_proto(cls, message: pb.WatchPendingResponse) -> "WatchEvent":
         kind = message.WhichOneof("event") or "unknown"
         approval = None
-        if kind in ("added", "resolved"):
+        if kind in ("added", "updated", "resolved"):
             approval = Approval.from_proto(getattr(message, kind))
         return cls(kind=kind, approval=approval, cursor=message.cursor)
 

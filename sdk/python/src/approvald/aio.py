@@ -100,19 +100,55 @@ class AsyncApprovalClient:
         return Approval.from_proto(response.approval)
 
     async def respond(
-        self, approval_id: str, approved: bool, *, responder: str, reason: str = ""
+        self,
+        approval_id: str,
+        approved: bool,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
     ) -> Approval:
         decision = pb.DECISION_APPROVE if approved else pb.DECISION_REJECT
         message = pb.RespondRequest(
-            id=approval_id, decision=decision, reason=reason, responder=responder
+            id=approval_id,
+            decision=decision,
+            reason=reason,
+            responder=responder,
+            expected_context_digest=expected_context_digest,
         )
         return Approval.from_proto((await self._unary(self._stub.Respond(message))).approval)
 
-    async def approve(self, approval_id: str, *, responder: str, reason: str = "") -> Approval:
-        return await self.respond(approval_id, True, responder=responder, reason=reason)
+    async def approve(
+        self,
+        approval_id: str,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
+    ) -> Approval:
+        return await self.respond(
+            approval_id,
+            True,
+            responder=responder,
+            reason=reason,
+            expected_context_digest=expected_context_digest,
+        )
 
-    async def reject(self, approval_id: str, *, responder: str, reason: str = "") -> Approval:
-        return await self.respond(approval_id, False, responder=responder, reason=reason)
+    async def reject(
+        self,
+        approval_id: str,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
+    ) -> Approval:
+        return await self.respond(
+            approval_id,
+            False,
+            responder=responder,
+            reason=reason,
+            expected_context_digest=expected_context_digest,
+        )
 
     async def watch_pending(
         self,

@@ -145,21 +145,62 @@ class ApprovalClient:
     # -- what humans (and their tools) do ---------------------------------
 
     def respond(
-        self, approval_id: str, approved: bool, *, responder: str, reason: str = ""
+        self,
+        approval_id: str,
+        approved: bool,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
     ) -> Approval:
-        """Records a decision. The first decision wins: a conflicting one
-        raises AlreadyDecided naming the winner; an identical retry succeeds."""
+        """Records a vote. With one required approval (the default) the first
+        decision wins: a conflicting one raises AlreadyDecided naming the
+        winner; an identical retry succeeds. Under a policy needing several
+        approvals the approval stays PENDING until enough voters approved
+        (one reject ends it); a changed vote raises VoteRefused. With
+        `expected_context_digest` (the approval's `context_digest` as seen),
+        a different context is refused (VoteRefused) and nothing changes."""
         decision = pb.DECISION_APPROVE if approved else pb.DECISION_REJECT
         message = pb.RespondRequest(
-            id=approval_id, decision=decision, reason=reason, responder=responder
+            id=approval_id,
+            decision=decision,
+            reason=reason,
+            responder=responder,
+            expected_context_digest=expected_context_digest,
         )
         return Approval.from_proto(self._unary(self._stub.Respond, message).approval)
 
-    def approve(self, approval_id: str, *, responder: str, reason: str = "") -> Approval:
-        return self.respond(approval_id, True, responder=responder, reason=reason)
+    def approve(
+        self,
+        approval_id: str,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
+    ) -> Approval:
+        return self.respond(
+            approval_id,
+            True,
+            responder=responder,
+            reason=reason,
+            expected_context_digest=expected_context_digest,
+        )
 
-    def reject(self, approval_id: str, *, responder: str, reason: str = "") -> Approval:
-        return self.respond(approval_id, False, responder=responder, reason=reason)
+    def reject(
+        self,
+        approval_id: str,
+        *,
+        responder: str,
+        reason: str = "",
+        expected_context_digest: str = "",
+    ) -> Approval:
+        return self.respond(
+            approval_id,
+            False,
+            responder=responder,
+            reason=reason,
+            expected_context_digest=expected_context_digest,
+        )
 
     def watch_pending(
         self,

@@ -71,6 +71,16 @@ class AlreadyDecided(ApprovalError):
         self.decided_at = metadata.get(_DECIDED_AT, "")
 
 
+class VoteRefused(ApprovalError):
+    """The vote was refused and nothing changed. `reason` is
+    "ALREADY_VOTED" (this voter voted otherwise: votes cannot be changed) or
+    "CONTEXT_DIGEST_MISMATCH" (the context is not the one expected)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str) -> None:
+        super().__init__(code, message)
+        self.reason = reason
+
+
 class Unauthenticated(ApprovalError):
     """The service has authentication on and the call had no valid
     credentials: pass `token=` (or a client certificate)."""
@@ -111,6 +121,8 @@ def from_rpc_error(error: grpc.RpcError, idempotency_key: str = "") -> ApprovalE
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info) and info.reason == _ALREADY_FINAL:
                 return AlreadyDecided(code, message, dict(info.metadata))
+            if info.reason in ("ALREADY_VOTED", "CONTEXT_DIGEST_MISMATCH"):
+                return VoteRefused(code, message, info.reason)
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(code, message)
     if code == grpc.StatusCode.UNAUTHENTICATED:

@@ -10,12 +10,46 @@ use prost::Message;
 use redis::streams::StreamId;
 use redis::Value;
 
+use crate::api::convert::{on_timeout_to_proto, policy_from_proto, policy_to_proto};
 use crate::domain::{
-    Approval, ApprovalId, ContextDigest, Cursor, DomainError, Epoch, Event, EventKind, Millis,
-    Resolution, Status,
+    Approval, ApprovalId, ContextDigest, Cursor, Decision, DomainError, Epoch, Event, EventKind,
+    Millis, Resolution, Status, Vote,
 };
 
-/// The immutable fields, encoded once at creation.
+/// One vote as decide.lua stores it (a JSON array in the `votes` field).
+#[derive(serde::Deserialize)]
+struct StoredVote {
+    voter: String,
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    at: f64,
+}
+
+/// The votes of an approval from its `votes` field (empty: none).
+fn decode_votes(raw: &str) -> Result<Vec<Vote>, DomainError> {
+    if raw.is_empty() || raw == "{}" {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<StoredVote> = serde_json::from_str(raw)
+        .map_err(|e| DomainError::Internal(format!("undecodable votes in Redis: {e}")))?;
+    stored
+        .into_iter()
+        .map(|v| {
+            Ok(Vote {
+                decision: Decision::from_name(&v.decision).ok_or_else(|| {
+                    DomainError::Internal(format!("unknown decision {:?} in Redis", v.decision))
+                })?,
+                voter: v.voter,
+                reason: v.reason,
+                at: Millis(v.at as u64),
+            })
+        })
+        .collect()
+}
+
+/// The immutable fields, encoded once at creation (the copied policy
+/// included).
 pub fn encode_body(a: &Approval) -> Vec<u8> {
     v1::Approval {
         id: a.id.to_string(),
@@ -28,6 +62,9 @@ pub fn encode_body(a: &Approval) -> Vec<u8> {
         idempotency_key: a.idempotency_key.clone(),
         created_at: Some(Millis::to_timestamp(a.created_at)),
         deadline: Some(Millis::to_timestamp(a.deadline)),
+        required_approvals: a.policy.required_approvals,
+        on_timeout: on_timeout_to_proto(a.policy.on_timeout) as i32,
+        policy: Some(policy_to_proto(&a.policy)),
         ..Default::default()
     }
     .encode_to_vec()
@@ -45,6 +82,8 @@ pub struct StateFields {
     pub at: String,
     pub created: String,
     pub deadline: String,
+    /// JSON array of votes (empty: none).
+    pub votes: String,
 }
 
 pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> {
@@ -59,6 +98,8 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
         decided_at: Millis(state.at.parse().unwrap_or_default()),
     });
     let context = p.context.unwrap_or_default();
+    let votes = decode_votes(&state.votes)?;
+    let policy = policy_from_proto(p.policy, p.required_approvals, p.on_timeout);
     Ok(Approval {
         id: ApprovalId::trusted(p.id),
         approval_type: p.approval_type,
@@ -83,11 +124,13 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
             .map_or_else(|_| Millis::from_timestamp(p.deadline), Millis),
         status,
         resolution,
+        policy,
+        votes,
     })
 }
 
 /// From a script reply `{ outcome, body, status, by, reason, at, created,
-/// deadline }`.
+/// deadline, votes }`.
 pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
     let text = |i: usize| String::from_utf8_lossy(reply.get(i).map_or(&[][..], |v| v)).into_owned();
     let body = reply
@@ -102,6 +145,7 @@ pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
             at: text(5),
             created: text(6),
             deadline: text(7),
+            votes: text(8),
         },
     )
 }
@@ -125,6 +169,7 @@ pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainErro
             at: text("at"),
             created: text("created"),
             deadline: text("deadline"),
+            votes: text("votes"),
         },
     )
 }
@@ -138,16 +183,17 @@ pub type HashFields = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 /// The fields of an approval hash, in the order of `HashFields`.
-pub const HASH_FIELDS: [&str; 7] = [
-    "body", "status", "by", "reason", "at", "created", "deadline",
+pub const HASH_FIELDS: [&str; 8] = [
+    "body", "status", "by", "reason", "at", "created", "deadline", "votes",
 ];
 
 /// An approval from its hash (`None`: no such hash).
 pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
-    let (Some(body), Some(status), by, reason, at, created, deadline) = fields else {
+    let (Some(body), Some(status), by, reason, at, created, deadline, votes) = fields else {
         return Ok(None);
     };
     decode(
@@ -159,6 +205,7 @@ pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
             at: at.unwrap_or_default(),
             created: created.unwrap_or_default(),
             deadline: deadline.unwrap_or_default(),
+            votes: votes.unwrap_or_default(),
         },
     )
     .map(Some)
@@ -181,10 +228,19 @@ pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
     entries
         .into_iter()
         .map(|entry| {
-            let kind = match entry.map.get("kind") {
-                Some(Value::BulkString(k)) if k == EventKind::Added.name().as_bytes() => {
-                    EventKind::Added
-                }
+            let field = |name: &str| match entry.map.get(name) {
+                Some(Value::BulkString(k)) => k.as_slice(),
+                _ => b"",
+            };
+            let kind = match field("kind") {
+                b"added" => EventKind::Added,
+                b"updated" => EventKind::Updated,
+                b"reminder" => EventKind::Reminder(
+                    std::str::from_utf8(field("reminder"))
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                ),
                 _ => EventKind::Resolved,
             };
             Ok(Event {

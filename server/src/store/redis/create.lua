@@ -10,22 +10,27 @@
 -- ARGV[6] maxlen, ARGV[7] '1' when an idempotency key is used,
 -- ARGV[8] requester, ARGV[9] the most pending approvals it may hold,
 -- ARGV[10] the request's fingerprint, ARGV[11] the approval key prefix
--- (KEYS[1] without the id). The one key not in KEYS is the owner's hash,
--- ARGV[11] .. (the id read from KEYS[2]): it cannot be named before the
--- script reads it, and it carries the same hash tag as every KEYS entry, so
--- on a Redis Cluster it is in the same slot (Redis allows that).
+-- (KEYS[1] without the id), ARGV[12] distinct approvals needed (its policy's),
+-- ARGV[13] its expiry reason when not the default ('' otherwise),
+-- ARGV[14] reminder offsets (ms after creation, comma-separated, '' for none).
+-- KEYS[7] reminders (zset: id by when its next reminder is due).
+-- The one key not in KEYS is the owner's hash, ARGV[11] .. (the id read from
+-- KEYS[2]): it cannot be named before the script reads it, and it carries
+-- the same hash tag as every KEYS entry, so on a Redis Cluster it is in the
+-- same slot (Redis allows that).
 -- Times come from Redis's own clock (TIME), the one clock of every replica:
 -- created = now, deadline = now + timeout (ms since the epoch).
 -- Returns { 'created', created, deadline }; { 'exists', body, status, by,
--- reason, at, created, deadline } when
+-- reason, at, created, deadline, votes } when
 -- this id exists already (a retry of this very call) or the key belongs to
 -- an approval made by the same request (same fingerprint); the same shape
 -- with 'conflict' when the key belongs to a different request; { 'quota' }
 -- when the requester holds ARGV[9] pending approvals already.
 local function found(outcome, key)
-  local f = redis.call('HMGET', key, 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline')
+  local f = redis.call('HMGET', key, 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline',
+    'votes')
   return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
-    f[7] or '' }
+    f[7] or '', f[8] or '' }
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return found('exists', KEYS[1])
@@ -54,6 +59,20 @@ end
 redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
 redis.call('HSET', KEYS[1], 'body', ARGV[2], 'status', 'pending', 'created', created,
   'deadline', deadline, 'requester', ARGV[8], 'fp', ARGV[10])
+if ARGV[12] ~= '1' then
+  redis.call('HSET', KEYS[1], 'need', ARGV[12])
+end
+if ARGV[13] ~= '' then
+  redis.call('HSET', KEYS[1], 'xreason', ARGV[13])
+end
+if ARGV[14] ~= '' then
+  -- The first reminder, if it comes before the deadline.
+  local first = created + tonumber(string.match(ARGV[14], '^[0-9]+'))
+  redis.call('HSET', KEYS[1], 'remind', ARGV[14], 'reminded', 0)
+  if first < deadline then
+    redis.call('ZADD', KEYS[7], first, ARGV[1])
+  end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])

@@ -17,5 +17,5 @@ local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
 if deadline > now then
   return { 'no' }
 end
-finalize(id, 'expired', '', ARGV[4], deadline, ARGV[2], ARGV[3])
+finalize(id, 'expired', '', expiry_reason(ARGV[4]), deadline, ARGV[2], ARGV[3])
 return reply('expired')

@@ -6,20 +6,33 @@
 --             the body's, which are the creating replica's estimate)
 --   requester the principal that created it (for the open counts)
 --   by, reason, at   set once, when it becomes final (at = ms since the epoch)
+--   need      distinct approvals it needs (its policy's required_approvals;
+--             absent: 1)
+--   votes     JSON array of { voter, decision, reason, at } (absent: none)
+--   xreason   the reason it gets at its deadline, when its policy says
+--             something other than the default (on_timeout = approve)
+--   remind    its policy's reminder offsets (ms after created, comma-separated)
+--   reminded  how many reminders were written so far
 --
 -- Every script that finishes an approval takes the same keys:
 --   KEYS[1] the approval hash, KEYS[2] the pending index (zset by deadline),
 --   KEYS[3] the event stream, KEYS[4] open counts (hash: requester -> pending)
 -- and ends with `reply(outcome)`: { outcome, body, status, by, reason, at,
--- created, deadline } where outcome is done | expired | final | missing.
+-- created, deadline, votes } where outcome is done | expired | final |
+-- missing (and for votes: recorded | voted).
 -- "Now" is Redis's own clock (TIME): one clock for every replica, whatever
 -- their wall clocks say.
 
 local function reply(outcome)
   local f = redis.call('HMGET', KEYS[1], 'body', 'status', 'by', 'reason', 'at', 'created',
-    'deadline')
+    'deadline', 'votes')
   return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
-    f[7] or '' }
+    f[7] or '', f[8] or '' }
+end
+
+-- The reason of an expiry: the approval's own (its policy's) or `default`.
+local function expiry_reason(default)
+  return redis.call('HGET', KEYS[1], 'xreason') or default
 end
 
 -- Redis's clock, in ms since the epoch.
@@ -38,10 +51,11 @@ local function finalize(id, status, by, reason, at, retention_ms, maxlen)
     redis.call('HDEL', KEYS[4], requester)
   end
   redis.call('PEXPIRE', KEYS[1], retention_ms)
-  local f = redis.call('HMGET', KEYS[1], 'body', 'created', 'deadline')
+  local f = redis.call('HMGET', KEYS[1], 'body', 'created', 'deadline', 'votes')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
     'kind', 'resolved', 'id', id, 'body', f[1], 'status', status,
-    'by', by, 'reason', reason, 'at', at, 'created', f[2] or '', 'deadline', f[3] or '')
+    'by', by, 'reason', reason, 'at', at, 'created', f[2] or '', 'deadline', f[3] or '',
+    'votes', f[4] or '')
 end
 
 -- Ends the approval with `status` unless it is final already; past its
@@ -61,7 +75,7 @@ local function finish()
   end
   local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
   if deadline <= now then
-    finalize(id, 'expired', '', expired_reason, deadline, retention_ms, maxlen)
+    finalize(id, 'expired', '', expiry_reason(expired_reason), deadline, retention_ms, maxlen)
     return reply('expired')
   end
   finalize(id, status, by, reason, now, retention_ms, maxlen)

@@ -10,6 +10,7 @@
 //! | `{p}:pending`               | zset   | pending approvals only (by deadline)   |
 //! | `{p}:index`                 | zset   | ids within retention (lexicographic)   |
 //! | `{p}:open`                  | hash   | one field per requester with pending approvals |
+//! | `{p}:reminders`             | zset   | pending approvals with a reminder to come (by when) |
 //! | `{p}:events`                | stream | capped (`MAXLEN ~`)                    |
 //! | `{p}:epoch`                 | string | one value: the history's epoch (hex)   |
 //! | `{p}:writable`              | string | TTL: one minute (the health write probe) |
@@ -25,6 +26,7 @@ pub(super) struct Keys {
     pub(super) index: String,
     pub(super) events: String,
     pub(super) open: String,
+    pub(super) reminders: String,
     pub(super) epoch: String,
     pub(super) writable: String,
 }
@@ -37,6 +39,7 @@ impl Keys {
             index: format!("{tag}:index"),
             events: format!("{tag}:events"),
             open: format!("{tag}:open"),
+            reminders: format!("{tag}:reminders"),
             epoch: format!("{tag}:epoch"),
             writable: format!("{tag}:writable"),
             tag,

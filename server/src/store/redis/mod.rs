@@ -1,7 +1,7 @@
 //! The production store: Redis (7.0 or newer), shared by every replica.
 //!
-//! Every change goes through one Lua script (create, decide, cancel, expire),
-//! so it is atomic and appears in the event stream in the order it happened.
+//! Every change goes through one Lua script (create, decide, cancel, expire,
+//! remind), so it is atomic and appears in the event stream in the order it happened.
 //!
 //! The rooms: `keys` (the key layout, and the builder every key goes
 //! through), `scripts` (the writes, each one Lua script beside it), `log`
@@ -164,6 +164,30 @@ impl Store for RedisStore {
         let first: Vec<(String, f64)> = self
             .conn()?
             .zrange_withscores(&self.keys.pending, 0, 0)
+            .await?;
+        Ok(first.first().map(|(_, score)| Millis(*score as u64)))
+    }
+
+    async fn remind(&self, id: &ApprovalId) -> Result<Option<(u32, Approval)>, DomainError> {
+        RedisStore::remind(self, id).await
+    }
+
+    async fn due_reminders(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<ApprovalId>, DomainError> {
+        let ids: Vec<String> = self
+            .conn()?
+            .zrangebyscore_limit(&self.keys.reminders, "-inf", now.0, 0, limit as isize)
+            .await?;
+        Ok(ids.into_iter().map(ApprovalId::trusted).collect())
+    }
+
+    async fn next_reminder(&self) -> Result<Option<Millis>, DomainError> {
+        let first: Vec<(String, f64)> = self
+            .conn()?
+            .zrange_withscores(&self.keys.reminders, 0, 0)
             .await?;
         Ok(first.first().map(|(_, score)| Millis(*score as u64)))
     }

@@ -16,6 +16,7 @@ pub(super) struct Scripts {
     decide: Script,
     cancel: Script,
     expire: Script,
+    remind: Script,
     pub(super) renew_epoch: Script,
 }
 
@@ -30,6 +31,7 @@ impl Scripts {
             decide: script(include_str!("decide.lua")),
             cancel: script(include_str!("cancel.lua")),
             expire: script(include_str!("expire.lua")),
+            remind: Script::new(&format!("#!lua\n{}", include_str!("remind.lua"))),
             renew_epoch: Script::new(include_str!("renew_epoch.lua")),
         }
     }
@@ -89,6 +91,18 @@ impl RedisStore {
         ));
         let timeout_ms = new.timeout.get().as_millis() as u64;
         let mut approval = new.into_approval_with_id(id, now);
+        let policy = &approval.policy;
+        let expiry_reason = match policy.expiry_reason() {
+            r if r == Approval::EXPIRED_REASON => String::new(),
+            r => r,
+        };
+        let reminders = policy
+            .remind_after
+            .iter()
+            .map(|d| d.as_millis().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let required = policy.required_approvals.max(1);
         let fingerprint = approval.request_fingerprint();
         let body = codec::encode_body(&approval);
         let reply = self
@@ -101,6 +115,7 @@ impl RedisStore {
                     .key(&self.keys.index)
                     .key(&self.keys.events)
                     .key(&self.keys.open)
+                    .key(&self.keys.reminders)
                     .arg(approval.id.as_str())
                     .arg(&body)
                     .arg(timeout_ms)
@@ -111,7 +126,10 @@ impl RedisStore {
                     .arg(&requester)
                     .arg(max_open)
                     .arg(&fingerprint)
-                    .arg(self.keys.approval_prefix()),
+                    .arg(self.keys.approval_prefix())
+                    .arg(required)
+                    .arg(&expiry_reason)
+                    .arg(&reminders),
             )
             .await?;
         match reply.first().map(Vec::as_slice) {
@@ -183,6 +201,8 @@ impl RedisStore {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
             Some(b"final") => Ok(Finished::AlreadyFinal(codec::decode_reply(&reply)?)),
+            Some(b"recorded") => Ok(Finished::Voted(codec::decode_reply(&reply)?)),
+            Some(b"voted") => Ok(Finished::AlreadyVoted(codec::decode_reply(&reply)?)),
             Some(b"missing") => Ok(Finished::NotFound),
             other => Err(DomainError::Internal(format!(
                 "finish script replied {:?}",
@@ -210,5 +230,31 @@ impl RedisStore {
             Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
             _ => Ok(None),
         }
+    }
+
+    /// Writes the approval's next reminder if it is due (remind.lua).
+    pub(super) async fn remind(
+        &self,
+        id: &ApprovalId,
+    ) -> Result<Option<(u32, Approval)>, DomainError> {
+        let mut reply: Vec<Vec<u8>> = self
+            .scripts
+            .remind
+            .key(self.keys.approval(id.as_str()))
+            .key(&self.keys.reminders)
+            .key(&self.keys.events)
+            .arg(id.as_str())
+            .arg(self.retention.max_events)
+            .invoke_async(&mut self.conn()?)
+            .await
+            .map_err(write_error)?;
+        if reply.first().map(Vec::as_slice) != Some(b"reminded") {
+            return Ok(None);
+        }
+        let n = std::str::from_utf8(&reply.remove(1))
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((n, codec::decode_reply(&reply)?)))
     }
 }

@@ -51,7 +51,11 @@ pub async fn run(
         decision = wait => {
             let decision = decision?;
             output::decision(&decision, out);
-            Ok(Exit::of(decision.outcome))
+            // Expired under a policy whose on_timeout is approve: go ahead.
+            Ok(match decision.is_approved() {
+                true => Exit::Ok,
+                false => Exit::of(decision.outcome),
+            })
         }
         _ = tokio::signal::ctrl_c() => {
             // Nobody waits any more: withdraw, so no human approves in vain.

@@ -71,6 +71,7 @@ fn json_line(event: &WatchEvent) -> Option<String> {
     let value = match event {
         WatchEvent::Added(a) => json!({"event": "added", "approval": a}),
         WatchEvent::Resolved(a) => json!({"event": "resolved", "approval": a}),
+        WatchEvent::Updated(a) => json!({"event": "updated", "approval": a}),
         WatchEvent::Synced => json!({"event": "synced"}),
         WatchEvent::Reset => json!({"event": "reset"}),
         WatchEvent::Reconnecting { reason } => json!({"event": "reconnecting", "reason": reason}),
@@ -90,6 +91,7 @@ fn text_line(event: &WatchEvent) -> Option<String> {
             output::context_line(a, 60)
         ),
         WatchEvent::Resolved(a) => format!("{:<9} {}", a.status.to_string(), output::sentence(a)),
+        WatchEvent::Updated(a) => format!("{:<9} {}", "voted", output::sentence(a)),
         WatchEvent::Synced => "synced    (live from here)".to_string(),
         WatchEvent::Reset => {
             "re-synced (the server could not resume this watch: a fresh snapshot follows)"
@@ -115,7 +117,7 @@ struct View {
 impl View {
     fn apply(&mut self, event: WatchEvent) {
         match event {
-            WatchEvent::Added(a) => {
+            WatchEvent::Added(a) | WatchEvent::Updated(a) => {
                 self.pending.insert(a.id.clone(), a);
             }
             WatchEvent::Resolved(a) => {

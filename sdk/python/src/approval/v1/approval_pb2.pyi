@@ -27,6 +27,12 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_APPROVE: _ClassVar[Decision]
     DECISION_REJECT: _ClassVar[Decision]
 
+class OnTimeout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ON_TIMEOUT_UNSPECIFIED: _ClassVar[OnTimeout]
+    ON_TIMEOUT_REJECT: _ClassVar[OnTimeout]
+    ON_TIMEOUT_APPROVE: _ClassVar[OnTimeout]
+
 class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
@@ -35,6 +41,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ClassVar[ErrorReason]
     ERROR_REASON_STORE_REFUSES_WRITES: _ClassVar[ErrorReason]
     ERROR_REASON_OUTCOME_UNKNOWN: _ClassVar[ErrorReason]
+    ERROR_REASON_ALREADY_VOTED: _ClassVar[ErrorReason]
 
 class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +54,8 @@ class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_METADATA_KEY_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
     ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: _ClassVar[ErrorMetadataKey]
     ERROR_METADATA_KEY_CAUSE: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_VOTER: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_DECISION: _ClassVar[ErrorMetadataKey]
 APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
 APPROVAL_STATUS_PENDING: ApprovalStatus
 APPROVAL_STATUS_APPROVED: ApprovalStatus
@@ -56,12 +65,16 @@ APPROVAL_STATUS_CANCELLED: ApprovalStatus
 DECISION_UNSPECIFIED: Decision
 DECISION_APPROVE: Decision
 DECISION_REJECT: Decision
+ON_TIMEOUT_UNSPECIFIED: OnTimeout
+ON_TIMEOUT_REJECT: OnTimeout
+ON_TIMEOUT_APPROVE: OnTimeout
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_ALREADY_FINAL: ErrorReason
 ERROR_REASON_CONTEXT_DIGEST_MISMATCH: ErrorReason
 ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
 ERROR_REASON_STORE_REFUSES_WRITES: ErrorReason
 ERROR_REASON_OUTCOME_UNKNOWN: ErrorReason
+ERROR_REASON_ALREADY_VOTED: ErrorReason
 ERROR_METADATA_KEY_UNSPECIFIED: ErrorMetadataKey
 ERROR_METADATA_KEY_ID: ErrorMetadataKey
 ERROR_METADATA_KEY_STATUS: ErrorMetadataKey
@@ -71,9 +84,35 @@ ERROR_METADATA_KEY_DECIDED_AT: ErrorMetadataKey
 ERROR_METADATA_KEY_CONTEXT_DIGEST: ErrorMetadataKey
 ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: ErrorMetadataKey
 ERROR_METADATA_KEY_CAUSE: ErrorMetadataKey
+ERROR_METADATA_KEY_VOTER: ErrorMetadataKey
+ERROR_METADATA_KEY_DECISION: ErrorMetadataKey
+
+class Vote(_message.Message):
+    __slots__ = ("voter", "decision", "reason", "voted_at")
+    VOTER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VOTED_AT_FIELD_NUMBER: _ClassVar[int]
+    voter: str
+    decision: Decision
+    reason: str
+    voted_at: _timestamp_pb2.Timestamp
+    def __init__(self, voter: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reason: _Optional[str] = ..., voted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ApprovalPolicy(_message.Message):
+    __slots__ = ("name", "voters", "allow_requester_vote", "remind_after")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VOTERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_REQUESTER_VOTE_FIELD_NUMBER: _ClassVar[int]
+    REMIND_AFTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    voters: _containers.RepeatedScalarFieldContainer[str]
+    allow_requester_vote: bool
+    remind_after: _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]
+    def __init__(self, name: _Optional[str] = ..., voters: _Optional[_Iterable[str]] = ..., allow_requester_vote: _Optional[bool] = ..., remind_after: _Optional[_Iterable[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("id", "approval_type", "agent_id", "requester", "context", "labels", "idempotency_key", "created_at", "deadline", "status", "decided_by", "reason", "decided_at", "context_digest")
+    __slots__ = ("id", "approval_type", "agent_id", "requester", "context", "labels", "idempotency_key", "created_at", "deadline", "status", "decided_by", "reason", "decided_at", "context_digest", "votes", "required_approvals", "on_timeout", "policy")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +134,10 @@ class Approval(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     id: str
     approval_type: str
     agent_id: str
@@ -109,7 +152,11 @@ class Approval(_message.Message):
     reason: str
     decided_at: _timestamp_pb2.Timestamp
     context_digest: str
-    def __init__(self, id: _Optional[str] = ..., approval_type: _Optional[str] = ..., agent_id: _Optional[str] = ..., requester: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context_digest: _Optional[str] = ...) -> None: ...
+    votes: _containers.RepeatedCompositeFieldContainer[Vote]
+    required_approvals: int
+    on_timeout: OnTimeout
+    policy: ApprovalPolicy
+    def __init__(self, id: _Optional[str] = ..., approval_type: _Optional[str] = ..., agent_id: _Optional[str] = ..., requester: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context_digest: _Optional[str] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., on_timeout: _Optional[_Union[OnTimeout, str]] = ..., policy: _Optional[_Union[ApprovalPolicy, _Mapping]] = ...) -> None: ...
 
 class RequestApprovalRequest(_message.Message):
     __slots__ = ("approval_type", "agent_id", "context", "labels", "timeout", "idempotency_key")
@@ -207,16 +254,18 @@ class WatchPendingRequest(_message.Message):
     def __init__(self, approval_types: _Optional[_Iterable[str]] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class WatchPendingResponse(_message.Message):
-    __slots__ = ("cursor", "added", "resolved", "synced")
+    __slots__ = ("cursor", "added", "resolved", "synced", "updated")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     SYNCED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     added: Approval
     resolved: Approval
     synced: Synced
-    def __init__(self, cursor: _Optional[str] = ..., added: _Optional[_Union[Approval, _Mapping]] = ..., resolved: _Optional[_Union[Approval, _Mapping]] = ..., synced: _Optional[_Union[Synced, _Mapping]] = ...) -> None: ...
+    updated: Approval
+    def __init__(self, cursor: _Optional[str] = ..., added: _Optional[_Union[Approval, _Mapping]] = ..., resolved: _Optional[_Union[Approval, _Mapping]] = ..., synced: _Optional[_Union[Synced, _Mapping]] = ..., updated: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
 
 class Synced(_message.Message):
     __slots__ = ()

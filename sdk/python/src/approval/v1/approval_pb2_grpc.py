@@ -116,9 +116,12 @@ class ApprovalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Respond(self, request, context):
-        """Records a human decision. The first decision wins; an identical retry
-        returns OK; a conflicting one fails with FAILED_PRECONDITION naming the
-        winner.
+        """Records a human vote. With one required approval (the default) the
+        first decision wins; under a policy needing M approvals the approval
+        stays PENDING until M distinct voters approved, and one reject ends it.
+        An identical retry returns OK; a changed or second vote by the same
+        voter, or a vote on a final approval, fails with FAILED_PRECONDITION
+        saying why.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,7 +18,89 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file approval/v1/approval.proto.
  */
 export const file_approval_v1_approval: GenFile = /*@__PURE__*/
-  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEi7gMKCEFwcHJvdmFsEgoKAmlkGAEgASgJEhUKDWFwcHJvdmFsX3R5cGUYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEQoJcmVxdWVzdGVyGAQgASgJEigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKBmxhYmVscxgGIAMoCzIhLmFwcHJvdmFsLnYxLkFwcHJvdmFsLkxhYmVsc0VudHJ5EhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGc3RhdHVzGAogASgOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSEgoKZGVjaWRlZF9ieRgLIAEoCRIOCgZyZWFzb24YDCABKAkSLgoKZGVjaWRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29udGV4dF9kaWdlc3QYDiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKgAgoWUmVxdWVzdEFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej8KBmxhYmVscxgEIAMoCzIvLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJUChdSZXF1ZXN0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIp4CChVDcmVhdGVBcHByb3ZhbFJlcXVlc3QSFQoNYXBwcm92YWxfdHlwZRgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIoCgdjb250ZXh0GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI+CgZsYWJlbHMYBCADKAsyLi5hcHByb3ZhbC52MS5DcmVhdGVBcHByb3ZhbFJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJSChZDcmVhdGVBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCCIiChRBd2FpdEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSJSChVBd2FpdEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIQCghhcHByb3ZlZBgCIAEoCCK8AQoTV2F0Y2hQZW5kaW5nUmVxdWVzdBIWCg5hcHByb3ZhbF90eXBlcxgBIAMoCRIQCghhZ2VudF9pZBgCIAEoCRI8CgZsYWJlbHMYAyADKAsyLC5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmN1cnNvchgEIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqkBChRXYXRjaFBlbmRpbmdSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSJgoFYWRkZWQYAiABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEikKCHJlc29sdmVkGAMgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWxIABIlCgZzeW5jZWQYBCABKAsyEy5hcHByb3ZhbC52MS5TeW5jZWRIAEIHCgVldmVudCIICgZTeW5jZWQiiQEKDlJlc3BvbmRSZXF1ZXN0EgoKAmlkGAEgASgJEicKCGRlY2lzaW9uGAIgASgOMhUuYXBwcm92YWwudjEuRGVjaXNpb24SDgoGcmVhc29uGAMgASgJEhEKCXJlc3BvbmRlchgEIAEoCRIfChdleHBlY3RlZF9jb250ZXh0X2RpZ2VzdBgFIAEoCSI6Cg9SZXNwb25kUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCIgChJHZXRBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkiPgoTR2V0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIoQCChRMaXN0QXBwcm92YWxzUmVxdWVzdBItCghzdGF0dXNlcxgBIAMoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhYKDmFwcHJvdmFsX3R5cGVzGAIgAygJEhAKCGFnZW50X2lkGAMgASgJEj0KBmxhYmVscxgEIAMoCzItLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWgoVTGlzdEFwcHJvdmFsc1Jlc3BvbnNlEigKCWFwcHJvdmFscxgBIAMoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzChVDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkEKFkNhbmNlbEFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbCrGAQoOQXBwcm92YWxTdGF0dXMSHwobQVBQUk9WQUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXQVBQUk9WQUxfU1RBVFVTX1BFTkRJTkcQARIcChhBUFBST1ZBTF9TVEFUVVNfQVBQUk9WRUQQAhIcChhBUFBST1ZBTF9TVEFUVVNfUkVKRUNURUQQAxIbChdBUFBST1ZBTF9TVEFUVVNfRVhQSVJFRBAEEh0KGUFQUFJPVkFMX1NUQVRVU19DQU5DRUxMRUQQBSpPCghEZWNpc2lvbhIYChRERUNJU0lPTl9VTlNQRUNJRklFRBAAEhQKEERFQ0lTSU9OX0FQUFJPVkUQARITCg9ERUNJU0lPTl9SRUpFQ1QQAirnAQoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfUkVBU09OX0FMUkVBRFlfRklOQUwQARIoCiRFUlJPUl9SRUFTT05fQ09OVEVYVF9ESUdFU1RfTUlTTUFUQ0gQAhInCiNFUlJPUl9SRUFTT05fSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBADEiUKIUVSUk9SX1JFQVNPTl9TVE9SRV9SRUZVU0VTX1dSSVRFUxAEEiAKHEVSUk9SX1JFQVNPTl9PVVRDT01FX1VOS05PV04QBSrKAgoQRXJyb3JNZXRhZGF0YUtleRIiCh5FUlJPUl9NRVRBREFUQV9LRVlfVU5TUEVDSUZJRUQQABIZChVFUlJPUl9NRVRBREFUQV9LRVlfSUQQARIdChlFUlJPUl9NRVRBREFUQV9LRVlfU1RBVFVTEAISIQodRVJST1JfTUVUQURBVEFfS0VZX0RFQ0lERURfQlkQAxIdChlFUlJPUl9NRVRBREFUQV9LRVlfUkVBU09OEAQSIQodRVJST1JfTUVUQURBVEFfS0VZX0RFQ0lERURfQVQQBRIlCiFFUlJPUl9NRVRBREFUQV9LRVlfQ09OVEVYVF9ESUdFU1QQBhIuCipFUlJPUl9NRVRBREFUQV9LRVlfRVhQRUNURURfQ09OVEVYVF9ESUdFU1QQBxIcChhFUlJPUl9NRVRBREFUQV9LRVlfQ0FVU0UQCDLEBQoPQXBwcm92YWxTZXJ2aWNlElwKD1JlcXVlc3RBcHByb3ZhbBIjLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlcXVlc3QaJC5hcHByb3ZhbC52MS5SZXF1ZXN0QXBwcm92YWxSZXNwb25zZRJZCg5DcmVhdGVBcHByb3ZhbBIiLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdBojLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USVgoNQXdhaXRBcHByb3ZhbBIhLmFwcHJvdmFsLnYxLkF3YWl0QXBwcm92YWxSZXF1ZXN0GiIuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlc3BvbnNlElUKDFdhdGNoUGVuZGluZxIgLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QaIS5hcHByb3ZhbC52MS5XYXRjaFBlbmRpbmdSZXNwb25zZTABEkQKB1Jlc3BvbmQSGy5hcHByb3ZhbC52MS5SZXNwb25kUmVxdWVzdBocLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXNwb25zZRJQCgtHZXRBcHByb3ZhbBIfLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVxdWVzdBogLmFwcHJvdmFsLnYxLkdldEFwcHJvdmFsUmVzcG9uc2USVgoNTGlzdEFwcHJvdmFscxIhLmFwcHJvdmFsLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiIuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlElkKDkNhbmNlbEFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ2FuY2VsQXBwcm92YWxSZXNwb25zZUIsChlkZXYuYXBwcm92YWxkLmFwcHJvdmFsLnYxQg1BcHByb3ZhbFByb3RvUAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChphcHByb3ZhbC92MS9hcHByb3ZhbC5wcm90bxILYXBwcm92YWwudjEifAoEVm90ZRINCgV2b3RlchgBIAEoCRInCghkZWNpc2lvbhgCIAEoDjIVLmFwcHJvdmFsLnYxLkRlY2lzaW9uEg4KBnJlYXNvbhgDIAEoCRIsCgh2b3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoOQXBwcm92YWxQb2xpY3kSDAoEbmFtZRgBIAEoCRIOCgZ2b3RlcnMYAiADKAkSHAoUYWxsb3dfcmVxdWVzdGVyX3ZvdGUYAyABKAgSLwoMcmVtaW5kX2FmdGVyGAQgAygLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIoUFCghBcHByb3ZhbBIKCgJpZBgBIAEoCRIVCg1hcHByb3ZhbF90eXBlGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXJlcXVlc3RlchgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCgZsYWJlbHMYBiADKAsyIS5hcHByb3ZhbC52MS5BcHByb3ZhbC5MYWJlbHNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKBnN0YXR1cxgKIAEoDjIbLmFwcHJvdmFsLnYxLkFwcHJvdmFsU3RhdHVzEhIKCmRlY2lkZWRfYnkYCyABKAkSDgoGcmVhc29uGAwgASgJEi4KCmRlY2lkZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvbnRleHRfZGlnZXN0GA4gASgJEiAKBXZvdGVzGA8gAygLMhEuYXBwcm92YWwudjEuVm90ZRIaChJyZXF1aXJlZF9hcHByb3ZhbHMYECABKA0SKgoKb25fdGltZW91dBgRIAEoDjIWLmFwcHJvdmFsLnYxLk9uVGltZW91dBIrCgZwb2xpY3kYEiABKAsyGy5hcHByb3ZhbC52MS5BcHByb3ZhbFBvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqACChZSZXF1ZXN0QXBwcm92YWxSZXF1ZXN0EhUKDWFwcHJvdmFsX3R5cGUYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSKAoHY29udGV4dBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSPwoGbGFiZWxzGAQgAygLMi8uYXBwcm92YWwudjEuUmVxdWVzdEFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlQKF1JlcXVlc3RBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSEAoIYXBwcm92ZWQYAiABKAgingIKFUNyZWF0ZUFwcHJvdmFsUmVxdWVzdBIVCg1hcHByb3ZhbF90eXBlGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEigKB2NvbnRleHQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej4KBmxhYmVscxgEIAMoCzIuLmFwcHJvdmFsLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdC5MYWJlbHNFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKFkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2USJwoIYXBwcm92YWwYASABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbBIPCgdjcmVhdGVkGAIgASgIIiIKFEF3YWl0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIlIKFUF3YWl0QXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsEhAKCGFwcHJvdmVkGAIgASgIIrwBChNXYXRjaFBlbmRpbmdSZXF1ZXN0EhYKDmFwcHJvdmFsX3R5cGVzGAEgAygJEhAKCGFnZW50X2lkGAIgASgJEjwKBmxhYmVscxgDIAMoCzIsLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1JlcXVlc3QuTGFiZWxzRW50cnkSDgoGY3Vyc29yGAQgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0wEKFFdhdGNoUGVuZGluZ1Jlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCgVhZGRlZBgCIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsSAASKQoIcmVzb2x2ZWQYAyABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAEiUKBnN5bmNlZBgEIAEoCzITLmFwcHJvdmFsLnYxLlN5bmNlZEgAEigKB3VwZGF0ZWQYBSABKAsyFS5hcHByb3ZhbC52MS5BcHByb3ZhbEgAQgcKBWV2ZW50IggKBlN5bmNlZCKJAQoOUmVzcG9uZFJlcXVlc3QSCgoCaWQYASABKAkSJwoIZGVjaXNpb24YAiABKA4yFS5hcHByb3ZhbC52MS5EZWNpc2lvbhIOCgZyZWFzb24YAyABKAkSEQoJcmVzcG9uZGVyGAQgASgJEh8KF2V4cGVjdGVkX2NvbnRleHRfZGlnZXN0GAUgASgJIjoKD1Jlc3BvbmRSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsIiAKEkdldEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCSI+ChNHZXRBcHByb3ZhbFJlc3BvbnNlEicKCGFwcHJvdmFsGAEgASgLMhUuYXBwcm92YWwudjEuQXBwcm92YWwihAIKFExpc3RBcHByb3ZhbHNSZXF1ZXN0Ei0KCHN0YXR1c2VzGAEgAygOMhsuYXBwcm92YWwudjEuQXBwcm92YWxTdGF0dXMSFgoOYXBwcm92YWxfdHlwZXMYAiADKAkSEAoIYWdlbnRfaWQYAyABKAkSPQoGbGFiZWxzGAQgAygLMi0uYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJaChVMaXN0QXBwcm92YWxzUmVzcG9uc2USKAoJYXBwcm92YWxzGAEgAygLMhUuYXBwcm92YWwudjEuQXBwcm92YWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKFUNhbmNlbEFwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQQoWQ2FuY2VsQXBwcm92YWxSZXNwb25zZRInCghhcHByb3ZhbBgBIAEoCzIVLmFwcHJvdmFsLnYxLkFwcHJvdmFsKsYBCg5BcHByb3ZhbFN0YXR1cxIfChtBUFBST1ZBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9TVEFUVVNfUEVORElORxABEhwKGEFQUFJPVkFMX1NUQVRVU19BUFBST1ZFRBACEhwKGEFQUFJPVkFMX1NUQVRVU19SRUpFQ1RFRBADEhsKF0FQUFJPVkFMX1NUQVRVU19FWFBJUkVEEAQSHQoZQVBQUk9WQUxfU1RBVFVTX0NBTkNFTExFRBAFKk8KCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASFAoQREVDSVNJT05fQVBQUk9WRRABEhMKD0RFQ0lTSU9OX1JFSkVDVBACKlYKCU9uVGltZW91dBIaChZPTl9USU1FT1VUX1VOU1BFQ0lGSUVEEAASFQoRT05fVElNRU9VVF9SRUpFQ1QQARIWChJPTl9USU1FT1VUX0FQUFJPVkUQAiqHAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfUkVBU09OX0FMUkVBRFlfRklOQUwQARIoCiRFUlJPUl9SRUFTT05fQ09OVEVYVF9ESUdFU1RfTUlTTUFUQ0gQAhInCiNFUlJPUl9SRUFTT05fSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBADEiUKIUVSUk9SX1JFQVNPTl9TVE9SRV9SRUZVU0VTX1dSSVRFUxAEEiAKHEVSUk9SX1JFQVNPTl9PVVRDT01FX1VOS05PV04QBRIeChpFUlJPUl9SRUFTT05fQUxSRUFEWV9WT1RFRBAGKokDChBFcnJvck1ldGFkYXRhS2V5EiIKHkVSUk9SX01FVEFEQVRBX0tFWV9VTlNQRUNJRklFRBAAEhkKFUVSUk9SX01FVEFEQVRBX0tFWV9JRBABEh0KGUVSUk9SX01FVEFEQVRBX0tFWV9TVEFUVVMQAhIhCh1FUlJPUl9NRVRBREFUQV9LRVlfREVDSURFRF9CWRADEh0KGUVSUk9SX01FVEFEQVRBX0tFWV9SRUFTT04QBBIhCh1FUlJPUl9NRVRBREFUQV9LRVlfREVDSURFRF9BVBAFEiUKIUVSUk9SX01FVEFEQVRBX0tFWV9DT05URVhUX0RJR0VTVBAGEi4KKkVSUk9SX01FVEFEQVRBX0tFWV9FWFBFQ1RFRF9DT05URVhUX0RJR0VTVBAHEhwKGEVSUk9SX01FVEFEQVRBX0tFWV9DQVVTRRAIEhwKGEVSUk9SX01FVEFEQVRBX0tFWV9WT1RFUhAJEh8KG0VSUk9SX01FVEFEQVRBX0tFWV9ERUNJU0lPThAKMsQFCg9BcHByb3ZhbFNlcnZpY2USXAoPUmVxdWVzdEFwcHJvdmFsEiMuYXBwcm92YWwudjEuUmVxdWVzdEFwcHJvdmFsUmVxdWVzdBokLmFwcHJvdmFsLnYxLlJlcXVlc3RBcHByb3ZhbFJlc3BvbnNlElkKDkNyZWF0ZUFwcHJvdmFsEiIuYXBwcm92YWwudjEuQ3JlYXRlQXBwcm92YWxSZXF1ZXN0GiMuYXBwcm92YWwudjEuQ3JlYXRlQXBwcm92YWxSZXNwb25zZRJWCg1Bd2FpdEFwcHJvdmFsEiEuYXBwcm92YWwudjEuQXdhaXRBcHByb3ZhbFJlcXVlc3QaIi5hcHByb3ZhbC52MS5Bd2FpdEFwcHJvdmFsUmVzcG9uc2USVQoMV2F0Y2hQZW5kaW5nEiAuYXBwcm92YWwudjEuV2F0Y2hQZW5kaW5nUmVxdWVzdBohLmFwcHJvdmFsLnYxLldhdGNoUGVuZGluZ1Jlc3BvbnNlMAESRAoHUmVzcG9uZBIbLmFwcHJvdmFsLnYxLlJlc3BvbmRSZXF1ZXN0GhwuYXBwcm92YWwudjEuUmVzcG9uZFJlc3BvbnNlElAKC0dldEFwcHJvdmFsEh8uYXBwcm92YWwudjEuR2V0QXBwcm92YWxSZXF1ZXN0GiAuYXBwcm92YWwudjEuR2V0QXBwcm92YWxSZXNwb25zZRJWCg1MaXN0QXBwcm92YWxzEiEuYXBwcm92YWwudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QaIi5hcHByb3ZhbC52MS5MaXN0QXBwcm92YWxzUmVzcG9uc2USWQoOQ2FuY2VsQXBwcm92YWwSIi5hcHByb3ZhbC52MS5DYW5jZWxBcHByb3ZhbFJlcXVlc3QaIy5hcHByb3ZhbC52MS5DYW5jZWxBcHByb3ZhbFJlc3BvbnNlQiwKGWRldi5hcHByb3ZhbGQuYXBwcm92YWwudjFCDUFwcHJvdmFsUHJvdG9QAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * One voter's answer to an approval.
+ *
+ * @generated from message approval.v1.Vote
+ */
+export type Vote = Message<"approval.v1.Vote"> & {
+  /**
+   * The authenticated principal (with authentication off: the
+   * self-declared `responder`).
+   *
+   * @generated from field: string voter = 1;
+   */
+  voter: string;
+
+  /**
+   * @generated from field: approval.v1.Decision decision = 2;
+   */
+  decision: Decision;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp voted_at = 4;
+   */
+  votedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message approval.v1.Vote.
+ * Use `create(VoteSchema)` to create a new message.
+ */
+export const VoteSchema: GenMessage<Vote> = /*@__PURE__*/
+  messageDesc(file_approval_v1_approval, 0);
+
+/**
+ * The policy an approval was created under (copied from the service's
+ * configuration at creation: later edits do not change it).
+ *
+ * @generated from message approval.v1.ApprovalPolicy
+ */
+export type ApprovalPolicy = Message<"approval.v1.ApprovalPolicy"> & {
+  /**
+   * The policy's matching approval_types pattern, e.g. "deploy:*"; empty
+   * when no policy matched the type (the defaults apply).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Who may vote: principals, and "role:<name>" for anyone holding that
+   * role. Empty: approvers of the type.
+   *
+   * @generated from field: repeated string voters = 2;
+   */
+  voters: string[];
+
+  /**
+   * Whether the requester may vote on its own approval.
+   *
+   * @generated from field: bool allow_requester_vote = 3;
+   */
+  allowRequesterVote: boolean;
+
+  /**
+   * When reminders are due, counted from created_at.
+   *
+   * @generated from field: repeated google.protobuf.Duration remind_after = 4;
+   */
+  remindAfter: Duration[];
+};
+
+/**
+ * Describes the message approval.v1.ApprovalPolicy.
+ * Use `create(ApprovalPolicySchema)` to create a new message.
+ */
+export const ApprovalPolicySchema: GenMessage<ApprovalPolicy> = /*@__PURE__*/
+  messageDesc(file_approval_v1_approval, 1);
 
 /**
  * One request for a human decision.
@@ -119,12 +201,41 @@ export type Approval = Message<"approval.v1.Approval"> & {
    * Computed by the service at creation; send it back as
    * RespondRequest.expected_context_digest to decide only on what you saw.
    *
-   * Fields 15 to 30 are kept for coming features (votes, timeout outcome,
-   * use-by time).
-   *
    * @generated from field: string context_digest = 14;
    */
   contextDigest: string;
+
+  /**
+   * Every vote so far, in the order cast. A pending approval may hold some
+   * approvals; the one that completes it (or the reject that vetoes it) is
+   * the last.
+   *
+   * @generated from field: repeated approval.v1.Vote votes = 15;
+   */
+  votes: Vote[];
+
+  /**
+   * Distinct approvals needed (1 unless a policy says more).
+   *
+   * @generated from field: uint32 required_approvals = 16;
+   */
+  requiredApprovals: number;
+
+  /**
+   * What the gate does at the deadline.
+   *
+   * @generated from field: approval.v1.OnTimeout on_timeout = 17;
+   */
+  onTimeout: OnTimeout;
+
+  /**
+   * The policy it was created under.
+   *
+   * Fields 19 to 30 are kept for coming features (use-by time).
+   *
+   * @generated from field: approval.v1.ApprovalPolicy policy = 18;
+   */
+  policy?: ApprovalPolicy | undefined;
 };
 
 /**
@@ -132,7 +243,7 @@ export type Approval = Message<"approval.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 0);
+  messageDesc(file_approval_v1_approval, 2);
 
 /**
  * @generated from message approval.v1.RequestApprovalRequest
@@ -188,7 +299,7 @@ export type RequestApprovalRequest = Message<"approval.v1.RequestApprovalRequest
  * Use `create(RequestApprovalRequestSchema)` to create a new message.
  */
 export const RequestApprovalRequestSchema: GenMessage<RequestApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 1);
+  messageDesc(file_approval_v1_approval, 3);
 
 /**
  * @generated from message approval.v1.RequestApprovalResponse
@@ -214,7 +325,7 @@ export type RequestApprovalResponse = Message<"approval.v1.RequestApprovalRespon
  * Use `create(RequestApprovalResponseSchema)` to create a new message.
  */
 export const RequestApprovalResponseSchema: GenMessage<RequestApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 2);
+  messageDesc(file_approval_v1_approval, 4);
 
 /**
  * @generated from message approval.v1.CreateApprovalRequest
@@ -258,7 +369,7 @@ export type CreateApprovalRequest = Message<"approval.v1.CreateApprovalRequest">
  * Use `create(CreateApprovalRequestSchema)` to create a new message.
  */
 export const CreateApprovalRequestSchema: GenMessage<CreateApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 3);
+  messageDesc(file_approval_v1_approval, 5);
 
 /**
  * @generated from message approval.v1.CreateApprovalResponse
@@ -282,7 +393,7 @@ export type CreateApprovalResponse = Message<"approval.v1.CreateApprovalResponse
  * Use `create(CreateApprovalResponseSchema)` to create a new message.
  */
 export const CreateApprovalResponseSchema: GenMessage<CreateApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 4);
+  messageDesc(file_approval_v1_approval, 6);
 
 /**
  * @generated from message approval.v1.AwaitApprovalRequest
@@ -299,7 +410,7 @@ export type AwaitApprovalRequest = Message<"approval.v1.AwaitApprovalRequest"> &
  * Use `create(AwaitApprovalRequestSchema)` to create a new message.
  */
 export const AwaitApprovalRequestSchema: GenMessage<AwaitApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 5);
+  messageDesc(file_approval_v1_approval, 7);
 
 /**
  * @generated from message approval.v1.AwaitApprovalResponse
@@ -325,7 +436,7 @@ export type AwaitApprovalResponse = Message<"approval.v1.AwaitApprovalResponse">
  * Use `create(AwaitApprovalResponseSchema)` to create a new message.
  */
 export const AwaitApprovalResponseSchema: GenMessage<AwaitApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 6);
+  messageDesc(file_approval_v1_approval, 8);
 
 /**
  * @generated from message approval.v1.WatchPendingRequest
@@ -366,7 +477,7 @@ export type WatchPendingRequest = Message<"approval.v1.WatchPendingRequest"> & {
  * Use `create(WatchPendingRequestSchema)` to create a new message.
  */
 export const WatchPendingRequestSchema: GenMessage<WatchPendingRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 7);
+  messageDesc(file_approval_v1_approval, 9);
 
 /**
  * @generated from message approval.v1.WatchPendingResponse
@@ -407,6 +518,14 @@ export type WatchPendingResponse = Message<"approval.v1.WatchPendingResponse"> &
      */
     value: Synced;
     case: "synced";
+  } | {
+    /**
+     * A pending approval changed and is still pending (a vote arrived).
+     *
+     * @generated from field: approval.v1.Approval updated = 5;
+     */
+    value: Approval;
+    case: "updated";
   } | { case: undefined; value?: undefined };
 };
 
@@ -415,7 +534,7 @@ export type WatchPendingResponse = Message<"approval.v1.WatchPendingResponse"> &
  * Use `create(WatchPendingResponseSchema)` to create a new message.
  */
 export const WatchPendingResponseSchema: GenMessage<WatchPendingResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 8);
+  messageDesc(file_approval_v1_approval, 10);
 
 /**
  * Marks the end of the WatchPending snapshot.
@@ -430,7 +549,7 @@ export type Synced = Message<"approval.v1.Synced"> & {
  * Use `create(SyncedSchema)` to create a new message.
  */
 export const SyncedSchema: GenMessage<Synced> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 9);
+  messageDesc(file_approval_v1_approval, 11);
 
 /**
  * @generated from message approval.v1.RespondRequest
@@ -476,7 +595,7 @@ export type RespondRequest = Message<"approval.v1.RespondRequest"> & {
  * Use `create(RespondRequestSchema)` to create a new message.
  */
 export const RespondRequestSchema: GenMessage<RespondRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 10);
+  messageDesc(file_approval_v1_approval, 12);
 
 /**
  * @generated from message approval.v1.RespondResponse
@@ -493,7 +612,7 @@ export type RespondResponse = Message<"approval.v1.RespondResponse"> & {
  * Use `create(RespondResponseSchema)` to create a new message.
  */
 export const RespondResponseSchema: GenMessage<RespondResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 11);
+  messageDesc(file_approval_v1_approval, 13);
 
 /**
  * @generated from message approval.v1.GetApprovalRequest
@@ -510,7 +629,7 @@ export type GetApprovalRequest = Message<"approval.v1.GetApprovalRequest"> & {
  * Use `create(GetApprovalRequestSchema)` to create a new message.
  */
 export const GetApprovalRequestSchema: GenMessage<GetApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 12);
+  messageDesc(file_approval_v1_approval, 14);
 
 /**
  * @generated from message approval.v1.GetApprovalResponse
@@ -527,7 +646,7 @@ export type GetApprovalResponse = Message<"approval.v1.GetApprovalResponse"> & {
  * Use `create(GetApprovalResponseSchema)` to create a new message.
  */
 export const GetApprovalResponseSchema: GenMessage<GetApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 13);
+  messageDesc(file_approval_v1_approval, 15);
 
 /**
  * @generated from message approval.v1.ListApprovalsRequest
@@ -582,7 +701,7 @@ export type ListApprovalsRequest = Message<"approval.v1.ListApprovalsRequest"> &
  * Use `create(ListApprovalsRequestSchema)` to create a new message.
  */
 export const ListApprovalsRequestSchema: GenMessage<ListApprovalsRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 14);
+  messageDesc(file_approval_v1_approval, 16);
 
 /**
  * @generated from message approval.v1.ListApprovalsResponse
@@ -606,7 +725,7 @@ export type ListApprovalsResponse = Message<"approval.v1.ListApprovalsResponse">
  * Use `create(ListApprovalsResponseSchema)` to create a new message.
  */
 export const ListApprovalsResponseSchema: GenMessage<ListApprovalsResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 15);
+  messageDesc(file_approval_v1_approval, 17);
 
 /**
  * @generated from message approval.v1.CancelApprovalRequest
@@ -630,7 +749,7 @@ export type CancelApprovalRequest = Message<"approval.v1.CancelApprovalRequest">
  * Use `create(CancelApprovalRequestSchema)` to create a new message.
  */
 export const CancelApprovalRequestSchema: GenMessage<CancelApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 16);
+  messageDesc(file_approval_v1_approval, 18);
 
 /**
  * @generated from message approval.v1.CancelApprovalResponse
@@ -647,7 +766,7 @@ export type CancelApprovalResponse = Message<"approval.v1.CancelApprovalResponse
  * Use `create(CancelApprovalResponseSchema)` to create a new message.
  */
 export const CancelApprovalResponseSchema: GenMessage<CancelApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_approval_v1_approval, 17);
+  messageDesc(file_approval_v1_approval, 19);
 
 /**
  * The lifecycle of an approval. PENDING is the only non-final status.
@@ -668,21 +787,23 @@ export enum ApprovalStatus {
   PENDING = 1,
 
   /**
-   * A human approved it.
+   * Its voters approved it (required_approvals distinct approvals).
    *
    * @generated from enum value: APPROVAL_STATUS_APPROVED = 2;
    */
   APPROVED = 2,
 
   /**
-   * A human rejected it.
+   * A voter rejected it (one reject is enough: a veto).
    *
    * @generated from enum value: APPROVAL_STATUS_REJECTED = 3;
    */
   REJECTED = 3,
 
   /**
-   * Its deadline passed before anyone decided.
+   * Its deadline passed before anyone decided. Whether the gate proceeds
+   * follows its on_timeout (the `approved` of RequestApproval and
+   * AwaitApproval says).
    *
    * @generated from enum value: APPROVAL_STATUS_EXPIRED = 4;
    */
@@ -729,6 +850,41 @@ export enum Decision {
  */
 export const DecisionSchema: GenEnum<Decision> = /*@__PURE__*/
   enumDesc(file_approval_v1_approval, 1);
+
+/**
+ * What the gate does when an approval's deadline passes before a decision
+ * (its status is EXPIRED either way).
+ *
+ * @generated from enum approval.v1.OnTimeout
+ */
+export enum OnTimeout {
+  /**
+   * Records written before policies existed: as REJECT.
+   *
+   * @generated from enum value: ON_TIMEOUT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The gate does not proceed (`approved` is false). The default.
+   *
+   * @generated from enum value: ON_TIMEOUT_REJECT = 1;
+   */
+  REJECT = 1,
+
+  /**
+   * "Proceed unless someone objects": `approved` is true.
+   *
+   * @generated from enum value: ON_TIMEOUT_APPROVE = 2;
+   */
+  APPROVE = 2,
+}
+
+/**
+ * Describes the enum approval.v1.OnTimeout.
+ */
+export const OnTimeoutSchema: GenEnum<OnTimeout> = /*@__PURE__*/
+  enumDesc(file_approval_v1_approval, 2);
 
 /**
  * Why a call failed, for programs: the `reason` of the google.rpc.ErrorInfo
@@ -793,13 +949,22 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_OUTCOME_UNKNOWN = 5;
    */
   OUTCOME_UNKNOWN = 5,
+
+  /**
+   * FAILED_PRECONDITION: this voter already voted otherwise on the pending
+   * approval (a vote cannot be changed or cast twice); nothing changed.
+   * Metadata: id, voter, decision ("approve" or "reject": the vote cast).
+   *
+   * @generated from enum value: ERROR_REASON_ALREADY_VOTED = 6;
+   */
+  ALREADY_VOTED = 6,
 }
 
 /**
  * Describes the enum approval.v1.ErrorReason.
  */
 export const ErrorReasonSchema: GenEnum<ErrorReason> = /*@__PURE__*/
-  enumDesc(file_approval_v1_approval, 2);
+  enumDesc(file_approval_v1_approval, 3);
 
 /**
  * The keys of google.rpc.ErrorInfo.metadata (see ErrorReason for which
@@ -873,13 +1038,27 @@ export enum ErrorMetadataKey {
    * @generated from enum value: ERROR_METADATA_KEY_CAUSE = 8;
    */
   CAUSE = 8,
+
+  /**
+   * The voter a vote is about (Vote.voter).
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_VOTER = 9;
+   */
+  VOTER = 9,
+
+  /**
+   * A vote's decision: "approve" or "reject".
+   *
+   * @generated from enum value: ERROR_METADATA_KEY_DECISION = 10;
+   */
+  DECISION = 10,
 }
 
 /**
  * Describes the enum approval.v1.ErrorMetadataKey.
  */
 export const ErrorMetadataKeySchema: GenEnum<ErrorMetadataKey> = /*@__PURE__*/
-  enumDesc(file_approval_v1_approval, 3);
+  enumDesc(file_approval_v1_approval, 4);
 
 /**
  * ApprovalService is the whole API. Every RPC is safe to call on any replica.
@@ -934,9 +1113,12 @@ export const ApprovalService: GenService<{
     output: typeof WatchPendingResponseSchema;
   },
   /**
-   * Records a human decision. The first decision wins; an identical retry
-   * returns OK; a conflicting one fails with FAILED_PRECONDITION naming the
-   * winner.
+   * Records a human vote. With one required approval (the default) the
+   * first decision wins; under a policy needing M approvals the approval
+   * stays PENDING until M distinct voters approved, and one reject ends it.
+   * An identical retry returns OK; a changed or second vote by the same
+   * voter, or a vote on a final approval, fails with FAILED_PRECONDITION
+   * saying why.
    *
    * @generated from rpc approval.v1.ApprovalService.Respond
    */
