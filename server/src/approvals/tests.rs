@@ -8,8 +8,8 @@ use futures::StreamExt;
 
 use super::{Approvals, Watch, WatchItem};
 use crate::domain::{
-    AgentId, ApprovalId, ApprovalType, AuthMethod, Caller, Context, Filter, Identity, Labels,
-    Limits, ListQuery, NewApproval, Policy, Principal, Roles, Timeout,
+    AgentId, ApprovalId, ApprovalPolicy, ApprovalType, AuthMethod, Caller, Context, Filter,
+    Identity, Labels, Limits, ListQuery, NewApproval, Policies, Principal, Roles, Timeout,
 };
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -23,7 +23,14 @@ fn desk() -> (Approvals, Shutdown) {
         max_timeout: limits.max_timeout,
     });
     let shutdown = Shutdown::new();
-    let approvals = Approvals::new(Arc::new(store), limits, Metrics::new(), shutdown.clone());
+    let policies = Arc::new(arc_swap::ArcSwap::from_pointee(Policies::default()));
+    let approvals = Approvals::new(
+        Arc::new(store),
+        limits,
+        policies,
+        Metrics::new(),
+        shutdown.clone(),
+    );
     approvals.start(Duration::from_secs(60));
     (approvals, shutdown)
 }
@@ -35,7 +42,6 @@ fn known(name: &str, roles: &[&str]) -> Caller {
             roles: Roles::parse("roles", roles).unwrap(),
             method: AuthMethod::Token,
         },
-        policy: Arc::new(Policy::default()),
     }
 }
 
@@ -49,6 +55,7 @@ async fn create(approvals: &Approvals, requester: &Caller, approval_type: &str) 
         labels: Labels::default(),
         timeout: Timeout::parse("timeout", None, &limits).unwrap(),
         idempotency_key: None,
+        policy: ApprovalPolicy::default(),
     };
     let created = approvals.create(requester, new, None).await.unwrap();
     created.approval.id

@@ -1,26 +1,17 @@
 //! `Caller::may_*`: who may create, decide, cancel and see an approval.
 //! With authentication off (`Caller::Open`) everything is allowed.
 
-use std::sync::Arc;
-
 use super::pending;
-use crate::domain::{
-    AuthMethod, Caller, DomainError, Identity, Policy, Principal, Roles, TypePattern,
-};
+use crate::domain::{AuthMethod, Caller, DomainError, Identity, Principal, Roles};
 
-/// A caller named `name` with these role names (as in the auth file), under
-/// a policy letting requesters decide their own `self-serve:*` approvals.
+/// A caller named `name` with these role names (as in the auth file).
 fn known(name: &str, roles: &[&str]) -> Caller {
-    let policy = Policy {
-        self_approval: vec![TypePattern::parse("policy", "self-serve:*").unwrap()],
-    };
     Caller::Known {
         identity: Identity {
             principal: Principal::parse("principal", name).unwrap(),
             roles: Roles::parse("roles", roles).unwrap(),
             method: AuthMethod::Token,
         },
-        policy: Arc::new(policy),
     }
 }
 
@@ -55,7 +46,9 @@ fn only_requesters_and_admins_may_create() {
 fn an_approver_of_the_type_may_decide_but_not_its_own_request_unless_the_policy_allows() {
     let deploy = pending("deploy:prod", "agent");
     let own_deploy = pending("deploy:prod", "alice");
-    let own_self_serve = pending("self-serve:vm", "alice");
+    // Its policy (copied onto it at creation) lets the requester vote.
+    let mut own_self_serve = pending("self-serve:vm", "alice");
+    own_self_serve.policy.allow_requester_vote = true;
     let cases = [
         ("auth off", Caller::Open, &deploy, true),
         (

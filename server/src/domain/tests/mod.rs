@@ -10,8 +10,8 @@ mod state_machine;
 use std::time::Duration;
 
 use super::{
-    AgentId, Approval, ApprovalType, Context, DomainError, Labels, Limits, Millis, NewApproval,
-    Principal, Timeout,
+    AgentId, Approval, ApprovalPolicy, ApprovalType, Context, DomainError, Labels, Limits, Millis,
+    NewApproval, Principal, Timeout,
 };
 
 /// The field an `InvalidArgument` names; panics on any other error.
@@ -41,6 +41,7 @@ fn pending(approval_type: &str, requester: &str) -> Approval {
         labels: Labels::default(),
         timeout: Timeout::parse("timeout", Some(timeout), &limits).unwrap(),
         idempotency_key: None,
+        policy: ApprovalPolicy::default(),
     }
     .into_approval(CREATED)
 }
