@@ -189,7 +189,14 @@ fn role_names_parse_and_print_back_and_a_malformed_one_names_the_field() {
         assert_eq!(roles.to_string(), names.join(", "), "{names:?}");
     }
     assert_eq!(Roles::default().to_string(), "no roles");
-    for bad in ["", "approver:", "approver:a b", "on call", "role:sre", "ops!"] {
+    for bad in [
+        "",
+        "approver:",
+        "approver:a b",
+        "on call",
+        "role:sre",
+        "ops!",
+    ] {
         let err = Roles::parse("tokens[0].roles", &[bad]).unwrap_err();
         assert_eq!(super::field_of(err), "tokens[0].roles", "{bad:?}");
     }
