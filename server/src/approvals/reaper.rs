@@ -74,31 +74,49 @@ impl Approvals {
                 true => Duration::ZERO,
                 false => REAPER_EARLY,
             };
-            // Publish the plan before reading the next deadline: an approval
-            // added after this is compared with it by the pump (and wakes
-            // the reaper if earlier); one added before is in what
-            // `next_deadline` reads. Publishing after the read would miss an
-            // approval added in between, for up to REAPER_IDLE.
-            let alarm = &self.inner.reaper;
-            let idle = self.store().now().plus(REAPER_IDLE);
-            alarm.plan.store(idle.0, Ordering::Release);
-            let next = match self.store().next_deadline().await {
-                Ok(next) => next,
-                Err(_) => {
-                    if !self.pause(STORE_RETRY).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let wake_at = next.map_or(idle, |n| n.min(idle));
-            alarm.plan.fetch_min(wake_at.0, Ordering::AcqRel);
-            let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
-            tokio::select! {
-                _ = tokio::time::sleep_until(sleep) => {}
-                _ = alarm.wake.notified() => {}
-                _ = self.inner.shutdown.cancelled() => return,
+            let next = self.store().next_deadline();
+            if !self
+                .sleep_until_due(&self.inner.reaper, REAPER_IDLE, at_least, next)
+                .await
+            {
+                return;
             }
+        }
+    }
+}
+
+impl Approvals {
+    /// The wait of a task that wakes at due times (the reaper, reminders):
+    /// publishes its plan (`idle` from now at the latest), reads the next
+    /// due time with `next_due`, then sleeps until then (at least
+    /// `at_least`), until `alarm` rings, or until shutdown. False on
+    /// shutdown.
+    ///
+    /// The plan is published before `next_due` runs (futures are lazy): an
+    /// item added after this is compared with the plan (and rings the alarm
+    /// if earlier); one added before is in what `next_due` reads.
+    /// Publishing after the read would miss an item added in between, for up
+    /// to `idle`.
+    pub(super) async fn sleep_until_due(
+        &self,
+        alarm: &Alarm,
+        idle: Duration,
+        at_least: Duration,
+        next_due: impl std::future::Future<Output = Result<Option<Millis>, crate::domain::DomainError>>,
+    ) -> bool {
+        let idle = self.store().now().plus(idle);
+        alarm.plan.store(idle.0, Ordering::Release);
+        let next = match next_due.await {
+            Ok(next) => next,
+            Err(_) => return self.pause(STORE_RETRY).await,
+        };
+        let wake_at = next.map_or(idle, |n| n.min(idle));
+        alarm.plan.fetch_min(wake_at.0, Ordering::AcqRel);
+        let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
+        tokio::select! {
+            _ = tokio::time::sleep_until(sleep) => true,
+            _ = alarm.wake.notified() => true,
+            _ = self.inner.shutdown.cancelled() => false,
         }
     }
 }

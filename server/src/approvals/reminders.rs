@@ -8,10 +8,7 @@
 //! then writes everything due. Like the reaper, it looks at the store once
 //! a minute when nothing is planned.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::{Approvals, STORE_RETRY};
 use crate::audit;
@@ -52,27 +49,12 @@ impl Approvals {
                 true => Duration::ZERO,
                 false => EARLY,
             };
-            // Publish the plan before reading the next reminder (see the
-            // reaper: an approval added in between then wakes this task).
-            let alarm = &self.inner.reminders;
-            let idle = self.store().now().plus(IDLE);
-            alarm.plan.store(idle.0, Ordering::Release);
-            let next = match self.store().next_reminder().await {
-                Ok(next) => next,
-                Err(_) => {
-                    if !self.pause(STORE_RETRY).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let wake_at = next.map_or(idle, |n| n.min(idle));
-            alarm.plan.fetch_min(wake_at.0, Ordering::AcqRel);
-            let sleep = Instant::now() + self.store().now().until(wake_at).max(at_least);
-            tokio::select! {
-                _ = tokio::time::sleep_until(sleep) => {}
-                _ = alarm.wake.notified() => {}
-                _ = self.inner.shutdown.cancelled() => return,
+            let next = self.store().next_reminder();
+            if !self
+                .sleep_until_due(&self.inner.reminders, IDLE, at_least, next)
+                .await
+            {
+                return;
             }
         }
     }
