@@ -20,7 +20,9 @@ pub use poll::{eventually, wait_for};
 pub use process::{
     approvald_binary, cpu_time, rss_kib, send_signal, terminate, Listen, ServerProcess,
 };
-pub use redis_server::{redis_commands_processed, RedisBuilder, RedisServer, Sentinel};
+pub use redis_server::{
+    redis_command_calls, redis_commands_processed, RedisBuilder, RedisServer, Sentinel,
+};
 
 /// Generous bound for things that should happen "at once".
 pub const PROMPTLY: Duration = Duration::from_secs(10);

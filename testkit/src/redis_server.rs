@@ -281,3 +281,23 @@ pub fn redis_commands_processed(conn: &mut redis::Connection) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("total_commands_processed in INFO")
 }
+
+/// Redis's own count of calls per command so far (`INFO commandstats`,
+/// which also counts the commands run inside Lua scripts), by lower-case
+/// command name.
+pub fn redis_command_calls(
+    conn: &mut redis::Connection,
+) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, stats) = l.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}

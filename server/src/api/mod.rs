@@ -86,11 +86,12 @@ impl ApprovalService for ApprovalApi {
             self.approvals.limits(),
             &self.approvals.policies(),
         )?;
-        let created = self.approvals.create(&caller, new, call_deadline).await?;
-        crate::telemetry::record_approval(&created.approval);
-        let wait = self
-            .approvals
-            .wait_final(&caller, &created.approval.id, call_deadline);
+        let wait = self.approvals.request(
+            &caller,
+            new,
+            call_deadline,
+            crate::telemetry::record_approval,
+        );
         let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::RequestApprovalResponse {

@@ -39,7 +39,7 @@ use crate::metrics::{GaugeGuard, Metrics};
 use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
-use crate::waiters::Waiters;
+use crate::waiters::{Waiter, Waiters};
 use crate::watch_queue::WatcherQuota;
 
 pub use watch::{Watch, WatchItem, WatcherLease};
@@ -188,11 +188,60 @@ impl Approvals {
         new: NewApproval,
         call_deadline: Option<Instant>,
     ) -> Result<Created, DomainError> {
+        let id = ApprovalId::generate_at(self.store().now());
+        self.create_as(caller, id, new, call_deadline).await
+    }
+
+    /// `RequestApproval`: creates the approval, then waits until it is
+    /// final. The waiter is registered under the new id before the write,
+    /// so a decision right after it still wakes the call, and the write's
+    /// own answer is the first look: no read follows the write.
+    /// `created` is told what was created (or found) before the wait.
+    pub async fn request(
+        &self,
+        caller: &Caller,
+        new: NewApproval,
+        call_deadline: Option<Instant>,
+        created: impl FnOnce(&Approval),
+    ) -> Result<Approval, DomainError> {
+        let id = ApprovalId::generate_at(self.store().now());
+        let waiter = self.inner.waiters.register(&id);
+        let resync = self.inner.resync.subscribe();
+        let made = self
+            .create_as(caller, id.clone(), new, call_deadline)
+            .await?;
+        created(&made.approval);
+        let approval = made.approval;
+        if approval.id != id {
+            // The idempotency key's approval, made by an earlier call: it
+            // may have changed since the write read it.
+            drop(waiter);
+            return self.wait_final(caller, &approval.id, call_deadline).await;
+        }
+        audit::refusal(caller, "read", caller.check_see(&approval))?;
+        let now = self.store().now();
+        let first = match approval {
+            a if a.is_final() => return Ok(a),
+            a if a.deadline > now => Some(Look::Again(Some(now.until(a.deadline)))),
+            // Past its deadline already (a retried write): look, to expire it.
+            _ => None,
+        };
+        self.wait(caller, &id, waiter, resync, first, call_deadline)
+            .await
+    }
+
+    /// Creates the approval with this id (`create`).
+    async fn create_as(
+        &self,
+        caller: &Caller,
+        id: ApprovalId,
+        new: NewApproval,
+        call_deadline: Option<Instant>,
+    ) -> Result<Created, DomainError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(DomainError::ShuttingDown);
         }
         audit::refusal(caller, "create", caller.may_create())?;
-        let id = ApprovalId::generate_at(self.store().now());
         let advice = match new.idempotency_key {
             Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
             None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",
@@ -226,14 +275,33 @@ impl Approvals {
         call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         // Register before reading, so a decision in between still wakes us.
-        let mut waiter = self.inner.waiters.register(id);
+        let waiter = self.inner.waiters.register(id);
+        let resync = self.inner.resync.subscribe();
+        self.wait(caller, id, waiter, resync, None, call_deadline)
+            .await
+    }
+
+    /// The wait of `wait_final`, once registered; `known` is the first look
+    /// when the caller knows it already (`None`: read the approval first).
+    async fn wait(
+        &self,
+        caller: &Caller,
+        id: &ApprovalId,
+        mut waiter: Waiter,
+        mut resync: latest::Receiver<u64>,
+        mut known: Option<Look>,
+        call_deadline: Option<Instant>,
+    ) -> Result<Approval, DomainError> {
         let _open = GaugeGuard::new(&self.inner.metrics.waiters);
-        let mut resync = self.inner.resync.subscribe();
-        let mut first_look = true;
+        let mut first_look = known.is_none();
         loop {
-            // Boxed: a look holds approvals and store calls only while it
-            // runs, so what stays parked while the call waits is small.
-            let expire_in = match Box::pin(self.look(caller, id, first_look)).await? {
+            let look = match known.take() {
+                Some(look) => look,
+                // Boxed: a look holds approvals and store calls only while
+                // it runs, so what stays parked while the call waits is small.
+                None => Box::pin(self.look(caller, id, first_look)).await?,
+            };
+            let expire_in = match look {
                 Look::Final(a) => return Ok(*a),
                 Look::Again(expire_in) => expire_in,
             };

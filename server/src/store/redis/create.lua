@@ -26,28 +26,40 @@
 -- an approval made by the same request (same fingerprint); the same shape
 -- with 'conflict' when the key belongs to a different request; { 'quota' }
 -- when the requester holds ARGV[9] pending approvals already.
-local function found(outcome, key)
-  local f = redis.call('HMGET', key, 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline',
-    'votes')
+-- The approval's fields in reply order, then its request fingerprint.
+local FIELDS = { 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline', 'votes', 'fp' }
+local function found(outcome, f)
   return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
     f[7] or '', f[8] or '' }
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return found('exists', KEYS[1])
+-- The time index is the first thing a create writes, in the same script as
+-- the hash, and it keeps an id at least as long as the hash lives: an id
+-- already there is a retry of this very call (same id) that landed.
+if redis.call('ZADD', KEYS[4], 'NX', 0, ARGV[1]) == 0 then
+  return found('exists', redis.call('HMGET', KEYS[1], unpack(FIELDS)))
 end
 if ARGV[7] == '1' then
   local owner = redis.call('GET', KEYS[2])
-  local owner_key = owner and (ARGV[11] .. owner)
-  -- A key whose approval aged out (its TTL was fixed at creation) is free.
-  if owner_key and redis.call('EXISTS', owner_key) == 1 then
-    local fingerprint = redis.call('HGET', owner_key, 'fp')
-    if fingerprint and fingerprint ~= ARGV[10] then
-      return found('conflict', owner_key)
+  -- A key whose approval aged out (its TTL was fixed at creation; it has no
+  -- status any more) is free.
+  local f = owner and redis.call('HMGET', ARGV[11] .. owner, unpack(FIELDS))
+  if f and f[2] then
+    redis.call('ZREM', KEYS[4], ARGV[1])
+    if f[9] and f[9] ~= ARGV[10] then
+      return found('conflict', f)
     end
-    return found('exists', owner_key)
+    return found('exists', f)
   end
 end
-if tonumber(redis.call('HGET', KEYS[6], ARGV[8]) or '0') >= tonumber(ARGV[9]) then
+-- Counted first, taken back when over the quota: one command when under it.
+local open = redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
+if open > tonumber(ARGV[9]) then
+  if open <= 1 then
+    redis.call('HDEL', KEYS[6], ARGV[8])
+  else
+    redis.call('HINCRBY', KEYS[6], ARGV[8], -1)
+  end
+  redis.call('ZREM', KEYS[4], ARGV[1])
   return { 'quota' }
 end
 local time = redis.call('TIME')
@@ -56,26 +68,31 @@ local deadline = created + tonumber(ARGV[3])
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 end
-redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
-redis.call('HSET', KEYS[1], 'body', ARGV[2], 'status', 'pending', 'created', created,
-  'deadline', deadline, 'requester', ARGV[8], 'fp', ARGV[10])
+local fields = { 'body', ARGV[2], 'status', 'pending', 'created', created,
+  'deadline', deadline, 'requester', ARGV[8], 'fp', ARGV[10] }
+local function field(name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
 if ARGV[12] ~= '1' then
-  redis.call('HSET', KEYS[1], 'need', ARGV[12])
+  field('need', ARGV[12])
 end
 if ARGV[13] ~= '' then
-  redis.call('HSET', KEYS[1], 'xreason', ARGV[13])
+  field('xreason', ARGV[13])
 end
+local first_reminder
 if ARGV[14] ~= '' then
   -- The first reminder, if it comes before the deadline.
-  local first = created + tonumber(string.match(ARGV[14], '^[0-9]+'))
-  redis.call('HSET', KEYS[1], 'remind', ARGV[14], 'reminded', 0)
-  if first < deadline then
-    redis.call('ZADD', KEYS[7], first, ARGV[1])
-  end
+  first_reminder = created + tonumber(string.match(ARGV[14], '^[0-9]+'))
+  field('remind', ARGV[14])
+  field('reminded', 0)
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if first_reminder and first_reminder < deadline then
+  redis.call('ZADD', KEYS[7], first_reminder, ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('ZREMRANGEBYLEX', KEYS[4], '-', '(' .. ARGV[5])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
   'kind', 'added', 'id', ARGV[1], 'body', ARGV[2], 'status', 'pending',

@@ -15,26 +15,26 @@ end
 local id, status, voter, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention_ms, maxlen, expired_reason = ARGV[5], ARGV[6], ARGV[7]
 local now = now_ms()
-local f = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'votes', 'need')
-if not f[1] then
+local f = read()
+if not f[2] then
   return { 'missing' }
 end
-if f[1] ~= 'pending' then
-  return reply('final')
+if f[2] ~= 'pending' then
+  return reply('final', f)
 end
-local deadline = tonumber(f[2])
+local deadline = tonumber(f[7])
 if deadline <= now then
-  finalize(id, 'expired', '', expiry_reason(expired_reason), deadline, retention_ms, maxlen)
-  return reply('expired')
+  finalize(id, 'expired', '', expiry_reason(expired_reason), deadline, retention_ms, maxlen, f)
+  return reply('expired', f)
 end
 local votes = {}
-if f[3] and f[3] ~= '' then
-  votes = cjson.decode(f[3])
+if f[8] and f[8] ~= '' then
+  votes = cjson.decode(f[8])
 end
 local approvals = 0
 for _, v in ipairs(votes) do
   if v.voter == voter then
-    return reply('voted')
+    return reply('voted', f)
   end
   if v.decision == 'approve' then
     approvals = approvals + 1
@@ -47,13 +47,13 @@ if status == 'approved' then
 end
 votes[#votes + 1] = { voter = voter, decision = decision, reason = reason, at = now }
 local encoded = cjson.encode(votes)
-redis.call('HSET', KEYS[1], 'votes', encoded)
-if decision == 'reject' or approvals >= (tonumber(f[4] or '1') or 1) then
-  finalize(id, status, voter, reason, now, retention_ms, maxlen)
-  return reply('done')
+if decision == 'reject' or approvals >= (tonumber(f[9] or '1') or 1) then
+  finalize(id, status, voter, reason, now, retention_ms, maxlen, f, encoded)
+  return reply('done', f)
 end
-local g = redis.call('HMGET', KEYS[1], 'body', 'created')
+f[8] = encoded
+redis.call('HSET', KEYS[1], 'votes', encoded)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-  'kind', 'updated', 'id', id, 'body', g[1], 'status', 'pending',
-  'created', g[2] or '', 'deadline', f[2], 'votes', encoded)
-return reply('recorded')
+  'kind', 'updated', 'id', id, 'body', f[1], 'status', 'pending',
+  'created', f[6] or '', 'deadline', f[7], 'votes', encoded)
+return reply('recorded', f)

@@ -4,18 +4,18 @@
 -- Due means: by Redis's clock (TIME), not the calling replica's.
 -- Returns reply('expired') when this call expired it, { 'no' } otherwise.
 local id, now = ARGV[1], now_ms()
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then
+local f = read()
+if not f[2] then
   -- The record is gone (evicted): drop its stale index entry.
   redis.call('ZREM', KEYS[2], id)
   return { 'no' }
 end
-if current ~= 'pending' then
+if f[2] ~= 'pending' then
   return { 'no' }
 end
-local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
+local deadline = tonumber(f[7])
 if deadline > now then
   return { 'no' }
 end
-finalize(id, 'expired', '', expiry_reason(ARGV[4]), deadline, ARGV[2], ARGV[3])
-return reply('expired')
+finalize(id, 'expired', '', expiry_reason(ARGV[4]), deadline, ARGV[2], ARGV[3], f)
+return reply('expired', f)
