@@ -15,6 +15,7 @@
 //!
 //! `Approvals::start` starts the four background tasks.
 
+mod looks;
 mod pump;
 mod reaper;
 mod reminders;
@@ -74,6 +75,8 @@ struct Inner {
     /// The configuration file's policies, as last loaded.
     policies: SharedPolicies,
     waiters: Waiters,
+    /// The reads of waiting calls, batched.
+    looks: looks::Looks,
     /// Every event, as the pump reads it, for local watchers.
     feed: broadcast::Sender<pump::Feed>,
     /// Bumped after the pump recovers from a store outage: waiters re-read.
@@ -109,6 +112,7 @@ impl Approvals {
         let watchers = WatcherQuota::new(limits.max_watchers, limits.max_watchers_per_principal);
         Self {
             inner: Arc::new(Inner {
+                looks: looks::Looks::start(store.clone()),
                 store,
                 limits,
                 policies,
@@ -340,7 +344,7 @@ impl Approvals {
         first_look: bool,
     ) -> Result<Look, DomainError> {
         let now = self.store().now();
-        let found = self.note(self.store().get(id).await);
+        let found = self.note(self.inner.looks.get(id).await);
         if let (true, Ok(Some(a))) = (first_look, &found) {
             audit::refusal(caller, "read", caller.check_see(a))?;
         }
