@@ -12,7 +12,7 @@ const WAITERS: usize = 5_000;
 /// Approvals they wait on (several waiters each, as several agents may).
 const APPROVALS: usize = 1_000;
 /// Redis command timeout of the replica.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
+const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// Client connections the calls share.
 const CONNECTIONS: usize = 5;
 

@@ -81,10 +81,7 @@ async fn batch_reads(store: Arc<dyn Store>, mut reads: mpsc::Receiver<Read>) {
 /// read alone, so each caller gets its own answer.
 async fn answer(store: &dyn Store, batch: Vec<Read>) {
     let ids: Vec<ApprovalId> = batch.iter().map(|(id, _)| id.clone()).collect();
-    let t0 = std::time::Instant::now();
-    let r = store.get_many(&ids).await;
-    eprintln!("DEBUG batch {} {:?} ok={}", ids.len(), t0.elapsed(), r.is_ok());
-    match r {
+    match store.get_many(&ids).await {
         Ok(found) if found.len() == batch.len() => {
             for ((_, answer), approval) in batch.into_iter().zip(found) {
                 let _ = answer.send(Ok(approval));

@@ -3,6 +3,8 @@
 //!
 //! The use cases are here; the rest has a room of its own:
 //! - `watch`: `WatchPending`, a snapshot then live changes;
+//! - `looks`: the reads of waiting calls, batched (a crowd of waiters at
+//!   once makes a few pipelined reads, not one round trip each);
 //! - `pump`: the `EventPump` reads the store's event log (blocking read, no
 //!   polling), wakes local waiters on `resolved` events and feeds local
 //!   watchers;
@@ -13,7 +15,8 @@
 //! - the health monitor (`Readiness::monitor`) pings the store and reports
 //!   reachability.
 //!
-//! `Approvals::start` starts the four background tasks.
+//! `Approvals::start` starts the four background tasks (`Approvals::new`
+//! the batcher of `looks`).
 
 mod looks;
 mod pump;

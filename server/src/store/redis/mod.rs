@@ -57,6 +57,9 @@ pub struct RedisOptions {
     pub clock_skew_ms: i64,
 }
 
+/// How long `get_many` asks again for a read whose answer timed out.
+const LATE_READS_WITHIN: Duration = Duration::from_secs(10);
+
 pub struct RedisStore {
     link: link::Link,
     /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
@@ -108,6 +111,19 @@ impl RedisStore {
         &self,
         ids: &[impl AsRef<str> + Sync],
     ) -> Result<Vec<Option<Approval>>, DomainError> {
+        self.fetch_within(ids, Duration::ZERO).await
+    }
+
+    /// `fetch`, asked again while its answer times out, for up to `patience`
+    /// (a read is safe to repeat). A crowd of calls at once (a replica
+    /// restart brings every waiter back in one instant) can keep this
+    /// process too busy to take Redis's answer in time: a later attempt
+    /// gets it. Any other failure (Redis down) returns at once.
+    async fn fetch_within(
+        &self,
+        ids: &[impl AsRef<str> + Sync],
+        patience: Duration,
+    ) -> Result<Vec<Option<Approval>>, DomainError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -117,7 +133,15 @@ impl RedisStore {
                 .arg(self.keys.approval(id.as_ref()))
                 .arg(&HASH_FIELDS[..]);
         }
-        let rows: Vec<HashFields> = pipe.query_async(&mut self.conn()?).await?;
+        let started = tokio::time::Instant::now();
+        let rows: Vec<HashFields> = loop {
+            match pipe.query_async(&mut self.conn()?).await {
+                Err(e) if e.is_timeout() && started.elapsed() < patience => {
+                    tracing::debug!(ids = ids.len(), "a read timed out: asking again");
+                }
+                rows => break rows?,
+            }
+        };
         rows.into_iter().map(codec::from_hash).collect()
     }
 }
@@ -198,7 +222,7 @@ impl Store for RedisStore {
 
     async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError> {
         let ids: Vec<&str> = ids.iter().map(ApprovalId::as_str).collect();
-        self.fetch(&ids).await
+        self.fetch_within(&ids, LATE_READS_WITHIN).await
     }
 
     async fn epoch(&self) -> Result<Epoch, DomainError> {
