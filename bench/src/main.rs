@@ -53,12 +53,15 @@ struct Args {
     #[arg(long)]
     no_reference: bool,
     /// Run only these scenarios (comma-separated): floor, decision,
-    /// lifecycle, idle, fanout, snapshot, listing.
+    /// lifecycle, idle, herd, fanout, snapshot, listing.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Override the idle scenario's waiter counts (comma-separated).
     #[arg(long, value_delimiter = ',')]
     idle_waiters: Vec<usize>,
+    /// Override the herd scenario's crowd sizes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    herd_waiters: Vec<usize>,
     /// Override the decision scenario's sizes: WAITERSxROUNDS, comma-separated
     /// (e.g. 1x200,1000x1).
     #[arg(long, value_delimiter = ',', value_parser = waiters_by_rounds)]
@@ -95,6 +98,8 @@ pub struct Sizes {
     pub lifecycle_window: Duration,
     pub idle_waiters: Vec<usize>,
     pub idle_window: Duration,
+    /// `AwaitApproval` calls started in one instant.
+    pub herd_waiters: Vec<usize>,
     pub watchers: usize,
     pub fanout_approvals: usize,
     pub snapshot_pending: usize,
@@ -120,6 +125,7 @@ impl Sizes {
             lifecycle_window: Duration::from_secs(10),
             idle_waiters: vec![10_000, 50_000],
             idle_window: Duration::from_secs(10),
+            herd_waiters: vec![50_000],
             watchers: 1_000,
             fanout_approvals: 200,
             snapshot_pending: 100_000,
@@ -144,6 +150,7 @@ impl Sizes {
             lifecycle_window: Duration::from_secs(1),
             idle_waiters: vec![500],
             idle_window: Duration::from_secs(1),
+            herd_waiters: vec![500],
             watchers: 20,
             fanout_approvals: 10,
             snapshot_pending: 500,
@@ -274,6 +281,9 @@ async fn run(args: Args) -> BenchResult<()> {
     } else {
         Sizes::full()
     };
+    if !args.herd_waiters.is_empty() {
+        sizes.herd_waiters = args.herd_waiters.clone();
+    }
     if !args.idle_waiters.is_empty() {
         sizes.idle_waiters = args.idle_waiters.clone();
     }
@@ -343,6 +353,9 @@ async fn run(args: Args) -> BenchResult<()> {
     }
     if wanted("idle") {
         results.idle = scenarios::idle::run(&bench).await?;
+    }
+    if wanted("herd") {
+        results.herd = scenarios::herd::run(&bench).await?;
     }
     if wanted("fanout") {
         results.fanout = Some(scenarios::fanout::run(&bench).await?);

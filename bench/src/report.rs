@@ -8,6 +8,7 @@ use crate::reference::{Answering, Reference, ReferenceDecisionRow};
 use crate::scenarios::decision::DecisionRow;
 use crate::scenarios::fanout::FanoutRow;
 use crate::scenarios::floor::Floor;
+use crate::scenarios::herd::HerdRow;
 use crate::scenarios::idle::IdleRow;
 use crate::scenarios::lifecycle::LifecycleRow;
 use crate::scenarios::listing::Listing;
@@ -25,6 +26,7 @@ pub struct Results {
     pub reference_decision: Option<Vec<ReferenceDecisionRow>>,
     pub lifecycle: Vec<LifecycleRow>,
     pub idle: Vec<IdleRow>,
+    pub herd: Vec<HerdRow>,
     pub fanout: Option<FanoutRow>,
     pub snapshot: Option<SnapshotRow>,
     pub listing: Option<Listing>,
@@ -45,6 +47,7 @@ impl Results {
             reference_decision: None,
             lifecycle: Vec::new(),
             idle: Vec::new(),
+            herd: Vec::new(),
             fanout: None,
             snapshot: None,
             listing: None,
@@ -127,6 +130,7 @@ pub fn markdown(r: &Results, plot: &str) -> String {
     decision(&mut s, r, plot);
     lifecycle(&mut s, r);
     idle(&mut s, r);
+    herd(&mut s, r);
     fanout(&mut s, r);
     pending(&mut s, r);
     let _ = writeln!(s, "{}", crate::report::NOTES);
@@ -177,6 +181,17 @@ fn targets(s: &mut String, r: &Results) {
             big.bytes_per_waiter,
             big.waiters,
             verdict(big.bytes_per_waiter <= 4096.0)
+        );
+    }
+    if let Some(h) = r.herd.iter().max_by_key(|h| h.calls) {
+        let _ = writeln!(
+            s,
+            "| {} `AwaitApproval` calls at once on one replica all attach, none `UNAVAILABLE` | {} attached{}, {} failed | {} |",
+            h.calls,
+            h.attached,
+            h.seconds.map(|t| format!(" in {t:.1} s")).unwrap_or_default(),
+            h.failures(),
+            verdict(h.attached == h.calls && h.failures() == 0)
         );
     }
     if let Some(f) = &r.fanout {
@@ -338,6 +353,40 @@ fn lifecycle(s: &mut String, r: &Results) {
             ms(l.latency.max),
             l.redis_commands_per_lifecycle,
             l.cpu
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn herd(s: &mut String, r: &Results) {
+    if r.herd.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## A crowd at once\n\n\
+         N `AwaitApproval` calls started in the same instant on one replica (what a replica \
+         restart makes: its clients all retry into the new process), each on a pending \
+         approval. Attached: most calls waiting at once; failed: calls that returned instead, \
+         by status code.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| calls | attached | until all attached | failed |\n|---|---|---|---|"
+    );
+    for h in &r.herd {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            h.calls,
+            h.attached,
+            h.seconds
+                .map_or("never".to_string(), |t| format!("{t:.2} s")),
+            if h.failed.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{:?}", h.failed)
+            }
         );
     }
     let _ = writeln!(s);

@@ -5,6 +5,7 @@
 pub mod decision;
 pub mod fanout;
 pub mod floor;
+pub mod herd;
 pub mod idle;
 pub mod lifecycle;
 pub mod listing;
