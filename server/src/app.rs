@@ -324,12 +324,16 @@ impl Application {
             .layer(crate::inbox::InboxLayer)
             // A span per call, child of its traceparent: only with OTEL_* on.
             .layer(tower::util::option_layer(crate::telemetry::grpc_layer()))
-            .layer(cors(&config.cors_origins))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .layer(OriginCheckLayer(OriginPolicy::new(
-                &config.cors_origins,
-                auth_on,
-            )))
+            // CORS, gRPC-Web and the origin check: browser calls only.
+            .layer(crate::browsers::BrowsersOnly(
+                tower::ServiceBuilder::new()
+                    .layer(cors(&config.cors_origins))
+                    .layer(tonic_web::GrpcWebLayer::new())
+                    .layer(OriginCheckLayer(OriginPolicy::new(
+                        &config.cors_origins,
+                        auth_on,
+                    ))),
+            ))
             .layer(tower::util::MapResponseLayer::new(
                 crate::api::decode::client_errors::<tonic::body::Body>,
             ))

@@ -13,6 +13,7 @@ pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod browsers;
 pub mod config;
 pub mod config_file;
 pub mod connections;
