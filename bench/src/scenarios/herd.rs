@@ -1,8 +1,9 @@
 //! A crowd at once: N `AwaitApproval` calls started in the same instant on
 //! one replica, as a replica restart makes (every client of the old process
 //! retries into the new one). Counted: the calls that attached (all N
-//! waiting at once), those that failed instead (by status code), and the
-//! time from the first call sent until all N waited.
+//! waiting at once), those that failed instead (by status code, until
+//! `SETTLE` after all were registered), and the time from the first call
+//! sent until all N waited.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ use crate::{Bench, BenchResult};
 const WAITERS_PER_CONNECTION: usize = 2_000;
 /// How long the crowd may take to attach before the run gives up.
 const ATTACH_LIMIT: Duration = Duration::from_secs(120);
+/// Once all are registered, how long failures are still counted: a call
+/// counts as waiting from before its first read, which may still fail.
+const SETTLE: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug)]
 pub struct HerdRow {
@@ -94,6 +98,17 @@ async fn one(b: &Bench, n: usize) -> BenchResult<HerdRow> {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settled = Instant::now() + SETTLE;
+    while Instant::now() < settled {
+        while let Ok(reply) = answered.try_recv() {
+            let code = match reply {
+                Ok(()) => "OK (returned while pending)".to_string(),
+                Err(status) => format!("{:?}", status.code()),
+            };
+            *failed.entry(code).or_insert(0) += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(calls);
     Ok(HerdRow {
