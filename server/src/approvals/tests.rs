@@ -56,6 +56,7 @@ async fn create(approvals: &Approvals, requester: &Caller, approval_type: &str) 
         timeout: Timeout::parse("timeout", None, &limits).unwrap(),
         idempotency_key: None,
         policy: ApprovalPolicy::default(),
+        trace: None,
     };
     let created = approvals.create(requester, new, None).await.unwrap();
     created.approval.id

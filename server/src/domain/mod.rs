@@ -10,6 +10,7 @@ mod fields;
 mod limits;
 mod policy;
 mod text;
+mod trace;
 
 pub use access::{AuthMethod, Caller, Identity, Roles};
 pub use approval::{
@@ -28,6 +29,7 @@ pub use policy::{
     MAX_REQUIRED_APPROVALS, MAX_VOTERS,
 };
 pub use text::echo;
+pub use trace::{TraceContext, MAX_TRACESTATE};
 
 #[cfg(test)]
 mod tests;

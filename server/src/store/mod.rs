@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Limit,
-    Limits, ListQuery, Millis, NewApproval, Page,
+    Limits, ListQuery, Millis, NewApproval, Page, TraceContext,
 };
 
 pub use self::memory::MemoryStore;
@@ -61,6 +61,11 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     ) -> Result<Created, DomainError>;
 
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
+
+    /// The trace context its creating call carried (`NewApproval::trace`),
+    /// kept beside the approval for as long as it is. Read only while
+    /// traces are exported (one more store call).
+    async fn trace_of(&self, id: &ApprovalId) -> Result<Option<TraceContext>, DomainError>;
 
     /// Applies `ending` atomically if the approval is pending and before its
     /// deadline; past its deadline it expires it instead. A decision is a

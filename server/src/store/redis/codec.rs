@@ -211,6 +211,11 @@ pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
     .map(Some)
 }
 
+/// The approval hash's field holding the trace context of the call that
+/// created it (`TraceContext::to_stored`; absent when it had none). Not in
+/// `HASH_FIELDS`: read only while traces are exported.
+pub const TRACE_FIELD: &str = "trace";
+
 /// An epoch as the store writes it (hex).
 pub fn parse_epoch(raw: &str) -> Result<Epoch, DomainError> {
     u64::from_str_radix(raw, 16)

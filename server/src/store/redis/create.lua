@@ -13,6 +13,7 @@
 -- (KEYS[1] without the id), ARGV[12] distinct approvals needed (its policy's),
 -- ARGV[13] its expiry reason when not the default ('' otherwise),
 -- ARGV[14] reminder offsets (ms after creation, comma-separated, '' for none).
+-- ARGV[15] the creating call's trace context ('' for none; field 'trace').
 -- KEYS[7] reminders (zset: id by when its next reminder is due).
 -- The one key not in KEYS is the owner's hash, ARGV[11] .. (the id read from
 -- KEYS[2]): it cannot be named before the script reads it, and it carries
@@ -64,6 +65,9 @@ if ARGV[12] ~= '1' then
 end
 if ARGV[13] ~= '' then
   redis.call('HSET', KEYS[1], 'xreason', ARGV[13])
+end
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[1], 'trace', ARGV[15])
 end
 if ARGV[14] ~= '' then
   -- The first reminder, if it comes before the deadline.

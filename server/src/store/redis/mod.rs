@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 use super::{Created, Retention, Store};
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery,
-    Millis, NewApproval, Page,
+    Millis, NewApproval, Page, TraceContext,
 };
 use codec::{HashFields, HASH_FIELDS};
 use keys::Keys;
@@ -248,5 +248,13 @@ impl Store for RedisStore {
 
     async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
         RedisStore::eviction_policy(self).await
+    }
+
+    async fn trace_of(&self, id: &ApprovalId) -> Result<Option<TraceContext>, DomainError> {
+        let raw: Option<String> = self
+            .conn()?
+            .hget(self.keys.approval(id.as_str()), codec::TRACE_FIELD)
+            .await?;
+        Ok(raw.as_deref().and_then(TraceContext::from_stored))
     }
 }

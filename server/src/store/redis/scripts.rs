@@ -90,6 +90,11 @@ impl RedisStore {
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
         let timeout_ms = new.timeout.get().as_millis() as u64;
+        let trace = new
+            .trace
+            .as_ref()
+            .map(|t| t.to_stored())
+            .unwrap_or_default();
         let mut approval = new.into_approval_with_id(id, now);
         let policy = &approval.policy;
         let expiry_reason = match policy.expiry_reason() {
@@ -129,7 +134,8 @@ impl RedisStore {
                     .arg(self.keys.approval_prefix())
                     .arg(required)
                     .arg(&expiry_reason)
-                    .arg(&reminders),
+                    .arg(&reminders)
+                    .arg(&trace),
             )
             .await?;
         match reply.first().map(Vec::as_slice) {
