@@ -98,6 +98,13 @@ pub struct Tracing {
 }
 
 impl Tracing {
+    /// Exports what is queued now (blocks until the exporter answers).
+    pub fn flush(&self) {
+        if let Err(e) = self.provider.force_flush() {
+            tracing::warn!(error = %e, "traces: flushing spans failed");
+        }
+    }
+
     pub fn shutdown(self) {
         if let Err(e) = self.provider.shutdown() {
             tracing::warn!(error = %e, "traces: flushing the last spans failed");
