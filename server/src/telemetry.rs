@@ -332,6 +332,14 @@ mod tests {
     }
 
     #[test]
+    fn with_traces_off_nothing_is_installed_and_no_context_is_read_back() {
+        let installed = install::<tracing_subscriber::Registry>(&Traces::Off).expect("off");
+        assert!(installed.is_none(), "no exporter, no layer");
+        assert!(grpc_layer().is_none(), "no per-call layer");
+        assert!(!enabled(), "stored contexts are not read back");
+    }
+
+    #[test]
     fn traces_are_off_unless_an_otel_variable_asks_for_them() {
         assert_eq!(traces(&[]), Ok(Traces::Off));
         assert_eq!(traces(&[("OTEL_SERVICE_NAME", "x")]), Ok(Traces::Off));
