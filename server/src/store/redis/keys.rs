@@ -18,6 +18,15 @@
 //! | `{p}:hooks:dead`, `{p}:hooks:dead_order` | hash, zset | capped (`outbox::MAX_DEAD`): webhook dead letters |
 //!
 //! The event stream also carries the consumer group `webhooks` (`outbox.rs`).
+//!
+//! Partitions (`--redis-partitions N`): partition 0 is the tag `{p}` above,
+//! byte for byte; partition `k` (1..N) has the same keys under `{p:k}`, so
+//! each partition hashes to a slot of its own. An approval's id names its
+//! partition (`partition_of`). One more key records the layout:
+//!
+//! | key           | type   | bound                                       |
+//! |---------------|--------|---------------------------------------------|
+//! | `{p}:layout`  | string | one value: `partitions=N`                   |
 
 /// The keys of one namespace (`prefix`).
 pub(super) struct Keys {
@@ -31,9 +40,63 @@ pub(super) struct Keys {
     pub(super) writable: String,
 }
 
+/// The most partitions a namespace may have (the id names its partition
+/// in its last byte).
+pub const MAX_PARTITIONS: usize = 64;
+
+/// The key recording how many partitions a namespace's data is laid out in.
+pub(super) fn layout_key(prefix: &str) -> String {
+    format!("{{{prefix}}}:layout")
+}
+
+/// The partition of the approval with id `id` among `partitions`: with one,
+/// every id (ids written before partitions existed included); with more,
+/// the id's last byte (two hex digits), `None` when no such partition
+/// exists (an id from no approval of this namespace).
+pub(super) fn partition_of(id: &str, partitions: usize) -> Option<usize> {
+    if partitions <= 1 {
+        return Some(0);
+    }
+    let last = id.get(id.len().checked_sub(2)?..)?;
+    let part = usize::from_str_radix(last, 16).ok()?;
+    (part < partitions).then_some(part)
+}
+
+/// The id `id` placed in partition `part` (its last byte replaced), so that
+/// `partition_of` finds it there. Still a UUIDv7 in text: the last byte is
+/// part of its random bits.
+pub(super) fn place_in(id: &str, part: usize) -> String {
+    match id.get(..id.len().saturating_sub(2)) {
+        Some(head) if id.len() >= 2 => format!("{head}{part:02x}"),
+        _ => id.to_string(),
+    }
+}
+
+/// The partition of a requester's approvals: every one of a requester's
+/// approvals lives in one partition, so its open quota and its
+/// idempotency keys are checked in one script, exactly as with one
+/// partition. FNV-1a: stable across processes and versions (every replica
+/// must agree).
+pub(super) fn partition_of_requester(requester: &str, partitions: usize) -> usize {
+    if partitions <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in requester.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % partitions as u64) as usize
+}
+
 impl Keys {
-    pub(super) fn new(prefix: &str) -> Self {
-        let tag = format!("{{{prefix}}}");
+    /// The keys of partition `part` of the namespace `prefix` (partition 0
+    /// is the namespace as it was before partitions).
+    pub(super) fn new(prefix: &str, part: usize) -> Self {
+        let tag = match part {
+            0 => format!("{{{prefix}}}"),
+            k => format!("{{{prefix}:{k}}}"),
+        };
         Self {
             pending: format!("{tag}:pending"),
             index: format!("{tag}:index"),
