@@ -346,3 +346,19 @@ async fn the_reaper_sees_deadlines_of_every_partition_earliest_first() {
     let parts: BTreeSet<&str> = listed.iter().map(|id| &id.as_str()[34..]).collect();
     assert!(parts.len() > 1, "{parts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refuses_more_than_one_partition_until_it_merges_their_event_logs() {
+    let redis = RedisServer::start();
+    let mut config = approvald::Config::for_tests();
+    config.redis_url = Some(redis.url());
+    config.redis_partitions = 3;
+    let refused = approvald::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("--redis-partitions 3"),
+        "{refused}"
+    );
+}

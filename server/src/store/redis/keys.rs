@@ -138,3 +138,49 @@ impl Keys {
         format!("{}:idem:-", self.tag)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "019ad5a1-7c3e-7b2a-9f10-5c2d8e4a61b7";
+
+    #[test]
+    fn one_partition_reads_every_id_as_partition_zero() {
+        assert_eq!(partition_of(ID, 1), Some(0));
+        assert_eq!(partition_of("", 1), Some(0));
+    }
+
+    #[test]
+    fn a_placed_id_names_its_partition_and_placing_it_again_keeps_it() {
+        for part in 0..5 {
+            let placed = place_in(ID, part);
+            assert_eq!(placed.len(), ID.len());
+            assert_eq!(&placed[..34], &ID[..34], "only the last byte changes");
+            assert_eq!(partition_of(&placed, 5), Some(part));
+            assert_eq!(place_in(&placed, part), placed);
+            assert!(uuid::Uuid::try_parse(&placed).is_ok_and(|u| u.get_version_num() == 7));
+        }
+    }
+
+    #[test]
+    fn an_id_naming_a_partition_that_does_not_exist_has_none() {
+        assert_eq!(partition_of(&place_in(ID, 3), 3), None);
+        assert_eq!(partition_of(&place_in(ID, 0xff), 64), None);
+        assert_eq!(partition_of("x", 3), None);
+        assert_eq!(partition_of("é", 3), None);
+    }
+
+    #[test]
+    fn a_requesters_partition_is_the_same_in_every_process_and_version() {
+        // Replicas must agree, across versions: a changed hash would put a
+        // requester's new approvals beside its old ones in another
+        // partition (open quota and idempotency keys split). FNV-1a pinned.
+        assert_eq!(partition_of_requester("alice", 1), 0);
+        // FNV-1a 64 of "alice" is 0x508b2abb65a03907 (computed apart).
+        assert_eq!(partition_of_requester("alice", 3), 2);
+        assert_eq!(partition_of_requester("alice", 7), 1);
+        assert_eq!(partition_of_requester("agent-7", 3), 2);
+        assert_eq!(partition_of_requester("requester-0", 3), 0);
+    }
+}
