@@ -76,7 +76,9 @@ impl RedisStore {
         new: NewApproval,
         max_open: usize,
     ) -> Result<Created, DomainError> {
-        if let Some(why) = self.layout_mismatch().await? {
+        // Checked at start; when Redis was not up then, before the first
+        // write. A failed check is the script's to report (it fails too).
+        if let Ok(Some(why)) = self.layout_mismatch().await {
             return Err(DomainError::Unavailable(why));
         }
         let now = self.now();
