@@ -10,9 +10,9 @@ import java.util.NoSuchElementException;
 
 /**
  * The events of {@link ApprovalGate#watchPending}: the pending snapshot (ADDED with empty
- * cursors), SYNCED, then live ADDED, UPDATED and RESOLVED events, for as long as it stays open. A lost
- * stream is resumed from the last cursor, on any replica, with no gap and no duplicate. {@code
- * hasNext()} blocks until the next event; close it (from any thread) to stop.
+ * cursors), SYNCED, then live ADDED, UPDATED and RESOLVED events, for as long as it stays open. A
+ * lost stream is resumed from the last cursor, on any replica, with no gap and no duplicate.
+ * {@code hasNext()} blocks until the next event; close it (from any thread) to stop.
  */
 public final class PendingWatch implements Iterator<WatchEvent>, Iterable<WatchEvent>, AutoCloseable {
   private final ApprovalApi api;

@@ -88,12 +88,16 @@ class PoliciesTest {
         ApprovalGate human = Live.gate(server.addr, "java-human")) {
       Approval created =
           agent.createApproval(
-              ApprovalRequest.builder(type("java-vote")).context(Map.of("version", "2.4.1")).build());
+              ApprovalRequest.builder(type("java-vote"))
+                  .context(Map.of("version", "2.4.1"))
+                  .build());
       assertEquals(2, created.getRequiredApprovals());
       assertEquals("java-vote:*", created.getPolicy().getName());
-      assertTrue(created.getContextDigest().matches("sha256:[0-9a-f]{64}"), created.getContextDigest());
+      assertTrue(
+          created.getContextDigest().matches("sha256:[0-9a-f]{64}"), created.getContextDigest());
       CompletableFuture<Decision> waiting =
-          CompletableFuture.supplyAsync(() -> agent.awaitApproval(created.getId(), null), background);
+          CompletableFuture.supplyAsync(
+              () -> agent.awaitApproval(created.getId(), null), background);
 
       Approval one =
           human.respond(created.getId(), true, "alice", "diff read", created.getContextDigest());
@@ -127,7 +131,8 @@ class PoliciesTest {
   void aStaleContextDigestIsRefusedAndTheVoteIsNotRecorded() {
     try (ApprovalGate c = Live.gate(server.addr, "java-agent")) {
       Approval created =
-          c.createApproval(ApprovalRequest.builder(type("java-vote")).context(Map.of("rows", 3)).build());
+          c.createApproval(
+              ApprovalRequest.builder(type("java-vote")).context(Map.of("rows", 3)).build());
       String stale = "sha256:" + "0".repeat(64);
       ApprovalException.ContextChangedException refused =
           assertThrows(
@@ -174,7 +179,8 @@ class PoliciesTest {
   @Test
   void underOnTimeoutApproveTheGateProceedsAtTheDeadlineWithStatusExpired() {
     try (ApprovalGate agent = Live.gate(server.addr, "java-agent")) {
-      Decision decision = agent.requestApproval(ApprovalRequest.builder(type("java-quiet")).build());
+      Decision decision =
+          agent.requestApproval(ApprovalRequest.builder(type("java-quiet")).build());
       assertEquals(ApprovalStatus.APPROVAL_STATUS_EXPIRED, decision.status());
       assertTrue(decision.approved(), "nobody objected: the gate proceeds");
       assertEquals(OnTimeout.ON_TIMEOUT_APPROVE, decision.onTimeout());

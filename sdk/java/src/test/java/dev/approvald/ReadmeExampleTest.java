@@ -28,7 +28,8 @@ class ReadmeExampleTest {
   @Test
   @Timeout(value = 120, unit = TimeUnit.SECONDS)
   void theReadmeExampleRunsAndPrintsTheHumansDecision(@TempDir Path dir) throws Exception {
-    String output = runWhileApproving(dir, block("example", "java"), "Deploy", Live.addrA(), "alice");
+    String output =
+        runWhileApproving(dir, block("example", "java"), "Deploy", Live.addrA(), "alice");
     assertEquals("approved: true by alice\n", output);
   }
 
