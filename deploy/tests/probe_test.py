@@ -60,6 +60,7 @@ kubelet's native gRPC probe does. The promises checked:
      minus the preStop pause.
 """
 
+import base64
 import json
 import os
 import signal
@@ -69,6 +70,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 import grpc
 import yaml
@@ -100,7 +102,6 @@ def free_port():
 
 
 def secret_data(doc):
-    import base64
     data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
     data.update(doc.get("stringData") or {})
     return data
@@ -231,18 +232,79 @@ def new_token(launcher):
     return fields["token"].strip(), fields["sha256"].strip()
 
 
+def has_auth_section(text):
+    """Whether a configuration file turns authentication on (as approvald
+    decides: [[tokens]], [jwt] or [certificates])."""
+    data = tomllib.loads(text)
+    return bool(data.get("tokens")) or "jwt" in data or "certificates" in data
+
+
+def token_section(digest):
+    return f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
+
+
+def made_config(launcher, auth_on, webhook_files, made):
+    """What the configuration file Secret (configFile.existingSecret) would
+    hold, for the Secrets the chart mounts beside it: a token when
+    authentication is on, a policy that needs two approvals, and one webhook
+    endpoint per mounted webhook secret (at a closed port: deliveries fail
+    and are retried, which never touches a decision)."""
+    text = "# made by probe_test.py\n"
+    if auth_on:
+        token, digest = new_token(launcher)
+        made["token"] = token
+        text += token_section(digest)
+    text += '\n[[policies]]\napproval_types = ["probe:quorum"]\nrequired_approvals = 2\n'
+    for i, path in enumerate(webhook_files):
+        text += (f'\n[[webhooks]]\nname = "probe-{i}"\nurl = "http://127.0.0.1:{free_port()}/"\n'
+                 f'secret_file = "{path}"\n')
+    return text
+
+
 def mount_secrets(pod, env, launcher, workdir, redis_url):
     """Maps every Secret volume to a local folder holding what the Secret
     would, and rewrites the env values under its mountPath (bare binary) or
-    mounts the folder there (container). Returns what the test needs to talk
-    to approvald: the server certificate, the token."""
-    made = {"cert": None, "token": None}
+    mounts the folder there (container). A Secret volume no env value names
+    must hold files the configuration file names (webhook secret_file). Returns
+    what the test needs to talk to approvald: the server certificate, the
+    token, and a policy of the configuration file that needs several approvals."""
+    made = {"cert": None, "token": None, "quorum": None}
     tls = None
+    config_vars = [v for v in ("APPROVALD_CONFIG", "APPROVALD_AUTH_CONFIG") if v in env]
+    check(len(config_vars) <= 1, f"at most one configuration file ({config_vars})")
+    config_var = config_vars[0] if config_vars else None
+    insecure = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env
+    # mountPath -> local folder, for every Secret volume; those no env value
+    # names wait for the configuration file.
+    local_of, unnamed, config = {}, [], None
+
+    def write(target, content, mount_path, what, origin):
+        with open(target, "w") as f:
+            f.write(content)
+        if launcher.container:
+            # Mounted at mountPath: the path stays; the file gets the
+            # volume's mode and the fsGroup, as the kubelet writes it.
+            _, modes, default_mode = pod.volume(mount_path)
+            name = os.path.relpath(target, local_of[mount_path])
+            mode, group = modes.get(name, default_mode), launcher.fs_group
+            os.chmod(target, mode)
+            if group is not None:
+                os.chown(target, 0, group)
+            print(f"secret: {what}: {target} mounted at {mount_path} "
+                  f"(mode {mode:04o}, owner 0:{group}; {origin})", flush=True)
+        else:
+            os.chmod(target, 0o440)
+            print(f"rewrite: {what} -> {target} ({origin})", flush=True)
+
     for mount_path, secret in pod.secret_mounts.items():
         local = os.path.join(workdir, "secrets", secret["secretName"])
         os.makedirs(local, exist_ok=True)
+        local_of[mount_path] = local
         users = {k: v for k, v in env.items() if v.startswith(mount_path.rstrip("/") + "/")}
-        check(users != {}, f"Secret {secret['secretName']} mounted at {mount_path} is used by the env ({sorted(users)})")
+        if not users:
+            unnamed.append(mount_path)
+            continue
+        check(True, f"Secret {secret['secretName']} mounted at {mount_path} is used by the env ({sorted(users)})")
         for var, path in sorted(users.items()):
             name = path[len(mount_path.rstrip("/")) + 1:]
             items = secret.get("items")
@@ -250,21 +312,17 @@ def mount_secrets(pod, env, launcher, workdir, redis_url):
                 check(name in [i["path"] for i in items],
                       f"{var}: {name} is one of the items of Secret {secret['secretName']}")
             target = os.path.join(local, name)
+            if not launcher.container:
+                env[var] = target
+            if var == config_var:
+                # Written last: it names the files of the other volumes.
+                config = dict(var=var, path=path, target=target, mount_path=mount_path,
+                              text=pod.secrets.get(secret["secretName"], {}).get(name))
+                continue
             if secret["secretName"] in pod.secrets:
                 content, origin = pod.secrets[secret["secretName"]][name], "the manifest's Secret"
-                if var == "APPROVALD_AUTH_CONFIG":
-                    # Inline auth.config: keep it, and add the test's token.
-                    token, digest = new_token(launcher)
-                    made["token"] = token
-                    content += f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
-                    origin += " + a token made by `approvald new-token`"
             elif var == "APPROVALD_REDIS_URL_FILE":
                 content, origin = redis_url, "the test's Redis URL"
-            elif var == "APPROVALD_AUTH_CONFIG":
-                token, digest = new_token(launcher)
-                made["token"] = token
-                content = f'[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
-                origin = "an auth.toml with one token made by `approvald new-token`"
             elif var in ("APPROVALD_TLS_CERT_FILE", "APPROVALD_TLS_KEY_FILE", "APPROVALD_TLS_CLIENT_CA_FILE"):
                 tls = tls or make_tls(os.path.join(workdir, "pki"))
                 if var == "APPROVALD_TLS_CERT_FILE":
@@ -276,25 +334,66 @@ def mount_secrets(pod, env, launcher, workdir, redis_url):
                     content, origin = tls["client-ca"][0], "a CA certificate (openssl)"
             else:
                 check(False, f"{var}={path}: no idea what Secret {secret['secretName']} holds")
-            with open(target, "w") as f:
-                f.write(content)
-            if launcher.container:
-                # Mounted at mountPath: the path stays; the file gets the
-                # volume's mode and the fsGroup, as the kubelet writes it.
-                _, modes, default_mode = pod.volume(mount_path)
-                mode, group = modes.get(name, default_mode), launcher.fs_group
-                os.chmod(target, mode)
-                if group is not None:
-                    os.chown(target, 0, group)
-                print(f"secret: {var}={path}: {target} mounted at {mount_path} "
-                      f"(mode {mode:04o}, owner 0:{group}; {origin})", flush=True)
-            else:
-                os.chmod(target, 0o440)
-                print(f"rewrite: {var} {path} -> {target} ({origin})", flush=True)
-                env[var] = target
+            write(target, content, mount_path, f"{var} {path}", origin)
         if launcher.container:
             os.chmod(local, 0o755)
             launcher.mount(local, mount_path)
+
+    # The configuration file, and the files it names in the other volumes.
+    check(config is not None or not unnamed,
+          f"Secret volumes no env value names ({unnamed or 'none'}) have a configuration file to name their files")
+    if config is not None:
+        if config["text"] is not None:
+            text, origin = config["text"], "the manifest's Secret"
+            if has_auth_section(text):
+                # Inline file with authentication: keep it, and add the test's token.
+                token, digest = new_token(launcher)
+                made["token"] = token
+                text += token_section(digest)
+                origin += " + a token made by `approvald new-token`"
+        elif config["var"] == "APPROVALD_AUTH_CONFIG":
+            token, digest = new_token(launcher)
+            made["token"] = token
+            text, origin = token_section(digest), "an auth.toml with one token made by `approvald new-token`"
+        else:
+            files = []
+            for mount_path in unnamed:
+                secret, _, _ = pod.volume(mount_path)
+                files += [f"{mount_path.rstrip('/')}/{i['path']}" for i in secret.get("items", [])]
+            text = made_config(launcher, not insecure, files, made)
+            origin = ("a file with " + ("a token made by `approvald new-token`, " if not insecure else "")
+                      + f"a 2-approval policy and {len(files)} webhook(s) on the mounted secrets")
+        data = tomllib.loads(text)
+        for policy in data.get("policies", []):
+            exact = [t for t in policy.get("approval_types", []) if "*" not in t]
+            if policy.get("required_approvals", 1) > 1 and exact and made["quorum"] is None:
+                made["quorum"] = (exact[0], policy["required_approvals"])
+        config_dir = os.path.dirname(config["path"])
+        for i, hook in enumerate(data.get("webhooks", [])):
+            named = hook.get("secret_file")
+            if named is None:
+                continue
+            path = named if os.path.isabs(named) else os.path.normpath(os.path.join(config_dir, named))
+            [mount_path] = [m for m in local_of if path.startswith(m.rstrip("/") + "/")] or [None]
+            check(mount_path in unnamed,
+                  f"webhooks[{i}].secret_file {named} ({path}) is in a Secret volume of its own ({mount_path})")
+            secret, _, _ = pod.volume(mount_path)
+            name = path[len(mount_path.rstrip("/")) + 1:]
+            check(name in [it["path"] for it in secret.get("items", [{"path": name}])],
+                  f"webhooks[{i}].secret_file: {name} is one of the items of Secret {secret['secretName']}")
+            target = os.path.join(local_of[mount_path], name)
+            whsec = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+            write(target, whsec + "\n", mount_path, f"webhooks[{i}].secret_file {path}",
+                  "a Standard Webhooks secret made here")
+            if not launcher.container:
+                text = text.replace(f'"{named}"', f'"{target}"')
+            unnamed.remove(mount_path)
+        check(not unnamed, f"every Secret volume is named by the env or the configuration file (left: {unnamed})")
+        for mount_path in local_of:
+            if launcher.container and mount_path not in [m for _, m in launcher.mounts]:
+                os.chmod(local_of[mount_path], 0o755)
+                launcher.mount(local_of[mount_path], mount_path)
+        write(config["target"], text, config["mount_path"], f"{config['var']} {config['path']}", origin)
     return made
 
 
@@ -563,9 +662,12 @@ def main(manifest, launcher_of):
         if "APPROVALD_REDIS_URL_FILE" in env:
             print(f"rewrite: the Redis URL in {env['APPROVALD_REDIS_URL_FILE']} -> {redis_url}", flush=True)
         check(tls_on == (made["cert"] is not None), f"TLS {'on' if tls_on else 'off'}, as the env says")
-        check(("APPROVALD_AUTH_CONFIG" in env) == (made["token"] is not None)
-              and ("APPROVALD_AUTH_CONFIG" in env) != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
-              f"authentication {'on' if 'APPROVALD_AUTH_CONFIG' in env else 'off (insecure flag set)'}, never both")
+        # approvald turns authentication on exactly when its configuration
+        # file has an authentication section; the chart sets the insecure
+        # flag exactly when it is off.
+        auth_on = made["token"] is not None
+        check(auth_on != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
+              f"authentication {'on (the configuration file has an authentication section)' if auth_on else 'off (no authentication section; insecure flag set)'}, never both")
         print("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())), flush=True)
         redis = Redis(redis_port, workdir)
         redis.start()
@@ -574,7 +676,7 @@ def main(manifest, launcher_of):
         server = launcher.start(pod.args(), env, log)
         try:
             run(pod, server, launcher, redis, health_port, startup, readiness, liveness, grace,
-                api=dict(port=grpc_port, cert=made["cert"], token=made["token"]))
+                api=dict(port=grpc_port, cert=made["cert"], token=made["token"], quorum=made["quorum"]))
         except BaseException:
             log.seek(0)
             print("--- approvald log ---\n" + log.read()[-4000:], file=sys.stderr)
@@ -585,9 +687,53 @@ def main(manifest, launcher_of):
     return finish()
 
 
-def call_api(port, cert, token):
-    """One ListApprovals call on the main port (plaintext or TLS, with or
-    without a bearer token): the status code's name."""
+def field(buf, number):
+    """The last value of field `number` in a protobuf message (varint or
+    length-delimited), or None: enough to read one field of a reply."""
+    def varint(i):
+        value = shift = 0
+        while True:
+            byte = buf[i]
+            value |= (byte & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if byte < 0x80:
+                return value, i
+    found, i = None, 0
+    while i < len(buf):
+        key, i = varint(i)
+        kind = key & 7
+        if kind == 0:
+            value, i = varint(i)
+        elif kind == 2:
+            n, i = varint(i)
+            value, i = buf[i:i + n], i + n
+        elif kind in (1, 5):
+            value, i = buf[i:i + (8 if kind == 1 else 4)], i + (8 if kind == 1 else 4)
+        else:
+            raise ValueError(f"wire type {kind}")
+        if key >> 3 == number:
+            found = value
+    return found
+
+
+def create_approval(port, cert, token, approval_type):
+    """CreateApproval(approval_type, agent_id "probe-test"): (status name,
+    the approval's required_approvals)."""
+    def string(number, text):
+        data = text.encode()
+        return bytes([number << 3 | 2, len(data)]) + data
+    request = string(1, approval_type) + string(2, "probe-test")
+    status, reply = call_api(port, cert, token, "CreateApproval", request)
+    if status != "OK":
+        return status, None
+    approval = field(reply, 1)  # CreateApprovalResponse.approval
+    return status, field(approval, 16) or 1  # Approval.required_approvals (proto3: 0 is absent)
+
+
+def call_api(port, cert, token, method="ListApprovals", request=b""):
+    """One call on the main port (plaintext or TLS, with or without a bearer
+    token), ListApprovals by default: the status code's name, and with
+    `method` given, the reply's bytes too."""
     target = f"127.0.0.1:{port}"
     options = [("grpc.enable_http_proxy", 0)]
     if cert:
@@ -596,14 +742,15 @@ def call_api(port, cert, token):
     else:
         channel = grpc.insecure_channel(target, options)
     with channel:
-        call = channel.unary_unary("/approval.v1.ApprovalService/ListApprovals",
+        call = channel.unary_unary(f"/approval.v1.ApprovalService/{method}",
                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
         metadata = [("authorization", f"Bearer {token}")] if token else None
         try:
-            call(b"", timeout=5, metadata=metadata)
-            return "OK"
+            reply = call(request, timeout=5, metadata=metadata)
+            status = "OK"
         except grpc.RpcError as e:
-            return e.code().name
+            reply, status = None, e.code().name
+    return status if method == "ListApprovals" else (status, reply)
 
 
 def check_api(api):
@@ -620,6 +767,14 @@ def check_api(api):
     else:
         status = call_api(port, cert, None)
         check(status == "OK", f"no auth (insecure flag): ListApprovals without credentials{' over TLS' if cert else ''}: {status}")
+    if api["quorum"]:
+        # The mounted configuration file is the one in force: its policy
+        # is copied onto a new approval of its type.
+        approval_type, needed = api["quorum"]
+        status, required = create_approval(port, cert, token, approval_type)
+        check(status == "OK" and required == needed,
+              f"policy of the configuration file: CreateApproval {approval_type!r}: {status}, "
+              f"required_approvals {required} (the file says {needed})")
 
 
 def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace, api):
