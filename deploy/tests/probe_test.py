@@ -1,7 +1,7 @@
 """Runs approvald the way a rendered Deployment declares it, and probes it the
 way the kubelet would.
 
-    python probe_test.py MANIFEST.yaml APPROVALD_BIN
+    python probe_test.py MANIFEST.yaml APPROVALD_BIN [--redis-cluster]
     python probe_test.py MANIFEST.yaml --podman IMAGE
 
 From MANIFEST (a `helm template` output or deploy/kubernetes/approvald.yaml)
@@ -26,10 +26,20 @@ cannot avoid, each printed as it is made:
     the test's redis-server, an auth.toml with one token made by
     `approvald new-token`, a self-signed server certificate and key and a
     client CA made with openssl.
+  * The configuration file (APPROVALD_CONFIG, or APPROVALD_AUTH_CONFIG):
+    the manifest's Secret when it has it (an inline file; a test token is
+    added when the file turns authentication on), otherwise one made here
+    (a token when the insecure flag is absent; for APPROVALD_CONFIG also a
+    policy needing two approvals and one webhook per Secret volume no env
+    value names). The webhook secret_file paths inside it are such volumes'
+    files (each gets a `whsec_` secret made here) and are rewritten like the
+    env values; a Secret volume nothing names fails the test.
   * The Redis URL: the Secret (or bundled Redis service) it refers to does
     not exist here; it points at a redis-server this test starts on a free
     127.0.0.1 port (in APPROVALD_REDIS_URL, or the file of
-    APPROVALD_REDIS_URL_FILE).
+    APPROVALD_REDIS_URL_FILE), or with --redis-cluster at a Redis Cluster
+    of three primaries with a replica each (redis+cluster://), stopped and
+    started as a whole for the Redis-down checks.
 
 With `--podman IMAGE`, approvald runs in that container image instead, the
 way the kubelet would start the container (scripts/suites/62-container.sh):
@@ -45,7 +55,12 @@ checked to have what the spec asked for (from /proc of its process and
 
 With TLS, the main port is also checked to speak TLS (a plaintext call
 fails, a TLS one with the test certificate succeeds); with authentication, an
-API call without credentials is UNAUTHENTICATED and one with the token is OK.
+API call without credentials is UNAUTHENTICATED and one with the token is OK;
+without, one without credentials is OK. Then one write, CreateApproval: of
+the type of a policy of the configuration file that needs several approvals,
+whose required_approvals the new approval must carry (the mounted file is in
+force), or else of a type of its own; with APPROVALD_REDIS_WAIT_REPLICAS the
+log must say which promise the wait for replicas gives.
 
 Each probe is one grpc.health.v1 Check, on a fresh connection, with the
 declared service name and timeoutSeconds, succeeding only on SERVING: what the
@@ -209,6 +224,88 @@ class Redis:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class RedisCluster:
+    """A Redis Cluster of three primaries with one replica each on free
+    loopback ports (`redis-cli --cluster create`), stopped and started as a
+    whole like `Redis`: the nodes keep their cluster configuration
+    (nodes.conf) across a restart and form the same cluster again."""
+
+    def __init__(self, workdir):
+        self.ports = [self.free_node_port() for _ in range(6)]
+        self.workdir, self.procs, self.created = workdir, [], False
+
+    @staticmethod
+    def free_node_port():
+        """A free port at most 55535 whose cluster bus port (+10000) is free
+        too: Redis refuses cluster mode on higher ports."""
+        for _ in range(1000):
+            port = free_port()
+            if port > 55535:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+        raise AssertionError("no free port pair (p, p + 10000) for a cluster node")
+
+    def url(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def cli(self, port, *args):
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def start(self):
+        for port in self.ports:
+            folder = os.path.join(self.workdir, f"cluster-{port}")
+            os.makedirs(folder, exist_ok=True)
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                 "--save", "", "--appendonly", "no", "--dir", folder, "--logfile", "redis.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait(lambda: all(self.cli(p, "PING").strip() == "PONG" for p in self.ports), "every node answers PING")
+        if not self.created:
+            out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                                  "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
+                                 timeout=60)
+            assert out.returncode == 0, f"redis-cli --cluster create failed: {out.stdout}{out.stderr}"
+            self.created = True
+
+        def healthy():
+            infos = [self.cli(p, "INFO", "replication") for p in self.ports]
+            replicas_up = sum("role:slave" in i and "master_link_status:up" in i for i in infos)
+            return replicas_up == 3 and all("cluster_state:ok" in self.cli(p, "CLUSTER", "INFO") for p in self.ports)
+        self.wait(healthy, "cluster_state:ok on every node, every replica linked to its primary")
+        print(f"redis cluster: 3 primaries + 3 replicas on 127.0.0.1:{','.join(map(str, self.ports))}", flush=True)
+
+    def wait(self, ready, what, budget=60):
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    return
+            except (OSError, subprocess.SubprocessError):
+                pass
+            time.sleep(0.2)
+        logs = ""
+        for port in self.ports:
+            path = os.path.join(self.workdir, f"cluster-{port}", "redis.log")
+            if os.path.exists(path):
+                logs += f"--- node {port} ---\n" + "".join(open(path).readlines()[-5:])
+        raise AssertionError(f"Redis Cluster: not {what} within {budget}s\n{logs}")
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            proc.wait(10)
+        self.procs = []
 
 
 def make_tls(folder):
@@ -608,7 +705,7 @@ def wait_for(probe, port, want, budget):
         time.sleep(min(probe["period"], 0.5))
 
 
-def main(manifest, launcher_of):
+def main(manifest, launcher_of, cluster=False):
     pod = Pod(manifest)
     launcher = launcher_of(pod)
     print(f"manifest: {manifest}", flush=True)
@@ -641,6 +738,10 @@ def main(manifest, launcher_of):
     grpc_port, metrics_port, redis_port = free_port(), free_port(), free_port()
     health_port = free_port() if tls_on else grpc_port
     redis_url = f"redis://127.0.0.1:{redis_port}"
+    cluster_dir = tempfile.TemporaryDirectory() if cluster else None
+    if cluster:
+        redis_cluster = RedisCluster(cluster_dir.name)
+        redis_url = redis_cluster.url()
     print(f"rewrite: APPROVALD_LISTEN {env['APPROVALD_LISTEN']} -> 127.0.0.1:{grpc_port}"
           + ("" if tls_on else f" (probe port {readiness['port']} -> {grpc_port})"))
     print(f"rewrite: APPROVALD_METRICS_LISTEN {env['APPROVALD_METRICS_LISTEN']} -> 127.0.0.1:{metrics_port}")
@@ -669,7 +770,7 @@ def main(manifest, launcher_of):
         check(auth_on != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
               f"authentication {'on (the configuration file has an authentication section)' if auth_on else 'off (no authentication section; insecure flag set)'}, never both")
         print("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())), flush=True)
-        redis = Redis(redis_port, workdir)
+        redis = redis_cluster if cluster else Redis(redis_port, workdir)
         redis.start()
         log = open(os.path.join(workdir, "approvald.log"), "w+")
         # Exactly the container's environment: nothing inherited from here.
@@ -677,6 +778,13 @@ def main(manifest, launcher_of):
         try:
             run(pod, server, launcher, redis, health_port, startup, readiness, liveness, grace,
                 api=dict(port=grpc_port, cert=made["cert"], token=made["token"], quorum=made["quorum"]))
+            if "APPROVALD_REDIS_WAIT_REPLICAS" in env:
+                log.seek(0)
+                said = [line for line in log.read().splitlines() if "--redis-wait-replicas" in line]
+                check(any(f"--redis-wait-replicas {env['APPROVALD_REDIS_WAIT_REPLICAS']}:" in line for line in said),
+                      f"APPROVALD_REDIS_WAIT_REPLICAS={env['APPROVALD_REDIS_WAIT_REPLICAS']}: the write waited for "
+                      f"the replicas, and approvald said which promise it gives "
+                      f"({json.loads(said[0])['fields']['message'][:90] + '...' if said else 'nothing logged'})")
         except BaseException:
             log.seek(0)
             print("--- approvald log ---\n" + log.read()[-4000:], file=sys.stderr)
@@ -767,14 +875,16 @@ def check_api(api):
     else:
         status = call_api(port, cert, None)
         check(status == "OK", f"no auth (insecure flag): ListApprovals without credentials{' over TLS' if cert else ''}: {status}")
-    if api["quorum"]:
-        # The mounted configuration file is the one in force: its policy
-        # is copied onto a new approval of its type.
-        approval_type, needed = api["quorum"]
-        status, required = create_approval(port, cert, token, approval_type)
-        check(status == "OK" and required == needed,
-              f"policy of the configuration file: CreateApproval {approval_type!r}: {status}, "
-              f"required_approvals {required} (the file says {needed})")
+    # A write (which waits for the replicas APPROVALD_REDIS_WAIT_REPLICAS
+    # asks for). Where the configuration file has a policy needing several
+    # approvals, of its type: the mounted file is the one in force, its
+    # policy is copied onto the new approval.
+    approval_type, needed = api["quorum"] or ("probe:write", 1)
+    status, required = create_approval(port, cert, token, approval_type)
+    check(status == "OK" and required == needed,
+          f"{'policy of the configuration file: ' if api['quorum'] else 'a write: '}"
+          f"CreateApproval {approval_type!r}: {status}, required_approvals {required}"
+          f"{f' (the file says {needed})' if api['quorum'] else ''}")
 
 
 def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace, api):
@@ -847,9 +957,9 @@ def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace,
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and not sys.argv[2].startswith("-"):
+    if len(sys.argv) in (3, 4) and not sys.argv[2].startswith("-") and sys.argv[3:] in ([], ["--redis-cluster"]):
         binary = sys.argv[2]
-        sys.exit(main(sys.argv[1], lambda pod: Bare(binary)))
+        sys.exit(main(sys.argv[1], lambda pod: Bare(binary), cluster=sys.argv[3:] == ["--redis-cluster"]))
     if len(sys.argv) == 4 and sys.argv[2] == "--podman":
         image = sys.argv[3]
         sys.exit(main(sys.argv[1], lambda pod: Container(pod, image)))

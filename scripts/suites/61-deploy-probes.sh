@@ -5,7 +5,9 @@
 # health port; the same with mutual TLS; the minimal example: auth off, the
 # bundled Redis; the policies example: the chart's configuration-file mount
 # holding policies only, auth off, the policy in force; the webhooks example
-# over production: the configuration file and webhook secrets from Secrets),
+# over production: the configuration file and webhook secrets from Secrets;
+# the redis-cluster example over production, against a real local Redis
+# Cluster of three primaries with a replica each: WAIT for one replica),
 # with its Secret volumes mapped to local files (test Redis URL, an auth.toml
 # or configuration file, webhook secrets, a self-signed certificate made
 # with openssl), against a redis-server of its own, and runs the declared startup,
@@ -36,3 +38,8 @@ for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml" "$OUT/pr
   log "probe test: $manifest"
   "$DEPLOY_PY" deploy/tests/probe_test.py "$manifest" "$APPROVALD_BIN"
 done
+
+render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml \
+  -f deploy/helm/examples/redis-cluster.yaml >"$OUT/redis-cluster.yaml"
+log "probe test: $OUT/redis-cluster.yaml, on a local Redis Cluster"
+"$DEPLOY_PY" deploy/tests/probe_test.py "$OUT/redis-cluster.yaml" "$APPROVALD_BIN" --redis-cluster
