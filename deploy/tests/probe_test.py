@@ -273,7 +273,9 @@ class RedisCluster:
             out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
                                   "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
                                  timeout=60)
-            assert out.returncode == 0, f"redis-cli --cluster create failed: {out.stdout}{out.stderr}"
+            if out.returncode != 0:
+                self.stop()
+                raise AssertionError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
             self.created = True
 
         def healthy():
@@ -297,6 +299,7 @@ class RedisCluster:
             path = os.path.join(self.workdir, f"cluster-{port}", "redis.log")
             if os.path.exists(path):
                 logs += f"--- node {port} ---\n" + "".join(open(path).readlines()[-5:])
+        self.stop()
         raise AssertionError(f"Redis Cluster: not {what} within {budget}s\n{logs}")
 
     def stop(self):
