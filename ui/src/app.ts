@@ -212,8 +212,10 @@ function needsSignIn(error: unknown): boolean {
  * no duplicate); when the cursor is too old (OUT_OF_RANGE) it starts over
  * with a fresh snapshot, which replaces the list at `synced` (no stale item).
  * Going offline cuts the stream at once; coming back online retries at once.
+ * With `only` (the approval's own page) it follows that one approval: its
+ * votes and its end, live.
  */
-async function watch() {
+async function watch(only?: Approval) {
   watchAbort?.abort();
   const abort = new AbortController();
   watchAbort = abort;
@@ -225,7 +227,7 @@ async function watch() {
     streamAbort = stream;
     const signal = AbortSignal.any([abort.signal, stream.signal]);
     try {
-      const request = { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
+      const request = only ? { approvalTypes: [only.approvalType], cursor } : { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
       const onHeader = (headers: Headers) => {
         // A resumed stream sends no snapshot: the headers say it is back.
         if (cursor) setConn("live", "Live");
@@ -236,6 +238,25 @@ async function watch() {
       for await (const r of client.api.watchPending(request, { signal, onHeader })) {
         delay = 250;
         const event = r.event;
+        if (only) {
+          if (r.cursor) cursor = r.cursor;
+          if (event.case === "synced") {
+            // Decided while the stream was gone and the cursor aged out: ask.
+            if (fresh && !fresh.has(only.id)) void refreshOne(only.id);
+            fresh = undefined;
+            setConn("live", "Live");
+          } else if (event.case && event.value.id === only.id) {
+            fresh?.set(only.id, event.value);
+            history = [event.value];
+            renderHistory();
+            if (event.case === "resolved") {
+              setConn("live", "Connected");
+              abort.abort(); // final: nothing more will come
+              return;
+            }
+          }
+          continue;
+        }
         if (event.case === "added") {
           (fresh ?? pending).set(event.value.id, event.value);
           if (!fresh && r.cursor) notifyNew(event.value);
@@ -265,6 +286,9 @@ async function watch() {
       } else if (needsSignIn(error)) {
         setConn("signin", "Signed out");
         openSignIn(describe(error));
+        return;
+      } else if (only && (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument)) {
+        setConn("off", "Not live"); // the approval stays readable; it just does not update itself
         return;
       } else if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) {
         setConn("off", "Stopped");
@@ -477,10 +501,22 @@ async function loadOne(id: string) {
     selectedId = a.id;
     setConn("live", "Connected");
     renderHistory();
+    if (a.status === ApprovalStatus.PENDING) void watch(a);
   } catch (error) {
     if (needsSignIn(error)) openSignIn(describe(error));
     setConn("off", "");
     $("detail").replaceChildren(el("p", { class: "error" }, describe(error)));
+  }
+}
+
+/** The approval's page after a lost stream: the approval as it is now. */
+async function refreshOne(id: string) {
+  try {
+    const a = await client.getApproval(id);
+    history = [a];
+    renderHistory();
+  } catch {
+    // the next event or reload shows it
   }
 }
 

@@ -114,7 +114,10 @@ describe("inbox with policies: votes and on_timeout", () => {
 
   test("a human who already voted sees it on the approval's page, and a changed second vote is refused in words", async () => {
     const created = await agent.createApproval({ approvalType: "deploy:staging", context: { version: "5.1.0" } });
-    const page = await openPage(browser, `${b.url}/approvals/${created.id}`);
+    const page = await openPage(browser, "about:blank");
+    // A page that has not heard of the vote yet (its live stream is cut).
+    await page.route("**/approval.v1.ApprovalService/WatchPending", (route) => route.abort());
+    await page.goto(`${b.url}/approvals/${created.id}`);
     await page.locator("#detail h2", { hasText: "deploy:staging" }).waitFor();
     await page.locator("#me").fill("alice");
     // alice approves from elsewhere (another tab, approvalctl) while this page is open.
@@ -144,6 +147,28 @@ describe("inbox with policies: votes and on_timeout", () => {
     await page.locator("#me").fill("carol");
     assert.equal(await page.locator("#my-vote").isHidden(), true);
     assert.equal(await page.getByRole("button", { name: "Approve", exact: true }).isDisabled(), false);
+    // The only console errors are the cut stream's.
+    assert.deepEqual(page.errors.filter((e) => !e.includes("net::ERR_")), []);
+  });
+
+  test("the approval's own page follows its votes live, and shows who decided when the last vote lands", async () => {
+    const created = await agent.createApproval({ approvalType: "deploy:eu", context: { version: "5.2.0" } });
+    const other = await agent.createApproval({ approvalType: "deploy:eu", context: { version: "9.9.9" } });
+    const page = await openPage(browser, `${b.url}/approvals/${created.id}`);
+    await page.locator("#tally", { hasText: "0 of 2 approvals" }).waitFor();
+    await live(page);
+    await page.locator("#reason").fill("typing while others vote");
+    await human.respond(other.id, true, { responder: "zoe", reason: "another approval" });
+    await human.respond(created.id, true, { responder: "alice", reason: "looks right" });
+    await page.locator("#votes li", { hasText: "alice approved" }).waitFor({ timeout: 5000 });
+    await page.locator("#tally", { hasText: "1 of 2 approvals" }).waitFor();
+    assert.equal(await page.locator("#votes li").count(), 1, "a vote on another approval was shown");
+    assert.equal(await page.locator("#reason").inputValue(), "typing while others vote", "the update wiped what the human was typing");
+    await human.respond(created.id, true, { responder: "bob", reason: "me too" });
+    await page.locator("#detail", { hasText: "by bob" }).waitFor({ timeout: 5000 });
+    await page.locator("#detail .status", { hasText: "approved" }).waitFor();
+    assert.equal(await page.locator("#votes li").count(), 2);
+    assert.equal(await page.locator(".decide").count(), 0, "a final approval still offers a decision");
     assert.deepEqual(page.errors, []);
   });
 
