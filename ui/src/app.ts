@@ -676,6 +676,12 @@ async function decide(a: Approval, approve: boolean, reason: string, name: strin
     return;
   }
   localStorage.setItem(NAME_KEY, name.trim());
+  // The keyboard reaches here too when the buttons are disabled.
+  const mine = myVote(current() ?? a);
+  if (mine && (current() ?? a).status === ApprovalStatus.PENDING) {
+    notice(`You already ${voted(mine)} this; a vote cannot be changed or cast twice.`, "info");
+    return;
+  }
   try {
     const done = await client.respond(a.id, approve, {
       responder: name.trim(),

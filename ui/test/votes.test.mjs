@@ -80,6 +80,12 @@ describe("inbox with policies: votes and on_timeout", () => {
     assert.equal(await second.getByRole("button", { name: "Approve", exact: true }).isDisabled(), true, "a human who voted can vote again");
     assert.equal(await second.getByRole("button", { name: "Reject", exact: true }).isDisabled(), true);
     await item(second, created.id).locator(".tally", { hasText: "1 of 2 approvals · you approved" }).waitFor();
+    // The keyboard does not get around the disabled buttons.
+    await second.locator("#detail h2").click();
+    await second.keyboard.press("r");
+    await second.keyboard.type("changed my mind");
+    await second.keyboard.press("Enter");
+    await second.locator("#notice", { hasText: "You already approved this; a vote cannot be changed" }).waitFor();
 
     // The first browser sees it live, without reload: the same card, updated.
     await item(first, created.id).locator(".tally", { hasText: "1 of 2 approvals" }).waitFor({ timeout: 5000 });
