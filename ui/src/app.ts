@@ -5,6 +5,7 @@
 // put in the page as text (textContent), never as HTML.
 import {
   AlreadyDecidedError,
+  AlreadyVotedError,
   ApprovalStatus,
   Code,
   ConnectError,
@@ -173,6 +174,9 @@ function describe(error: unknown): string {
     const by = error.decidedBy ? ` by ${error.decidedBy}` : "";
     const why = error.reason ? `: “${error.reason}”` : "";
     return `Already ${error.status}${by}${at}${why}. Your decision was not recorded.`;
+  }
+  if (error instanceof AlreadyVotedError) {
+    return `You (${error.voter}) already voted ${error.decision} on this; a vote cannot be changed or cast twice. Nothing changed.`;
   }
   if (error instanceof ContextChangedError) {
     return "Refused: what this approval asks is not what you reviewed (its context digest differs). Nothing was recorded; reload it and review again.";
@@ -714,11 +718,10 @@ async function decide(a: Approval, approve: boolean, reason: string, name: strin
 /**
  * A refused vote in words. A vote by someone who already voted otherwise
  * (ALREADY_VOTED) is told from the approval as it is now: it is fetched
- * again and shown with that vote.
+ * again and shown with that vote (when, why).
  */
 async function describeRefusedVote(a: Approval, error: unknown): Promise<string> {
-  const e = ConnectError.from(error);
-  if (e.code !== Code.FailedPrecondition || error instanceof AlreadyDecidedError || error instanceof ContextChangedError) return describe(error);
+  if (!(error instanceof AlreadyVotedError)) return describe(error);
   let now: Approval;
   try {
     now = await client.getApproval(a.id);
@@ -728,7 +731,7 @@ async function describeRefusedVote(a: Approval, error: unknown): Promise<string>
   if (pending.has(now.id) && now.status === ApprovalStatus.PENDING) pending.set(now.id, now);
   history = history.map((h) => (h.id === now.id ? now : h));
   rerender();
-  const mine = myVote(now);
+  const mine = now.votes.find((v) => v.voter === error.voter);
   if (now.status !== ApprovalStatus.PENDING || !mine) return describe(error);
   const at = mine.votedAt ? ` at ${timestampDate(mine.votedAt).toLocaleString()}` : "";
   return `You already ${voted(mine)} this${at}${mine.reason ? ` (“${mine.reason}”)` : ""}; a vote cannot be changed or cast twice. Nothing changed${tally(now) ? ` (${tally(now)} so far)` : ""}.`;
