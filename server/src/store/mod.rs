@@ -151,6 +151,19 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         block: Option<Duration>,
     ) -> Result<Vec<Event>, DomainError>;
 
+    /// Fills in the approval of every `Detail::Summary` event among
+    /// `events` that `wanted` picks, from the approvals' records, in one
+    /// round trip; an event whose record is gone becomes `Detail::Gone`.
+    /// The memory store's events are always `Full`: nothing to do.
+    async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        let _ = (events, wanted);
+        Ok(())
+    }
+
     /// Succeeds when events after `cursor` are all still in the log; fails
     /// with `CursorExpired` when some were trimmed, or the cursor is not from
     /// this log (ahead of it).

@@ -9,7 +9,7 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use super::codec;
 use super::RedisStore;
-use crate::domain::{ApprovalId, Cursor, DomainError, Epoch, Event};
+use crate::domain::{ApprovalId, Cursor, Detail, DomainError, Epoch, Event};
 use crate::store;
 
 impl RedisStore {
@@ -193,6 +193,38 @@ impl RedisStore {
             .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
             .await?;
         codec::events(reply.ids)
+    }
+
+    /// Reads the bodies of the `Summary` events `wanted` picks, pipelined:
+    /// one round trip for the whole batch, whatever its size.
+    pub(super) async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        let todo: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].detail == Detail::Summary && wanted(&events[i]))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for &i in &todo {
+            pipe.hget(self.keys.approval(events[i].approval.id.as_str()), "body");
+        }
+        let bodies: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
+        for (i, body) in todo.into_iter().zip(bodies) {
+            let e = &mut events[i];
+            match body {
+                Some(body) => {
+                    codec::complete(&mut e.approval, &body)?;
+                    e.detail = Detail::Full;
+                }
+                // Past its retention: what the entry holds is all there is.
+                None => e.detail = Detail::Gone,
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {

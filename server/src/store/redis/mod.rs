@@ -221,6 +221,14 @@ impl Store for RedisStore {
         RedisStore::head(self).await
     }
 
+    async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        RedisStore::complete_events(self, events, wanted).await
+    }
+
     async fn read_events(
         &self,
         after: Cursor,
