@@ -20,6 +20,7 @@ mod keys;
 mod link;
 mod list;
 mod log;
+mod log_bound;
 mod outbox;
 mod probe;
 mod scripts;
@@ -72,6 +73,7 @@ pub struct RedisStore {
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
     outbox: outbox::OutboxLink,
+    log_bound: log_bound::LogBound,
 }
 
 impl RedisStore {
@@ -85,6 +87,10 @@ impl RedisStore {
             blocking: Mutex::new(None),
             outbox: outbox::OutboxLink::new(&keys),
             keys,
+            log_bound: log_bound::LogBound::new(
+                options.retention.max_events,
+                options.retention.max_event_bytes,
+            ),
             retention: options.retention,
             timeout: options.timeout,
             durability: options.durability.map(durability::Waiter::new),
