@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Ending, Epoch, Event, EventKind, Finished,
-    ListQuery, Millis, NewApproval, Page, PageToken,
+    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Ending, Epoch, Event, EventKind,
+    Finished, ListQuery, Millis, NewApproval, Page, PageToken,
 };
 
 #[derive(Clone)]

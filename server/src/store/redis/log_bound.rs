@@ -57,7 +57,9 @@ impl LogBound {
             measured_at: Mutex::new(None),
             measuring: AtomicBool::new(false),
         };
-        bound.cap.store(bound.cap_for(FIRST_GUESS), Ordering::Relaxed);
+        bound
+            .cap
+            .store(bound.cap_for(FIRST_GUESS), Ordering::Relaxed);
         bound
     }
 
@@ -95,7 +97,10 @@ impl LogBound {
         self.entry_bytes.store(entry, Ordering::Relaxed);
         let cap = self.cap_for(entry);
         self.cap.store(cap, Ordering::Relaxed);
-        (cap, bytes > self.max_bytes / 100 * TARGET_PERCENT && len > cap)
+        (
+            cap,
+            bytes > self.max_bytes / 100 * TARGET_PERCENT && len > cap,
+        )
     }
 }
 
