@@ -56,29 +56,37 @@ async fn run(replicas: usize, context: usize, watchers: bool) -> Run {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sent_before = info_field(&mut conn, "stats", "total_net_output_bytes");
     let memory_before = info_field(&mut conn, "memory", "used_memory");
+    // Watchers read as events come (one that lags re-reads the log).
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while seen < 2 * LIFECYCLES {
+                    let m = next_event(&mut stream).await;
+                    if let Some(Event::Added(a) | Event::Resolved(a)) = m.event {
+                        assert!(
+                            a.context.is_some_and(|c| !c.fields.is_empty()),
+                            "watchers get the context"
+                        );
+                        seen += 1;
+                    }
+                }
+            })
+        })
+        .collect();
     let mut a = d.a().await;
     for _ in 0..LIFECYCLES {
         let created = create_with(&mut a, create_request_of("deploy:prod", context)).await;
         a.respond(reject(&created.id, "alice")).await.unwrap();
     }
-    for stream in &mut streams {
-        let mut seen = 0;
-        while seen < 2 * LIFECYCLES {
-            let m = next_event(stream).await;
-            if let Some(Event::Added(a) | Event::Resolved(a)) = m.event {
-                assert!(
-                    a.context.is_some_and(|c| !c.fields.is_empty()),
-                    "watchers get the context"
-                );
-                seen += 1;
-            }
-        }
+    for reader in readers {
+        reader.await.expect("every watcher gets every event");
     }
     // Every pump read it all (no watcher to tell: a bounded wait).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = info_field(&mut conn, "stats", "total_net_output_bytes") - sent_before;
-    let used_memory =
-        info_field(&mut conn, "memory", "used_memory").saturating_sub(memory_before);
+    let used_memory = info_field(&mut conn, "memory", "used_memory").saturating_sub(memory_before);
     let log_bytes: Option<u64> = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(format!("{}:events", d.hash_tag()))

@@ -612,13 +612,14 @@ async fn an_event_whose_approval_record_is_gone_still_reaches_a_watcher() {
         .cursor;
     let created = create_with(&mut a, create_request_of("deploy:prod", 1_000)).await;
     a.respond(approve(&created.id, "alice")).await.unwrap();
-    // As if its retention had passed.
+    // As if its retention had passed. (Read next on the replica that
+    // wrote it: no watcher there read its body, nothing has it cached.)
     let mut conn = d.redis.as_ref().unwrap().connection();
     let _: i64 = ::redis::cmd("DEL")
         .arg(format!("{}:approval:{}", d.hash_tag(), created.id))
         .query(&mut conn)
         .unwrap();
-    let mut resumed = b
+    let mut resumed = a
         .watch_pending(v1::WatchPendingRequest {
             cursor: start,
             ..Default::default()

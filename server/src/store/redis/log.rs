@@ -2,6 +2,8 @@
 //! pump's blocking read on a connection of its own), its bounds (XINFO),
 //! cursors into it, and the epoch of its history.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
@@ -208,20 +210,43 @@ impl RedisStore {
         if todo.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        // One read per approval (its `added` and `resolved` events may
+        // come in one batch), none for a body read lately.
+        let mut bodies: HashMap<String, Option<Arc<[u8]>>> = HashMap::new();
         for &i in &todo {
-            pipe.hget(self.keys.approval(events[i].approval.id.as_str()), "body");
+            let id = events[i].approval.id.as_str();
+            if !bodies.contains_key(id) {
+                bodies.insert(id.to_string(), self.bodies.get(id));
+            }
         }
-        let bodies: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
-        for (i, body) in todo.into_iter().zip(bodies) {
+        let missing: Vec<String> = bodies
+            .iter()
+            .filter(|(_, body)| body.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !missing.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &missing {
+                pipe.hget(self.keys.approval(id), "body");
+            }
+            let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
+            for (id, body) in missing.into_iter().zip(read) {
+                let body: Option<Arc<[u8]>> = body.map(Into::into);
+                if let Some(body) = &body {
+                    self.bodies.put(&id, body.clone());
+                }
+                bodies.insert(id, body);
+            }
+        }
+        for i in todo {
             let e = &mut events[i];
-            match body {
-                Some(body) => {
-                    codec::complete(&mut e.approval, &body)?;
+            match bodies.get(e.approval.id.as_str()) {
+                Some(Some(body)) => {
+                    codec::complete(&mut e.approval, body)?;
                     e.detail = Detail::Full;
                 }
                 // Past its retention: what the entry holds is all there is.
-                None => e.detail = Detail::Gone,
+                _ => e.detail = Detail::Gone,
             }
         }
         Ok(())

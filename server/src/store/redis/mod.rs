@@ -13,6 +13,7 @@
 //! (the webhook outbox, with its own keys and scripts). The `Store` impl
 //! below delegates to them.
 
+mod body_cache;
 mod codec;
 mod durability;
 mod errors;
@@ -74,6 +75,8 @@ pub struct RedisStore {
     clock_skew_ms: i64,
     outbox: outbox::OutboxLink,
     log_bound: log_bound::LogBound,
+    /// Bodies read lately, for completing events.
+    bodies: body_cache::BodyCache,
 }
 
 impl RedisStore {
@@ -91,6 +94,7 @@ impl RedisStore {
                 options.retention.max_events,
                 options.retention.max_event_bytes,
             ),
+            bodies: body_cache::BodyCache::default(),
             retention: options.retention,
             timeout: options.timeout,
             durability: options.durability.map(durability::Waiter::new),
