@@ -596,6 +596,7 @@ async fn the_event_log_stays_under_its_byte_bound_when_its_entries_are_large() {
         .arg(format!("{}:events", d.hash_tag()))
         .query(&mut conn)
         .unwrap();
+    println!("largest MEMORY USAGE {largest} of {BOUND}; {kept} events kept");
     assert!(
         kept >= 10,
         "trimming by bytes keeps the newest events ({kept})"
