@@ -72,6 +72,22 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         max_open: usize,
     ) -> Result<Created, DomainError>;
 
+    /// The id a new approval of `requester` gets when `id` was drawn for
+    /// it: the store may place it in one of its partitions, which the id
+    /// then names (Redis with `--redis-partitions` > 1). Placing a placed
+    /// id again changes nothing, so a retry keeps its id.
+    fn place(&self, id: ApprovalId, requester: &str) -> ApprovalId {
+        let _ = requester;
+        id
+    }
+
+    /// Checks that the store's data is laid out as this replica expects
+    /// (Redis: the partition count), recording the layout on first use.
+    /// `Ok(Some(why))`: it is not, and this replica must not start.
+    async fn check_layout(&self) -> Result<Option<String>, DomainError> {
+        Ok(None)
+    }
+
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
 
     /// Applies `ending` atomically if the approval is pending and before its

@@ -42,15 +42,17 @@ impl RedisStore {
     /// cancel). With `--redis-wait-replicas`, the script and WAIT (or
     /// WAITAOF) go in one pipeline on one connection, so the count covers
     /// exactly this write (see durability.rs).
+    /// `route`: a key of the script's partition (WAIT goes to its node).
     async fn confirmed_write(
         &self,
         script: &redis::ScriptInvocation<'_>,
+        route: &str,
     ) -> Result<Vec<Vec<u8>>, DomainError> {
         let mut conn = self.conn()?;
         let Some(waiter) = &self.durability else {
             return script.invoke_async(&mut conn).await.map_err(write_error);
         };
-        let wait = waiter.command(&mut conn, &self.keys.epoch).await?;
+        let wait = waiter.command(&mut conn, route).await?;
         let mut pipe = redis::pipe();
         pipe.invoke_script(script).add_command(wait);
         let no_script = |e: &redis::RedisError| {
@@ -74,12 +76,24 @@ impl RedisStore {
         new: NewApproval,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        // Checked at start; when Redis was not up then, before the first
+        // write. A failed check is the script's to report (it fails too).
+        if let Ok(Some(why)) = self.layout_mismatch().await {
+            return Err(DomainError::Unavailable(why));
+        }
         let now = self.now();
         let requester = new.requester.as_str().to_string();
+        // The partition the id names (`Store::place`).
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Err(DomainError::Internal(format!(
+                "approval id {id} names no partition of {}",
+                self.parts.len()
+            )));
+        };
         let idem = new
             .idempotency_key
             .as_ref()
-            .map(|k| self.keys.idempotency(&requester, k.as_str()));
+            .map(|k| keys.idempotency(&requester, k.as_str()));
         let ttl = now
             .until(now.plus(new.timeout.get()))
             .saturating_add(self.retention.final_approvals)
@@ -109,13 +123,13 @@ impl RedisStore {
             .confirmed_write(
                 self.scripts
                     .create
-                    .key(self.keys.approval(approval.id.as_str()))
-                    .key(idem.clone().unwrap_or_else(|| self.keys.no_idempotency()))
-                    .key(&self.keys.pending)
-                    .key(&self.keys.index)
-                    .key(&self.keys.events)
-                    .key(&self.keys.open)
-                    .key(&self.keys.reminders)
+                    .key(keys.approval(approval.id.as_str()))
+                    .key(idem.clone().unwrap_or_else(|| keys.no_idempotency()))
+                    .key(&keys.pending)
+                    .key(&keys.index)
+                    .key(&keys.events)
+                    .key(&keys.open)
+                    .key(&keys.reminders)
                     .arg(approval.id.as_str())
                     .arg(&body)
                     .arg(timeout_ms)
@@ -126,10 +140,11 @@ impl RedisStore {
                     .arg(&requester)
                     .arg(max_open)
                     .arg(&fingerprint)
-                    .arg(self.keys.approval_prefix())
+                    .arg(keys.approval_prefix())
                     .arg(required)
                     .arg(&expiry_reason)
                     .arg(&reminders),
+                &keys.epoch,
             )
             .await?;
         match reply.first().map(Vec::as_slice) {
@@ -182,13 +197,16 @@ impl RedisStore {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
         };
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(Finished::NotFound);
+        };
         let reply = self
             .confirmed_write(
                 script
-                    .key(self.keys.approval(id.as_str()))
-                    .key(&self.keys.pending)
-                    .key(&self.keys.events)
-                    .key(&self.keys.open)
+                    .key(keys.approval(id.as_str()))
+                    .key(&keys.pending)
+                    .key(&keys.events)
+                    .key(&keys.open)
                     .arg(id.as_str())
                     .arg(ending.status().as_str())
                     .arg(ending.by())
@@ -196,6 +214,7 @@ impl RedisStore {
                     .arg(self.retention_ms())
                     .arg(self.log_bound.cap())
                     .arg(Approval::EXPIRED_REASON),
+                &keys.epoch,
             )
             .await?;
         if let Some(b"done" | b"expired" | b"recorded") = reply.first().map(Vec::as_slice) {
@@ -218,13 +237,16 @@ impl RedisStore {
     }
 
     pub(super) async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
         let reply: Vec<Vec<u8>> = self
             .scripts
             .expire
-            .key(self.keys.approval(id.as_str()))
-            .key(&self.keys.pending)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
+            .key(keys.approval(id.as_str()))
+            .key(&keys.pending)
+            .key(&keys.events)
+            .key(&keys.open)
             .arg(id.as_str())
             .arg(self.retention_ms())
             .arg(self.log_bound.cap())
@@ -246,12 +268,15 @@ impl RedisStore {
         &self,
         id: &ApprovalId,
     ) -> Result<Option<(u32, Approval)>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
         let mut reply: Vec<Vec<u8>> = self
             .scripts
             .remind
-            .key(self.keys.approval(id.as_str()))
-            .key(&self.keys.reminders)
-            .key(&self.keys.events)
+            .key(keys.approval(id.as_str()))
+            .key(&keys.reminders)
+            .key(&keys.events)
             .arg(id.as_str())
             .arg(self.log_bound.cap())
             .invoke_async(&mut self.conn()?)
