@@ -219,18 +219,19 @@ impl RedisStore {
                 bodies.insert(id.to_string(), self.bodies.get(id));
             }
         }
-        let missing: Vec<String> = bodies
+        // (An id of no partition of this namespace has no record to read.)
+        let missing: Vec<(String, String)> = bodies
             .iter()
             .filter(|(_, body)| body.is_none())
-            .map(|(id, _)| id.clone())
+            .filter_map(|(id, _)| Some((id.clone(), self.keys_of(id)?.approval(id))))
             .collect();
         if !missing.is_empty() {
             let mut pipe = redis::pipe();
-            for id in &missing {
-                pipe.hget(self.keys.approval(id), "body");
+            for (_, key) in &missing {
+                pipe.hget(key, "body");
             }
             let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
-            for (id, body) in missing.into_iter().zip(read) {
+            for ((id, _), body) in missing.into_iter().zip(read) {
                 let body: Option<Arc<[u8]>> = body.map(Into::into);
                 if let Some(body) = &body {
                     self.bodies.put(&id, body.clone());
