@@ -182,6 +182,12 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_EVENT_LOG_CAP", default_value_t = Retention::DEFAULT_MAX_EVENTS)]
     pub event_log_cap: usize,
 
+    /// Bytes the event log may take in Redis (its stream's MEMORY USAGE,
+    /// held approximately): with `--event-log-cap`, whichever is reached
+    /// first trims the oldest events.
+    #[arg(long, env = "APPROVALD_EVENT_LOG_MAX_BYTES", default_value_t = Retention::DEFAULT_MAX_EVENT_BYTES)]
+    pub event_log_max_bytes: usize,
+
     /// Largest encoded `context`, in bytes.
     #[arg(long, env = "APPROVALD_MAX_CONTEXT_BYTES", default_value_t = Limits::DEFAULT_MAX_CONTEXT_BYTES)]
     pub max_context_bytes: usize,
@@ -312,6 +318,7 @@ impl Config {
         Retention {
             final_approvals: self.retention,
             max_events: self.event_log_cap,
+            max_event_bytes: self.event_log_max_bytes,
             max_timeout: self.max_timeout,
         }
     }
@@ -397,6 +404,12 @@ impl Config {
         }
         if self.event_log_cap == 0 {
             return Err("--event-log-cap must be at least 1".into());
+        }
+        if self.event_log_max_bytes < Retention::MIN_MAX_EVENT_BYTES {
+            return Err(format!(
+                "--event-log-max-bytes must be at least {}",
+                Retention::MIN_MAX_EVENT_BYTES
+            ));
         }
         if self.max_message_bytes < self.max_context_bytes {
             return Err(format!(

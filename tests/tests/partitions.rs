@@ -33,6 +33,7 @@ fn store_at(url: &str, prefix: &str, partitions: usize) -> Arc<RedisStore> {
             retention: Retention {
                 final_approvals: Duration::from_secs(3600),
                 max_events: 1000,
+                max_event_bytes: Retention::DEFAULT_MAX_EVENT_BYTES,
                 max_timeout: limits.max_timeout,
             },
             timeout: Duration::from_secs(5),

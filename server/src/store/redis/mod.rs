@@ -13,6 +13,7 @@
 //! (the webhook outbox, with its own keys and scripts). The `Store` impl
 //! below delegates to them.
 
+mod body_cache;
 mod codec;
 mod durability;
 mod errors;
@@ -20,6 +21,7 @@ mod keys;
 mod link;
 mod list;
 mod log;
+mod log_bound;
 mod outbox;
 mod probe;
 mod scripts;
@@ -83,6 +85,9 @@ pub struct RedisStore {
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
     outbox: outbox::OutboxLink,
+    log_bound: log_bound::LogBound,
+    /// Bodies read lately, for completing events.
+    bodies: body_cache::BodyCache,
 }
 
 impl RedisStore {
@@ -103,6 +108,11 @@ impl RedisStore {
             blocking: Mutex::new(None),
             outbox: outbox::OutboxLink::new(&keys),
             keys,
+            log_bound: log_bound::LogBound::new(
+                options.retention.max_events,
+                options.retention.max_event_bytes,
+            ),
+            bodies: body_cache::BodyCache::default(),
             retention: options.retention,
             timeout: options.timeout,
             durability: options.durability.map(durability::Waiter::new),
@@ -364,6 +374,14 @@ impl Store for RedisStore {
 
     async fn head(&self) -> Result<Cursor, DomainError> {
         RedisStore::head(self).await
+    }
+
+    async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        RedisStore::complete_events(self, events, wanted).await
     }
 
     async fn read_events(

@@ -140,7 +140,7 @@ impl RedisStore {
                     .arg(timeout_ms)
                     .arg(ttl)
                     .arg(&cutoff)
-                    .arg(self.retention.max_events)
+                    .arg(self.log_bound.cap())
                     .arg(if idem.is_some() { "1" } else { "0" })
                     .arg(&requester)
                     .arg(max_open)
@@ -166,6 +166,7 @@ impl RedisStore {
                     approval.created_at = created;
                     approval.deadline = deadline;
                 }
+                self.appended(0).await;
                 Ok(Created {
                     approval,
                     created: true,
@@ -217,11 +218,16 @@ impl RedisStore {
                     .arg(ending.by())
                     .arg(reason)
                     .arg(self.retention_ms())
-                    .arg(self.retention.max_events)
+                    .arg(self.log_bound.cap())
                     .arg(Approval::EXPIRED_REASON),
                 &keys.epoch,
             )
             .await?;
+        if let Some(b"done" | b"expired" | b"recorded") = reply.first().map(Vec::as_slice) {
+            // The entry holds the reason and the votes (reply field 8).
+            self.appended(reason.len() + reply.get(8).map_or(0, Vec::len))
+                .await;
+        }
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
@@ -249,13 +255,16 @@ impl RedisStore {
             .key(&keys.open)
             .arg(id.as_str())
             .arg(self.retention_ms())
-            .arg(self.retention.max_events)
+            .arg(self.log_bound.cap())
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
-            Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
+            Some(b"expired") => {
+                self.appended(0).await;
+                Ok(Some(codec::decode_reply(&reply)?))
+            }
             _ => Ok(None),
         }
     }
@@ -275,13 +284,14 @@ impl RedisStore {
             .key(&keys.reminders)
             .key(&keys.events)
             .arg(id.as_str())
-            .arg(self.retention.max_events)
+            .arg(self.log_bound.cap())
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         if reply.first().map(Vec::as_slice) != Some(b"reminded") {
             return Ok(None);
         }
+        self.appended(0).await;
         let n = std::str::from_utf8(&reply.remove(1))
             .ok()
             .and_then(|n| n.parse().ok())
