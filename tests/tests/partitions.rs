@@ -63,6 +63,7 @@ fn new_approval(requester: &str, timeout: Option<Duration>) -> NewApproval {
         .unwrap(),
         idempotency_key: None,
         policy: ApprovalPolicy::default(),
+        trace: None,
     }
 }
 
