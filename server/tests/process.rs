@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use approval_api::v1;
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
-use approval_testkit::{cpu_time, free_port, scrape_metrics, Listen, ServerProcess};
+use approval_testkit::{cpu_time, free_port, metric_value, scrape_metrics, Listen, ServerProcess};
 use tonic_types::StatusExt;
 
 fn bin() -> &'static Path {
@@ -499,16 +499,20 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
         ),
     )
     .unwrap();
-    let (p, listen) = start(&[
-        "--auth-config",
-        file.to_str().unwrap(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-        "--auth-failures-per-minute",
-        "10",
-        "--audit-summary-interval",
-        "1s",
-    ]);
+    let (p, ports) = ServerProcess::on_loopback(
+        bin(),
+        &[
+            "--auth-config",
+            file.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--auth-failures-per-minute",
+            "10",
+            "--audit-summary-interval",
+            "1s",
+        ],
+    );
+    let listen = ports.addr();
     p.line_with("listening");
     let client = ApprovalServiceClient::connect(format!("http://{listen}"))
         .await
@@ -552,7 +556,17 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
     let info = refused.get_details_error_info().expect("ErrorInfo details");
     assert_eq!(
         info.reason,
-        approvald::api::exhausted::TOO_MANY_INVALID_CREDENTIALS
+        approval_api::v1::ErrorReason::TooManyInvalidCredentials.reason()
+    );
+    // Every refusal is counted under its limit.
+    let metrics = scrape_metrics(ports.metrics_port).unwrap();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "approvald_limit_refusals_total{limit=\"too_many_invalid_credentials\"}"
+        ),
+        Some((exhausted + 1) as f64),
+        "{metrics}"
     );
     let intervals = started.elapsed().as_secs() + 2;
 
