@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Store(#[from] DomainError),
+    #[error("invalid configuration: {0}")]
+    RedisUrl(#[from] crate::store::BadRedisUrl),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]

@@ -197,6 +197,46 @@ fn bad_configuration_is_refused_naming_the_flag() {
 }
 
 #[test]
+fn a_bad_redis_url_is_a_start_error_saying_what_to_fix_without_the_password() {
+    let cases = [
+        ("nonsense://127.0.0.1:6379", "not a Redis URL"),
+        (
+            "redis+sentinel://app:s3cret@127.0.0.1:26379",
+            "no master name after the sentinels",
+        ),
+        (
+            "redis+cluster://127.0.0.1:7000/1",
+            "a Redis Cluster has one database (0)",
+        ),
+    ];
+    for (url, why) in cases {
+        let out = Command::new(bin())
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--redis-url", url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {text}");
+        assert!(text.contains("approvald cannot start"), "{url}: {text}");
+        assert!(text.contains("--redis-url"), "{url}: {text}");
+        assert!(text.contains(why), "{url}: {text}");
+        assert!(
+            text.contains("redis://HOST:6379/0"),
+            "an example to follow: {text}"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "the password is not shown: {text}"
+        );
+        assert!(
+            !text.contains("invalid argument"),
+            "not a request error: {text}"
+        );
+    }
+}
+
+#[test]
 fn json_logs_are_one_json_object_per_line() {
     let (mut p, _) = start(&["--log-format", "json"]);
     let line = p.line_with("store:");

@@ -17,7 +17,7 @@ use crate::domain::{
 };
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{Durability, RedisOptions, RedisStore};
+pub use self::redis::{BadRedisUrl, Durability, RedisOptions, RedisStore};
 
 /// What `Store::create` did.
 #[derive(Clone, Debug)]

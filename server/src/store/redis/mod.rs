@@ -25,6 +25,7 @@ mod probe;
 mod scripts;
 
 pub use durability::Durability;
+pub use link::BadRedisUrl;
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Sets up the store. Does not need Redis to be up yet: the connection is
     /// made lazily and re-made after failures, and health reports it.
-    pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
+    pub fn connect(options: RedisOptions) -> Result<Self, BadRedisUrl> {
         let link = link::Link::open(&options.url, options.timeout)?;
         let keys = Keys::new(&options.prefix);
         Ok(Self {
