@@ -91,6 +91,7 @@ impl Application {
                 Arc::new(RedisStore::connect(RedisOptions {
                     url: url.clone(),
                     prefix: config.redis_prefix.clone(),
+                    partitions: config.redis_partitions,
                     retention: config.retention(),
                     timeout: config.redis_timeout,
                     durability: (config.redis_wait_replicas > 0).then_some(Durability {
@@ -103,6 +104,17 @@ impl Application {
             ),
             None => (Arc::new(MemoryStore::new(config.retention())), "memory"),
         };
+        // The data's partition count must be this replica's
+        // (--redis-partitions). Redis not up yet: create checks it before
+        // its first write.
+        match store.check_layout().await {
+            Ok(Some(why)) => return Err(StartError::Config(why)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot read the Redis layout yet; it is checked before the first write"
+            ),
+        }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await

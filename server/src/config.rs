@@ -149,6 +149,14 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_REDIS_PREFIX", default_value = "approvald")]
     pub redis_prefix: String,
 
+    /// How many hash tags (`{PREFIX}`, `{PREFIX:1}`...) approvals spread
+    /// over; each is a partition with its own keys, placed on a Cluster slot
+    /// of its own. Recorded in Redis at first start: a replica started with
+    /// another count on the same data refuses to start. 1: the layout of
+    /// versions before partitions. Only 1 is served yet (see README).
+    #[arg(long, env = "APPROVALD_REDIS_PARTITIONS", default_value_t = 1)]
+    pub redis_partitions: usize,
+
     /// Connect and command timeout towards Redis.
     #[arg(long, env = "APPROVALD_REDIS_TIMEOUT", default_value = "1s", value_parser = duration)]
     pub redis_timeout: Duration,
@@ -173,6 +181,12 @@ pub struct Config {
     /// Events kept in the event log (WatchPending resume window).
     #[arg(long, env = "APPROVALD_EVENT_LOG_CAP", default_value_t = Retention::DEFAULT_MAX_EVENTS)]
     pub event_log_cap: usize,
+
+    /// Bytes the event log may take in Redis (its stream's MEMORY USAGE,
+    /// held approximately): with `--event-log-cap`, whichever is reached
+    /// first trims the oldest events.
+    #[arg(long, env = "APPROVALD_EVENT_LOG_MAX_BYTES", default_value_t = Retention::DEFAULT_MAX_EVENT_BYTES)]
+    pub event_log_max_bytes: usize,
 
     /// Largest encoded `context`, in bytes.
     #[arg(long, env = "APPROVALD_MAX_CONTEXT_BYTES", default_value_t = Limits::DEFAULT_MAX_CONTEXT_BYTES)]
@@ -304,6 +318,7 @@ impl Config {
         Retention {
             final_approvals: self.retention,
             max_events: self.event_log_cap,
+            max_event_bytes: self.event_log_max_bytes,
             max_timeout: self.max_timeout,
         }
     }
@@ -390,6 +405,12 @@ impl Config {
         if self.event_log_cap == 0 {
             return Err("--event-log-cap must be at least 1".into());
         }
+        if self.event_log_max_bytes < Retention::MIN_MAX_EVENT_BYTES {
+            return Err(format!(
+                "--event-log-max-bytes must be at least {}",
+                Retention::MIN_MAX_EVENT_BYTES
+            ));
+        }
         if self.max_message_bytes < self.max_context_bytes {
             return Err(format!(
                 "--max-message-bytes ({}) must be at least --max-context-bytes ({})",
@@ -408,6 +429,16 @@ impl Config {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
+        }
+        if self.redis_partitions != 1 {
+            // The store routes approvals, lists and reaps over partitions;
+            // the event log (pump, WatchPending, webhooks) reads one log:
+            // until it merges them, more than one would lose events.
+            return Err(format!(
+                "--redis-partitions {}: only 1 is supported yet (the event log is not \
+                 merged across partitions)",
+                self.redis_partitions
+            ));
         }
         if let Some(bad) = self.cors_origins.iter().map(|o| o.trim()).find(|o| {
             !o.is_empty() && *o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))

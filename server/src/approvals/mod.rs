@@ -192,7 +192,10 @@ impl Approvals {
             return Err(DomainError::ShuttingDown);
         }
         audit::refusal(caller, "create", caller.may_create())?;
-        let id = ApprovalId::generate_at(self.store().now());
+        let id = self.store().place(
+            ApprovalId::generate_at(self.store().now()),
+            new.requester.as_str(),
+        );
         let advice = match new.idempotency_key {
             Some(_) => "retry with the same idempotency_key: it re-attaches to the approval if it was created",
             None => "look for it (ListApprovals) before retrying: this request had no idempotency_key, so a retry may create a second approval",

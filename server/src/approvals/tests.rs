@@ -20,6 +20,7 @@ fn desk() -> (Approvals, Shutdown) {
     let store = MemoryStore::new(Retention {
         final_approvals: Duration::from_secs(60),
         max_events: Retention::DEFAULT_MAX_EVENTS,
+        max_event_bytes: Retention::DEFAULT_MAX_EVENT_BYTES,
         max_timeout: limits.max_timeout,
     });
     let shutdown = Shutdown::new();

@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
-    ListQuery, Millis, NewApproval, Page, PageToken,
+    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Ending, Epoch, Event, EventKind,
+    Finished, ListQuery, Millis, NewApproval, Page, PageToken,
 };
 
 #[derive(Clone)]
@@ -87,6 +87,9 @@ impl MemoryStore {
             cursor,
             kind,
             approval: approval.clone(),
+            // Events hold the approval itself here: no byte issue in one
+            // process (the log is capped in count).
+            detail: Detail::Full,
         });
         while state.events.len() > self.inner.retention.max_events {
             if let Some(old) = state.events.pop_front() {

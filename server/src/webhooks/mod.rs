@@ -195,7 +195,7 @@ impl Webhooks {
                 _ = self.inner.shutdown.cancelled() => return,
                 read = self.store().unplanned_events(&self.inner.consumer, PLAN_BATCH, PLAN_BLOCK) => read,
             };
-            let events = match read {
+            let mut events = match read {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhooks: cannot read events to plan; retrying");
@@ -205,6 +205,22 @@ impl Webhooks {
                     continue;
                 }
             };
+            // The log's entries leave the approval's body out (type,
+            // context, labels): read it for the batch, in one round trip.
+            // Should that fail, the events stay claimed: planned later
+            // (takeover). An approval whose record is gone goes out with
+            // what the entry holds.
+            let completed = self
+                .store()
+                .complete_events(&mut events, &|e| WebhookEvent::of(e).is_some())
+                .await;
+            if let Err(e) = completed {
+                tracing::warn!(error = %e, "webhooks: cannot read the approvals of events to plan; retrying later");
+                if !self.pause(STORE_RETRY).await {
+                    return;
+                }
+                continue;
+            }
             let endpoints = self.endpoints();
             for event in events {
                 let deliveries = self.deliveries_for(&endpoints, &event);

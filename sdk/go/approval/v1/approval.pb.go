@@ -849,7 +849,8 @@ type RequestApprovalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The final approval.
 	Approval *Approval `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
-	// True only when status is APPROVED.
+	// Whether the gated action may go ahead: true when status is APPROVED, and
+	// when it is EXPIRED under a policy with on_timeout = APPROVE.
 	Approved      bool `protobuf:"varint,2,opt,name=approved,proto3" json:"approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1085,7 +1086,8 @@ type AwaitApprovalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The final approval.
 	Approval *Approval `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
-	// True only when status is APPROVED.
+	// Whether the gated action may go ahead: true when status is APPROVED, and
+	// when it is EXPIRED under a policy with on_timeout = APPROVE.
 	Approved      bool `protobuf:"varint,2,opt,name=approved,proto3" json:"approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

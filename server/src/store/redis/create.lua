@@ -77,7 +77,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('ZREMRANGEBYLEX', KEYS[4], '-', '(' .. ARGV[5])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
-  'kind', 'added', 'id', ARGV[1], 'body', ARGV[2], 'status', 'pending',
-  'created', created, 'deadline', deadline)
+-- The entry is small: no body (readers that need it read the hash).
+local entry = { 'kind', 'added', 'id', ARGV[1], 'status', 'pending', 'created', created,
+  'deadline', deadline }
+if ARGV[14] ~= '' then
+  entry[#entry + 1] = 'remind'
+  entry[#entry + 1] = ARGV[14]
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
 return { 'created', tostring(created), tostring(deadline) }

@@ -52,8 +52,7 @@ if decision == 'reject' or approvals >= (tonumber(f[4] or '1') or 1) then
   finalize(id, status, voter, reason, now, retention_ms, maxlen)
   return reply('done')
 end
-local g = redis.call('HMGET', KEYS[1], 'body', 'created')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-  'kind', 'updated', 'id', id, 'body', g[1], 'status', 'pending',
-  'created', g[2] or '', 'deadline', f[2], 'votes', encoded)
+  'kind', 'updated', 'id', id, 'status', 'pending',
+  'created', redis.call('HGET', KEYS[1], 'created') or '', 'deadline', f[2], 'votes', encoded)
 return reply('recorded')

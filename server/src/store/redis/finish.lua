@@ -43,6 +43,7 @@ end
 
 -- Makes the pending approval final, drops it from the pending index, keeps it
 -- for `retention_ms`, and appends a `resolved` event (capped at `maxlen`).
+-- Event entries never carry the body: it stays in the hash.
 local function finalize(id, status, by, reason, at, retention_ms, maxlen)
   redis.call('HSET', KEYS[1], 'status', status, 'by', by, 'reason', reason, 'at', at)
   redis.call('ZREM', KEYS[2], id)
@@ -51,11 +52,13 @@ local function finalize(id, status, by, reason, at, retention_ms, maxlen)
     redis.call('HDEL', KEYS[4], requester)
   end
   redis.call('PEXPIRE', KEYS[1], retention_ms)
-  local f = redis.call('HMGET', KEYS[1], 'body', 'created', 'deadline', 'votes')
+  -- The entry is small: the decision, no body (readers that need it read
+  -- the hash).
+  local f = redis.call('HMGET', KEYS[1], 'created', 'deadline', 'votes')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-    'kind', 'resolved', 'id', id, 'body', f[1], 'status', status,
-    'by', by, 'reason', reason, 'at', at, 'created', f[2] or '', 'deadline', f[3] or '',
-    'votes', f[4] or '')
+    'kind', 'resolved', 'id', id, 'status', status,
+    'by', by, 'reason', reason, 'at', at, 'created', f[1] or '', 'deadline', f[2] or '',
+    'votes', f[3] or '')
 end
 
 -- Ends the approval with `status` unless it is final already; past its

@@ -313,7 +313,8 @@ export type RequestApprovalResponse = Message<"approval.v1.RequestApprovalRespon
   approval?: Approval | undefined;
 
   /**
-   * True only when status is APPROVED.
+   * Whether the gated action may go ahead: true when status is APPROVED, and
+   * when it is EXPIRED under a policy with on_timeout = APPROVE.
    *
    * @generated from field: bool approved = 2;
    */
@@ -424,7 +425,8 @@ export type AwaitApprovalResponse = Message<"approval.v1.AwaitApprovalResponse">
   approval?: Approval | undefined;
 
   /**
-   * True only when status is APPROVED.
+   * Whether the gated action may go ahead: true when status is APPROVED, and
+   * when it is EXPIRED under a policy with on_timeout = APPROVE.
    *
    * @generated from field: bool approved = 2;
    */
