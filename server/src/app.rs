@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Store(#[from] DomainError),
+    #[error("invalid configuration: {0}")]
+    RedisUrl(#[from] crate::store::BadRedisUrl),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
@@ -264,7 +266,7 @@ impl Application {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_default();
-        let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
+        let metrics_task = tokio::spawn(metrics.clone().serve(metrics_listener, shutdown.clone()));
         // Plaintext health for probes, beside a TLS main port.
         let health_only_task = health_listener.map(|listener| {
             let service = health_service.clone();
@@ -344,6 +346,9 @@ impl Application {
             )))
             .layer(tower::util::MapResponseLayer::new(
                 crate::api::decode::client_errors::<tonic::body::Body>,
+            ))
+            .layer(tower::util::MapResponseLayer::new(
+                crate::api::exhausted::count_refusals::<tonic::body::Body>(metrics.clone()),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -16,6 +16,12 @@ fn duration(raw: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{raw:?} is not a duration like 30s, 5m, 7d: {e}"))
 }
 
+/// A duration default as `--help` shows it (`5m`, `7days`): the flags take
+/// their defaults from the constants that own them (`Limits`, `Retention`).
+fn shown(default: Duration) -> String {
+    humantime::format_duration(default).to_string()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -117,7 +123,7 @@ pub struct Config {
 
     /// How long a watcher whose queue is full may read nothing before it is
     /// ended with UNAVAILABLE (clients resume from their last cursor).
-    #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = shown(Limits::DEFAULT_WATCHER_STALL), value_parser = duration)]
     pub watcher_stall: Duration,
 
     /// Open client connections; more wait to be accepted. Default: 10000,
@@ -175,7 +181,7 @@ pub struct Config {
     pub redis_wait_timeout: Duration,
 
     /// How long final approvals stay readable.
-    #[arg(long, env = "APPROVALD_RETENTION", default_value = "7d", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_RETENTION", default_value = shown(Retention::DEFAULT_FINAL_FOR), value_parser = duration)]
     pub retention: Duration,
 
     /// Events kept in the event log (WatchPending resume window).
@@ -201,11 +207,11 @@ pub struct Config {
     pub max_reason_bytes: usize,
 
     /// `timeout` of an approval when the request gives none.
-    #[arg(long, env = "APPROVALD_DEFAULT_TIMEOUT", default_value = "300s", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_DEFAULT_TIMEOUT", default_value = shown(Limits::DEFAULT_TIMEOUT), value_parser = duration)]
     pub default_timeout: Duration,
 
     /// Longest `timeout` accepted.
-    #[arg(long, env = "APPROVALD_MAX_TIMEOUT", default_value = "7d", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_MAX_TIMEOUT", default_value = shown(Limits::DEFAULT_MAX_TIMEOUT), value_parser = duration)]
     pub max_timeout: Duration,
 
     /// Largest gRPC message accepted, in bytes.
@@ -455,5 +461,20 @@ impl Config {
             return Err("--max-open-per-requester, --max-watchers-per-principal, --max-watchers and --max-connections must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_default_to_the_constants_that_own_them() {
+        let config = Config::try_parse_from(["approvald"]).expect("the defaults parse");
+        assert_eq!(config.default_timeout, Limits::DEFAULT_TIMEOUT);
+        assert_eq!(config.max_timeout, Limits::DEFAULT_MAX_TIMEOUT);
+        assert_eq!(config.watcher_stall, Limits::DEFAULT_WATCHER_STALL);
+        assert_eq!(config.retention, Retention::DEFAULT_FINAL_FOR);
+        assert_eq!(config.event_log_cap, Retention::DEFAULT_MAX_EVENTS);
     }
 }

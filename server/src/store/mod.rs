@@ -17,7 +17,7 @@ use crate::domain::{
 };
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{Durability, RedisOptions, RedisStore};
+pub use self::redis::{BadRedisUrl, Durability, RedisOptions, RedisStore};
 
 /// What `Store::create` did.
 #[derive(Clone, Debug)]
@@ -43,6 +43,8 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// How long final approvals stay readable (`--retention`).
+    pub const DEFAULT_FINAL_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_MAX_EVENTS: usize = 100_000;
     /// 64 MiB: the entries are small (no approval body: about 150 to 300
     /// bytes with a short reason), so 100,000 of them take about 20 to 30

@@ -28,6 +28,7 @@ mod scripts;
 
 pub use durability::Durability;
 pub use keys::MAX_PARTITIONS;
+pub use link::BadRedisUrl;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -93,7 +94,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Sets up the store. Does not need Redis to be up yet: the connection is
     /// made lazily and re-made after failures, and health reports it.
-    pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
+    pub fn connect(options: RedisOptions) -> Result<Self, BadRedisUrl> {
         let link = link::Link::open(&options.url, options.timeout)?;
         let partitions = options.partitions.clamp(1, MAX_PARTITIONS);
         let keys = Keys::new(&options.prefix, 0);
