@@ -3,7 +3,7 @@
 //! using the details the service attaches (`google.rpc.BadRequest` for bad
 //! fields, `google.rpc.ErrorInfo` for an approval that is already final).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use approval_api::v1::{ErrorMetadataKey as Key, ErrorReason};
 use tonic::Code;
@@ -99,6 +99,19 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied { message: String },
+    /// A limit of the service refused the call, and nothing changed:
+    /// `limit` names which, `retry_after` (when the service sent one) says
+    /// when trying again can succeed.
+    #[error("{message}")]
+    LimitReached {
+        /// Which limit.
+        limit: Limit,
+        /// When to retry (`google.rpc.RetryInfo`), for the rate limit and
+        /// the invalid-credentials lockout.
+        retry_after: Option<Duration>,
+        /// The whole message.
+        message: String,
+    },
     /// Too large or too many (context, labels, message size).
     #[error("{message}")]
     ResourceExhausted { message: String },
@@ -185,7 +198,7 @@ impl Error {
             Code::OutOfRange => Error::CursorExpired { message },
             Code::Unauthenticated => Error::Unauthenticated { message },
             Code::PermissionDenied => Error::PermissionDenied { message },
-            Code::ResourceExhausted => Error::ResourceExhausted { message },
+            Code::ResourceExhausted => limit_reached(&status, message),
             Code::Unknown if is_local(&status) => Error::Unavailable {
                 endpoint: endpoint.to_string(),
                 message: format!("lost the connection to approvald at {endpoint}: {message}"),
@@ -209,6 +222,50 @@ impl Error {
             message: format!("{field}: {description}"),
             description,
         }
+    }
+}
+
+/// Which limit of the service refused a call (`Error::LimitReached`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// The caller made calls faster than the server's `--rate-limit`.
+    RateLimited,
+    /// This address sent too many invalid credentials lately
+    /// (`--auth-failures-per-minute`).
+    TooManyInvalidCredentials,
+    /// The requester holds the most pending approvals one may hold
+    /// (`--max-open-per-requester`).
+    OpenApprovalsQuota,
+    /// No more `WatchPending` streams: `per_principal` when the caller's
+    /// own cap (`--max-watchers-per-principal`: close one of its watches),
+    /// else the replica's (`--max-watchers`: retry later or elsewhere).
+    WatcherCap { per_principal: bool },
+}
+
+/// RESOURCE_EXHAUSTED: the limit its `ErrorInfo` names, or a size limit
+/// (`ResourceExhausted`) when it names none this client knows.
+fn limit_reached(status: &tonic::Status, message: String) -> Error {
+    let info = status.get_details_error_info();
+    let limit = info.as_ref().and_then(|info| {
+        Some(match ErrorReason::from_reason(&info.reason)? {
+            ErrorReason::RateLimited => Limit::RateLimited,
+            ErrorReason::TooManyInvalidCredentials => Limit::TooManyInvalidCredentials,
+            ErrorReason::OpenApprovalsQuota => Limit::OpenApprovalsQuota,
+            ErrorReason::WatcherCap => Limit::WatcherCap {
+                per_principal: info.metadata.get(&Key::Scope.key()).map(String::as_str)
+                    == Some("principal"),
+            },
+            _ => return None,
+        })
+    });
+    match limit {
+        Some(limit) => Error::LimitReached {
+            limit,
+            retry_after: status.get_details_retry_info().and_then(|r| r.retry_delay),
+            message,
+        },
+        None => Error::ResourceExhausted { message },
     }
 }
 
@@ -240,5 +297,83 @@ pub(crate) fn worth_retrying(status: &tonic::Status) -> bool {
         Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => true,
         Code::Cancelled | Code::Unknown | Code::Internal => is_local(status),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use approval_api::ERROR_DOMAIN;
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    fn exhausted(reason: &str, metadata: &[(&str, &str)], retry: Option<Duration>) -> Error {
+        let metadata: HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+        if retry.is_some() {
+            details.set_retry_info(retry);
+        }
+        let status = tonic::Status::with_error_details(Code::ResourceExhausted, "no", details);
+        Error::from_status(status, "http://127.0.0.1:1")
+    }
+
+    #[test]
+    fn each_limit_reason_is_a_limit_reached_naming_the_limit_and_its_retry_delay() {
+        let second = Some(Duration::from_secs(1));
+        let table = [
+            ("RATE_LIMITED", vec![], second, Limit::RateLimited),
+            (
+                "TOO_MANY_INVALID_CREDENTIALS",
+                vec![],
+                second,
+                Limit::TooManyInvalidCredentials,
+            ),
+            (
+                "OPEN_APPROVALS_QUOTA",
+                vec![],
+                None,
+                Limit::OpenApprovalsQuota,
+            ),
+            (
+                "WATCHER_CAP",
+                vec![("scope", "replica")],
+                None,
+                Limit::WatcherCap {
+                    per_principal: false,
+                },
+            ),
+            (
+                "WATCHER_CAP",
+                vec![("scope", "principal")],
+                None,
+                Limit::WatcherCap {
+                    per_principal: true,
+                },
+            ),
+        ];
+        for (reason, metadata, retry, want) in table {
+            match exhausted(reason, &metadata, retry) {
+                Error::LimitReached {
+                    limit, retry_after, ..
+                } => {
+                    assert_eq!(limit, want, "{reason}");
+                    assert_eq!(retry_after, retry, "{reason}");
+                }
+                other => panic!("{reason}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_size_limit_without_a_known_reason_stays_resource_exhausted() {
+        assert!(matches!(
+            exhausted("SOMETHING_NEW", &[], None),
+            Error::ResourceExhausted { .. }
+        ));
     }
 }

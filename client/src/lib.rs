@@ -51,7 +51,7 @@ mod webhooks;
 pub use approval::{Approval, Decision, OnTimeout, Outcome, Vote, VoteDecision};
 pub use client::{ApprovalClient, Created, Verdict};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
-pub use error::Error;
+pub use error::{Error, Limit};
 pub use list::{ApprovalStream, ListFilter, Page};
 pub use request::{ApprovalRequest, DEFAULT_TIMEOUT};
 pub use watch::{WatchEvent, WatchFilter, WatchStream};

@@ -1,7 +1,7 @@
 """Runs approvald the way a rendered Deployment declares it, and probes it the
 way the kubelet would.
 
-    python probe_test.py MANIFEST.yaml APPROVALD_BIN
+    python probe_test.py MANIFEST.yaml APPROVALD_BIN [--redis-cluster]
     python probe_test.py MANIFEST.yaml --podman IMAGE
 
 From MANIFEST (a `helm template` output or deploy/kubernetes/approvald.yaml)
@@ -26,10 +26,20 @@ cannot avoid, each printed as it is made:
     the test's redis-server, an auth.toml with one token made by
     `approvald new-token`, a self-signed server certificate and key and a
     client CA made with openssl.
+  * The configuration file (APPROVALD_CONFIG, or APPROVALD_AUTH_CONFIG):
+    the manifest's Secret when it has it (an inline file; a test token is
+    added when the file turns authentication on), otherwise one made here
+    (a token when the insecure flag is absent; for APPROVALD_CONFIG also a
+    policy needing two approvals and one webhook per Secret volume no env
+    value names). The webhook secret_file paths inside it are such volumes'
+    files (each gets a `whsec_` secret made here) and are rewritten like the
+    env values; a Secret volume nothing names fails the test.
   * The Redis URL: the Secret (or bundled Redis service) it refers to does
     not exist here; it points at a redis-server this test starts on a free
     127.0.0.1 port (in APPROVALD_REDIS_URL, or the file of
-    APPROVALD_REDIS_URL_FILE).
+    APPROVALD_REDIS_URL_FILE), or with --redis-cluster at a Redis Cluster
+    of three primaries with a replica each (redis+cluster://), stopped and
+    started as a whole for the Redis-down checks.
 
 With `--podman IMAGE`, approvald runs in that container image instead, the
 way the kubelet would start the container (scripts/suites/62-container.sh):
@@ -45,7 +55,12 @@ checked to have what the spec asked for (from /proc of its process and
 
 With TLS, the main port is also checked to speak TLS (a plaintext call
 fails, a TLS one with the test certificate succeeds); with authentication, an
-API call without credentials is UNAUTHENTICATED and one with the token is OK.
+API call without credentials is UNAUTHENTICATED and one with the token is OK;
+without, one without credentials is OK. Then one write, CreateApproval: of
+the type of a policy of the configuration file that needs several approvals,
+whose required_approvals the new approval must carry (the mounted file is in
+force), or else of a type of its own; with APPROVALD_REDIS_WAIT_REPLICAS the
+log must say which promise the wait for replicas gives.
 
 Each probe is one grpc.health.v1 Check, on a fresh connection, with the
 declared service name and timeoutSeconds, succeeding only on SERVING: what the
@@ -60,6 +75,7 @@ kubelet's native gRPC probe does. The promises checked:
      minus the preStop pause.
 """
 
+import base64
 import json
 import os
 import signal
@@ -69,6 +85,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 import grpc
 import yaml
@@ -100,7 +117,6 @@ def free_port():
 
 
 def secret_data(doc):
-    import base64
     data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
     data.update(doc.get("stringData") or {})
     return data
@@ -210,6 +226,91 @@ class Redis:
             self.proc.wait(10)
 
 
+class RedisCluster:
+    """A Redis Cluster of three primaries with one replica each on free
+    loopback ports (`redis-cli --cluster create`), stopped and started as a
+    whole like `Redis`: the nodes keep their cluster configuration
+    (nodes.conf) across a restart and form the same cluster again."""
+
+    def __init__(self, workdir):
+        self.ports = [self.free_node_port() for _ in range(6)]
+        self.workdir, self.procs, self.created = workdir, [], False
+
+    @staticmethod
+    def free_node_port():
+        """A free port at most 55535 whose cluster bus port (+10000) is free
+        too: Redis refuses cluster mode on higher ports."""
+        for _ in range(1000):
+            port = free_port()
+            if port > 55535:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+        raise AssertionError("no free port pair (p, p + 10000) for a cluster node")
+
+    def url(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def cli(self, port, *args):
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def start(self):
+        for port in self.ports:
+            folder = os.path.join(self.workdir, f"cluster-{port}")
+            os.makedirs(folder, exist_ok=True)
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                 "--save", "", "--appendonly", "no", "--dir", folder, "--logfile", "redis.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait(lambda: all(self.cli(p, "PING").strip() == "PONG" for p in self.ports), "every node answers PING")
+        if not self.created:
+            out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                                  "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
+                                 timeout=60)
+            if out.returncode != 0:
+                self.stop()
+                raise AssertionError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
+            self.created = True
+
+        def healthy():
+            infos = [self.cli(p, "INFO", "replication") for p in self.ports]
+            replicas_up = sum("role:slave" in i and "master_link_status:up" in i for i in infos)
+            return replicas_up == 3 and all("cluster_state:ok" in self.cli(p, "CLUSTER", "INFO") for p in self.ports)
+        self.wait(healthy, "cluster_state:ok on every node, every replica linked to its primary")
+        print(f"redis cluster: 3 primaries + 3 replicas on 127.0.0.1:{','.join(map(str, self.ports))}", flush=True)
+
+    def wait(self, ready, what, budget=60):
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    return
+            except (OSError, subprocess.SubprocessError):
+                pass
+            time.sleep(0.2)
+        logs = ""
+        for port in self.ports:
+            path = os.path.join(self.workdir, f"cluster-{port}", "redis.log")
+            if os.path.exists(path):
+                logs += f"--- node {port} ---\n" + "".join(open(path).readlines()[-5:])
+        self.stop()
+        raise AssertionError(f"Redis Cluster: not {what} within {budget}s\n{logs}")
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            proc.wait(10)
+        self.procs = []
+
+
 def make_tls(folder):
     """A self-signed server certificate for 127.0.0.1/localhost, and a client CA."""
     os.makedirs(folder, exist_ok=True)
@@ -231,18 +332,79 @@ def new_token(launcher):
     return fields["token"].strip(), fields["sha256"].strip()
 
 
+def has_auth_section(text):
+    """Whether a configuration file turns authentication on (as approvald
+    decides: [[tokens]], [jwt] or [certificates])."""
+    data = tomllib.loads(text)
+    return bool(data.get("tokens")) or "jwt" in data or "certificates" in data
+
+
+def token_section(digest):
+    return f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
+
+
+def made_config(launcher, auth_on, webhook_files, made):
+    """What the configuration file Secret (configFile.existingSecret) would
+    hold, for the Secrets the chart mounts beside it: a token when
+    authentication is on, a policy that needs two approvals, and one webhook
+    endpoint per mounted webhook secret (at a closed port: deliveries fail
+    and are retried, which never touches a decision)."""
+    text = "# made by probe_test.py\n"
+    if auth_on:
+        token, digest = new_token(launcher)
+        made["token"] = token
+        text += token_section(digest)
+    text += '\n[[policies]]\napproval_types = ["probe:quorum"]\nrequired_approvals = 2\n'
+    for i, path in enumerate(webhook_files):
+        text += (f'\n[[webhooks]]\nname = "probe-{i}"\nurl = "http://127.0.0.1:{free_port()}/"\n'
+                 f'secret_file = "{path}"\n')
+    return text
+
+
 def mount_secrets(pod, env, launcher, workdir, redis_url):
     """Maps every Secret volume to a local folder holding what the Secret
     would, and rewrites the env values under its mountPath (bare binary) or
-    mounts the folder there (container). Returns what the test needs to talk
-    to approvald: the server certificate, the token."""
-    made = {"cert": None, "token": None}
+    mounts the folder there (container). A Secret volume no env value names
+    must hold files the configuration file names (webhook secret_file). Returns
+    what the test needs to talk to approvald: the server certificate, the
+    token, and a policy of the configuration file that needs several approvals."""
+    made = {"cert": None, "token": None, "quorum": None}
     tls = None
+    config_vars = [v for v in ("APPROVALD_CONFIG", "APPROVALD_AUTH_CONFIG") if v in env]
+    check(len(config_vars) <= 1, f"at most one configuration file ({config_vars})")
+    config_var = config_vars[0] if config_vars else None
+    insecure = "APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env
+    # mountPath -> local folder, for every Secret volume; those no env value
+    # names wait for the configuration file.
+    local_of, unnamed, config = {}, [], None
+
+    def write(target, content, mount_path, what, origin):
+        with open(target, "w") as f:
+            f.write(content)
+        if launcher.container:
+            # Mounted at mountPath: the path stays; the file gets the
+            # volume's mode and the fsGroup, as the kubelet writes it.
+            _, modes, default_mode = pod.volume(mount_path)
+            name = os.path.relpath(target, local_of[mount_path])
+            mode, group = modes.get(name, default_mode), launcher.fs_group
+            os.chmod(target, mode)
+            if group is not None:
+                os.chown(target, 0, group)
+            print(f"secret: {what}: {target} mounted at {mount_path} "
+                  f"(mode {mode:04o}, owner 0:{group}; {origin})", flush=True)
+        else:
+            os.chmod(target, 0o440)
+            print(f"rewrite: {what} -> {target} ({origin})", flush=True)
+
     for mount_path, secret in pod.secret_mounts.items():
         local = os.path.join(workdir, "secrets", secret["secretName"])
         os.makedirs(local, exist_ok=True)
+        local_of[mount_path] = local
         users = {k: v for k, v in env.items() if v.startswith(mount_path.rstrip("/") + "/")}
-        check(users != {}, f"Secret {secret['secretName']} mounted at {mount_path} is used by the env ({sorted(users)})")
+        if not users:
+            unnamed.append(mount_path)
+            continue
+        check(True, f"Secret {secret['secretName']} mounted at {mount_path} is used by the env ({sorted(users)})")
         for var, path in sorted(users.items()):
             name = path[len(mount_path.rstrip("/")) + 1:]
             items = secret.get("items")
@@ -250,21 +412,17 @@ def mount_secrets(pod, env, launcher, workdir, redis_url):
                 check(name in [i["path"] for i in items],
                       f"{var}: {name} is one of the items of Secret {secret['secretName']}")
             target = os.path.join(local, name)
+            if not launcher.container:
+                env[var] = target
+            if var == config_var:
+                # Written last: it names the files of the other volumes.
+                config = dict(var=var, path=path, target=target, mount_path=mount_path,
+                              text=pod.secrets.get(secret["secretName"], {}).get(name))
+                continue
             if secret["secretName"] in pod.secrets:
                 content, origin = pod.secrets[secret["secretName"]][name], "the manifest's Secret"
-                if var == "APPROVALD_AUTH_CONFIG":
-                    # Inline auth.config: keep it, and add the test's token.
-                    token, digest = new_token(launcher)
-                    made["token"] = token
-                    content += f'\n[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
-                    origin += " + a token made by `approvald new-token`"
             elif var == "APPROVALD_REDIS_URL_FILE":
                 content, origin = redis_url, "the test's Redis URL"
-            elif var == "APPROVALD_AUTH_CONFIG":
-                token, digest = new_token(launcher)
-                made["token"] = token
-                content = f'[[tokens]]\nprincipal = "probe-test"\nroles = ["admin"]\nsha256 = "{digest}"\n'
-                origin = "an auth.toml with one token made by `approvald new-token`"
             elif var in ("APPROVALD_TLS_CERT_FILE", "APPROVALD_TLS_KEY_FILE", "APPROVALD_TLS_CLIENT_CA_FILE"):
                 tls = tls or make_tls(os.path.join(workdir, "pki"))
                 if var == "APPROVALD_TLS_CERT_FILE":
@@ -276,25 +434,66 @@ def mount_secrets(pod, env, launcher, workdir, redis_url):
                     content, origin = tls["client-ca"][0], "a CA certificate (openssl)"
             else:
                 check(False, f"{var}={path}: no idea what Secret {secret['secretName']} holds")
-            with open(target, "w") as f:
-                f.write(content)
-            if launcher.container:
-                # Mounted at mountPath: the path stays; the file gets the
-                # volume's mode and the fsGroup, as the kubelet writes it.
-                _, modes, default_mode = pod.volume(mount_path)
-                mode, group = modes.get(name, default_mode), launcher.fs_group
-                os.chmod(target, mode)
-                if group is not None:
-                    os.chown(target, 0, group)
-                print(f"secret: {var}={path}: {target} mounted at {mount_path} "
-                      f"(mode {mode:04o}, owner 0:{group}; {origin})", flush=True)
-            else:
-                os.chmod(target, 0o440)
-                print(f"rewrite: {var} {path} -> {target} ({origin})", flush=True)
-                env[var] = target
+            write(target, content, mount_path, f"{var} {path}", origin)
         if launcher.container:
             os.chmod(local, 0o755)
             launcher.mount(local, mount_path)
+
+    # The configuration file, and the files it names in the other volumes.
+    check(config is not None or not unnamed,
+          f"Secret volumes no env value names ({unnamed or 'none'}) have a configuration file to name their files")
+    if config is not None:
+        if config["text"] is not None:
+            text, origin = config["text"], "the manifest's Secret"
+            if has_auth_section(text):
+                # Inline file with authentication: keep it, and add the test's token.
+                token, digest = new_token(launcher)
+                made["token"] = token
+                text += token_section(digest)
+                origin += " + a token made by `approvald new-token`"
+        elif config["var"] == "APPROVALD_AUTH_CONFIG":
+            token, digest = new_token(launcher)
+            made["token"] = token
+            text, origin = token_section(digest), "an auth.toml with one token made by `approvald new-token`"
+        else:
+            files = []
+            for mount_path in unnamed:
+                secret, _, _ = pod.volume(mount_path)
+                files += [f"{mount_path.rstrip('/')}/{i['path']}" for i in secret.get("items", [])]
+            text = made_config(launcher, not insecure, files, made)
+            origin = ("a file with " + ("a token made by `approvald new-token`, " if not insecure else "")
+                      + f"a 2-approval policy and {len(files)} webhook(s) on the mounted secrets")
+        data = tomllib.loads(text)
+        for policy in data.get("policies", []):
+            exact = [t for t in policy.get("approval_types", []) if "*" not in t]
+            if policy.get("required_approvals", 1) > 1 and exact and made["quorum"] is None:
+                made["quorum"] = (exact[0], policy["required_approvals"])
+        config_dir = os.path.dirname(config["path"])
+        for i, hook in enumerate(data.get("webhooks", [])):
+            named = hook.get("secret_file")
+            if named is None:
+                continue
+            path = named if os.path.isabs(named) else os.path.normpath(os.path.join(config_dir, named))
+            [mount_path] = [m for m in local_of if path.startswith(m.rstrip("/") + "/")] or [None]
+            check(mount_path in unnamed,
+                  f"webhooks[{i}].secret_file {named} ({path}) is in a Secret volume of its own ({mount_path})")
+            secret, _, _ = pod.volume(mount_path)
+            name = path[len(mount_path.rstrip("/")) + 1:]
+            check(name in [it["path"] for it in secret.get("items", [{"path": name}])],
+                  f"webhooks[{i}].secret_file: {name} is one of the items of Secret {secret['secretName']}")
+            target = os.path.join(local_of[mount_path], name)
+            whsec = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+            write(target, whsec + "\n", mount_path, f"webhooks[{i}].secret_file {path}",
+                  "a Standard Webhooks secret made here")
+            if not launcher.container:
+                text = text.replace(f'"{named}"', f'"{target}"')
+            unnamed.remove(mount_path)
+        check(not unnamed, f"every Secret volume is named by the env or the configuration file (left: {unnamed})")
+        for mount_path in local_of:
+            if launcher.container and mount_path not in [m for _, m in launcher.mounts]:
+                os.chmod(local_of[mount_path], 0o755)
+                launcher.mount(local_of[mount_path], mount_path)
+        write(config["target"], text, config["mount_path"], f"{config['var']} {config['path']}", origin)
     return made
 
 
@@ -509,7 +708,7 @@ def wait_for(probe, port, want, budget):
         time.sleep(min(probe["period"], 0.5))
 
 
-def main(manifest, launcher_of):
+def main(manifest, launcher_of, cluster=False):
     pod = Pod(manifest)
     launcher = launcher_of(pod)
     print(f"manifest: {manifest}", flush=True)
@@ -542,6 +741,10 @@ def main(manifest, launcher_of):
     grpc_port, metrics_port, redis_port = free_port(), free_port(), free_port()
     health_port = free_port() if tls_on else grpc_port
     redis_url = f"redis://127.0.0.1:{redis_port}"
+    cluster_dir = tempfile.TemporaryDirectory() if cluster else None
+    if cluster:
+        redis_cluster = RedisCluster(cluster_dir.name)
+        redis_url = redis_cluster.url()
     print(f"rewrite: APPROVALD_LISTEN {env['APPROVALD_LISTEN']} -> 127.0.0.1:{grpc_port}"
           + ("" if tls_on else f" (probe port {readiness['port']} -> {grpc_port})"))
     print(f"rewrite: APPROVALD_METRICS_LISTEN {env['APPROVALD_METRICS_LISTEN']} -> 127.0.0.1:{metrics_port}")
@@ -563,18 +766,28 @@ def main(manifest, launcher_of):
         if "APPROVALD_REDIS_URL_FILE" in env:
             print(f"rewrite: the Redis URL in {env['APPROVALD_REDIS_URL_FILE']} -> {redis_url}", flush=True)
         check(tls_on == (made["cert"] is not None), f"TLS {'on' if tls_on else 'off'}, as the env says")
-        check(("APPROVALD_AUTH_CONFIG" in env) == (made["token"] is not None)
-              and ("APPROVALD_AUTH_CONFIG" in env) != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
-              f"authentication {'on' if 'APPROVALD_AUTH_CONFIG' in env else 'off (insecure flag set)'}, never both")
+        # approvald turns authentication on exactly when its configuration
+        # file has an authentication section; the chart sets the insecure
+        # flag exactly when it is off.
+        auth_on = made["token"] is not None
+        check(auth_on != ("APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED" in env),
+              f"authentication {'on (the configuration file has an authentication section)' if auth_on else 'off (no authentication section; insecure flag set)'}, never both")
         print("env: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())), flush=True)
-        redis = Redis(redis_port, workdir)
+        redis = redis_cluster if cluster else Redis(redis_port, workdir)
         redis.start()
         log = open(os.path.join(workdir, "approvald.log"), "w+")
         # Exactly the container's environment: nothing inherited from here.
         server = launcher.start(pod.args(), env, log)
         try:
             run(pod, server, launcher, redis, health_port, startup, readiness, liveness, grace,
-                api=dict(port=grpc_port, cert=made["cert"], token=made["token"]))
+                api=dict(port=grpc_port, cert=made["cert"], token=made["token"], quorum=made["quorum"]))
+            if "APPROVALD_REDIS_WAIT_REPLICAS" in env:
+                log.seek(0)
+                said = [line for line in log.read().splitlines() if "--redis-wait-replicas" in line]
+                check(any(f"--redis-wait-replicas {env['APPROVALD_REDIS_WAIT_REPLICAS']}:" in line for line in said),
+                      f"APPROVALD_REDIS_WAIT_REPLICAS={env['APPROVALD_REDIS_WAIT_REPLICAS']}: the write waited for "
+                      f"the replicas, and approvald said which promise it gives "
+                      f"({json.loads(said[0])['fields']['message'][:90] + '...' if said else 'nothing logged'})")
         except BaseException:
             log.seek(0)
             print("--- approvald log ---\n" + log.read()[-4000:], file=sys.stderr)
@@ -585,9 +798,53 @@ def main(manifest, launcher_of):
     return finish()
 
 
-def call_api(port, cert, token):
-    """One ListApprovals call on the main port (plaintext or TLS, with or
-    without a bearer token): the status code's name."""
+def field(buf, number):
+    """The last value of field `number` in a protobuf message (varint or
+    length-delimited), or None: enough to read one field of a reply."""
+    def varint(i):
+        value = shift = 0
+        while True:
+            byte = buf[i]
+            value |= (byte & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if byte < 0x80:
+                return value, i
+    found, i = None, 0
+    while i < len(buf):
+        key, i = varint(i)
+        kind = key & 7
+        if kind == 0:
+            value, i = varint(i)
+        elif kind == 2:
+            n, i = varint(i)
+            value, i = buf[i:i + n], i + n
+        elif kind in (1, 5):
+            value, i = buf[i:i + (8 if kind == 1 else 4)], i + (8 if kind == 1 else 4)
+        else:
+            raise ValueError(f"wire type {kind}")
+        if key >> 3 == number:
+            found = value
+    return found
+
+
+def create_approval(port, cert, token, approval_type):
+    """CreateApproval(approval_type, agent_id "probe-test"): (status name,
+    the approval's required_approvals)."""
+    def string(number, text):
+        data = text.encode()
+        return bytes([number << 3 | 2, len(data)]) + data
+    request = string(1, approval_type) + string(2, "probe-test")
+    status, reply = call_api(port, cert, token, "CreateApproval", request)
+    if status != "OK":
+        return status, None
+    approval = field(reply, 1)  # CreateApprovalResponse.approval
+    return status, field(approval, 16) or 1  # Approval.required_approvals (proto3: 0 is absent)
+
+
+def call_api(port, cert, token, method="ListApprovals", request=b""):
+    """One call on the main port (plaintext or TLS, with or without a bearer
+    token), ListApprovals by default: the status code's name, and with
+    `method` given, the reply's bytes too."""
     target = f"127.0.0.1:{port}"
     options = [("grpc.enable_http_proxy", 0)]
     if cert:
@@ -596,14 +853,15 @@ def call_api(port, cert, token):
     else:
         channel = grpc.insecure_channel(target, options)
     with channel:
-        call = channel.unary_unary("/approval.v1.ApprovalService/ListApprovals",
+        call = channel.unary_unary(f"/approval.v1.ApprovalService/{method}",
                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
         metadata = [("authorization", f"Bearer {token}")] if token else None
         try:
-            call(b"", timeout=5, metadata=metadata)
-            return "OK"
+            reply = call(request, timeout=5, metadata=metadata)
+            status = "OK"
         except grpc.RpcError as e:
-            return e.code().name
+            reply, status = None, e.code().name
+    return status if method == "ListApprovals" else (status, reply)
 
 
 def check_api(api):
@@ -620,6 +878,16 @@ def check_api(api):
     else:
         status = call_api(port, cert, None)
         check(status == "OK", f"no auth (insecure flag): ListApprovals without credentials{' over TLS' if cert else ''}: {status}")
+    # A write (which waits for the replicas APPROVALD_REDIS_WAIT_REPLICAS
+    # asks for). Where the configuration file has a policy needing several
+    # approvals, of its type: the mounted file is the one in force, its
+    # policy is copied onto the new approval.
+    approval_type, needed = api["quorum"] or ("probe:write", 1)
+    status, required = create_approval(port, cert, token, approval_type)
+    check(status == "OK" and required == needed,
+          f"{'policy of the configuration file: ' if api['quorum'] else 'a write: '}"
+          f"CreateApproval {approval_type!r}: {status}, required_approvals {required}"
+          f"{f' (the file says {needed})' if api['quorum'] else ''}")
 
 
 def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace, api):
@@ -692,9 +960,9 @@ def run(pod, server, launcher, redis, port, startup, readiness, liveness, grace,
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and not sys.argv[2].startswith("-"):
+    if len(sys.argv) in (3, 4) and not sys.argv[2].startswith("-") and sys.argv[3:] in ([], ["--redis-cluster"]):
         binary = sys.argv[2]
-        sys.exit(main(sys.argv[1], lambda pod: Bare(binary)))
+        sys.exit(main(sys.argv[1], lambda pod: Bare(binary), cluster=sys.argv[3:] == ["--redis-cluster"]))
     if len(sys.argv) == 4 and sys.argv[2] == "--podman":
         image = sys.argv[3]
         sys.exit(main(sys.argv[1], lambda pod: Container(pod, image)))

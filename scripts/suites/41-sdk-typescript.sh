@@ -19,4 +19,4 @@ npm run --silent build
 start_cluster
 start_traced_replica
 cd "$ROOT/sdk/typescript"
-node --test --test-concurrency=1 lib/test/
+node --test --test-concurrency=1 lib/test/*.test.js

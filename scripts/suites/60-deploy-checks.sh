@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Deploy checks (issue 6): the Helm chart lints, its values schema refuses
-# wrong values, it renders with the default values and with
-# deploy/helm/examples/{production,minimal}.yaml for every Kubernetes version
+# Deploy checks (issues 6, 13, 16): the Helm chart lints, its values schema
+# and its own checks refuse wrong values, it renders with the default values
+# and with the examples (deploy/helm/examples: production, minimal, policies,
+# and webhooks and redis-cluster layered over production) for every Kubernetes version
 # from 1.28 to the newest kubernetes-validate ships, each rendering passes
 # `kubernetes-validate --strict` for its version and checkov (skips justified
 # in deploy/checkov/), deploy/Dockerfile passes checkov's static checks (it
 # cannot be built here: no Docker engine), and deploy/kubernetes/approvald.yaml
 # is up to date. The security values (auth on by default, TLS with a plaintext
-# health port for the probes, mutual TLS, secrets as mounted files) are
-# rendered, validated and scanned too.
+# health port for the probes, mutual TLS, secrets as mounted files), the
+# configuration file (policies with auth off, webhooks and their secrets, the
+# older auth.* values) and the Redis Cluster values are checked in the
+# renderings too.
 # Installs helm (from its Go module) and a Python virtualenv once, cached.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -35,11 +38,16 @@ PY
 NEWEST="${VERSIONS[-1]}"
 log "Kubernetes versions: ${VERSIONS[*]}"
 
-declare -A VALUES=([default]="" [production]=deploy/helm/examples/production.yaml [minimal]=deploy/helm/examples/minimal.yaml)
-values_flags() { [ -n "${VALUES[$1]}" ] && echo "-f ${VALUES[$1]}" || true; }
+# Each values set: the -f flags that make it.
+EX=deploy/helm/examples
+NAMES=(default production minimal policies webhooks redis-cluster)
+declare -A VALUES=([default]="" [production]="-f $EX/production.yaml" [minimal]="-f $EX/minimal.yaml"
+  [policies]="-f $EX/policies.yaml" [webhooks]="-f $EX/production.yaml -f $EX/webhooks.yaml"
+  [redis-cluster]="-f $EX/production.yaml -f $EX/redis-cluster.yaml")
+values_flags() { echo "${VALUES[$1]}"; }
 
-log "helm lint --strict (default, production, minimal)"
-for name in default production minimal; do
+log "helm lint --strict (${NAMES[*]})"
+for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2046
   "$HELM" lint "$CHART" --strict --quiet --kube-version "$NEWEST.0" $(values_flags "$name") >"$OUT/lint.txt" 2>&1 \
     || { cat "$OUT/lint.txt" >&2; fail "helm lint ($name values)"; }
@@ -71,13 +79,25 @@ health port on the gRPC port|--set tls.enabled=true --set tls.existingSecret=app
 negative rate limit|--set config.rateLimit=-1
 unknown tls key|--set tls.cert=server.pem
 grace period shorter than pause + shutdown grace|--set terminationGracePeriodSeconds=12
+any-origin CORS without auth|-f deploy/helm/examples/minimal.yaml --set config.corsOrigins=*
+two configuration files: configFile inline and existingSecret|-f deploy/helm/examples/policies.yaml --set configFile.existingSecret=approvald-config
+two configuration files: configFile and auth.config|--set configFile.existingSecret=approvald-config --set-string auth.config=#x
+inline configuration file not TOML|-f deploy/helm/examples/policies.yaml --set-file configFile.inline=deploy/tests/config/broken.toml
+policies-only file with auth.enabled (approvald would run without auth)|-f deploy/helm/examples/policies.yaml --set auth.enabled=true
+file with [[tokens]] and auth.enabled=false (approvald would turn auth on)|-f deploy/helm/examples/policies.yaml --set-file configFile.inline=deploy/tests/config/tokens.toml
+webhooks while egress lets none out|--set webhooks.secrets[0].name=bot --set webhooks.secrets[0].existingSecret=approvald-webhook-bot --set webhooks.secrets[0].key=whsec
+webhooks in the inline file while egress lets none out|-f deploy/helm/examples/policies.yaml --set-file configFile.inline=deploy/tests/config/webhook-slack.toml
+webhook secret_file the chart does not mount|-f deploy/helm/examples/policies.yaml --set-file configFile.inline=deploy/tests/config/webhook-unmounted.toml --set networkPolicy.egress.webhookPorts={443}
+webhook secret name given twice|--set webhooks.secrets[0].name=bot --set webhooks.secrets[0].existingSecret=a --set webhooks.secrets[0].key=k --set webhooks.secrets[1].name=bot --set webhooks.secrets[1].existingSecret=b --set webhooks.secrets[1].key=k --set networkPolicy.egress.webhookPorts={443}
+webhook secret name not a DNS label|--set webhooks.secrets[0].name=Bot_1 --set webhooks.secrets[0].existingSecret=a --set webhooks.secrets[0].key=k --set networkPolicy.egress.webhookPorts={443}
+configuration file mounted on the webhooks folder|--set configFile.existingSecret=approvald-config --set configFile.mountPath=/etc/approvald/webhooks
 CASES
 echo "refused $refused wrong values, each with a message" >&2
 
-log "helm template x kubernetes-validate --strict, ${#VERSIONS[@]} versions x 3 values files"
+log "helm template x kubernetes-validate --strict, ${#VERSIONS[@]} versions x ${#NAMES[@]} values sets"
 validated=0
 for v in "${VERSIONS[@]}"; do
-  for name in default production minimal; do
+  for name in "${NAMES[@]}"; do
     file="$OUT/$name-$v.yaml"
     # shellcheck disable=SC2046
     render "$v.0" $(values_flags "$name") >"$file"
@@ -101,10 +121,12 @@ echo "validated $validated renderings" >&2
 # `pod FILE EXPR` prints the Python expression EXPR evaluated on the approvald
 # container `c`, its pod `spec`, the rendered documents `docs` and shorthands:
 # `env` (the container's env values), `cm` (its ConfigMap's data), `svc` (the
-# approvald Service), `probe_ports` (the three probes' ports).
+# approvald Service), `probe_ports` (the three probes' ports), `secret_volumes`
+# (volume -> Secret), `mounts` (volume -> mountPath), `secrets` (the rendered
+# Secrets' data), `np` (approvald's NetworkPolicy).
 pod() {
   "$DEPLOY_PY" - "$@" <<'PY'
-import sys, yaml
+import base64, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 [dep] = [d for d in docs if d["kind"] == "Deployment"]
 spec = dep["spec"]["template"]["spec"]
@@ -116,6 +138,10 @@ ns = {
     "svc": next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == dep["metadata"]["name"]),
     "probe_ports": {c[k]["grpc"]["port"] for k in ("startupProbe", "readinessProbe", "livenessProbe")},
     "secret_volumes": {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v},
+    "mounts": {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])},
+    "secrets": {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+                for d in docs if d["kind"] == "Secret"},
+    "np": next((d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == dep["metadata"]["name"]), None),
 }
 print(eval(sys.argv[2], ns))
 PY
@@ -154,6 +180,33 @@ expect "$OUT/auth.yaml" "inline auth.config: the chart's own Secret, mounted; it
 expect "$OUT/mtls.yaml" "mutual TLS: client CA mounted read-only, APPROVALD_TLS_CLIENT_CA_FILE" \
   "env.get('APPROVALD_TLS_CLIENT_CA_FILE') == '/etc/approvald/client-ca/ca.crt' and secret_volumes.get('client-ca') == 'approvald-client-ca'"
 
+log "the configuration file (policies, webhooks), the older auth.* values, Redis Cluster"
+W="$OUT/webhooks-$NEWEST.yaml" C="$OUT/redis-cluster-$NEWEST.yaml" PO="$OUT/policies-$NEWEST.yaml"
+expect "$PO" "policies-only file, auth off: APPROVALD_CONFIG, the inline file in the chart's Secret, no auth file, insecure flag explicit, no any-origin CORS" \
+  "env.get('APPROVALD_CONFIG') == '/etc/approvald/config/config.toml' and secret_volumes.get('config') == 'approvald-config' and '[[policies]]' in secrets['approvald-config']['config.toml'] and 'APPROVALD_AUTH_CONFIG' not in env and 'auth' not in secret_volumes and cm.get('APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED') == 'true' and 'APPROVALD_CORS_ORIGINS' not in cm and all(m.get('readOnly') for m in c['volumeMounts'])"
+expect "$PO" "a policy edit reaches the pods by approvald's reload, not a rollout (no checksum of the file)" \
+  "not any(k.startswith('checksum/') and k != 'checksum/config' for k in dep['spec']['template']['metadata']['annotations'])"
+expect "$W" "webhooks over production: the file from Secret approvald-config (auth.existingSecret unused), auth on, the webhook secret read-only at /etc/approvald/webhooks/release-bot" \
+  "env.get('APPROVALD_CONFIG') == '/etc/approvald/config/config.toml' and secret_volumes.get('config') == 'approvald-config' and 'auth' not in secret_volumes and 'APPROVALD_AUTH_CONFIG' not in env and 'APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED' not in cm and secret_volumes.get('webhook-release-bot') == 'approvald-webhook-release-bot' and mounts['webhook-release-bot'] == '/etc/approvald/webhooks/release-bot' and all(m.get('readOnly') for m in c['volumeMounts'])"
+expect "$W" "webhooks: egress to the receivers on 443 (internet, not private ranges) beside DNS and Redis" \
+  "len(np['spec']['egress']) == 3 and np['spec']['egress'][2]['ports'] == [{'port': 443, 'protocol': 'TCP'}] and np['spec']['egress'][2]['to'][0]['ipBlock']['cidr'] == '0.0.0.0/0' and '10.0.0.0/8' in np['spec']['egress'][2]['to'][0]['ipBlock']['except']"
+expect "$D" "defaults: no webhook egress; the older auth.* values unchanged (APPROVALD_AUTH_CONFIG, no configuration-file volume)" \
+  "len(np['spec']['egress']) == 2 and 'config' not in secret_volumes and 'APPROVALD_CONFIG' not in env"
+expect "$C" "Redis Cluster: URL from Secret approvald-redis as a file, WAIT for 1 replica within 500ms (under the 1s Redis timeout), egress to the cluster's pods on the client port only (no bus port)" \
+  "env.get('APPROVALD_REDIS_URL_FILE') == '/etc/approvald/redis/url' and secret_volumes.get('redis-url') == 'approvald-redis' and cm['APPROVALD_REDIS_WAIT_REPLICAS'] == '1' and cm['APPROVALD_REDIS_WAIT_TIMEOUT'] == '500ms' and cm['APPROVALD_REDIS_TIMEOUT'] == '1s' and [r['ports'] for r in np['spec']['egress'] if r.get('to')] == [[{'port': 6379, 'protocol': 'TCP'}]] and np['spec']['egress'][1]['to'][0]['podSelector']['matchLabels'] == {'app.kubernetes.io/name': 'redis-cluster'}"
+
+render "$NEWEST.0" --set-file configFile.inline=deploy/tests/config/webhooks.toml \
+  --set 'webhooks.secrets[0].name=release-bot' --set 'webhooks.secrets[0].existingSecret=approvald-webhook-release-bot' --set 'webhooks.secrets[0].key=whsec' \
+  --set 'webhooks.secrets[1].name=ops' --set 'webhooks.secrets[1].existingSecret=approvald-webhook-ops' --set 'webhooks.secrets[1].key=whsec' \
+  --set 'networkPolicy.egress.webhookPorts={443}' >"$OUT/inline-webhooks.yaml"
+"$DEPLOY_PY" -m kubernetes_validate --strict --quiet -k "$NEWEST.0" "$OUT/inline-webhooks.yaml" >"$OUT/kv.txt" 2>&1 \
+  || { cat "$OUT/kv.txt" >&2; fail "inline-webhooks rendering does not validate"; }
+expect "$OUT/inline-webhooks.yaml" "inline file with [[tokens]] and webhooks (absolute and relative secret_file) on mounted secrets: auth on, each secret in its folder, any-port-443 egress" \
+  "secret_volumes.get('config') == 'approvald-config' and 'APPROVALD_INSECURE_ALLOW_UNAUTHENTICATED' not in cm and mounts['webhook-release-bot'] == '/etc/approvald/webhooks/release-bot' and mounts['webhook-ops'] == '/etc/approvald/webhooks/ops' and np['spec']['egress'][2] == {'ports': [{'port': 443, 'protocol': 'TCP'}]}"
+render "$NEWEST.0" --set auth.existingSecret=my-auth --set auth.secretKey=approvald.toml --set auth.mountPath=/etc/approvald/custom >"$OUT/legacy-auth.yaml"
+expect "$OUT/legacy-auth.yaml" "upgrade path: auth.existingSecret / secretKey / mountPath still make the configuration file" \
+  "env.get('APPROVALD_AUTH_CONFIG') == '/etc/approvald/custom/approvald.toml' and secret_volumes.get('auth') == 'my-auth' and mounts['auth'] == '/etc/approvald/custom'"
+
 log "deploy/kubernetes/approvald.yaml is what deploy/render.sh renders"
 bash deploy/render.sh --stdout >"$OUT/approvald.yaml"
 diff -u deploy/kubernetes/approvald.yaml "$OUT/approvald.yaml" >&2 \
@@ -166,8 +219,10 @@ done
 
 log "checkov (deploy/checkov/*.yaml says why each skipped check does not apply)"
 mkdir -p "$OUT/checkov-defaults" "$OUT/checkov-production"
-cp deploy/kubernetes/approvald.yaml "$OUT/auth.yaml" "$OUT/default-$NEWEST.yaml" "$OUT/minimal-$NEWEST.yaml" "$OUT/minimal-1.28.yaml" "$OUT/checkov-defaults/"
-cp "$OUT/production-$NEWEST.yaml" "$OUT/production-1.28.yaml" "$OUT/mtls.yaml" "$OUT/checkov-production/"
+cp deploy/kubernetes/approvald.yaml "$OUT/auth.yaml" "$OUT/default-$NEWEST.yaml" "$OUT/minimal-$NEWEST.yaml" "$OUT/minimal-1.28.yaml" \
+  "$OUT/policies-$NEWEST.yaml" "$OUT/inline-webhooks.yaml" "$OUT/checkov-defaults/"
+cp "$OUT/production-$NEWEST.yaml" "$OUT/production-1.28.yaml" "$OUT/mtls.yaml" "$OUT/webhooks-$NEWEST.yaml" \
+  "$OUT/redis-cluster-$NEWEST.yaml" "$OUT/checkov-production/"
 "$DEPLOY_PY" -m checkov.main --config-file deploy/checkov/defaults.yaml -d "$OUT/checkov-defaults" >&2 \
   || fail "checkov: default and minimal renderings"
 "$DEPLOY_PY" -m checkov.main --config-file deploy/checkov/production.yaml -d "$OUT/checkov-production" >&2 \

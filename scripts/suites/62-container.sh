@@ -7,7 +7,9 @@
 #      shell anywhere in it, the entrypoint's --version matches, it serves
 #      on a read-only root filesystem and refuses to write to it;
 #   2. deploy/tests/probe_test.py --podman against that image for the plain
-#      manifest, the production values and mutual TLS: the container spec
+#      manifest, the production values, mutual TLS, and the webhooks example
+#      over production (configuration file and webhook secrets from Secrets,
+#      read by user 65532 through fsGroup): the container spec
 #      (args, env, user, group, fsGroup, read-only root, dropped capabilities,
 #      no privilege escalation, resources, ports, Secret mounts) becomes the
 #      podman run, then the probes: readiness follows Redis on the host,
@@ -120,11 +122,13 @@ podman rm approvald-ci-readonly >/dev/null
 grep -q 'Read-only file system' "$OUT/ro.txt" || { cat "$OUT/ro.txt" >&2; fail "writing to / failed for another reason"; }
 echo "  ok: the root filesystem is read-only: $(grep -o 'approvald cannot start.*' "$OUT/ro.txt")" >&2
 
-log "probe test against the container: plain manifest, production values, mutual TLS"
+log "probe test against the container: plain manifest, production values, mutual TLS, webhooks"
 render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml >"$OUT/production.yaml"
 render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml \
   --set tls.clientCASecret=approvald-client-ca >"$OUT/production-mtls.yaml"
-for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml" "$OUT/production-mtls.yaml"; do
+render "$MANIFEST_KUBE_VERSION" -f deploy/helm/examples/production.yaml \
+  -f deploy/helm/examples/webhooks.yaml >"$OUT/webhooks.yaml"
+for manifest in deploy/kubernetes/approvald.yaml "$OUT/production.yaml" "$OUT/production-mtls.yaml" "$OUT/webhooks.yaml"; do
   log "probe test (container): $manifest"
   "$DEPLOY_PY" deploy/tests/probe_test.py "$manifest" --podman "$IMAGE"
 done

@@ -116,10 +116,14 @@ type Request struct {
 	IdempotencyKey string
 }
 
-// Decision is a final approval.
+// Decision is a final approval. Its Approval carries what its policy said
+// (GetRequiredApprovals, GetOnTimeout, GetPolicy) and every vote (GetVotes:
+// voter, decision, reason, time).
 type Decision struct {
 	Approval *approvalv1.Approval
-	// Approved is true only when a human approved.
+	// Approved is whether the gate proceeds, as the service says: its voters
+	// approved it (APPROVED), or it EXPIRED under a policy whose on_timeout
+	// is "approve" (then the approval's reason names the policy).
 	Approved bool
 }
 
@@ -180,17 +184,35 @@ func (c *Client) AwaitApproval(ctx context.Context, id string) (*Decision, error
 	return &Decision{Approval: response.GetApproval(), Approved: response.GetApproved()}, nil
 }
 
-// Respond records a human decision. The first decision wins: a conflicting
-// one fails with an *AlreadyDecidedError naming the winner; an identical retry
-// succeeds.
-func (c *Client) Respond(ctx context.Context, id string, approve bool, responder, reason string) (*approvalv1.Approval, error) {
+// RespondOption refines Respond.
+type RespondOption func(*approvalv1.RespondRequest)
+
+// ExpectContextDigest makes Respond count the vote only if the approval's
+// context is the one seen: digest is its GetContextDigest() as shown to the
+// human. Otherwise Respond fails with a *ContextChangedError and nothing
+// changes.
+func ExpectContextDigest(digest string) RespondOption {
+	return func(r *approvalv1.RespondRequest) { r.ExpectedContextDigest = digest }
+}
+
+// Respond records a human vote. With one required approval (the default)
+// the first decision wins: a conflicting one fails with an
+// *AlreadyDecidedError naming the winner; an identical retry succeeds. Under
+// a policy needing several approvals the approval stays PENDING (its votes
+// growing) until GetRequiredApprovals() distinct voters approved; one reject
+// ends it. A voter's changed or second vote fails with an *AlreadyVotedError.
+func (c *Client) Respond(ctx context.Context, id string, approve bool, responder, reason string, opts ...RespondOption) (*approvalv1.Approval, error) {
 	decision := approvalv1.Decision_DECISION_REJECT
 	if approve {
 		decision = approvalv1.Decision_DECISION_APPROVE
 	}
-	response, err := c.api.Respond(ctx, &approvalv1.RespondRequest{
+	request := &approvalv1.RespondRequest{
 		Id: id, Decision: decision, Responder: responder, Reason: reason,
-	})
+	}
+	for _, opt := range opts {
+		opt(request)
+	}
+	response, err := c.api.Respond(ctx, request)
 	return response.GetApproval(), convert(err)
 }
 

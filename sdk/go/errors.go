@@ -24,11 +24,17 @@ func metadataKey(k approvalv1.ErrorMetadataKey) string {
 }
 
 var (
-	reasonAlreadyFinal = reason(approvalv1.ErrorReason_ERROR_REASON_ALREADY_FINAL)
-	keyStatus          = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_STATUS)
-	keyDecidedBy       = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_BY)
-	keyReason          = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_REASON)
-	keyDecidedAt       = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_AT)
+	reasonAlreadyFinal          = reason(approvalv1.ErrorReason_ERROR_REASON_ALREADY_FINAL)
+	reasonAlreadyVoted          = reason(approvalv1.ErrorReason_ERROR_REASON_ALREADY_VOTED)
+	reasonContextDigestMismatch = reason(approvalv1.ErrorReason_ERROR_REASON_CONTEXT_DIGEST_MISMATCH)
+	keyStatus                   = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_STATUS)
+	keyDecidedBy                = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_BY)
+	keyReason                   = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_REASON)
+	keyDecidedAt                = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECIDED_AT)
+	keyVoter                    = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_VOTER)
+	keyDecision                 = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_DECISION)
+	keyContextDigest            = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_CONTEXT_DIGEST)
+	keyExpectedContextDigest    = metadataKey(approvalv1.ErrorMetadataKey_ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST)
 )
 
 // AlreadyDecidedError: the approval was already final with another outcome
@@ -46,6 +52,36 @@ func (e *AlreadyDecidedError) Error() string { return e.err.Error() }
 
 // GRPCStatus keeps status.Code working on the error.
 func (e *AlreadyDecidedError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+
+// AlreadyVotedError: this voter already voted otherwise on the pending
+// approval (FAILED_PRECONDITION, reason ALREADY_VOTED): a vote cannot be
+// changed or cast twice; nothing changed.
+type AlreadyVotedError struct {
+	Voter string
+	// Decision is the vote already cast: "approve" or "reject".
+	Decision string
+	err      error
+}
+
+func (e *AlreadyVotedError) Error() string { return e.err.Error() }
+
+// GRPCStatus keeps status.Code working on the error.
+func (e *AlreadyVotedError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
+
+// ContextChangedError: Respond's ExpectContextDigest is not the approval's
+// context digest (FAILED_PRECONDITION, reason CONTEXT_DIGEST_MISMATCH);
+// nothing changed.
+type ContextChangedError struct {
+	// ContextDigest is the approval's; ExpectedContextDigest the one sent.
+	ContextDigest         string
+	ExpectedContextDigest string
+	err                   error
+}
+
+func (e *ContextChangedError) Error() string { return e.err.Error() }
+
+// GRPCStatus keeps status.Code working on the error.
+func (e *ContextChangedError) GRPCStatus() *status.Status { s, _ := status.FromError(e.err); return s }
 
 // InvalidArgumentError: the request was refused; Field names the bad field.
 type InvalidArgumentError struct {
@@ -92,10 +128,20 @@ func convert(err error) error {
 	switch s.Code() {
 	case codes.FailedPrecondition:
 		for _, d := range s.Details() {
-			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonAlreadyFinal {
-				m := info.GetMetadata()
+			info, ok := d.(*errdetails.ErrorInfo)
+			if !ok {
+				continue
+			}
+			m := info.GetMetadata()
+			switch info.GetReason() {
+			case reasonAlreadyFinal:
 				return &AlreadyDecidedError{Status: m[keyStatus], DecidedBy: m[keyDecidedBy],
 					Reason: m[keyReason], DecidedAt: m[keyDecidedAt], err: err}
+			case reasonAlreadyVoted:
+				return &AlreadyVotedError{Voter: m[keyVoter], Decision: m[keyDecision], err: err}
+			case reasonContextDigestMismatch:
+				return &ContextChangedError{ContextDigest: m[keyContextDigest],
+					ExpectedContextDigest: m[keyExpectedContextDigest], err: err}
 			}
 		}
 	case codes.InvalidArgument:

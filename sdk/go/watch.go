@@ -18,6 +18,9 @@ type EventKind string
 const (
 	// Added: a pending approval (from the snapshot, or newly created).
 	Added EventKind = "added"
+	// Updated: a pending approval changed and is still pending (a vote
+	// arrived: see its GetVotes()).
+	Updated EventKind = "updated"
 	// Resolved: a pending approval became final.
 	Resolved EventKind = "resolved"
 	// Synced: the snapshot is complete; live events follow.
@@ -36,7 +39,7 @@ type Event struct {
 }
 
 // WatchPending yields every pending approval matching filter (a snapshot,
-// with empty cursors), then Synced, then live Added and Resolved events until
+// with empty cursors), then Synced, then live Added, Updated and Resolved events until
 // ctx ends or the loop stops. A lost stream is resumed from the last cursor
 // (on any replica: no gap, no duplicate); filter.Cursor starts after an
 // earlier event. It yields an error only when it gives up.
@@ -59,11 +62,14 @@ func (c *Client) WatchPending(ctx context.Context, filter *approvalv1.WatchPendi
 					break
 				}
 				received = true
-				event := eventOf(response)
+				event, known := eventOf(response)
 				if event.Cursor != "" {
 					request.Cursor = event.Cursor
 				} else {
 					yieldedWithoutCursor = true
+				}
+				if !known {
+					continue // an event kind newer than this package (its cursor is kept)
 				}
 				if !yield(event, nil) {
 					cancel()
@@ -103,13 +109,21 @@ func (c *Client) WatchPending(ctx context.Context, filter *approvalv1.WatchPendi
 	}
 }
 
-func eventOf(r *approvalv1.WatchPendingResponse) Event {
+// eventOf is the Event of a response; false for an event kind this package
+// does not know.
+func eventOf(r *approvalv1.WatchPendingResponse) (Event, bool) {
+	event := Event{Cursor: r.GetCursor()}
 	switch e := r.GetEvent().(type) {
 	case *approvalv1.WatchPendingResponse_Added:
-		return Event{Kind: Added, Approval: e.Added, Cursor: r.GetCursor()}
+		event.Kind, event.Approval = Added, e.Added
+	case *approvalv1.WatchPendingResponse_Updated:
+		event.Kind, event.Approval = Updated, e.Updated
 	case *approvalv1.WatchPendingResponse_Resolved:
-		return Event{Kind: Resolved, Approval: e.Resolved, Cursor: r.GetCursor()}
+		event.Kind, event.Approval = Resolved, e.Resolved
+	case *approvalv1.WatchPendingResponse_Synced:
+		event.Kind = Synced
 	default:
-		return Event{Kind: Synced, Cursor: r.GetCursor()}
+		return event, false
 	}
+	return event, true
 }

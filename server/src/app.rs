@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Store(#[from] DomainError),
+    #[error("invalid configuration: {0}")]
+    RedisUrl(#[from] crate::store::BadRedisUrl),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
@@ -89,6 +91,7 @@ impl Application {
                 Arc::new(RedisStore::connect(RedisOptions {
                     url: url.clone(),
                     prefix: config.redis_prefix.clone(),
+                    partitions: config.redis_partitions,
                     retention: config.retention(),
                     timeout: config.redis_timeout,
                     durability: (config.redis_wait_replicas > 0).then_some(Durability {
@@ -101,6 +104,17 @@ impl Application {
             ),
             None => (Arc::new(MemoryStore::new(config.retention())), "memory"),
         };
+        // The data's partition count must be this replica's
+        // (--redis-partitions). Redis not up yet: create checks it before
+        // its first write.
+        match store.check_layout().await {
+            Ok(Some(why)) => return Err(StartError::Config(why)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot read the Redis layout yet; it is checked before the first write"
+            ),
+        }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -252,7 +266,7 @@ impl Application {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_default();
-        let metrics_task = tokio::spawn(metrics.serve(metrics_listener, shutdown.clone()));
+        let metrics_task = tokio::spawn(metrics.clone().serve(metrics_listener, shutdown.clone()));
         // Plaintext health for probes, beside a TLS main port.
         let health_only_task = health_listener.map(|listener| {
             let service = health_service.clone();
@@ -336,6 +350,9 @@ impl Application {
             ))
             .layer(tower::util::MapResponseLayer::new(
                 crate::api::decode::client_errors::<tonic::body::Body>,
+            ))
+            .layer(tower::util::MapResponseLayer::new(
+                crate::api::exhausted::count_refusals::<tonic::body::Body>(metrics.clone()),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

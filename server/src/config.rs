@@ -16,6 +16,12 @@ fn duration(raw: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{raw:?} is not a duration like 30s, 5m, 7d: {e}"))
 }
 
+/// A duration default as `--help` shows it (`5m`, `7days`): the flags take
+/// their defaults from the constants that own them (`Limits`, `Retention`).
+fn shown(default: Duration) -> String {
+    humantime::format_duration(default).to_string()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -117,7 +123,7 @@ pub struct Config {
 
     /// How long a watcher whose queue is full may read nothing before it is
     /// ended with UNAVAILABLE (clients resume from their last cursor).
-    #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_WATCHER_STALL", default_value = shown(Limits::DEFAULT_WATCHER_STALL), value_parser = duration)]
     pub watcher_stall: Duration,
 
     /// Open client connections; more wait to be accepted. Default: 10000,
@@ -149,6 +155,14 @@ pub struct Config {
     #[arg(long, env = "APPROVALD_REDIS_PREFIX", default_value = "approvald")]
     pub redis_prefix: String,
 
+    /// How many hash tags (`{PREFIX}`, `{PREFIX:1}`...) approvals spread
+    /// over; each is a partition with its own keys, placed on a Cluster slot
+    /// of its own. Recorded in Redis at first start: a replica started with
+    /// another count on the same data refuses to start. 1: the layout of
+    /// versions before partitions. Only 1 is served yet (see README).
+    #[arg(long, env = "APPROVALD_REDIS_PARTITIONS", default_value_t = 1)]
+    pub redis_partitions: usize,
+
     /// Connect and command timeout towards Redis.
     #[arg(long, env = "APPROVALD_REDIS_TIMEOUT", default_value = "1s", value_parser = duration)]
     pub redis_timeout: Duration,
@@ -167,12 +181,18 @@ pub struct Config {
     pub redis_wait_timeout: Duration,
 
     /// How long final approvals stay readable.
-    #[arg(long, env = "APPROVALD_RETENTION", default_value = "7d", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_RETENTION", default_value = shown(Retention::DEFAULT_FINAL_FOR), value_parser = duration)]
     pub retention: Duration,
 
     /// Events kept in the event log (WatchPending resume window).
     #[arg(long, env = "APPROVALD_EVENT_LOG_CAP", default_value_t = Retention::DEFAULT_MAX_EVENTS)]
     pub event_log_cap: usize,
+
+    /// Bytes the event log may take in Redis (its stream's MEMORY USAGE,
+    /// held approximately): with `--event-log-cap`, whichever is reached
+    /// first trims the oldest events.
+    #[arg(long, env = "APPROVALD_EVENT_LOG_MAX_BYTES", default_value_t = Retention::DEFAULT_MAX_EVENT_BYTES)]
+    pub event_log_max_bytes: usize,
 
     /// Largest encoded `context`, in bytes.
     #[arg(long, env = "APPROVALD_MAX_CONTEXT_BYTES", default_value_t = Limits::DEFAULT_MAX_CONTEXT_BYTES)]
@@ -187,11 +207,11 @@ pub struct Config {
     pub max_reason_bytes: usize,
 
     /// `timeout` of an approval when the request gives none.
-    #[arg(long, env = "APPROVALD_DEFAULT_TIMEOUT", default_value = "300s", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_DEFAULT_TIMEOUT", default_value = shown(Limits::DEFAULT_TIMEOUT), value_parser = duration)]
     pub default_timeout: Duration,
 
     /// Longest `timeout` accepted.
-    #[arg(long, env = "APPROVALD_MAX_TIMEOUT", default_value = "7d", value_parser = duration)]
+    #[arg(long, env = "APPROVALD_MAX_TIMEOUT", default_value = shown(Limits::DEFAULT_MAX_TIMEOUT), value_parser = duration)]
     pub max_timeout: Duration,
 
     /// Largest gRPC message accepted, in bytes.
@@ -304,6 +324,7 @@ impl Config {
         Retention {
             final_approvals: self.retention,
             max_events: self.event_log_cap,
+            max_event_bytes: self.event_log_max_bytes,
             max_timeout: self.max_timeout,
         }
     }
@@ -390,6 +411,12 @@ impl Config {
         if self.event_log_cap == 0 {
             return Err("--event-log-cap must be at least 1".into());
         }
+        if self.event_log_max_bytes < Retention::MIN_MAX_EVENT_BYTES {
+            return Err(format!(
+                "--event-log-max-bytes must be at least {}",
+                Retention::MIN_MAX_EVENT_BYTES
+            ));
+        }
         if self.max_message_bytes < self.max_context_bytes {
             return Err(format!(
                 "--max-message-bytes ({}) must be at least --max-context-bytes ({})",
@@ -409,6 +436,16 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
         }
+        if self.redis_partitions != 1 {
+            // The store routes approvals, lists and reaps over partitions;
+            // the event log (pump, WatchPending, webhooks) reads one log:
+            // until it merges them, more than one would lose events.
+            return Err(format!(
+                "--redis-partitions {}: only 1 is supported yet (the event log is not \
+                 merged across partitions)",
+                self.redis_partitions
+            ));
+        }
         if let Some(bad) = self.cors_origins.iter().map(|o| o.trim()).find(|o| {
             !o.is_empty() && *o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
         }) {
@@ -424,5 +461,20 @@ impl Config {
             return Err("--max-open-per-requester, --max-watchers-per-principal, --max-watchers and --max-connections must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_default_to_the_constants_that_own_them() {
+        let config = Config::try_parse_from(["approvald"]).expect("the defaults parse");
+        assert_eq!(config.default_timeout, Limits::DEFAULT_TIMEOUT);
+        assert_eq!(config.max_timeout, Limits::DEFAULT_MAX_TIMEOUT);
+        assert_eq!(config.watcher_stall, Limits::DEFAULT_WATCHER_STALL);
+        assert_eq!(config.retention, Retention::DEFAULT_FINAL_FOR);
+        assert_eq!(config.event_log_cap, Retention::DEFAULT_MAX_EVENTS);
     }
 }

@@ -17,6 +17,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use approval_api::v1::ErrorReason;
+
 use crate::domain::{Decision, OnTimeout, Status};
 use crate::shutdown::Shutdown;
 
@@ -55,6 +57,9 @@ pub struct Metrics {
     pub policy_decisions: Family<Labels, Counter>,
     /// Reminders this replica wrote (for notifications).
     pub reminders: Counter,
+    /// Calls a limit refused (RESOURCE_EXHAUSTED), by limit: rate_limited,
+    /// too_many_invalid_credentials, open_approvals_quota, watcher_cap.
+    pub limit_refusals: Family<Labels, Counter>,
     pub webhooks: crate::webhooks::WebhookMetrics,
     registry: std::sync::Arc<Registry>,
 }
@@ -83,6 +88,7 @@ impl Metrics {
         let votes = Family::<Labels, Counter>::default();
         let policy_decisions = Family::<Labels, Counter>::default();
         let reminders = Counter::default();
+        let limit_refusals = Family::<Labels, Counter>::default();
         let mut r = Registry::with_prefix("approvald");
         r.register(
             "votes",
@@ -98,6 +104,11 @@ impl Metrics {
             "reminders",
             "Reminders written for pending approvals (their policy's remind_after)",
             reminders.clone(),
+        );
+        r.register(
+            "limit_refusals",
+            "Calls a limit refused (RESOURCE_EXHAUSTED), by limit: rate_limited, too_many_invalid_credentials, open_approvals_quota, watcher_cap",
+            limit_refusals.clone(),
         );
         r.register("approvals_created", "Approvals created", created.clone());
         r.register(
@@ -178,6 +189,7 @@ impl Metrics {
             votes,
             policy_decisions,
             reminders,
+            limit_refusals,
             webhooks,
             registry: std::sync::Arc::new(r),
         }
@@ -210,6 +222,21 @@ impl Metrics {
     pub fn refused(&self, cause: &'static str) {
         self.store_write_refusals
             .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    /// A call refused for `reason`; reasons that are not limits are not
+    /// counted here.
+    pub fn limit_refused(&self, reason: ErrorReason) {
+        let limit = match reason {
+            ErrorReason::RateLimited => "rate_limited",
+            ErrorReason::TooManyInvalidCredentials => "too_many_invalid_credentials",
+            ErrorReason::OpenApprovalsQuota => "open_approvals_quota",
+            ErrorReason::WatcherCap => "watcher_cap",
+            _ => return,
+        };
+        self.limit_refusals
+            .get_or_create(&vec![("limit", limit)])
             .inc();
     }
 

@@ -15,6 +15,21 @@
 //! `..._TIMEOUT`, `..._COMPRESSION`, `OTEL_SERVICE_NAME` (default here:
 //! `approvald`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`.
+//!
+//! One trace per approval: the store keeps the W3C context of the call that
+//! created an approval (`TraceContext`, bounded), and what happens to it
+//! later is linked to that trace:
+//! - a call about it (`Respond`, each vote; `CancelApproval`;
+//!   `AwaitApproval`) stays in the caller's own trace (or a new one when it
+//!   sent none: the layer starts the span before the approval is known) and
+//!   gets a span *link* to the requester's context;
+//! - work no call asked for (expiry by the reaper, reminders, webhook
+//!   deliveries) has no trace of its own: its span is a *child* of the
+//!   requester's context, so it shows in the requester's trace, and carries
+//!   the same link, so every span about an approval is found the same way.
+//!
+//! Reading the context back costs one store call, made only while traces
+//! are exported ([`enabled`]); storing it rides on the create call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -33,7 +48,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::domain::Approval;
+use crate::domain::{Approval, TraceContext};
 
 /// Set once traces are exported; read when the gRPC server is built.
 static ON: AtomicBool = AtomicBool::new(false);
@@ -83,6 +98,13 @@ pub struct Tracing {
 }
 
 impl Tracing {
+    /// Exports what is queued now (blocks until the exporter answers).
+    pub fn flush(&self) {
+        if let Err(e) = self.provider.force_flush() {
+            tracing::warn!(error = %e, "traces: flushing spans failed");
+        }
+    }
+
     pub fn shutdown(self) {
         if let Err(e) = self.provider.shutdown() {
             tracing::warn!(error = %e, "traces: flushing the last spans failed");
@@ -139,6 +161,75 @@ pub fn grpc_layer() -> Option<TraceContextLayer> {
     ON.load(Ordering::Acquire).then_some(TraceContextLayer)
 }
 
+/// Whether traces are exported (then the requester's context is read back
+/// to link spans to it).
+pub fn enabled() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// The remote span a stored context names (invalid if it names none).
+fn span_context(trace: &TraceContext) -> opentelemetry::trace::SpanContext {
+    use opentelemetry::trace::TraceContextExt as _;
+    TraceContextPropagator::new()
+        .extract(&Stored(trace))
+        .span()
+        .span_context()
+        .clone()
+}
+
+/// Links the current call's span to the requester's trace.
+pub fn link_current(trace: &TraceContext) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.add_link(span_context(trace));
+    }
+}
+
+/// A span for work on an approval that no call asked for (expiry, a
+/// reminder, a webhook delivery): a child of the requester's context when
+/// there is one, linked to it too. `name` is the span's name; the caller
+/// enters it around the work and records `approval.outcome` (for a
+/// webhook, `webhook.endpoint` and `webhook.outcome`: delivered, retry or
+/// dead) when known.
+pub fn approval_span(
+    name: &'static str,
+    a: &Approval,
+    trace: Option<&TraceContext>,
+) -> tracing::Span {
+    approval_span_of(name, a.id.as_str(), &a.approval_type, trace)
+}
+
+/// [`approval_span`] from the id and type alone.
+pub fn approval_span_of(
+    name: &'static str,
+    id: &str,
+    approval_type: &str,
+    trace: Option<&TraceContext>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "approvald::approval",
+        "approval",
+        otel.name = name,
+        otel.kind = "internal",
+        approval.id = id,
+        approval.type = approval_type,
+        approval.outcome = Empty,
+        webhook.endpoint = Empty,
+        webhook.outcome = Empty,
+    );
+    if let Some(trace) = trace {
+        let linked = span_context(trace);
+        if linked.is_valid() {
+            use opentelemetry::trace::TraceContextExt as _;
+            let remote = opentelemetry::Context::new().with_remote_span_context(linked.clone());
+            // Only fails if the span is disabled: then there is nothing to link.
+            let _ = span.set_parent(remote);
+            span.add_link(linked);
+        }
+    }
+    span
+}
+
 /// Adds the approval's id, type and (once final) outcome to the current
 /// call's span. Never the context: it may hold anything.
 pub fn record_approval(a: &Approval) {
@@ -177,6 +268,22 @@ impl Extractor for Headers<'_> {
     }
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// A stored context, read like headers.
+struct Stored<'a>(&'a TraceContext);
+
+impl Extractor for Stored<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(self.0.traceparent()),
+            "tracestate" => Some(self.0.tracestate()),
+            _ => None,
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
     }
 }
 
@@ -222,6 +329,14 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    #[test]
+    fn with_traces_off_nothing_is_installed_and_no_context_is_read_back() {
+        let installed = install::<tracing_subscriber::Registry>(&Traces::Off).expect("off");
+        assert!(installed.is_none(), "no exporter, no layer");
+        assert!(grpc_layer().is_none(), "no per-call layer");
+        assert!(!enabled(), "stored contexts are not read back");
     }
 
     #[test]

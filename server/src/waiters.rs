@@ -52,6 +52,11 @@ impl Waiters {
         }
     }
 
+    /// Whether a call on this replica waits for `id`.
+    pub fn waits_for(&self, id: &ApprovalId) -> bool {
+        self.slots().contains_key(id)
+    }
+
     /// Wakes every local waiter on this (final) approval.
     pub fn resolve(&self, approval: &Approval) {
         let outcome = match self.slots().get(&approval.id) {

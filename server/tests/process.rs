@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use approval_api::v1;
 use approval_api::v1::approval_service_client::ApprovalServiceClient;
-use approval_testkit::{cpu_time, free_port, scrape_metrics, Listen, ServerProcess};
+use approval_testkit::{cpu_time, free_port, metric_value, scrape_metrics, Listen, ServerProcess};
 use tonic_types::StatusExt;
 
 fn bin() -> &'static Path {
@@ -194,6 +194,46 @@ fn bad_configuration_is_refused_naming_the_flag() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--retention"));
+}
+
+#[test]
+fn a_bad_redis_url_is_a_start_error_saying_what_to_fix_without_the_password() {
+    let cases = [
+        ("nonsense://127.0.0.1:6379", "not a Redis URL"),
+        (
+            "redis+sentinel://app:s3cret@127.0.0.1:26379",
+            "no master name after the sentinels",
+        ),
+        (
+            "redis+cluster://127.0.0.1:7000/1",
+            "a Redis Cluster has one database (0)",
+        ),
+    ];
+    for (url, why) in cases {
+        let out = Command::new(bin())
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--redis-url", url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {text}");
+        assert!(text.contains("approvald cannot start"), "{url}: {text}");
+        assert!(text.contains("--redis-url"), "{url}: {text}");
+        assert!(text.contains(why), "{url}: {text}");
+        assert!(
+            text.contains("redis://HOST:6379/0"),
+            "an example to follow: {text}"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "the password is not shown: {text}"
+        );
+        assert!(
+            !text.contains("invalid argument"),
+            "not a request error: {text}"
+        );
+    }
 }
 
 #[test]
@@ -499,16 +539,20 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
         ),
     )
     .unwrap();
-    let (p, listen) = start(&[
-        "--auth-config",
-        file.to_str().unwrap(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-        "--auth-failures-per-minute",
-        "10",
-        "--audit-summary-interval",
-        "1s",
-    ]);
+    let (p, ports) = ServerProcess::on_loopback(
+        bin(),
+        &[
+            "--auth-config",
+            file.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--auth-failures-per-minute",
+            "10",
+            "--audit-summary-interval",
+            "1s",
+        ],
+    );
+    let listen = ports.addr();
     p.line_with("listening");
     let client = ApprovalServiceClient::connect(format!("http://{listen}"))
         .await
@@ -552,7 +596,17 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
     let info = refused.get_details_error_info().expect("ErrorInfo details");
     assert_eq!(
         info.reason,
-        approvald::api::exhausted::TOO_MANY_INVALID_CREDENTIALS
+        approval_api::v1::ErrorReason::TooManyInvalidCredentials.reason()
+    );
+    // Every refusal is counted under its limit.
+    let metrics = scrape_metrics(ports.metrics_port).unwrap();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "approvald_limit_refusals_total{limit=\"too_many_invalid_credentials\"}"
+        ),
+        Some((exhausted + 1) as f64),
+        "{metrics}"
     );
     let intervals = started.elapsed().as_secs() + 2;
 

@@ -20,6 +20,8 @@ const NODE_TIMEOUT_MS: u64 = 1000;
 
 struct Node {
     port: u16,
+    /// The cluster bus port (kept across restarts).
+    bus_port: u16,
     /// The redis-server's pid (the watchdog's child).
     pid: u32,
     watchdog: Child,
@@ -60,7 +62,10 @@ impl RedisCluster {
         ));
         std::fs::create_dir_all(&dir).expect("create cluster temp dir");
         let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
-        let nodes = ports.iter().map(|&port| launch(&dir, port)).collect();
+        let nodes = ports
+            .iter()
+            .map(|&port| launch(&dir, port, free_port()))
+            .collect();
         let cluster = Self {
             nodes: Mutex::new(nodes),
             ports: ports.clone(),
@@ -188,7 +193,7 @@ impl RedisCluster {
                 !matches!(node.watchdog.try_wait(), Ok(None)),
                 "node {port} is still running"
             );
-            *node = launch(&self.dir, port);
+            *node = launch(&self.dir, port, node.bus_port);
         }
         wait_until(
             Duration::from_secs(10),
@@ -269,7 +274,7 @@ struct SlotRange {
     replicas: Vec<u16>,
 }
 
-fn launch(dir: &std::path::Path, port: u16) -> Node {
+fn launch(dir: &std::path::Path, port: u16, bus_port: u16) -> Node {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).expect("create node dir");
     // The watchdog: start the node, say its pid, wait for the pipe from the
@@ -279,6 +284,9 @@ fn launch(dir: &std::path::Path, port: u16) -> Node {
         .arg(r#"redis-server "$@" >/dev/null 2>&1 & echo $!; read _; kill -9 $! 2>/dev/null"#)
         .arg("sh")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        // The bus port defaults to port + 10000, which does not exist for
+        // ports above 55535 (common in the ephemeral range): pick one.
+        .args(["--cluster-port", &bus_port.to_string()])
         .args([
             "--cluster-enabled",
             "yes",
@@ -310,6 +318,7 @@ fn launch(dir: &std::path::Path, port: u16) -> Node {
     });
     Node {
         port,
+        bus_port,
         pid,
         watchdog,
         lifeline: Some(lifeline),

@@ -39,7 +39,10 @@ pub struct ReceivedSpan {
     pub service: Option<String>,
     pub name: String,
     pub trace_id: String,
+    pub span_id: String,
     pub parent_span_id: String,
+    /// The spans it links to: (trace id, span id).
+    pub links: Vec<(String, String)>,
     pub trace_state: String,
     pub duration: Duration,
     pub attributes: HashMap<String, String>,
@@ -103,7 +106,13 @@ impl OtlpReceiver {
                     service: service.clone(),
                     name: s.name.clone(),
                     trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
                     parent_span_id: hex(&s.parent_span_id),
+                    links: s
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
                     trace_state: s.trace_state.clone(),
                     duration: Duration::from_nanos(
                         s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),

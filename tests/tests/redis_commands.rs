@@ -4,6 +4,8 @@
 //! adds a round trip or a command inside a script makes these fail; the
 //! message lists the commands, so the cost is visible either way.
 //!
+//! Counted: the pump's one read of an approval's body when a local watcher
+//! or waiter needs it (log entries carry no body).
 //! Left out: the event pump's `XREAD`s (one per batch of events, so under
 //! load a small share per lifecycle, but one per event when lifecycles run
 //! one after the other as here) and the health monitor (its interval is set
@@ -61,7 +63,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_approval_then_respond_costs_at_most_18_redis_commands() {
+async fn request_approval_then_respond_costs_at_most_19_redis_commands() {
     let d = deployment().await;
     let client = d.a().await;
     let watch = synced_watch(&mut client.clone(), v1::WatchPendingRequest::default())
@@ -93,7 +95,7 @@ async fn request_approval_then_respond_costs_at_most_18_redis_commands() {
     .await;
     eprintln!("RequestApproval + Respond: {per_lifecycle:.2} commands ({breakdown})");
     assert!(
-        per_lifecycle <= 18.0,
+        per_lifecycle <= 19.0,
         "{per_lifecycle:.2} Redis commands per lifecycle: {breakdown}"
     );
 }
@@ -101,7 +103,7 @@ async fn request_approval_then_respond_costs_at_most_18_redis_commands() {
 /// Half the approvals with an idempotency key (a key costs its `GET` and
 /// `SET`), half without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_await_respond_costs_at_most_20_redis_commands() {
+async fn create_await_respond_costs_at_most_21_redis_commands() {
     let d = deployment().await;
     let replica = &d.replicas[0];
     let client = &replica.client().await;
@@ -126,7 +128,7 @@ async fn create_await_respond_costs_at_most_20_redis_commands() {
         "CreateApproval + AwaitApproval + Respond: {per_lifecycle:.2} commands ({breakdown})"
     );
     assert!(
-        per_lifecycle <= 20.0,
+        per_lifecycle <= 21.0,
         "{per_lifecycle:.2} Redis commands per lifecycle: {breakdown}"
     );
 }

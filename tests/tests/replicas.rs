@@ -30,7 +30,8 @@ on_redis_and_cluster!(
     a_decision_on_one_replica_wakes_the_waiter_on_another,
     fifty_concurrent_conflicting_responses_have_exactly_one_winner_and_every_view_agrees,
     a_response_racing_the_deadline_gets_one_answer_and_every_view_agrees,
-    an_approval_expires_exactly_once_with_three_replicas
+    an_approval_expires_exactly_once_with_three_replicas,
+    watchers_and_waiters_on_another_replica_get_the_whole_context_live_and_resumed,
 );
 
 async fn redis_deployment(replicas: usize) -> Deployment {
@@ -467,4 +468,175 @@ async fn shutdown_with_open_waiters_and_watchers_ends_within_its_grace() {
     let answer = b.request_approval(req).await.unwrap().into_inner();
     assert!(answer.approved);
     assert_eq!(answer.approval.unwrap().id, pending[0].id);
+}
+
+// ---- the event log's entries are small; the log is bounded in bytes ----
+
+/// The approval of a watch event, failing the test unless it is `added`
+/// (`added: true`) or `resolved`.
+fn event_approval(m: v1::WatchPendingResponse, added: bool) -> v1::Approval {
+    match (m.event, added) {
+        (Some(Event::Added(a)), true) | (Some(Event::Resolved(a)), false) => a,
+        (other, _) => panic!(
+            "expected {} event, got {other:?}",
+            if added { "an added" } else { "a resolved" }
+        ),
+    }
+}
+
+/// The log's entries leave the approval's body out; whoever shows an
+/// event reads it from the approval, so nothing of it is lost on the way.
+async fn watchers_and_waiters_on_another_replica_get_the_whole_context_live_and_resumed(
+    store: Store,
+) {
+    let d = Deployment::start(store).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let watch = synced_watch(&mut b, v1::WatchPendingRequest::default()).await;
+    let start = watch.cursor.clone();
+    let mut live = watch.expect_empty();
+    let sent = create_request_of("deploy:prod", 30_000).context;
+    let created = create_with(&mut a, create_request_of("deploy:prod", 30_000)).await;
+    let waiter = spawn_await(&b, &created.id);
+    until_waiting(&d.replicas[1], 1).await;
+    let added = event_approval(next_event(&mut live).await, true);
+    assert_eq!(added.id, created.id);
+    assert_eq!(
+        added.context, sent,
+        "the live added event has the whole context"
+    );
+    assert_eq!(added.approval_type, "deploy:prod");
+    a.respond(approve(&created.id, "alice")).await.unwrap();
+    let resolved = event_approval(next_event(&mut live).await, false);
+    assert_eq!(resolved.context, sent, "the live resolved event has it too");
+    assert_eq!(resolved.decided_by, "alice");
+    let answer = tokio::time::timeout(PROMPTLY, waiter)
+        .await
+        .expect("the waiter is woken")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.approval.unwrap().context,
+        sent,
+        "the waiter's answer too"
+    );
+    // Resumed from before both events: read from the log, completed too.
+    let mut resumed = b
+        .watch_pending(v1::WatchPendingRequest {
+            cursor: start,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let added = event_approval(next_event(&mut resumed).await, true);
+    assert_eq!(
+        added.context, sent,
+        "a resumed added event has the whole context"
+    );
+    let resolved = event_approval(next_event(&mut resumed).await, false);
+    assert_eq!(resolved.context, sent);
+    assert_eq!(resolved.decided_by, "alice");
+}
+
+/// `MEMORY USAGE` of this deployment's event stream, exact (every node).
+fn log_bytes(d: &Deployment) -> usize {
+    let mut conn = d.redis.as_ref().expect("a Redis server").connection();
+    ::redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("{}:events", d.hash_tag()))
+        .arg("SAMPLES")
+        .arg(0)
+        .query::<Option<usize>>(&mut conn)
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_holds_small_entries_not_the_contexts_of_its_approvals() {
+    let d = redis_deployment(2).await;
+    let mut a = d.a().await;
+    for _ in 0..40 {
+        let created = create_with(&mut a, create_request_of("deploy:prod", 30_000)).await;
+        a.respond(reject(&created.id, "alice")).await.unwrap();
+    }
+    // 80 events, of 1.2 MB of context: a few hundred bytes each.
+    let bytes = log_bytes(&d);
+    assert!(
+        bytes < 80 * 1024,
+        "the log takes {bytes} bytes for 80 events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_stays_under_its_byte_bound_when_its_entries_are_large() {
+    const BOUND: usize = 256 * 1024;
+    let d = Deployment::start_with(Store::Redis, 2, |c| c.event_log_max_bytes = BOUND).await;
+    let mut a = d.a().await;
+    let reason = "r".repeat(4000);
+    let mut largest = 0;
+    // 300 rejections with a 4 KB reason (in the entry twice: the reason and
+    // the vote): about 2.5 MB of entries written.
+    for i in 0..300 {
+        let created = create(&mut a, "deploy:prod").await;
+        let mut no = reject(&created.id, "alice");
+        no.reason = reason.clone();
+        a.respond(no).await.unwrap();
+        if i % 10 == 9 {
+            largest = largest.max(log_bytes(&d));
+        }
+    }
+    assert!(
+        largest <= BOUND,
+        "the log took {largest} bytes, past its bound of {BOUND}"
+    );
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    let kept: usize = ::redis::cmd("XLEN")
+        .arg(format!("{}:events", d.hash_tag()))
+        .query(&mut conn)
+        .unwrap();
+    println!("largest MEMORY USAGE {largest} of {BOUND}; {kept} events kept");
+    assert!(
+        kept >= 10,
+        "trimming by bytes keeps the newest events ({kept})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_approval_record_is_gone_still_reaches_a_watcher() {
+    let d = redis_deployment(2).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let start = synced_watch(&mut b, v1::WatchPendingRequest::default())
+        .await
+        .cursor;
+    let created = create_with(&mut a, create_request_of("deploy:prod", 1_000)).await;
+    a.respond(approve(&created.id, "alice")).await.unwrap();
+    // As if its retention had passed. (Read next on the replica that
+    // wrote it: no watcher there read its body, nothing has it cached.)
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(format!("{}:approval:{}", d.hash_tag(), created.id))
+        .query(&mut conn)
+        .unwrap();
+    let mut resumed = a
+        .watch_pending(v1::WatchPendingRequest {
+            cursor: start,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // What the entries hold: the id, status, times and decision; the
+    // context, type and labels are gone with the record.
+    let added = event_approval(next_event(&mut resumed).await, true);
+    assert_eq!(added.id, created.id);
+    assert_eq!(added.deadline, created.deadline);
+    assert!(added.context.is_none_or(|c| c.fields.is_empty()));
+    let resolved = event_approval(next_event(&mut resumed).await, false);
+    assert_eq!(resolved.id, created.id);
+    assert_eq!(status(&resolved), v1::ApprovalStatus::Approved);
+    assert_eq!(resolved.decided_by, "alice");
+    assert_eq!(resolved.reason, "looks good");
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use approval_client::v1;
+use approval_client::v1::ErrorReason;
 use approval_client::ApprovalServiceClient;
 use approval_tests::*;
-use approvald::api::exhausted;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
@@ -539,7 +539,7 @@ async fn the_rate_limit_holds_per_principal_across_reconnects() {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
                 assert!(e.message().contains("rate limit"), "{}", e.message());
                 let info = e.get_details_error_info().expect("ErrorInfo details");
-                assert_eq!(info.reason, exhausted::RATE_LIMITED);
+                assert_eq!(info.reason, ErrorReason::RateLimited.reason());
                 let retry = e.get_details_retry_info().expect("RetryInfo details");
                 assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO));
                 refused += 1;
@@ -551,6 +551,13 @@ async fn the_rate_limit_holds_per_principal_across_reconnects() {
     assert!(
         f64::from(accepted) <= allowed,
         "{accepted} calls accepted in {elapsed:.1} s against a burst of 5 at 1/s ({refused} refused)"
+    );
+    // Counted by kind, on the replica that refused.
+    assert_eq!(
+        d.replicas[0]
+            .metric("approvald_limit_refusals_total{limit=\"rate_limited\"}")
+            .await,
+        Some(f64::from(refused))
     );
     // Another principal has its own budget.
     let mut a = d.a().await;
@@ -579,9 +586,15 @@ async fn open_approvals_per_requester_are_capped_on_every_replica() {
             err.message()
         );
         let info = err.get_details_error_info().expect("ErrorInfo details");
-        assert_eq!(info.reason, exhausted::OPEN_APPROVALS_QUOTA);
+        assert_eq!(info.reason, ErrorReason::OpenApprovalsQuota.reason());
     }
     assert_eq!(everything(&mut a).await, before, "nothing changed");
+    for replica in &d.replicas {
+        let refused = replica
+            .metric("approvald_limit_refusals_total{limit=\"open_approvals_quota\"}")
+            .await;
+        assert_eq!(refused, Some(1.0), "one refusal counted on each replica");
+    }
     // Another requester is not affected; a decision frees a place.
     create_as(&mut a, "tok-agent-b", "deploy:prod").await;
     a.respond(as_("tok-alice", approve(&first.id, "")))
@@ -610,10 +623,16 @@ async fn watchers_per_principal_are_capped_across_reconnects() {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     let info = err.get_details_error_info().expect("ErrorInfo details");
-    assert_eq!(info.reason, exhausted::WATCHER_CAP);
+    assert_eq!(info.reason, ErrorReason::WatcherCap.reason());
     assert_eq!(
         info.metadata.get("scope").map(String::as_str),
         Some("principal")
+    );
+    assert_eq!(
+        d.replicas[0]
+            .metric("approvald_limit_refusals_total{limit=\"watcher_cap\"}")
+            .await,
+        Some(1.0)
     );
     // Closing one frees its place.
     drop(open.pop());

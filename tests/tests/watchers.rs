@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use approval_client::v1;
 use approval_client::v1::watch_pending_response::Event;
+use approval_client::v1::ErrorReason;
 use approval_tests::*;
-use approvald::api::exhausted;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -202,7 +202,7 @@ async fn watchers_beyond_max_watchers_are_refused_even_with_auth_off() {
         err.message()
     );
     let info = err.get_details_error_info().expect("ErrorInfo details");
-    assert_eq!(info.reason, exhausted::WATCHER_CAP);
+    assert_eq!(info.reason, ErrorReason::WatcherCap.reason());
     assert_eq!(
         info.metadata.get("scope").map(String::as_str),
         Some("replica")

@@ -5,6 +5,7 @@
 // put in the page as text (textContent), never as HTML.
 import {
   AlreadyDecidedError,
+  AlreadyVotedError,
   ApprovalStatus,
   Code,
   ConnectError,
@@ -13,6 +14,7 @@ import {
   createWebClient,
   type Approval,
 } from "../../sdk/typescript/src/web.ts";
+import { Decision as VoteDecision, OnTimeout, type Vote } from "../../sdk/typescript/src/gen/approval/v1/approval_pb.ts";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { renderJson } from "./json-tree.ts";
 
@@ -45,6 +47,8 @@ const pending = new Map<string, Approval>();
 let history: Approval[] = [];
 let historyToken = "";
 let selectedId = "";
+// The principal the server takes us for (its response header, with auth on).
+let principal = "";
 let decideMode: "approve" | "reject" | "" = "";
 const recent: { approval: Approval }[] = [];
 let watchAbort: AbortController | undefined;
@@ -118,10 +122,36 @@ function span(ms: number): string {
 
 function countdown(a: Approval): string {
   const d = when(a.deadline);
-  if (!d) return "";
-  const left = d.getTime() - Date.now();
-  return left > 0 ? `expires in ${span(left)}` : "deadline passed";
+  return d ? countdownText(d.getTime(), selfApproves(a)) : "";
 }
+
+function countdownText(deadline: number, approves: boolean): string {
+  const left = deadline - Date.now();
+  if (left <= 0) return "deadline passed";
+  return approves ? `approves itself in ${span(left)}` : `expires in ${span(left)}`;
+}
+
+/** Its policy says doing nothing approves it (on_timeout = approve). */
+const selfApproves = (a: Approval) => a.onTimeout === OnTimeout.APPROVE;
+
+/** "1 of 2 approvals" (only when a policy needs more than one). */
+function tally(a: Approval): string {
+  if (a.requiredApprovals <= 1) return "";
+  const yes = a.votes.filter((v) => v.decision === VoteDecision.APPROVE).length;
+  return `${yes} of ${a.requiredApprovals} approvals`;
+}
+
+/** Who the server records as our vote's voter: the principal, or the name given. */
+function me(): string {
+  return principal || (token ? "" : (localStorage.getItem(NAME_KEY) ?? "").trim());
+}
+
+function myVote(a: Approval): Vote | undefined {
+  const who = me();
+  return who ? a.votes.find((v) => v.voter === who) : undefined;
+}
+
+const voted = (v: Vote) => (v.decision === VoteDecision.APPROVE ? "approved" : v.decision === VoteDecision.REJECT ? "rejected" : "voted");
 
 function notice(text: string, kind: "error" | "info" = "error") {
   const n = $("notice");
@@ -144,6 +174,9 @@ function describe(error: unknown): string {
     const by = error.decidedBy ? ` by ${error.decidedBy}` : "";
     const why = error.reason ? `: “${error.reason}”` : "";
     return `Already ${error.status}${by}${at}${why}. Your decision was not recorded.`;
+  }
+  if (error instanceof AlreadyVotedError) {
+    return `You (${error.voter}) already voted ${error.decision} on this; a vote cannot be changed or cast twice. Nothing changed.`;
   }
   if (error instanceof ContextChangedError) {
     return "Refused: what this approval asks is not what you reviewed (its context digest differs). Nothing was recorded; reload it and review again.";
@@ -183,8 +216,10 @@ function needsSignIn(error: unknown): boolean {
  * no duplicate); when the cursor is too old (OUT_OF_RANGE) it starts over
  * with a fresh snapshot, which replaces the list at `synced` (no stale item).
  * Going offline cuts the stream at once; coming back online retries at once.
+ * With `only` (the approval's own page) it follows that one approval: its
+ * votes and its end, live.
  */
-async function watch() {
+async function watch(only?: Approval) {
   watchAbort?.abort();
   const abort = new AbortController();
   watchAbort = abort;
@@ -196,21 +231,42 @@ async function watch() {
     streamAbort = stream;
     const signal = AbortSignal.any([abort.signal, stream.signal]);
     try {
-      const request = { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
+      const request = only ? { approvalTypes: [only.approvalType], cursor } : { approvalTypes: filters.types, agentId: filters.agent, labels: filters.labels, cursor };
       const onHeader = (headers: Headers) => {
         // A resumed stream sends no snapshot: the headers say it is back.
         if (cursor) setConn("live", "Live");
         // With auth on, the server says who it takes us for (a static token
         // or a proxy's header tell the page nothing).
-        const principal = headers.get(PRINCIPAL_HEADER);
-        if (principal) $("who").textContent = `Signed in as ${principal}`;
+        sawPrincipal(headers);
       };
       for await (const r of client.api.watchPending(request, { signal, onHeader })) {
         delay = 250;
         const event = r.event;
+        if (only) {
+          if (r.cursor) cursor = r.cursor;
+          if (event.case === "synced") {
+            // Decided while the stream was gone and the cursor aged out: ask.
+            if (fresh && !fresh.has(only.id)) void refreshOne(only.id);
+            fresh = undefined;
+            setConn("live", "Live");
+          } else if (event.case && event.value.id === only.id) {
+            fresh?.set(only.id, event.value);
+            history = [event.value];
+            renderHistory();
+            if (event.case === "resolved") {
+              setConn("live", "Connected");
+              abort.abort(); // final: nothing more will come
+              return;
+            }
+          }
+          continue;
+        }
         if (event.case === "added") {
           (fresh ?? pending).set(event.value.id, event.value);
           if (!fresh && r.cursor) notifyNew(event.value);
+        } else if (event.case === "updated") {
+          // A vote on a pending approval: the same card, updated in place.
+          (fresh ?? pending).set(event.value.id, event.value);
         } else if (event.case === "resolved") {
           (fresh ?? pending).delete(event.value.id);
           if (!fresh) decided(event.value);
@@ -235,6 +291,9 @@ async function watch() {
         setConn("signin", "Signed out");
         openSignIn(describe(error));
         return;
+      } else if (only && (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument)) {
+        setConn("off", "Not live"); // the approval stays readable; it just does not update itself
+        return;
       } else if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) {
         setConn("off", "Stopped");
         notice(describe(error));
@@ -249,6 +308,14 @@ async function watch() {
     });
     wake = undefined;
     delay = Math.min(delay * 2, 4000);
+  }
+}
+
+function sawPrincipal(headers: Headers) {
+  const p = headers.get(PRINCIPAL_HEADER);
+  if (p) {
+    principal = p;
+    $("who").textContent = `Signed in as ${p}`;
   }
 }
 
@@ -271,27 +338,62 @@ function sortedPending(): Approval[] {
   });
 }
 
-function listItem(a: Approval, selected: boolean) {
-  const button = el(
-    "button",
-    { type: "button", class: "item", "data-id": a.id, "aria-current": selected ? "true" : "false" },
+/**
+ * Shows `items` in #list, keyed by id: an item already shown keeps its
+ * element (only its content changes, and only when it changed), so a vote
+ * arriving updates its card in place: no list rebuild, no lost focus.
+ */
+function renderList(items: Approval[]) {
+  const list = $("list");
+  const shown = new Map<string, HTMLElement>();
+  for (const li of list.children) shown.set((li as HTMLElement).dataset.id ?? "", li as HTMLElement);
+  const wanted = items.map((a) => {
+    let li = shown.get(a.id);
+    if (!li) {
+      const button = el("button", { type: "button", class: "item", "data-id": a.id });
+      button.addEventListener("click", () => select(a.id));
+      li = el("li", { "data-id": a.id }, button);
+    }
+    fillItem(li.firstElementChild as HTMLElement, a, a.id === selectedId);
+    return li;
+  });
+  const keep = new Set(wanted);
+  for (const li of shown.values()) if (!keep.has(li)) li.remove();
+  wanted.forEach((li, i) => {
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+  });
+}
+
+function fillItem(button: HTMLElement, a: Approval, selected: boolean) {
+  button.setAttribute("aria-current", selected ? "true" : "false");
+  const pendingNow = a.status === ApprovalStatus.PENDING;
+  const mine = myVote(a);
+  const votes = a.votes.map((v) => `${v.voter} ${voted(v)}${v.votedAt ? ` at ${timestampDate(v.votedAt).toLocaleTimeString()}` : ""}${v.reason ? `: “${v.reason}”` : ""}`);
+  const tallyText = tally(a) + (mine && pendingNow ? ` · you ${voted(mine)}` : "");
+  // Rebuild the content only when what it shows changed (the countdown ticks by itself).
+  const key = JSON.stringify([a.approvalType, a.agentId || a.requester, statusName(a), String(when(a.deadline)?.getTime()), String(when(a.decidedAt)?.getTime()), tallyText, votes, selfApproves(a)]);
+  if (button.dataset.key === key) return;
+  button.dataset.key = key;
+  const deadline = String(when(a.deadline)?.getTime() ?? "");
+  const children: Node[] = [
     el("span", { class: "type" }, a.approvalType),
-    el("span", { class: "meta" }, a.agentId || a.requester),
     el("span", { class: "status", "data-status": statusName(a) }, statusName(a)),
-    el("span", { class: "countdown", "data-deadline": String(when(a.deadline)?.getTime() ?? "") }, a.status === ApprovalStatus.PENDING ? countdown(a) : ago(when(a.decidedAt))),
-  );
-  button.addEventListener("click", () => select(a.id));
-  return el("li", {}, button);
+    el("span", { class: "meta" }, a.agentId || a.requester),
+    pendingNow ? el("span", { class: "countdown", "data-deadline": deadline, "data-approves": String(selfApproves(a)) }, countdown(a)) : el("span", { class: "countdown" }, ago(when(a.decidedAt))),
+  ];
+  if (tallyText) children.push(el("span", { class: "tally" }, tallyText));
+  for (const v of votes) children.push(el("span", { class: "vote" }, v));
+  if (pendingNow && selfApproves(a)) children.push(el("span", { class: "fate" }, "approves itself at the deadline"));
+  button.replaceChildren(...children);
 }
 
 function renderPending() {
   const items = sortedPending();
-  const list = $("list");
   if (!items.some((a) => a.id === selectedId)) {
     const stillShown = selectedId && recent.some((r) => r.approval.id === selectedId);
     if (!stillShown) selectedId = items[0]?.id ?? "";
   }
-  list.replaceChildren(...items.map((a) => listItem(a, a.id === selectedId)));
+  renderList(items);
   $("empty").hidden = items.length > 0;
   $("count").textContent = String(items.length);
   document.title = items.length ? `(${items.length}) Inbox · approvald` : "Inbox · approvald";
@@ -387,7 +489,7 @@ function statusOf(name: string): ApprovalStatus {
 }
 
 function renderHistory() {
-  $("list").replaceChildren(...history.map((a) => listItem(a, a.id === selectedId)));
+  renderList(history);
   $("empty").hidden = history.length > 0;
   $("empty").textContent = "No approval matches these filters.";
   $("more").hidden = !historyToken;
@@ -398,15 +500,27 @@ function renderHistory() {
 
 async function loadOne(id: string) {
   try {
-    const a = await client.getApproval(id);
+    const a = await client.getApproval(id, { onHeader: sawPrincipal });
     history = [a];
     selectedId = a.id;
     setConn("live", "Connected");
     renderHistory();
+    if (a.status === ApprovalStatus.PENDING) void watch(a);
   } catch (error) {
     if (needsSignIn(error)) openSignIn(describe(error));
     setConn("off", "");
     $("detail").replaceChildren(el("p", { class: "error" }, describe(error)));
+  }
+}
+
+/** The approval's page after a lost stream: the approval as it is now. */
+async function refreshOne(id: string) {
+  try {
+    const a = await client.getApproval(id);
+    history = [a];
+    renderHistory();
+  } catch {
+    // the next event or reload shows it
   }
 }
 
@@ -435,7 +549,8 @@ function renderDetail() {
     return;
   }
   if (pane.dataset.id === a.id && pane.dataset.status === statusName(a) && pane.dataset.mode === decideMode) {
-    return; // unchanged: keep what the human is typing
+    updateVotes(a); // the rest is unchanged: keep what the human is typing
+    return;
   }
   pane.dataset.id = a.id;
   pane.dataset.status = statusName(a);
@@ -447,13 +562,22 @@ function renderDetail() {
     ["Created", `${when(a.createdAt)?.toLocaleString() ?? ""} (${ago(when(a.createdAt))})`],
   ];
   if (a.status === ApprovalStatus.PENDING) {
-    rows.push(["Deadline", el("span", { class: "countdown", "data-deadline": String(when(a.deadline)?.getTime() ?? "") }, countdown(a))]);
+    rows.push(["Deadline", el("span", { class: "countdown", "data-deadline": String(when(a.deadline)?.getTime() ?? ""), "data-approves": String(selfApproves(a)) }, countdown(a))]);
+    rows.push([
+      "If nobody decides",
+      el("span", { class: selfApproves(a) ? "fate" : "" }, selfApproves(a) ? "it approves itself at the deadline (its policy: on_timeout = approve)" : "it expires at the deadline and the gate does not proceed"),
+    ]);
   } else {
     rows.push(["Decided", `${a.decidedBy ? `by ${a.decidedBy} ` : ""}${when(a.decidedAt)?.toLocaleString() ?? ""}`]);
     if (a.reason) rows.push(["Reason", a.reason]);
   }
   const labels = Object.entries(a.labels);
   if (labels.length) rows.push(["Labels", el("span", {}, ...labels.map(([k, v]) => el("span", { class: "label" }, `${k}=${v}`)))]);
+  if (a.requiredApprovals > 1 || a.votes.length) {
+    const policy = a.policy?.name ? ` (policy ${a.policy.name})` : "";
+    rows.push(["Approvals", el("span", { id: "tally" }, (tally(a) || `${a.requiredApprovals || 1} needed`) + policy)]);
+    rows.push(["Votes", votesList(a)]);
+  }
   rows.push(["Id", el("a", { href: `/approvals/${a.id}` }, a.id)]);
   rows.push(["Context digest", el("code", { class: "digest" }, a.contextDigest)]);
   const dl = el("dl", { class: "facts" });
@@ -468,12 +592,51 @@ function renderDetail() {
   const children: Node[] = [el("h2", { id: "detail-title" }, a.approvalType), dl, context];
   if (a.status === ApprovalStatus.PENDING) children.push(decideForm(a));
   pane.replaceChildren(...children);
+  showMyVote(a);
+}
+
+/** Every vote so far: who, what, when and why, in the order cast. */
+function votesList(a: Approval) {
+  if (!a.votes.length) return el("span", { id: "votes", class: "hint" }, "none yet");
+  return el(
+    "ul",
+    { id: "votes", class: "votes" },
+    ...a.votes.map((v) => {
+      const li = el("li", {}, el("strong", {}, v.voter), ` ${voted(v)}`, v.votedAt ? ` ${timestampDate(v.votedAt).toLocaleString()}` : "");
+      if (v.reason) li.append(el("span", { class: "reason" }, ` “${v.reason}”`));
+      return li;
+    }),
+  );
+}
+
+/** A vote arrived on the approval shown: its tally, its votes and our own vote, in place. */
+function updateVotes(a: Approval) {
+  const shownTally = document.getElementById("tally");
+  if (shownTally) shownTally.textContent = (tally(a) || `${a.requiredApprovals || 1} needed`) + (a.policy?.name ? ` (policy ${a.policy.name})` : "");
+  document.getElementById("votes")?.replaceWith(votesList(a));
+  showMyVote(a);
+}
+
+/** Once we voted on a pending approval, the form says so and takes no second vote. */
+function showMyVote(a: Approval) {
+  const p = document.getElementById("my-vote");
+  if (!p) return;
+  const mine = a.status === ApprovalStatus.PENDING ? myVote(a) : undefined;
+  const yes = a.votes.filter((v) => v.decision === VoteDecision.APPROVE).length;
+  const more = Math.max(0, a.requiredApprovals - yes);
+  p.hidden = !mine;
+  p.textContent = mine ? `You ${voted(mine)} this${mine.votedAt ? ` at ${timestampDate(mine.votedAt).toLocaleTimeString()}` : ""}. It waits for ${more} more approval${more === 1 ? "" : "s"} from others; a vote cannot be changed.` : "";
+  for (const b of document.querySelectorAll<HTMLButtonElement>(".decide .buttons button")) b.disabled = !!mine;
 }
 
 function decideForm(a: Approval) {
   const reason = el("textarea", { id: "reason", name: "reason", rows: "2", maxlength: "4096", "aria-describedby": "reason-help" }) as HTMLTextAreaElement;
   const name = el("input", { id: "me", name: "me", autocomplete: "name", value: localStorage.getItem(NAME_KEY) ?? "" }) as HTMLInputElement;
-  name.addEventListener("input", () => localStorage.setItem(NAME_KEY, name.value.trim()));
+  name.addEventListener("input", () => {
+    localStorage.setItem(NAME_KEY, name.value.trim());
+    const now = current();
+    if (now) showMyVote(now);
+  });
   const help = el("p", { id: "reason-help", class: "hint" }, decideMode ? `Press Enter to ${decideMode}, Esc to cancel.` : "A reason is required to reject.");
   const approve = el("button", { type: "submit", value: "approve", class: "approve", "aria-keyshortcuts": "a" }, "Approve");
   const reject = el("button", { type: "submit", value: "reject", class: "reject", "aria-keyshortcuts": "r" }, "Reject");
@@ -483,6 +646,7 @@ function decideForm(a: Approval) {
     el("label", { class: "me" }, "Your name ", name, el("span", { class: "hint" }, " (ignored when signed in: the server records who you are)")),
     el("label", {}, "Reason ", reason),
     help,
+    el("p", { id: "my-vote", class: "my-vote", role: "status", hidden: "" }),
     el("div", { class: "buttons" }, approve, reject),
   );
   form.addEventListener("submit", (e) => {
@@ -516,6 +680,12 @@ async function decide(a: Approval, approve: boolean, reason: string, name: strin
     return;
   }
   localStorage.setItem(NAME_KEY, name.trim());
+  // The keyboard reaches here too when the buttons are disabled.
+  const mine = myVote(current() ?? a);
+  if (mine && (current() ?? a).status === ApprovalStatus.PENDING) {
+    notice(`You already ${voted(mine)} this; a vote cannot be changed or cast twice.`, "info");
+    return;
+  }
   try {
     const done = await client.respond(a.id, approve, {
       responder: name.trim(),
@@ -523,6 +693,16 @@ async function decide(a: Approval, approve: boolean, reason: string, name: strin
       expectedContextDigest: a.contextDigest,
     });
     decideMode = "";
+    if (done.status === ApprovalStatus.PENDING) {
+      // A vote that does not decide yet (the policy needs more approvals).
+      const mine = done.votes.at(-1);
+      if (mine && token && !principal) principal = mine.voter;
+      notice(`${done.approvalType}: your vote is recorded, ${tally(done) || "still pending"}.`, "info");
+      if (pending.has(done.id)) pending.set(done.id, done);
+      history = history.map((h) => (h.id === done.id ? done : h));
+      rerender();
+      return;
+    }
     notice(`${done.approvalType}: ${statusName(done)}${done.decidedBy ? ` by ${done.decidedBy}` : ""}.`, "info");
     if (done.decidedBy && token) $("who").textContent = `Signed in as ${done.decidedBy}`;
     pending.delete(done.id);
@@ -531,8 +711,30 @@ async function decide(a: Approval, approve: boolean, reason: string, name: strin
     rerender();
   } catch (error) {
     if (needsSignIn(error)) openSignIn(describe(error));
-    notice(describe(error));
+    notice(await describeRefusedVote(a, error));
   }
+}
+
+/**
+ * A refused vote in words. A vote by someone who already voted otherwise
+ * (ALREADY_VOTED) is told from the approval as it is now: it is fetched
+ * again and shown with that vote (when, why).
+ */
+async function describeRefusedVote(a: Approval, error: unknown): Promise<string> {
+  if (!(error instanceof AlreadyVotedError)) return describe(error);
+  let now: Approval;
+  try {
+    now = await client.getApproval(a.id);
+  } catch {
+    return describe(error);
+  }
+  if (pending.has(now.id) && now.status === ApprovalStatus.PENDING) pending.set(now.id, now);
+  history = history.map((h) => (h.id === now.id ? now : h));
+  rerender();
+  const mine = now.votes.find((v) => v.voter === error.voter);
+  if (now.status !== ApprovalStatus.PENDING || !mine) return describe(error);
+  const at = mine.votedAt ? ` at ${timestampDate(mine.votedAt).toLocaleString()}` : "";
+  return `You already ${voted(mine)} this${at}${mine.reason ? ` (“${mine.reason}”)` : ""}; a vote cannot be changed or cast twice. Nothing changed${tally(now) ? ` (${tally(now)} so far)` : ""}.`;
 }
 
 // ---- sign in ----
@@ -659,8 +861,7 @@ function init() {
     for (const c of document.querySelectorAll<HTMLElement>(".countdown[data-deadline]")) {
       const d = Number(c.dataset.deadline);
       if (!d) continue;
-      const left = d - Date.now();
-      c.textContent = left > 0 ? `expires in ${span(left)}` : "deadline passed";
+      c.textContent = countdownText(d, c.dataset.approves === "true");
     }
   }, 1000);
   showWho();

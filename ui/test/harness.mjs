@@ -146,7 +146,10 @@ export async function seriousA11yIssues(page) {
   return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.help} (${v.nodes.length})`);
 }
 
-export async function screenshot(page, name) {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, name), fullPage: false });
+/** Saves a PNG of the viewport as `name` in `dir` (SCREENSHOT_DIR) and returns its path. */
+export async function screenshot(page, name, dir = SHOTS) {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  await page.screenshot({ path, fullPage: false });
+  return path;
 }

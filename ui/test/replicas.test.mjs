@@ -82,7 +82,10 @@ describe("inbox on two replicas sharing Redis", () => {
 
   test("a decision on an approval someone else already decided shows who, when and why", async () => {
     const created = await agent.createApproval({ approvalType: "db:drop", context: { table: "events" } });
-    const page = await openPage(browser, `${b.url}/approvals/${created.id}`);
+    const page = await openPage(browser, "about:blank");
+    // A page that has not heard of the decision yet (its live stream is cut).
+    await page.route("**/approval.v1.ApprovalService/WatchPending", (route) => route.abort());
+    await page.goto(`${b.url}/approvals/${created.id}`);
     await page.locator("#detail h2", { hasText: "db:drop" }).waitFor();
     await human.respond(created.id, false, { responder: "carol", reason: "not during the freeze" });
     await page.locator("#me").fill("alice");

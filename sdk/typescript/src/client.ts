@@ -10,6 +10,7 @@ import {
   Decision as DecisionEnum,
   type Approval,
   type ListApprovalsRequest,
+  type Vote,
   type WatchPendingRequest,
 } from "./gen/approval/v1/approval_pb.js";
 import { convertError } from "./errors.js";
@@ -28,17 +29,24 @@ export interface NewApproval {
 
 /** A final approval. */
 export interface Decision {
-  /** True only when a human approved. */
+  /**
+   * Whether the gate proceeds, as the service says: its voters approved it
+   * (APPROVED), or it EXPIRED under a policy with on_timeout = "approve"
+   * (then `reason` names the policy).
+   */
   approved: boolean;
   status: ApprovalStatus;
-  /** Who decided (empty when it expired). */
+  /** Who completed it (empty when it expired). */
   decidedBy: string;
   reason: string;
+  /** Every vote, in the order cast (the completing approval or the veto last). */
+  votes: Vote[];
   approval: Approval;
 }
 
 export type WatchEvent =
-  | { kind: "added" | "resolved"; approval: Approval; cursor: string }
+  /** added: pending (snapshot or new); updated: still pending, changed (a vote arrived); resolved: became final. */
+  | { kind: "added" | "updated" | "resolved"; approval: Approval; cursor: string }
   | { kind: "synced"; cursor: string }
   /** The resume point was lost (cursor aged out, or the snapshot broke off): a fresh snapshot follows. */
   | { kind: "reset"; cursor: "" };
@@ -71,7 +79,7 @@ export class ApprovalClient {
   async requestApproval(request: NewApproval, options: CallOptions = {}): Promise<Decision> {
     const message = this.creation(request);
     const response = await this.reattaching(options, (o) => this.api.requestApproval(message, o));
-    return decisionOf(response.approval!);
+    return decisionOf(response.approval!, response.approved);
   }
 
   /** Creates an approval (or finds the one with this idempotencyKey, made up when not given) and returns at once. */
@@ -82,13 +90,17 @@ export class ApprovalClient {
   /** Resolves once the approval is final (at once if it already is). */
   async awaitApproval(id: string, options: CallOptions = {}): Promise<Decision> {
     const response = await this.reattaching(options, (o) => this.api.awaitApproval({ id }, o));
-    return decisionOf(response.approval!);
+    return decisionOf(response.approval!, response.approved);
   }
 
   /**
-   * Records a decision. The first decision wins: a conflicting one rejects
-   * with AlreadyDecidedError naming the winner; an identical retry succeeds.
-   * With `expectedContextDigest` (the approval's contextDigest as shown), a
+   * Records a vote. With one required approval (the default) the first
+   * decision wins: a conflicting one rejects with AlreadyDecidedError naming
+   * the winner; an identical retry succeeds. Under a policy needing several
+   * approvals the approval stays PENDING (its `votes` growing) until
+   * `requiredApprovals` distinct voters approved; one reject ends it. A
+   * voter's changed or second vote rejects with AlreadyVotedError. With
+   * `expectedContextDigest` (the approval's contextDigest as shown), a
    * different context rejects with ContextChangedError and nothing changes.
    */
   async respond(id: string, approve: boolean, by: { responder: string; reason?: string; expectedContextDigest?: string }, options?: CallOptions): Promise<Approval> {
@@ -119,7 +131,7 @@ export class ApprovalClient {
 
   /**
    * Every pending approval matching the filter (snapshot, empty cursors),
-   * then "synced", then live "added"/"resolved" events, until `signal`
+   * then "synced", then live "added"/"updated"/"resolved" events, until `signal`
    * aborts or the loop breaks. A lost stream resumes from the last cursor
    * (any replica: no gap, no duplicate); `filter.cursor` starts after an
    * earlier event.
@@ -140,11 +152,12 @@ export class ApprovalClient {
           if (response.cursor) request.cursor = response.cursor;
           else yieldedWithoutCursor = true;
           const event = response.event;
-          if (event.case === "added" || event.case === "resolved") {
+          if (event.case === "added" || event.case === "updated" || event.case === "resolved") {
             yield { kind: event.case, approval: event.value, cursor: response.cursor };
-          } else {
+          } else if (event.case === "synced") {
             yield { kind: "synced", cursor: response.cursor };
           }
+          // An event kind newer than this SDK: skipped (its cursor is kept).
         }
       } catch (reason) {
         failure = ConnectError.from(reason);
@@ -211,12 +224,13 @@ function lostCode(error: ConnectError): Code {
   return error.code;
 }
 
-function decisionOf(approval: Approval): Decision {
+function decisionOf(approval: Approval, approved: boolean): Decision {
   return {
-    approved: approval.status === ApprovalStatus.APPROVED,
+    approved,
     status: approval.status,
     decidedBy: approval.decidedBy,
     reason: approval.reason,
+    votes: approval.votes,
     approval,
   };
 }

@@ -1,6 +1,7 @@
 // Errors a program can act on, from the service's gRPC status and its
-// google.rpc details (ErrorInfo for an already-final approval, BadRequest for
-// a bad field). Every error stays a ConnectError (`code`, `rawMessage`).
+// google.rpc details (ErrorInfo for an already-final approval, a changed vote
+// or a changed context, BadRequest for a bad field). Every error stays a
+// ConnectError (`code`, `rawMessage`).
 // The ErrorInfo reasons and metadata keys are the proto's ErrorReason and
 // ErrorMetadataKey values, spelled as the proto documents.
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -48,6 +49,22 @@ export class ContextChangedError extends ConnectError {
   }
 }
 
+/** This voter already voted otherwise on the pending approval: a vote cannot be changed or cast twice; nothing changed. */
+export class AlreadyVotedError extends ConnectError {
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === "object" && v !== null && Object.prototype.isPrototypeOf.call(AlreadyVotedError.prototype, v);
+  }
+  constructor(
+    cause: ConnectError,
+    readonly voter: string,
+    /** The vote already cast: "approve" or "reject". */
+    readonly decision: string,
+  ) {
+    super(cause.rawMessage, cause.code, cause.metadata, undefined, cause);
+    this.details = cause.details;
+  }
+}
+
 /** The request was refused; `field` names the bad field when known. */
 export class InvalidArgumentError extends ConnectError {
   static override [Symbol.hasInstance](v: unknown): boolean {
@@ -79,6 +96,11 @@ export function convertError(reason: unknown): unknown {
     if (changed) {
       const m = (k: ErrorMetadataKey) => changed.metadata[keyOf(k)] ?? "";
       return new ContextChangedError(error, m(ErrorMetadataKey.CONTEXT_DIGEST), m(ErrorMetadataKey.EXPECTED_CONTEXT_DIGEST));
+    }
+    const voted = infos.find((i) => i.reason === reasonOf(ErrorReason.ALREADY_VOTED));
+    if (voted) {
+      const m = (k: ErrorMetadataKey) => voted.metadata[keyOf(k)] ?? "";
+      return new AlreadyVotedError(error, m(ErrorMetadataKey.VOTER), m(ErrorMetadataKey.DECISION));
     }
   }
   if (error.code === Code.InvalidArgument) {

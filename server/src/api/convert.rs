@@ -169,6 +169,7 @@ pub fn new_approval_from_proto(
         timeout: Timeout::parse("timeout", fields.timeout, &bounds)?,
         idempotency_key: IdempotencyKey::parse("idempotency_key", &fields.idempotency_key)?,
         policy: applied.policy,
+        trace: None,
     })
 }
 

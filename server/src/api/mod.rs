@@ -23,6 +23,7 @@ use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
     Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
+    TraceContext,
 };
 
 pub use rate::RateLimit;
@@ -63,6 +64,13 @@ impl ApprovalApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
 
+/// The W3C trace context the call carried, kept with the approval it
+/// creates (validated and bounded: the headers are the network's).
+fn trace_of_call<T>(request: &Request<T>) -> Option<TraceContext> {
+    let header = |k: &str| request.metadata().get(k).and_then(|v| v.to_str().ok());
+    TraceContext::from_headers(header("traceparent"), header("tracestate"))
+}
+
 /// The final approval and what the gate returns: approved by its voters,
 /// or expired under a policy whose on_timeout is approve.
 fn final_answer(a: Approval) -> (v1::Approval, bool) {
@@ -80,12 +88,14 @@ impl ApprovalService for ApprovalApi {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let new = new_approval_from_proto(
+        let trace = trace_of_call(&request);
+        let mut new = new_approval_from_proto(
             request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
             &self.approvals.policies(),
         )?;
+        new.trace = trace;
         let wait = self.approvals.request(
             &caller,
             new,
@@ -106,12 +116,14 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let new = new_approval_from_proto(
+        let trace = trace_of_call(&request);
+        let mut new = new_approval_from_proto(
             request.into_inner(),
             caller.principal().cloned(),
             self.approvals.limits(),
             &self.approvals.policies(),
         )?;
+        new.trace = trace;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {
@@ -130,6 +142,7 @@ impl ApprovalService for ApprovalApi {
         // Consumed here: its headers and extensions are not kept for as long
         // as the call waits.
         let id = id_from_proto(&request.into_inner().id)?;
+        self.approvals.link_to_requester(&id).await;
         let wait = self.approvals.wait_final(&caller, &id, call_deadline);
         let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);

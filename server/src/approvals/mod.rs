@@ -37,12 +37,13 @@ use crate::audit;
 use crate::config_file::SharedPolicies;
 use crate::domain::{
     Approval, ApprovalId, Caller, ContextDigest, Decision, DomainError, Ending, Finished, Limits,
-    ListQuery, NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status,
+    ListQuery, NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status, TraceContext,
 };
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 use crate::store::{Created, Store};
+use crate::telemetry;
 use crate::waiters::{Waiter, Waiters};
 use crate::watch_queue::WatcherQuota;
 
@@ -195,7 +196,10 @@ impl Approvals {
         new: NewApproval,
         call_deadline: Option<Instant>,
     ) -> Result<Created, DomainError> {
-        let id = ApprovalId::generate_at(self.store().now());
+        let id = self.store().place(
+            ApprovalId::generate_at(self.store().now()),
+            new.requester.as_str(),
+        );
         self.create_as(caller, id, new, call_deadline).await
     }
 
@@ -211,7 +215,10 @@ impl Approvals {
         call_deadline: Option<Instant>,
         created: impl FnOnce(&Approval),
     ) -> Result<Approval, DomainError> {
-        let id = ApprovalId::generate_at(self.store().now());
+        let id = self.store().place(
+            ApprovalId::generate_at(self.store().now()),
+            new.requester.as_str(),
+        );
         let waiter = self.inner.waiters.register(&id);
         let resync = self.inner.resync.subscribe();
         let made = self
@@ -439,6 +446,7 @@ impl Approvals {
         ending: Ending,
         call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
+        self.link_to_requester(id).await;
         let advice = match ending {
             Ending::Decided { .. } => "the same Respond (same responder and decision) is safe to retry: it returns OK if this decision was recorded",
             Ending::Cancelled { .. } => "the same CancelApproval is safe to retry: it returns OK if the approval was cancelled",
@@ -594,6 +602,35 @@ impl Approvals {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.inner.shutdown.cancelled() => false,
+        }
+    }
+
+    /// The trace context `id` was created in, while traces are exported
+    /// (`None` otherwise, without asking the store).
+    pub(crate) async fn requester_trace(&self, id: &ApprovalId) -> Option<TraceContext> {
+        if !telemetry::enabled() {
+            return None;
+        }
+        self.store().trace_of(id).await.ok().flatten()
+    }
+
+    /// Links the current call's span to the trace that created `id`.
+    pub async fn link_to_requester(&self, id: &ApprovalId) {
+        if let Some(trace) = self.requester_trace(id).await {
+            telemetry::link_current(&trace);
+        }
+    }
+
+    /// A span, in the requester's trace, for `name` (expiry, a reminder)
+    /// that already happened to `a` on this replica, with its outcome.
+    async fn trace_done(&self, name: &'static str, a: &Approval) {
+        if !telemetry::enabled() {
+            return;
+        }
+        let trace = self.requester_trace(&a.id).await;
+        let span = telemetry::approval_span(name, a, trace.as_ref());
+        if a.is_final() {
+            span.record("approval.outcome", a.status.as_str());
         }
     }
 

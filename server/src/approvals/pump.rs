@@ -3,7 +3,9 @@
 //! It reads the log with a blocking read (no polling), one read at a time,
 //! and passes every event on: `resolved` events wake the local waiters,
 //! `added` ones may wake the reaper earlier, and every event goes to the
-//! local watchers through the feed. After a store outage it resumes from the
+//! local watchers through the feed. It reads the approvals' bodies (which
+//! the log's entries leave out) only for the events that need them here,
+//! a batch at a time. After a store outage it resumes from the
 //! last event it saw; between reads it checks that the store's history is
 //! still the one it read (the epoch did not change, the log did not rewind).
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Approvals, STORE_RETRY};
-use crate::domain::{Cursor, DomainError, Epoch, Event, EventKind};
+use crate::domain::{Cursor, Detail, DomainError, Epoch, Event, EventKind};
 
 /// How many events a local watcher may fall behind before it re-reads the
 /// store to catch up. The feed keeps up to this many events alive for a
@@ -68,6 +70,10 @@ impl EventPump {
                 _ = pump.approvals.inner.shutdown.cancelled() => return,
                 r = pump.approvals.store().read_events(pump.position, READ_BATCH, Some(PUMP_BLOCK)) => r,
             };
+            let read = match read {
+                Ok(events) => pump.complete(events).await,
+                Err(e) => Err(e),
+            };
             let go_on = match read {
                 Ok(events) => {
                     pump.deliver(events).await;
@@ -113,6 +119,30 @@ impl EventPump {
                 }
             }
         }
+    }
+
+    /// Reads the approvals' bodies that this replica needs, for the whole
+    /// batch in one round trip (the log's entries leave them out): every
+    /// event a watcher may show, when watchers are open here, and the
+    /// `resolved` events of approvals waited for here. A replica with
+    /// neither reads the small entries only. A watcher that opens after
+    /// this look completes what it gets itself (`Detail::Summary`); a
+    /// waiter that registers after it finds the approval final in its
+    /// first read (it registers first, and the event was already written).
+    async fn complete(&self, mut events: Vec<Event>) -> Result<Vec<Event>, DomainError> {
+        let inner = &self.approvals.inner;
+        let watched = inner.feed.receiver_count() > 0;
+        let waiters = &inner.waiters;
+        let needed = |e: &Event| match e.kind {
+            EventKind::Reminder(_) => false,
+            EventKind::Resolved => watched || waiters.waits_for(&e.approval.id),
+            EventKind::Added | EventKind::Updated => watched,
+        };
+        self.approvals
+            .store()
+            .complete_events(&mut events, &needed)
+            .await?;
+        Ok(events)
     }
 
     /// Passes on what one read returned (nothing: the read timed out), then
@@ -234,7 +264,11 @@ impl EventPump {
                 if count {
                     inner.metrics.pending.dec();
                 }
-                inner.waiters.resolve(&e.approval);
+                // Only with what a waiter returns: a waiter that missed
+                // the look in `complete` reads the approval itself.
+                if e.detail != Detail::Summary {
+                    inner.waiters.resolve(&e.approval);
+                }
             }
         }
         // No receivers is fine: nobody is watching on this replica.

@@ -63,6 +63,7 @@ impl Approvals {
                 if let Ok(Some(a)) = self.store().expire(id).await {
                     expired += 1;
                     self.expired(&a);
+                    self.trace_done("approval.expire", &a).await;
                 }
             }
             if due.len() == REAPER_BATCH && expired > 0 {

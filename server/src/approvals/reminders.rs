@@ -40,6 +40,7 @@ impl Approvals {
                     written += 1;
                     self.inner.metrics.reminders.inc();
                     audit::reminded(&a, n);
+                    self.trace_done("approval.remind", &a).await;
                 }
             }
             if due.len() == BATCH && written > 0 {

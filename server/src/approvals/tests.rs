@@ -20,6 +20,7 @@ fn desk() -> (Approvals, Shutdown) {
     let store = MemoryStore::new(Retention {
         final_approvals: Duration::from_secs(60),
         max_events: Retention::DEFAULT_MAX_EVENTS,
+        max_event_bytes: Retention::DEFAULT_MAX_EVENT_BYTES,
         max_timeout: limits.max_timeout,
     });
     let shutdown = Shutdown::new();
@@ -56,6 +57,7 @@ async fn create(approvals: &Approvals, requester: &Caller, approval_type: &str) 
         timeout: Timeout::parse("timeout", None, &limits).unwrap(),
         idempotency_key: None,
         policy: ApprovalPolicy::default(),
+        trace: None,
     };
     let created = approvals.create(requester, new, None).await.unwrap();
     created.approval.id

@@ -14,11 +14,17 @@ use tokio::sync::broadcast;
 use super::pump::Feed;
 use super::Approvals;
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, DomainError, Epoch, Event, EventKind, Filter, Limits,
-    Position,
+    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Epoch, Event, EventKind, Filter,
+    Limits, Position,
 };
 use crate::metrics::GaugeGuard;
 use crate::watch_queue::{self, WatcherSlot};
+/// Whether `WatchPending` shows events of this kind (reminders are for
+/// notifications only).
+fn shown(e: &Event) -> bool {
+    !matches!(e.kind, EventKind::Reminder(_))
+}
+
 /// One item of a `WatchPending` stream.
 #[derive(Clone, Debug)]
 pub enum WatchItem {
@@ -228,6 +234,13 @@ impl Approvals {
                 match received {
                     Ok(Feed::Event(e)) if e.cursor <= position => {}
                     Ok(Feed::Event(e)) => {
+                        let e = match self.completed(e).await {
+                            Ok(e) => e,
+                            Err(e) => {
+                                self.end(tx, e).await;
+                                return;
+                            }
+                        };
                         if wanted(&e) {
                             let bytes = e.approval.wire_bytes();
                             if !self.deliver(tx, WatchItem::Change(e.clone()), bytes).await {
@@ -262,9 +275,23 @@ impl Approvals {
         (Limits::WATCHER_PAGE_BYTES / self.inner.limits.max_context_bytes.max(1)).clamp(1, 64)
     }
 
-    /// Events after `position`, or `CursorExpired` if some were trimmed.
+    /// `e` with all of its approval, when the pump read only its log entry
+    /// (no watcher was open here then). Once per watcher, in that race only.
+    async fn completed(&self, e: Arc<Event>) -> Result<Arc<Event>, DomainError> {
+        if e.detail != Detail::Summary || !shown(&e) {
+            return Ok(e);
+        }
+        let mut events = [Event::clone(&e)];
+        self.note(self.store().complete_events(&mut events, &shown).await)?;
+        let [e] = events;
+        Ok(Arc::new(e))
+    }
+
+    /// Events after `position` (with their approvals, read in one round
+    /// trip), or `CursorExpired` if some were trimmed.
     async fn read_after(&self, position: Cursor, limit: usize) -> Result<Vec<Event>, DomainError> {
-        let events = self.note(self.store().read_events(position, limit, None).await)?;
+        let mut events = self.note(self.store().read_events(position, limit, None).await)?;
+        self.note(self.store().complete_events(&mut events, &shown).await)?;
         // Read first, then check: trimming only ever removes the oldest
         // events, so if nothing after `position` is trimmed now, nothing was
         // when the read ran, and `events` starts right after `position`.

@@ -245,6 +245,7 @@ remind_after = ["90s", "5m"]
             ("[[policies]]\napproval_types = [\"a\"]\nrequired_approvals = 0\n", "c.toml:3:22: policies[0].required_approvals"),
             ("[[policies]]\napproval_types = [\"a\"]\n\nremind_after = [\"5m\", \"1m\"]\n", "c.toml:4:23: policies[0].remind_after[1]"),
             ("[[policies]]\napproval_types = [\"a b\"]\n", "c.toml:2:19: policies[0].approval_types[0]"),
+            ("[[policies]]\napproval_types = [\"a\", \"de*ploy\"]\n", "c.toml:2:24: policies[0].approval_types[1]"),
             ("[[policies]]\napproval_types = [\"a\"]\ndefault_timeout = \"soon\"\n", "c.toml:3:19: policies[0].default_timeout"),
             ("[[policies]]\napproval_types = [\"a\"]\nvoters = [\"alice\"]\nrequired_approvals = 2\n", "c.toml:4:22: policies[0].required_approvals: needs 2"),
             ("[[policies]]\napproval_types = [\"a\"]\n[[policies]]\napproval_types = [\"b\", \"a\"]\n", "c.toml:4:18: policies[1].approval_types"),

@@ -9,7 +9,7 @@ pub use approval_api::Status;
 
 use super::{
     AgentId, ApprovalId, ApprovalPolicy, ApprovalType, Context, ContextDigest, IdempotencyKey,
-    Labels, OnTimeout, Principal, Timeout,
+    Labels, OnTimeout, Principal, Timeout, TraceContext,
 };
 
 /// Milliseconds since the Unix epoch: the one clock unit of the service and
@@ -425,6 +425,9 @@ pub struct NewApproval {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The policy for its type, as the file says now.
     pub policy: ApprovalPolicy,
+    /// The trace of the call that asks for it (its W3C context), kept by
+    /// the store beside the approval, never in it.
+    pub trace: Option<TraceContext>,
 }
 
 impl NewApproval {
@@ -477,6 +480,7 @@ mod vote_rules {
                 required_approvals: m,
                 ..Default::default()
             },
+            trace: None,
         }
         .into_approval(now);
         a.deadline = Millis(10_000);

@@ -114,10 +114,28 @@ impl EventKind {
     }
 }
 
-/// One change: the approval as it was right after it.
+/// How much of its approval an event holds. The Redis log keeps its
+/// entries small: the id, status, times and decision, not the immutable
+/// part (type, agent, requester, context, labels, policy), which a reader
+/// that needs it reads from the approval's record (`Store::complete_events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// The whole approval as it was right after the change.
+    Full,
+    /// The log entry's fields only: the immutable part is not read yet
+    /// (empty in `approval`).
+    Summary,
+    /// The log entry's fields only, for good: the approval's record is gone
+    /// (past its retention), so its immutable part is lost.
+    Gone,
+}
+
+/// One change: the approval as it was right after it (all of it, or what
+/// the log entry holds: see `detail`).
 #[derive(Clone, Debug)]
 pub struct Event {
     pub cursor: Cursor,
     pub kind: EventKind,
     pub approval: Approval,
+    pub detail: Detail,
 }

@@ -149,8 +149,8 @@ impl TypePattern {
         check_name(field, raw, Limits::MAX_NAME_CHARS, true)?;
         match raw.strip_suffix('*') {
             Some(prefix) if !prefix.contains('*') => Ok(Self::Prefix(prefix.to_string())),
-            None => Ok(Self::Exact(raw.to_string())),
-            Some(_) => Err(DomainError::invalid(
+            None if !raw.contains('*') => Ok(Self::Exact(raw.to_string())),
+            _ => Err(DomainError::invalid(
                 field,
                 format!("{}: '*' is only allowed once, at the end", echo(raw)),
             )),

@@ -10,6 +10,7 @@ mod fields;
 mod limits;
 mod policy;
 mod text;
+mod trace;
 
 pub use access::{AuthMethod, Caller, Identity, Roles};
 pub use approval::{
@@ -17,7 +18,7 @@ pub use approval::{
 };
 pub use digest::{struct_to_json as context_json, ContextDigest};
 pub use error::{DomainError, Limit};
-pub use event::{Cursor, Epoch, Event, EventKind, Position};
+pub use event::{Cursor, Detail, Epoch, Event, EventKind, Position};
 pub use fields::{
     AgentId, ApprovalId, ApprovalType, Context, Filter, IdempotencyKey, Labels, ListQuery, Page,
     PageToken, Principal, Reason, Timeout, TypePattern,
@@ -28,6 +29,7 @@ pub use policy::{
     MAX_REQUIRED_APPROVALS, MAX_VOTERS,
 };
 pub use text::echo;
+pub use trace::{TraceContext, MAX_TRACESTATE};
 
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, EventKind, Finished,
-    ListQuery, Millis, NewApproval, Page, PageToken,
+    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Ending, Epoch, Event, EventKind,
+    Finished, ListQuery, Millis, NewApproval, Page, PageToken, TraceContext,
 };
 
 #[derive(Clone)]
@@ -36,6 +36,9 @@ struct Inner {
 struct State {
     /// Every approval within retention, by id (ids sort by creation time).
     approvals: BTreeMap<ApprovalId, Approval>,
+    /// The trace context each was created in, if any (bounded per approval,
+    /// forgotten with it).
+    traces: HashMap<ApprovalId, TraceContext>,
     /// Final approvals: when each ages out.
     forget_at: BTreeSet<(Millis, ApprovalId)>,
     /// Pending approvals by deadline.
@@ -87,6 +90,9 @@ impl MemoryStore {
             cursor,
             kind,
             approval: approval.clone(),
+            // Events hold the approval itself here: no byte issue in one
+            // process (the log is capped in count).
+            detail: Detail::Full,
         });
         while state.events.len() > self.inner.retention.max_events {
             if let Some(old) = state.events.pop_front() {
@@ -103,6 +109,7 @@ impl MemoryStore {
                 break;
             }
             state.forget_at.pop_first();
+            state.traces.remove(&id);
             if let Some(a) = state.approvals.remove(&id) {
                 if !a.idempotency_key.is_empty() {
                     state
@@ -162,6 +169,7 @@ impl Store for MemoryStore {
                 created: true,
             });
         }
+        let trace = new.trace.clone();
         let approval = new.into_approval_with_id(id, now);
         if let Some(key) = &key {
             if let Some(existing) = state
@@ -189,6 +197,9 @@ impl Store for MemoryStore {
         state
             .approvals
             .insert(approval.id.clone(), approval.clone());
+        if let Some(trace) = trace {
+            state.traces.insert(approval.id.clone(), trace);
+        }
         state
             .pending
             .insert((approval.deadline, approval.id.clone()));
@@ -410,5 +421,9 @@ impl Store for MemoryStore {
 
     async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
         Ok(None)
+    }
+
+    async fn trace_of(&self, id: &ApprovalId) -> Result<Option<TraceContext>, DomainError> {
+        Ok(self.state().traces.get(id).cloned())
     }
 }

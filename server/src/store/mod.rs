@@ -13,11 +13,11 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Limit,
-    Limits, ListQuery, Millis, NewApproval, Page,
+    Limits, ListQuery, Millis, NewApproval, Page, TraceContext,
 };
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{Durability, RedisOptions, RedisStore};
+pub use self::redis::{BadRedisUrl, Durability, RedisOptions, RedisStore};
 
 /// What `Store::create` did.
 #[derive(Clone, Debug)]
@@ -34,12 +34,26 @@ pub struct Created {
 pub struct Retention {
     pub final_approvals: Duration,
     pub max_events: usize,
+    /// The most bytes the event log may take (Redis: its stream's
+    /// `MEMORY USAGE`, held approximately: see `redis/log_bound.rs`). The
+    /// memory store's events share the approvals' memory: it ignores this.
+    pub max_event_bytes: usize,
     /// The longest approval timeout: bounds how long a pending record lives.
     pub max_timeout: Duration,
 }
 
 impl Retention {
+    /// How long final approvals stay readable (`--retention`).
+    pub const DEFAULT_FINAL_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_MAX_EVENTS: usize = 100_000;
+    /// 64 MiB: the entries are small (no approval body: about 150 to 300
+    /// bytes with a short reason), so 100,000 of them take about 20 to 30
+    /// MB and the count bound governs; the byte bound only cuts in when
+    /// entries grow (long reasons, many votes), and then holds the log to
+    /// what a small Redis affords instead of gigabytes.
+    pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+    /// The least `--event-log-max-bytes` accepts: a few stream nodes.
+    pub const MIN_MAX_EVENT_BYTES: usize = 64 * 1024;
 }
 
 #[async_trait]
@@ -60,7 +74,28 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         max_open: usize,
     ) -> Result<Created, DomainError>;
 
+    /// The id a new approval of `requester` gets when `id` was drawn for
+    /// it: the store may place it in one of its partitions, which the id
+    /// then names (Redis with `--redis-partitions` > 1). Placing a placed
+    /// id again changes nothing, so a retry keeps its id.
+    fn place(&self, id: ApprovalId, requester: &str) -> ApprovalId {
+        let _ = requester;
+        id
+    }
+
+    /// Checks that the store's data is laid out as this replica expects
+    /// (Redis: the partition count), recording the layout on first use.
+    /// `Ok(Some(why))`: it is not, and this replica must not start.
+    async fn check_layout(&self) -> Result<Option<String>, DomainError> {
+        Ok(None)
+    }
+
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError>;
+
+    /// The trace context its creating call carried (`NewApproval::trace`),
+    /// kept beside the approval for as long as it is. Read only while
+    /// traces are exported (one more store call).
+    async fn trace_of(&self, id: &ApprovalId) -> Result<Option<TraceContext>, DomainError>;
 
     /// Applies `ending` atomically if the approval is pending and before its
     /// deadline; past its deadline it expires it instead. A decision is a
@@ -150,6 +185,19 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         limit: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Event>, DomainError>;
+
+    /// Fills in the approval of every `Detail::Summary` event among
+    /// `events` that `wanted` picks, from the approvals' records, in one
+    /// round trip; an event whose record is gone becomes `Detail::Gone`.
+    /// The memory store's events are always `Full`: nothing to do.
+    async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        let _ = (events, wanted);
+        Ok(())
+    }
 
     /// Succeeds when events after `cursor` are all still in the log; fails
     /// with `CursorExpired` when some were trimmed, or the cursor is not from

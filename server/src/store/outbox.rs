@@ -35,6 +35,10 @@ pub struct Delivery {
     /// `approval.created`, `approval.approved`...
     pub event: String,
     pub approval_id: String,
+    /// Its type (for the delivery's span; empty in deliveries queued before
+    /// it was kept).
+    #[serde(default)]
+    pub approval_type: String,
     /// The JSON body, exactly as signed and sent.
     pub body: String,
     /// Failed attempts so far.

@@ -32,10 +32,12 @@ pub use event::WebhookEvent;
 pub use metrics::WebhookMetrics;
 
 use crate::audit::TARGET as AUDIT_TARGET;
-use crate::domain::{DomainError, Event, Millis};
+use crate::domain::{ApprovalId, DomainError, Event, Millis};
 use crate::shutdown::Shutdown;
 use crate::store::outbox::{DeadLetter, Delivery};
 use crate::store::Store;
+use crate::telemetry;
+use tracing::Instrument;
 
 /// Events the planner claims at once.
 const PLAN_BATCH: usize = 100;
@@ -195,7 +197,7 @@ impl Webhooks {
                 _ = self.inner.shutdown.cancelled() => return,
                 read = self.store().unplanned_events(&self.inner.consumer, PLAN_BATCH, PLAN_BLOCK) => read,
             };
-            let events = match read {
+            let mut events = match read {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhooks: cannot read events to plan; retrying");
@@ -205,6 +207,22 @@ impl Webhooks {
                     continue;
                 }
             };
+            // The log's entries leave the approval's body out (type,
+            // context, labels): read it for the batch, in one round trip.
+            // Should that fail, the events stay claimed: planned later
+            // (takeover). An approval whose record is gone goes out with
+            // what the entry holds.
+            let completed = self
+                .store()
+                .complete_events(&mut events, &|e| WebhookEvent::of(e).is_some())
+                .await;
+            if let Err(e) = completed {
+                tracing::warn!(error = %e, "webhooks: cannot read the approvals of events to plan; retrying later");
+                if !self.pause(STORE_RETRY).await {
+                    return;
+                }
+                continue;
+            }
             let endpoints = self.endpoints();
             for event in events {
                 let deliveries = self.deliveries_for(&endpoints, &event);
@@ -241,6 +259,7 @@ impl Webhooks {
                     endpoint: ep.name.clone(),
                     event: kind.name().to_string(),
                     approval_id: event.approval.id.to_string(),
+                    approval_type: event.approval.approval_type.clone(),
                     body,
                     attempts: 0,
                     planned_at: now.0,
@@ -320,8 +339,29 @@ impl Webhooks {
         }
     }
 
-    /// One attempt of one delivery, and what follows from it.
-    async fn attempt(self, mut d: Delivery, _permit: OwnedSemaphorePermit) {
+    /// One attempt of one delivery, and what follows from it; while traces
+    /// are exported, in a span of the approval's trace.
+    async fn attempt(self, d: Delivery, permit: OwnedSemaphorePermit) {
+        if !telemetry::enabled() {
+            return self.attempt_untraced(d, permit).await;
+        }
+        let trace = self
+            .store()
+            .trace_of(&ApprovalId::trusted(d.approval_id.clone()))
+            .await
+            .ok()
+            .flatten();
+        let span = telemetry::approval_span_of(
+            "webhook.deliver",
+            &d.approval_id,
+            &d.approval_type,
+            trace.as_ref(),
+        );
+        span.record("webhook.endpoint", d.endpoint.as_str());
+        self.attempt_untraced(d, permit).instrument(span).await
+    }
+
+    async fn attempt_untraced(self, mut d: Delivery, _permit: OwnedSemaphorePermit) {
         let endpoints = self.endpoints();
         let outcome = match endpoints.get(&d.endpoint) {
             Some(ep) => {
@@ -334,6 +374,7 @@ impl Webhooks {
         let stored = match outcome {
             Some((ep, Ok(()), seconds)) => {
                 self.inner.metrics.attempt(&ep.name, "ok", seconds);
+                tracing::Span::current().record("webhook.outcome", "delivered");
                 tracing::info!(
                     target: AUDIT_TARGET,
                     action = "webhook_delivered",
@@ -353,9 +394,11 @@ impl Webhooks {
                 let horizon = Millis(d.planned_at).plus(ep.retry_for);
                 if self.store().now().plus(delay) > horizon {
                     self.inner.metrics.attempt(&ep.name, "dead", seconds);
+                    tracing::Span::current().record("webhook.outcome", "dead");
                     self.give_up(&d).await
                 } else {
                     self.inner.metrics.attempt(&ep.name, "retry", seconds);
+                    tracing::Span::current().record("webhook.outcome", "retry");
                     tracing::debug!(delivery = %d.id, endpoint = %ep.name, error = %d.last_error, ?delay, "webhook failed; retrying");
                     self.store().retry_later(&d, delay).await
                 }

@@ -1,7 +1,9 @@
 //! Exit codes (the contract with shell scripts) and error messages that say
 //! what to do next.
 
-use approval_client::{Error, Outcome};
+use std::time::Duration;
+
+use approval_client::{Error, Limit, Outcome};
 
 /// The exit codes, as documented in `--help` and the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +132,9 @@ impl From<Error> for Failure {
             ),
             Error::PermissionDenied { .. } => (Exit::Denied, None),
             Error::Config(_) => (Exit::Usage, None),
+            Error::LimitReached {
+                limit, retry_after, ..
+            } => (Exit::Failure, Some(limit_hint(limit, *retry_after))),
             _ => (Exit::Failure, None),
         };
         Failure {
@@ -137,6 +142,35 @@ impl From<Error> for Failure {
             message,
             hint,
         }
+    }
+}
+
+/// What to do about a limit the server enforced, and when to retry.
+fn limit_hint(limit: &Limit, retry_after: Option<Duration>) -> String {
+    let when = match retry_after {
+        Some(d) => format!("retry in {} ms", d.as_millis().max(1)),
+        None => "retry later".to_string(),
+    };
+    match limit {
+        Limit::RateLimited => format!("rate limited (the server's --rate-limit): {when}"),
+        Limit::TooManyInvalidCredentials => format!(
+            "too many invalid credentials from this address (the server's \
+             --auth-failures-per-minute): check --token / APPROVAL_TOKEN, then {when}"
+        ),
+        Limit::OpenApprovalsQuota => "too many pending approvals (the server's \
+             --max-open-per-requester): cancel some with `approvalctl cancel`, or wait \
+             for decisions"
+            .to_string(),
+        Limit::WatcherCap {
+            per_principal: true,
+        } => "too many watches open for you (the server's --max-watchers-per-principal): \
+              close one first"
+            .to_string(),
+        Limit::WatcherCap { .. } => format!(
+            "the replica has all the watches it allows (its --max-watchers): {when}, \
+             or use another replica"
+        ),
+        _ => when,
     }
 }
 

@@ -81,6 +81,61 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The Secret holding the configuration file of configFile.* (the chart's own
+when configFile.inline is set); empty when configFile is unset, and then the
+file is auth.*'s (approvald.authSecretName) while auth.enabled.
+*/}}
+{{- define "approvald.configSecretName" -}}
+{{- if .Values.configFile.inline }}
+{{- printf "%s-config" (include "approvald.fullname" .) }}
+{{- else if .Values.configFile.existingSecret }}
+{{- .Values.configFile.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Whether any volume is mounted into the approvald container. */}}
+{{- define "approvald.hasVolumes" -}}
+{{- $v := .Values }}
+{{- if or $v.auth.enabled $v.tls.enabled (not $v.redis.bundled.enabled) (include "approvald.configSecretName" .) $v.webhooks.secrets }}true{{ end }}
+{{- end }}
+
+{{/*
+Checks an inline configuration file (configFile.inline) against the values:
+valid TOML, authentication sections exactly when auth.enabled (approvald
+turns authentication on when the file has one), every webhook secret_file a
+file the chart mounts. Approvald checks the rest at start (check-config).
+*/}}
+{{- define "approvald.validateInlineConfig" -}}
+{{- $v := .Values }}
+{{- $file := fromToml $v.configFile.inline }}
+{{- if hasKey $file "Error" }}
+{{- fail (printf "configFile.inline is not valid TOML: %s (check it with: approvald check-config FILE)" $file.Error) }}
+{{- end }}
+{{- $sections := list }}
+{{- if and (hasKey $file "tokens") (gt (len $file.tokens) 0) }}{{ $sections = append $sections "[[tokens]]" }}{{ end }}
+{{- if hasKey $file "jwt" }}{{ $sections = append $sections "[jwt]" }}{{ end }}
+{{- if hasKey $file "certificates" }}{{ $sections = append $sections "[certificates]" }}{{ end }}
+{{- if and $v.auth.enabled (not $sections) }}
+{{- fail "configFile.inline has no authentication section ([[tokens]], [jwt] or [certificates]), so approvald would run with authentication OFF while auth.enabled=true says on: add the section, or (evaluation only) set auth.enabled=false and insecureAllowUnauthenticated=true" }}
+{{- end }}
+{{- if and (not $v.auth.enabled) $sections }}
+{{- fail (printf "configFile.inline has %s, so approvald turns authentication ON: set auth.enabled=true (and drop insecureAllowUnauthenticated), or remove the section" (join ", " $sections)) }}
+{{- end }}
+{{- $mounted := list }}
+{{- range $v.webhooks.secrets }}
+{{- $mounted = append $mounted (printf "%s/%s/%s" (trimSuffix "/" $v.webhooks.mountPath) .name .key) }}
+{{- end }}
+{{- range $i, $hook := (get $file "webhooks" | default list) }}
+{{- with $hook.secret_file }}
+{{- $path := ternary . (clean (printf "%s/%s" $v.configFile.mountPath .)) (isAbs .) }}
+{{- if not (has $path $mounted) }}
+{{- fail (printf "configFile.inline: webhooks[%d].secret_file %q (%s in the pod) is no file the chart mounts: list its Secret in webhooks.secrets and write the path it gets, %s/<name>/<key>%s" $i . $path (trimSuffix "/" $v.webhooks.mountPath) (ternary "" (printf " (mounted: %s)" (join ", " $mounted)) (empty $mounted))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Where the Redis URL Secret is mounted (APPROVALD_REDIS_URL_FILE). */}}
 {{- define "approvald.redisMountPath" -}}/etc/approvald/redis{{- end }}
 
@@ -113,10 +168,39 @@ image has no `sleep` binary, so an exec handler is not an option.
 {{- define "approvald.validate" -}}
 {{- $v := .Values }}
 {{- if and (not $v.auth.enabled) (not $v.insecureAllowUnauthenticated) }}
-{{- fail "approvald listens on the pod network, which needs either auth.enabled=true (with auth.existingSecret or auth.config holding auth.toml) or, for evaluation only, insecureAllowUnauthenticated=true; see SECURITY.md and deploy/README.md" }}
+{{- fail "approvald listens on the pod network, which needs either auth.enabled=true (with a configuration file holding an authentication section: configFile.*, or auth.existingSecret / auth.config) or, for evaluation only, insecureAllowUnauthenticated=true; see SECURITY.md and deploy/README.md" }}
 {{- end }}
-{{- if and $v.auth.enabled (not $v.auth.config) (not $v.auth.existingSecret) }}
-{{- fail "auth.enabled=true needs auth.existingSecret (a Secret whose key auth.secretKey holds auth.toml) or inline auth.config; see SECURITY.md" }}
+{{- $configSecret := include "approvald.configSecretName" . }}
+{{- if and $v.auth.enabled (not $configSecret) (not $v.auth.config) (not $v.auth.existingSecret) }}
+{{- fail "auth.enabled=true needs the configuration file: configFile.existingSecret or configFile.inline (or the older auth.existingSecret, a Secret whose key auth.secretKey holds auth.toml, or inline auth.config); see SECURITY.md" }}
+{{- end }}
+{{- if and $v.configFile.inline $v.configFile.existingSecret }}
+{{- fail "configFile.inline and configFile.existingSecret both set: approvald reads one configuration file; keep one" }}
+{{- end }}
+{{- if and $configSecret $v.auth.enabled $v.auth.config }}
+{{- fail "configFile and auth.config both set: approvald reads one configuration file (--config), which holds authentication, policies and webhooks together. Move auth.config's sections into the configuration file and drop auth.config" }}
+{{- end }}
+{{- if $v.configFile.inline }}
+{{- include "approvald.validateInlineConfig" . }}
+{{- end }}
+{{- $others := list (clean $v.webhooks.mountPath) (include "approvald.redisMountPath" .) }}
+{{- if $v.tls.enabled }}{{ $others = append $others (clean $v.tls.mountPath) }}{{ end }}
+{{- if and $configSecret (has (clean $v.configFile.mountPath) $others) }}
+{{- fail (printf "configFile.mountPath %s is another volume's mount path: give it a folder of its own" $v.configFile.mountPath) }}
+{{- end }}
+{{- $names := dict }}
+{{- range $v.webhooks.secrets }}
+{{- if hasKey $names .name }}
+{{- fail (printf "webhooks.secrets: the name %q is given twice; each secret gets its own folder %s/<name>" .name $v.webhooks.mountPath) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- end }}
+{{- $webhooksInFile := and $v.configFile.inline (get (fromToml $v.configFile.inline) "webhooks") }}
+{{- if and $v.networkPolicy.enabled $v.networkPolicy.egress.enabled (not $v.networkPolicy.egress.webhookPorts) (or $v.webhooks.secrets $webhooksInFile) }}
+{{- fail "webhooks are configured but the egress NetworkPolicy lets no webhook leave the pod: set networkPolicy.egress.webhookPorts (e.g. [443]) and, to narrow it, networkPolicy.egress.webhookTo; or networkPolicy.egress.enabled=false" }}
+{{- end }}
+{{- if and (not $v.auth.enabled) (has "*" (splitList "," ($v.config.corsOrigins | nospace))) }}
+{{- fail "config.corsOrigins \"*\" needs authentication (approvald refuses to start with it while auth is off: any web page a user opens could list and approve): with auth.enabled=false list the origins of your inbox pages, or set it to \"\" (only pages approvald serves itself)" }}
 {{- end }}
 {{- if and $v.tls.enabled (not $v.tls.existingSecret) }}
 {{- fail "tls.enabled=true needs tls.existingSecret: a kubernetes.io/tls Secret with tls.crt and tls.key (kubectl create secret tls NAME --cert=... --key=...)" }}

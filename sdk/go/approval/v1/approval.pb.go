@@ -236,27 +236,51 @@ const (
 	// approval (a vote cannot be changed or cast twice); nothing changed.
 	// Metadata: id, voter, decision ("approve" or "reject": the vote cast).
 	ErrorReason_ERROR_REASON_ALREADY_VOTED ErrorReason = 6
+	// RESOURCE_EXHAUSTED: the authenticated principal made calls faster than
+	// the server's --rate-limit allows; nothing changed. A
+	// google.rpc.RetryInfo says when to retry.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 7
+	// RESOURCE_EXHAUSTED: the caller's address sent too many invalid
+	// credentials lately (--auth-failures-per-minute); its calls are refused
+	// unread until the google.rpc.RetryInfo delay has passed.
+	ErrorReason_ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS ErrorReason = 8
+	// RESOURCE_EXHAUSTED: the requester already holds the most pending
+	// approvals one may hold (--max-open-per-requester); nothing was created.
+	ErrorReason_ERROR_REASON_OPEN_APPROVALS_QUOTA ErrorReason = 9
+	// RESOURCE_EXHAUSTED: no more WatchPending streams on this replica.
+	// Metadata: scope, whose cap: "replica" (--max-watchers; retry later or on
+	// another replica) or "principal" (--max-watchers-per-principal; close one
+	// of the caller's own watches first).
+	ErrorReason_ERROR_REASON_WATCHER_CAP ErrorReason = 10
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "ERROR_REASON_UNSPECIFIED",
-		1: "ERROR_REASON_ALREADY_FINAL",
-		2: "ERROR_REASON_CONTEXT_DIGEST_MISMATCH",
-		3: "ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
-		4: "ERROR_REASON_STORE_REFUSES_WRITES",
-		5: "ERROR_REASON_OUTCOME_UNKNOWN",
-		6: "ERROR_REASON_ALREADY_VOTED",
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_ALREADY_FINAL",
+		2:  "ERROR_REASON_CONTEXT_DIGEST_MISMATCH",
+		3:  "ERROR_REASON_IDEMPOTENCY_KEY_REUSED",
+		4:  "ERROR_REASON_STORE_REFUSES_WRITES",
+		5:  "ERROR_REASON_OUTCOME_UNKNOWN",
+		6:  "ERROR_REASON_ALREADY_VOTED",
+		7:  "ERROR_REASON_RATE_LIMITED",
+		8:  "ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS",
+		9:  "ERROR_REASON_OPEN_APPROVALS_QUOTA",
+		10: "ERROR_REASON_WATCHER_CAP",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":             0,
-		"ERROR_REASON_ALREADY_FINAL":           1,
-		"ERROR_REASON_CONTEXT_DIGEST_MISMATCH": 2,
-		"ERROR_REASON_IDEMPOTENCY_KEY_REUSED":  3,
-		"ERROR_REASON_STORE_REFUSES_WRITES":    4,
-		"ERROR_REASON_OUTCOME_UNKNOWN":         5,
-		"ERROR_REASON_ALREADY_VOTED":           6,
+		"ERROR_REASON_UNSPECIFIED":                  0,
+		"ERROR_REASON_ALREADY_FINAL":                1,
+		"ERROR_REASON_CONTEXT_DIGEST_MISMATCH":      2,
+		"ERROR_REASON_IDEMPOTENCY_KEY_REUSED":       3,
+		"ERROR_REASON_STORE_REFUSES_WRITES":         4,
+		"ERROR_REASON_OUTCOME_UNKNOWN":              5,
+		"ERROR_REASON_ALREADY_VOTED":                6,
+		"ERROR_REASON_RATE_LIMITED":                 7,
+		"ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS": 8,
+		"ERROR_REASON_OPEN_APPROVALS_QUOTA":         9,
+		"ERROR_REASON_WATCHER_CAP":                  10,
 	}
 )
 
@@ -317,6 +341,8 @@ const (
 	ErrorMetadataKey_ERROR_METADATA_KEY_VOTER ErrorMetadataKey = 9
 	// A vote's decision: "approve" or "reject".
 	ErrorMetadataKey_ERROR_METADATA_KEY_DECISION ErrorMetadataKey = 10
+	// Whose cap a WATCHER_CAP is: "replica" or "principal".
+	ErrorMetadataKey_ERROR_METADATA_KEY_SCOPE ErrorMetadataKey = 11
 )
 
 // Enum value maps for ErrorMetadataKey.
@@ -333,6 +359,7 @@ var (
 		8:  "ERROR_METADATA_KEY_CAUSE",
 		9:  "ERROR_METADATA_KEY_VOTER",
 		10: "ERROR_METADATA_KEY_DECISION",
+		11: "ERROR_METADATA_KEY_SCOPE",
 	}
 	ErrorMetadataKey_value = map[string]int32{
 		"ERROR_METADATA_KEY_UNSPECIFIED":             0,
@@ -346,6 +373,7 @@ var (
 		"ERROR_METADATA_KEY_CAUSE":                   8,
 		"ERROR_METADATA_KEY_VOTER":                   9,
 		"ERROR_METADATA_KEY_DECISION":                10,
+		"ERROR_METADATA_KEY_SCOPE":                   11,
 	}
 )
 
@@ -821,7 +849,8 @@ type RequestApprovalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The final approval.
 	Approval *Approval `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
-	// True only when status is APPROVED.
+	// Whether the gated action may go ahead: true when status is APPROVED, and
+	// when it is EXPIRED under a policy with on_timeout = APPROVE.
 	Approved      bool `protobuf:"varint,2,opt,name=approved,proto3" json:"approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1057,7 +1086,8 @@ type AwaitApprovalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The final approval.
 	Approval *Approval `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
-	// True only when status is APPROVED.
+	// Whether the gated action may go ahead: true when status is APPROVED, and
+	// when it is EXPIRED under a policy with on_timeout = APPROVE.
 	Approved      bool `protobuf:"varint,2,opt,name=approved,proto3" json:"approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1934,7 +1964,7 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\tOnTimeout\x12\x1a\n" +
 	"\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ON_TIMEOUT_REJECT\x10\x01\x12\x16\n" +
-	"\x12ON_TIMEOUT_APPROVE\x10\x02*\x87\x02\n" +
+	"\x12ON_TIMEOUT_APPROVE\x10\x02*\x9a\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_REASON_ALREADY_FINAL\x10\x01\x12(\n" +
@@ -1942,7 +1972,12 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x03\x12%\n" +
 	"!ERROR_REASON_STORE_REFUSES_WRITES\x10\x04\x12 \n" +
 	"\x1cERROR_REASON_OUTCOME_UNKNOWN\x10\x05\x12\x1e\n" +
-	"\x1aERROR_REASON_ALREADY_VOTED\x10\x06*\x89\x03\n" +
+	"\x1aERROR_REASON_ALREADY_VOTED\x10\x06\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\a\x12-\n" +
+	")ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS\x10\b\x12%\n" +
+	"!ERROR_REASON_OPEN_APPROVALS_QUOTA\x10\t\x12\x1c\n" +
+	"\x18ERROR_REASON_WATCHER_CAP\x10\n" +
+	"*\xa7\x03\n" +
 	"\x10ErrorMetadataKey\x12\"\n" +
 	"\x1eERROR_METADATA_KEY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_METADATA_KEY_ID\x10\x01\x12\x1d\n" +
@@ -1955,7 +1990,8 @@ const file_approval_v1_approval_proto_rawDesc = "" +
 	"\x18ERROR_METADATA_KEY_CAUSE\x10\b\x12\x1c\n" +
 	"\x18ERROR_METADATA_KEY_VOTER\x10\t\x12\x1f\n" +
 	"\x1bERROR_METADATA_KEY_DECISION\x10\n" +
-	"2\xc4\x05\n" +
+	"\x12\x1c\n" +
+	"\x18ERROR_METADATA_KEY_SCOPE\x10\v2\xc4\x05\n" +
 	"\x0fApprovalService\x12\\\n" +
 	"\x0fRequestApproval\x12#.approval.v1.RequestApprovalRequest\x1a$.approval.v1.RequestApprovalResponse\x12Y\n" +
 	"\x0eCreateApproval\x12\".approval.v1.CreateApprovalRequest\x1a#.approval.v1.CreateApprovalResponse\x12V\n" +

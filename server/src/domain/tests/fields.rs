@@ -114,6 +114,22 @@ fn a_type_pattern_is_exact_or_a_prefix_ending_in_one_star() {
 }
 
 #[test]
+fn a_star_anywhere_but_the_end_is_refused_saying_where_it_may_go() {
+    for bad in ["de*ploy", "*deploy", "deploy:*:prod", "*:prod"] {
+        match TypePattern::parse("approval_types", bad) {
+            Err(DomainError::InvalidArgument { field, message }) => {
+                assert_eq!(field, "approval_types", "{bad}");
+                assert!(
+                    message.contains("only allowed once, at the end"),
+                    "{bad}: {message}"
+                );
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn identifiers_take_any_script_but_nothing_invisible_or_that_drives_a_terminal() {
     let cases = [
         ("ASCII", "agent-7", true),

@@ -42,6 +42,7 @@ fn pending(approval_type: &str, requester: &str) -> Approval {
         timeout: Timeout::parse("timeout", Some(timeout), &limits).unwrap(),
         idempotency_key: None,
         policy: ApprovalPolicy::default(),
+        trace: None,
     }
     .into_approval(CREATED)
 }

@@ -1,9 +1,11 @@
 //! How an approval is laid out in Redis: the immutable part as one protobuf
 //! `body`, the mutable part (status and resolution) as plain fields, the same
-//! in the approval hash and in stream events. Decoding what Redis returns
+//! in the approval hash and in stream events (which leave the body out: it
+//! stays in the hash, read only by whoever needs it). Decoding what Redis returns
 //! (hashes, script replies, stream entries, epochs, cursors) is here too.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use approval_api::v1;
 use prost::Message;
@@ -12,8 +14,8 @@ use redis::Value;
 
 use crate::api::convert::{on_timeout_to_proto, policy_from_proto, policy_to_proto};
 use crate::domain::{
-    Approval, ApprovalId, ContextDigest, Cursor, Decision, DomainError, Epoch, Event, EventKind,
-    Millis, Resolution, Status, Vote,
+    Approval, ApprovalId, ContextDigest, Cursor, Decision, Detail, DomainError, Epoch, Event,
+    EventKind, Millis, Resolution, Status, Vote,
 };
 
 /// One vote as decide.lua stores it (a JSON array in the `votes` field).
@@ -150,28 +152,62 @@ pub fn decode_reply(reply: &[Vec<u8>]) -> Result<Approval, DomainError> {
     )
 }
 
-/// From a stream entry's fields.
-pub fn decode_entry(map: &HashMap<String, Value>) -> Result<Approval, DomainError> {
-    let bytes = |k: &str| -> Vec<u8> {
+/// From a stream entry's fields: the approval as far as the entry tells
+/// (`Summary`: its id, status, times, decision and votes; for `added`, the
+/// reminder offsets), or all of it from an entry written before entries
+/// were made small (it carries the `body`).
+pub fn decode_entry(map: &HashMap<String, Value>) -> Result<(Approval, Detail), DomainError> {
+    let bytes = |k: &str| -> &[u8] {
         match map.get(k) {
-            Some(Value::BulkString(b)) => b.clone(),
-            Some(Value::SimpleString(s)) => s.clone().into_bytes(),
-            _ => Vec::new(),
+            Some(Value::BulkString(b)) => b.as_slice(),
+            Some(Value::SimpleString(s)) => s.as_bytes(),
+            _ => &[],
         }
     };
-    let text = |k: &str| String::from_utf8_lossy(&bytes(k)).into_owned();
-    decode(
-        &bytes("body"),
-        StateFields {
-            status: text("status"),
-            by: text("by"),
-            reason: text("reason"),
-            at: text("at"),
-            created: text("created"),
-            deadline: text("deadline"),
-            votes: text("votes"),
-        },
-    )
+    let text = |k: &str| String::from_utf8_lossy(bytes(k)).into_owned();
+    let state = StateFields {
+        status: text("status"),
+        by: text("by"),
+        reason: text("reason"),
+        at: text("at"),
+        created: text("created"),
+        deadline: text("deadline"),
+        votes: text("votes"),
+    };
+    let body = bytes("body");
+    if !body.is_empty() {
+        return Ok((decode(body, state)?, Detail::Full));
+    }
+    let mut approval = decode(&[], state)?;
+    approval.id = ApprovalId::trusted(text("id"));
+    approval.policy.remind_after = text("remind")
+        .split(',')
+        .filter_map(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .collect();
+    Ok((approval, Detail::Summary))
+}
+
+/// Fills in the immutable part of a `Summary` approval from its record's
+/// `body` (the entry's status, times, decision and votes stay: they are
+/// the approval as it was right after the event).
+pub fn complete(summary: &mut Approval, body: &[u8]) -> Result<(), DomainError> {
+    let p = v1::Approval::decode(body)
+        .map_err(|e| DomainError::Internal(format!("undecodable approval body in Redis: {e}")))?;
+    let context = p.context.unwrap_or_default();
+    summary.context_digest = if p.context_digest.is_empty() {
+        ContextDigest::of(&context)
+    } else {
+        ContextDigest::trusted(p.context_digest)
+    };
+    summary.context = context;
+    summary.approval_type = p.approval_type;
+    summary.agent_id = p.agent_id;
+    summary.requester = p.requester;
+    summary.labels = p.labels.into_iter().collect();
+    summary.idempotency_key = p.idempotency_key;
+    summary.policy = policy_from_proto(p.policy, p.required_approvals, p.on_timeout);
+    Ok(())
 }
 
 /// An approval hash's fields, as `HASH_FIELDS` reads them.
@@ -211,6 +247,11 @@ pub fn from_hash(fields: HashFields) -> Result<Option<Approval>, DomainError> {
     .map(Some)
 }
 
+/// The approval hash's field holding the trace context of the call that
+/// created it (`TraceContext::to_stored`; absent when it had none). Not in
+/// `HASH_FIELDS`: read only while traces are exported.
+pub const TRACE_FIELD: &str = "trace";
+
 /// An epoch as the store writes it (hex).
 pub fn parse_epoch(raw: &str) -> Result<Epoch, DomainError> {
     u64::from_str_radix(raw, 16)
@@ -243,10 +284,12 @@ pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
                 ),
                 _ => EventKind::Resolved,
             };
+            let (approval, detail) = decode_entry(&entry.map)?;
             Ok(Event {
                 cursor: parse_cursor(&entry.id)?,
                 kind,
-                approval: decode_entry(&entry.map)?,
+                approval,
+                detail,
             })
         })
         .collect()

@@ -13,6 +13,7 @@
 -- (KEYS[1] without the id), ARGV[12] distinct approvals needed (its policy's),
 -- ARGV[13] its expiry reason when not the default ('' otherwise),
 -- ARGV[14] reminder offsets (ms after creation, comma-separated, '' for none).
+-- ARGV[15] the creating call's trace context ('' for none; field 'trace').
 -- KEYS[7] reminders (zset: id by when its next reminder is due).
 -- The one key not in KEYS is the owner's hash, ARGV[11] .. (the id read from
 -- KEYS[2]): it cannot be named before the script reads it, and it carries
@@ -80,6 +81,9 @@ end
 if ARGV[13] ~= '' then
   field('xreason', ARGV[13])
 end
+if ARGV[15] ~= '' then
+  field('trace', ARGV[15])
+end
 local first_reminder
 if ARGV[14] ~= '' then
   -- The first reminder, if it comes before the deadline.
@@ -94,7 +98,12 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('ZREMRANGEBYLEX', KEYS[4], '-', '(' .. ARGV[5])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
-  'kind', 'added', 'id', ARGV[1], 'body', ARGV[2], 'status', 'pending',
-  'created', created, 'deadline', deadline)
+-- The entry is small: no body (readers that need it read the hash).
+local entry = { 'kind', 'added', 'id', ARGV[1], 'status', 'pending', 'created', created,
+  'deadline', deadline }
+if ARGV[14] ~= '' then
+  entry[#entry + 1] = 'remind'
+  entry[#entry + 1] = ARGV[14]
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
 return { 'created', tostring(created), tostring(deadline) }

@@ -54,6 +54,6 @@ end
 f[8] = encoded
 redis.call('HSET', KEYS[1], 'votes', encoded)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-  'kind', 'updated', 'id', id, 'body', f[1], 'status', 'pending',
+  'kind', 'updated', 'id', id, 'status', 'pending',
   'created', f[6] or '', 'deadline', f[7], 'votes', encoded)
 return reply('recorded', f)

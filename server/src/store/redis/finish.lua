@@ -51,6 +51,7 @@ end
 -- for `retention_ms`, and appends a `resolved` event (capped at `maxlen`).
 -- `f`: its fields as read() returned them; updated here to the final state.
 -- `votes`: its new votes (JSON) to write with the ending, if they changed.
+-- Event entries never carry the body: it stays in the hash.
 local function finalize(id, status, by, reason, at, retention_ms, maxlen, f, votes)
   f[2], f[3], f[4], f[5] = status, by, reason, tostring(at)
   if votes then
@@ -66,8 +67,10 @@ local function finalize(id, status, by, reason, at, retention_ms, maxlen, f, vot
     redis.call('HDEL', KEYS[4], requester)
   end
   redis.call('PEXPIRE', KEYS[1], retention_ms)
+  -- The entry is small: the decision, no body (readers that need it read
+  -- the hash).
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-    'kind', 'resolved', 'id', id, 'body', f[1], 'status', status,
+    'kind', 'resolved', 'id', id, 'status', status,
     'by', by, 'reason', reason, 'at', at, 'created', f[6] or '', 'deadline', f[7] or '',
     'votes', f[8] or '')
 end

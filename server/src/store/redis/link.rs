@@ -136,13 +136,43 @@ pub struct Link {
     discovering: tokio::sync::Mutex<()>,
 }
 
-fn bad_url(url: &str, why: &str) -> DomainError {
-    DomainError::invalid("redis-url", format!("{url:?}: {why}"))
+/// A `--redis-url` this server cannot use: a start error (the operator's
+/// to fix), not a request's. The message names the flag, shows the URL
+/// without its password, and gives the accepted forms.
+#[derive(Debug, thiserror::Error)]
+#[error("--redis-url {url:?}: {why}. Use redis://HOST:6379/0 (rediss:// for TLS), redis+sentinel://HOST:26379/MASTER or redis+cluster://HOST1:6379,HOST2:6379")]
+pub struct BadRedisUrl {
+    /// The URL, its password (if any) replaced by `***`.
+    pub url: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn bad_url(url: &str, why: &str) -> BadRedisUrl {
+    BadRedisUrl {
+        url: without_password(url),
+        why: why.to_string(),
+    }
+}
+
+/// `url` with the password of its `user:password@` part (if any) hidden, so
+/// an error message can show the rest of it.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((auth, hosts)) => {
+            let user = auth.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{hosts}")
+        }
+        None => url.to_string(),
+    }
 }
 
 impl Link {
     /// Parses the URL. Connects lazily: Redis need not be up yet.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self, DomainError> {
+    pub fn open(url: &str, timeout: Duration) -> Result<Self, BadRedisUrl> {
         if let Some((tls, rest)) = url
             .strip_prefix("redis+cluster://")
             .map(|rest| (false, rest))
@@ -173,7 +203,10 @@ impl Link {
                     .map_err(|e| bad_url(url, &format!("not a Redis URL: {e}")))?;
                 (
                     None,
-                    Some(Arc::new(node(client, url.to_string(), timeout)?)),
+                    Some(Arc::new(
+                        node(client, url.to_string(), timeout)
+                            .map_err(|e| bad_url(url, &format!("cannot use it: {e}")))?,
+                    )),
                 )
             }
         };
@@ -322,7 +355,7 @@ fn node(client: Client, address: String, timeout: Duration) -> Result<Node, Doma
 
 /// Seeds are only where to start: the client learns every node and slot
 /// from them (`CLUSTER SLOTS`) and re-learns after failures.
-fn cluster(url: &str, seeds: Vec<String>, timeout: Duration) -> Result<Cluster, DomainError> {
+fn cluster(url: &str, seeds: Vec<String>, timeout: Duration) -> Result<Cluster, BadRedisUrl> {
     let builder = || {
         ClusterClient::builder(seeds.clone())
             .connection_timeout(timeout)
@@ -366,7 +399,7 @@ async fn is_master(node: &Node) -> bool {
 
 /// `[user:password@]host:port[,host:port...][?query]`: one `redis://` (or
 /// `rediss://`) URL per seed, each with the credentials and query.
-fn parse_cluster(url: &str, rest: &str, tls: bool) -> Result<Vec<String>, DomainError> {
+fn parse_cluster(url: &str, rest: &str, tls: bool) -> Result<Vec<String>, BadRedisUrl> {
     let (auth, rest) = match rest.rsplit_once('@') {
         Some((auth, rest)) => (format!("{auth}@"), rest),
         None => (String::new(), rest),
@@ -398,21 +431,24 @@ fn parse_cluster(url: &str, rest: &str, tls: bool) -> Result<Vec<String>, Domain
 }
 
 /// `[user:password@]host:port[,host:port...]/master-name[/db]`
-fn parse_sentinel(url: &str, rest: &str, tls: bool) -> Result<Sentinels, DomainError> {
+fn parse_sentinel(url: &str, rest: &str, tls: bool) -> Result<Sentinels, BadRedisUrl> {
     let (auth, rest) = match rest.rsplit_once('@') {
         Some((auth, rest)) => (format!("{auth}@"), rest),
         None => (String::new(), rest),
     };
-    let (hosts, path) = rest
-        .split_once('/')
-        .ok_or_else(|| bad_url(url, "name the master: redis+sentinel://host:26379/mymaster"))?;
+    let (hosts, path) = rest.split_once('/').ok_or_else(|| {
+        bad_url(
+            url,
+            "no master name after the sentinels (redis+sentinel://HOST:26379/MASTER)",
+        )
+    })?;
     let mut path = path.split('/');
     let master = path.next().unwrap_or_default().to_string();
     let db = path.next().unwrap_or("0").to_string();
     if master.is_empty() {
         return Err(bad_url(
             url,
-            "name the master: redis+sentinel://host:26379/mymaster",
+            "no master name after the sentinels (redis+sentinel://HOST:26379/MASTER)",
         ));
     }
     if db.parse::<u32>().is_err() {

@@ -1,7 +1,9 @@
-//! Listing: a walk of the time index, newest first, filtered, bounded.
+//! Listing: a walk of the time index, newest first, filtered, bounded;
+//! with several partitions, a walk of each, merged in id (creation) order.
 
 use redis::{AsyncCommands, RedisError};
 
+use super::keys::Keys;
 use super::RedisStore;
 use crate::domain::{Approval, ApprovalId, Caller, DomainError, ListQuery, Page, PageToken};
 use crate::store;
@@ -9,6 +11,55 @@ use crate::store;
 impl RedisStore {
     pub(super) async fn list(
         &self,
+        caller: &Caller,
+        query: &ListQuery,
+    ) -> Result<Page, DomainError> {
+        if let [keys] = &self.parts[..] {
+            return self.list_in(keys, caller, query).await;
+        }
+        // Each partition's page below the same token. A partition whose
+        // page has a `next` knows its ids only down to it: the merged page
+        // keeps what every partition knows (ids at or above the highest
+        // such token), newest first, and goes on from there.
+        let mut merged = Vec::new();
+        let mut known_down_to: Option<String> = None;
+        for keys in &self.parts {
+            let page = self.list_in(keys, caller, query).await?;
+            if let Some(PageToken(next)) = page.next {
+                if known_down_to.as_deref() < Some(next.as_str()) {
+                    known_down_to = Some(next.as_str().to_string());
+                }
+            }
+            merged.extend(page.approvals);
+        }
+        merged.sort_by(|a, b| b.id.as_str().cmp(a.id.as_str()));
+        if let Some(bound) = &known_down_to {
+            merged.retain(|a| a.id.as_str() >= bound.as_str());
+        }
+        let mut page: Vec<Approval> = Vec::new();
+        let mut bytes = 0;
+        for a in merged {
+            let size = a.wire_size();
+            if store::page_full(query, page.len(), bytes, size) {
+                let next = page.last().map(|a| PageToken(a.id.clone()));
+                return Ok(Page {
+                    approvals: page,
+                    next,
+                });
+            }
+            bytes += size;
+            page.push(a);
+        }
+        Ok(Page {
+            approvals: page,
+            next: known_down_to.map(|id| PageToken(ApprovalId::trusted(id))),
+        })
+    }
+
+    /// One partition's page.
+    async fn list_in(
+        &self,
+        keys: &Keys,
         caller: &Caller,
         query: &ListQuery,
     ) -> Result<Page, DomainError> {
@@ -27,7 +78,7 @@ impl RedisStore {
         loop {
             let ids: Vec<String> = self
                 .conn()?
-                .zrevrangebylex_limit(&self.keys.index, &upper, "-", 0, batch as isize)
+                .zrevrangebylex_limit(&keys.index, &upper, "-", 0, batch as isize)
                 .await?;
             let exhausted = ids.len() < batch;
             let rows = self.fetch(&ids).await?;
@@ -42,7 +93,7 @@ impl RedisStore {
                         if store::page_full(query, page.len(), bytes, size) {
                             // One more exists: the page is complete.
                             let next = page.last().map(|a: &Approval| PageToken(a.id.clone()));
-                            self.forget(&gone).await;
+                            self.forget(keys, &gone).await;
                             return Ok(Page {
                                 approvals: page,
                                 next,
@@ -54,7 +105,7 @@ impl RedisStore {
                     Some(_) => {}
                 }
             }
-            self.forget(&gone).await;
+            self.forget(keys, &gone).await;
             if exhausted {
                 return Ok(Page {
                     approvals: page,
@@ -73,12 +124,12 @@ impl RedisStore {
 
     /// Drops index entries whose approval aged out. Best effort: a failure
     /// only leaves entries that the next list skips again.
-    async fn forget(&self, ids: &[String]) {
+    async fn forget(&self, keys: &Keys, ids: &[String]) {
         if ids.is_empty() {
             return;
         }
         if let Ok(mut conn) = self.conn() {
-            let _: Result<(), RedisError> = conn.zrem(&self.keys.index, ids).await;
+            let _: Result<(), RedisError> = conn.zrem(&keys.index, ids).await;
         }
     }
 }

@@ -2,6 +2,8 @@
 //! pump's blocking read on a connection of its own), its bounds (XINFO),
 //! cursors into it, and the epoch of its history.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
@@ -9,7 +11,7 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use super::codec;
 use super::RedisStore;
-use crate::domain::{ApprovalId, Cursor, DomainError, Epoch, Event};
+use crate::domain::{ApprovalId, Cursor, Detail, DomainError, Epoch, Event};
 use crate::store;
 
 impl RedisStore {
@@ -193,6 +195,62 @@ impl RedisStore {
             .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
             .await?;
         codec::events(reply.ids)
+    }
+
+    /// Reads the bodies of the `Summary` events `wanted` picks, pipelined:
+    /// one round trip for the whole batch, whatever its size.
+    pub(super) async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        let todo: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].detail == Detail::Summary && wanted(&events[i]))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        // One read per approval (its `added` and `resolved` events may
+        // come in one batch), none for a body read lately.
+        let mut bodies: HashMap<String, Option<Arc<[u8]>>> = HashMap::new();
+        for &i in &todo {
+            let id = events[i].approval.id.as_str();
+            if !bodies.contains_key(id) {
+                bodies.insert(id.to_string(), self.bodies.get(id));
+            }
+        }
+        // (An id of no partition of this namespace has no record to read.)
+        let missing: Vec<(String, String)> = bodies
+            .iter()
+            .filter(|(_, body)| body.is_none())
+            .filter_map(|(id, _)| Some((id.clone(), self.keys_of(id)?.approval(id))))
+            .collect();
+        if !missing.is_empty() {
+            let mut pipe = redis::pipe();
+            for (_, key) in &missing {
+                pipe.hget(key, "body");
+            }
+            let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
+            for ((id, _), body) in missing.into_iter().zip(read) {
+                let body: Option<Arc<[u8]>> = body.map(Into::into);
+                if let Some(body) = &body {
+                    self.bodies.put(&id, body.clone());
+                }
+                bodies.insert(id, body);
+            }
+        }
+        for i in todo {
+            let e = &mut events[i];
+            match bodies.get(e.approval.id.as_str()) {
+                Some(Some(body)) => {
+                    codec::complete(&mut e.approval, body)?;
+                    e.detail = Detail::Full;
+                }
+                // Past its retention: what the entry holds is all there is.
+                _ => e.detail = Detail::Gone,
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {

@@ -13,6 +13,7 @@
 //! (the webhook outbox, with its own keys and scripts). The `Store` impl
 //! below delegates to them.
 
+mod body_cache;
 mod codec;
 mod durability;
 mod errors;
@@ -20,13 +21,16 @@ mod keys;
 mod link;
 mod list;
 mod log;
+mod log_bound;
 mod outbox;
 mod probe;
 mod scripts;
 
 pub use durability::Durability;
+pub use keys::MAX_PARTITIONS;
+pub use link::BadRedisUrl;
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,7 +40,7 @@ use tokio::sync::Mutex;
 use super::{Created, Retention, Store};
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery,
-    Millis, NewApproval, Page,
+    Millis, NewApproval, Page, TraceContext,
 };
 use codec::{HashFields, HASH_FIELDS};
 use keys::Keys;
@@ -45,8 +49,12 @@ use scripts::Scripts;
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
     pub url: String,
-    /// Namespace: every key is under the hash tag `{prefix}`.
+    /// Namespace: every key is under the hash tag `{prefix}` (or
+    /// `{prefix:k}`, partition k).
     pub prefix: String,
+    /// `--redis-partitions`: how many hash tags approvals spread over (1:
+    /// the layout of before partitions).
+    pub partitions: usize,
     pub retention: Retention,
     /// Connect and command timeout (not used for blocking reads).
     pub timeout: Duration,
@@ -66,7 +74,13 @@ pub struct RedisStore {
     /// for as long as it waits, so it gets one of its own with no response
     /// timeout (the event pump is the only caller).
     blocking: Mutex<Option<link::Conn>>,
+    /// Partition 0's keys (the event log, epoch, probe and outbox keys).
     keys: Keys,
+    /// Every partition's keys, partition 0 first.
+    parts: Vec<Keys>,
+    /// The key recording the layout, and whether it was found to match.
+    layout_key: String,
+    layout_checked: AtomicBool,
     retention: Retention,
     timeout: Duration,
     durability: Option<durability::Waiter>,
@@ -75,19 +89,34 @@ pub struct RedisStore {
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
     outbox: outbox::OutboxLink,
+    log_bound: log_bound::LogBound,
+    /// Bodies read lately, for completing events.
+    bodies: body_cache::BodyCache,
 }
 
 impl RedisStore {
     /// Sets up the store. Does not need Redis to be up yet: the connection is
     /// made lazily and re-made after failures, and health reports it.
-    pub fn connect(options: RedisOptions) -> Result<Self, DomainError> {
+    pub fn connect(options: RedisOptions) -> Result<Self, BadRedisUrl> {
         let link = link::Link::open(&options.url, options.timeout)?;
-        let keys = Keys::new(&options.prefix);
+        let partitions = options.partitions.clamp(1, MAX_PARTITIONS);
+        let keys = Keys::new(&options.prefix, 0);
+        let parts = (0..partitions)
+            .map(|k| Keys::new(&options.prefix, k))
+            .collect();
         Ok(Self {
+            parts,
+            layout_key: keys::layout_key(&options.prefix),
+            layout_checked: AtomicBool::new(false),
             link,
             blocking: Mutex::new(None),
             outbox: outbox::OutboxLink::new(&keys),
             keys,
+            log_bound: log_bound::LogBound::new(
+                options.retention.max_events,
+                options.retention.max_event_bytes,
+            ),
+            bodies: body_cache::BodyCache::default(),
             retention: options.retention,
             timeout: options.timeout,
             durability: options.durability.map(durability::Waiter::new),
@@ -99,6 +128,65 @@ impl RedisStore {
 
     fn conn(&self) -> Result<link::Conn, DomainError> {
         self.link.conn()
+    }
+
+    /// The keys of the partition the approval with this id lives in;
+    /// `None` when the id names no partition of this namespace.
+    fn keys_of(&self, id: &str) -> Option<&Keys> {
+        self.parts.get(keys::partition_of(id, self.parts.len())?)
+    }
+
+    /// Compares the layout recorded in Redis with this store's partition
+    /// count, recording it when none is (first start on this namespace).
+    /// `Some(why)` when they differ: this replica must not run on this
+    /// data. Data written before layouts were recorded counts as one
+    /// partition.
+    async fn layout_mismatch(&self) -> Result<Option<String>, DomainError> {
+        if self.layout_checked.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mine = self.parts.len();
+        let mut conn = self.conn()?;
+        let mut recorded: Option<String> = conn.get(&self.layout_key).await?;
+        if recorded.is_none() {
+            // Older data (no record): laid out in one partition.
+            let k = &self.keys;
+            let old: bool = conn.exists(&[&k.epoch, &k.index, &k.events]).await?;
+            let value = format!("partitions={}", if old { 1 } else { mine });
+            let _: () = redis::cmd("SET")
+                .arg(&self.layout_key)
+                .arg(&value)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            recorded = conn.get(&self.layout_key).await?;
+        }
+        let theirs = recorded
+            .as_deref()
+            .and_then(|v| v.strip_prefix("partitions="))
+            .and_then(|n| n.parse::<usize>().ok());
+        match theirs {
+            Some(n) if n == mine => {
+                self.layout_checked.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            other => {
+                let found = other.map_or_else(
+                    || format!("an unreadable layout record ({recorded:?})"),
+                    |n| format!("data laid out in {n} partition(s)"),
+                );
+                Ok(Some(format!(
+                    "Redis key {} records {found}, but this replica was started with \
+                     --redis-partitions {mine}. The partition count of live data cannot \
+                     change: either restart with the recorded count, or migrate: drain \
+                     (stop creating approvals, wait until none is pending and clients \
+                     no longer read the old ones, then delete the namespace's keys) and \
+                     start with the new count, or start with the new count under a new \
+                     --redis-prefix and move clients over",
+                    self.layout_key
+                )))
+            }
+        }
     }
 
     fn retention_ms(&self) -> u64 {
@@ -128,21 +216,90 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        let mut asked = Vec::with_capacity(ids.len());
         for id in ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys.approval(id.as_ref()))
-                .arg(&HASH_FIELDS[..]);
+            let keys = self.keys_of(id.as_ref());
+            asked.push(keys.is_some());
+            if let Some(keys) = keys {
+                pipe.cmd("HMGET")
+                    .arg(keys.approval(id.as_ref()))
+                    .arg(&HASH_FIELDS[..]);
+            }
         }
         let started = tokio::time::Instant::now();
-        let rows: Vec<HashFields> = loop {
-            match pipe.query_async(&mut self.conn()?).await {
-                Err(e) if e.is_timeout() && started.elapsed() < patience => {
-                    tracing::debug!(ids = ids.len(), "a read timed out: asking again");
+        let rows: Vec<HashFields> = match asked.iter().any(|a| *a) {
+            true => loop {
+                match pipe.query_async(&mut self.conn()?).await {
+                    Err(e) if e.is_timeout() && started.elapsed() < patience => {
+                        tracing::debug!(ids = ids.len(), "a read timed out: asking again");
+                    }
+                    rows => break rows?,
                 }
-                rows => break rows?,
-            }
+            },
+            false => Vec::new(),
         };
-        rows.into_iter().map(codec::from_hash).collect()
+        let mut rows = rows.into_iter();
+        asked
+            .into_iter()
+            .map(|asked| match asked.then(|| rows.next()).flatten() {
+                Some(row) => codec::from_hash(row),
+                None => Ok(None),
+            })
+            .collect()
+    }
+}
+
+impl RedisStore {
+    /// The members of one time index (`index` of each partition's keys)
+    /// due at or before `now`, earliest first over every partition, at most
+    /// `limit`. The reaper and the reminders serve every partition this way.
+    async fn due_in(
+        &self,
+        index: impl Fn(&Keys) -> &String,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<ApprovalId>, DomainError> {
+        let mut conn = self.conn()?;
+        let mut due: Vec<(String, f64)> = Vec::new();
+        for keys in &self.parts {
+            let part: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(index(keys))
+                .arg("-inf")
+                .arg(now.0)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await?;
+            due.extend(part);
+        }
+        if self.parts.len() > 1 {
+            due.sort_by(|a, b| a.1.total_cmp(&b.1));
+            due.truncate(limit);
+        }
+        Ok(due
+            .into_iter()
+            .map(|(id, _)| ApprovalId::trusted(id))
+            .collect())
+    }
+
+    /// The earliest score in one time index over every partition.
+    async fn first_in(
+        &self,
+        index: impl Fn(&Keys) -> &String,
+    ) -> Result<Option<Millis>, DomainError> {
+        let mut conn = self.conn()?;
+        let mut first: Option<Millis> = None;
+        for keys in &self.parts {
+            let head: Vec<(String, f64)> = conn.zrange_withscores(index(keys), 0, 0).await?;
+            if let Some((_, score)) = head.first() {
+                let at = Millis(*score as u64);
+                first = Some(first.map_or(at, |f| f.min(at)));
+            }
+        }
+        Ok(first)
     }
 }
 
@@ -159,9 +316,24 @@ impl Store for RedisStore {
         RedisStore::create(self, id, new, max_open).await
     }
 
+    fn place(&self, id: ApprovalId, requester: &str) -> ApprovalId {
+        if self.parts.len() <= 1 {
+            return id;
+        }
+        let part = keys::partition_of_requester(requester, self.parts.len());
+        ApprovalId::trusted(keys::place_in(id.as_str(), part))
+    }
+
+    async fn check_layout(&self) -> Result<Option<String>, DomainError> {
+        self.layout_mismatch().await
+    }
+
     async fn get(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
         let fields: HashFields = redis::cmd("HMGET")
-            .arg(self.keys.approval(id.as_str()))
+            .arg(keys.approval(id.as_str()))
             .arg(&HASH_FIELDS[..])
             .query_async(&mut self.conn()?)
             .await?;
@@ -177,19 +349,11 @@ impl Store for RedisStore {
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ApprovalId>, DomainError> {
-        let ids: Vec<String> = self
-            .conn()?
-            .zrangebyscore_limit(&self.keys.pending, "-inf", now.0, 0, limit as isize)
-            .await?;
-        Ok(ids.into_iter().map(ApprovalId::trusted).collect())
+        self.due_in(|k| &k.pending, now, limit).await
     }
 
     async fn next_deadline(&self) -> Result<Option<Millis>, DomainError> {
-        let first: Vec<(String, f64)> = self
-            .conn()?
-            .zrange_withscores(&self.keys.pending, 0, 0)
-            .await?;
-        Ok(first.first().map(|(_, score)| Millis(*score as u64)))
+        self.first_in(|k| &k.pending).await
     }
 
     async fn remind(&self, id: &ApprovalId) -> Result<Option<(u32, Approval)>, DomainError> {
@@ -201,19 +365,11 @@ impl Store for RedisStore {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<ApprovalId>, DomainError> {
-        let ids: Vec<String> = self
-            .conn()?
-            .zrangebyscore_limit(&self.keys.reminders, "-inf", now.0, 0, limit as isize)
-            .await?;
-        Ok(ids.into_iter().map(ApprovalId::trusted).collect())
+        self.due_in(|k| &k.reminders, now, limit).await
     }
 
     async fn next_reminder(&self) -> Result<Option<Millis>, DomainError> {
-        let first: Vec<(String, f64)> = self
-            .conn()?
-            .zrange_withscores(&self.keys.reminders, 0, 0)
-            .await?;
-        Ok(first.first().map(|(_, score)| Millis(*score as u64)))
+        self.first_in(|k| &k.reminders).await
     }
 
     async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
@@ -245,6 +401,14 @@ impl Store for RedisStore {
         RedisStore::head(self).await
     }
 
+    async fn complete_events(
+        &self,
+        events: &mut [Event],
+        wanted: &(dyn for<'e> Fn(&'e Event) -> bool + Sync),
+    ) -> Result<(), DomainError> {
+        RedisStore::complete_events(self, events, wanted).await
+    }
+
     async fn read_events(
         &self,
         after: Cursor,
@@ -272,5 +436,16 @@ impl Store for RedisStore {
 
     async fn eviction_policy(&self) -> Result<Option<String>, DomainError> {
         RedisStore::eviction_policy(self).await
+    }
+
+    async fn trace_of(&self, id: &ApprovalId) -> Result<Option<TraceContext>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
+        let raw: Option<String> = self
+            .conn()?
+            .hget(keys.approval(id.as_str()), codec::TRACE_FIELD)
+            .await?;
+        Ok(raw.as_deref().and_then(TraceContext::from_stored))
     }
 }

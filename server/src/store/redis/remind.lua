@@ -33,7 +33,7 @@ end
 redis.call('HSET', KEYS[1], 'reminded', n)
 local g = redis.call('HMGET', KEYS[1], 'body', 'votes')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
-  'kind', 'reminder', 'reminder', n, 'id', id, 'body', g[1], 'status', 'pending',
+  'kind', 'reminder', 'reminder', n, 'id', id, 'status', 'pending',
   'created', f[2], 'deadline', f[3], 'votes', g[2] or '')
 local next = offsets[n + 1]
 if next and created + next < deadline then

@@ -42,15 +42,17 @@ impl RedisStore {
     /// cancel). With `--redis-wait-replicas`, the script and WAIT (or
     /// WAITAOF) go in one pipeline on one connection, so the count covers
     /// exactly this write (see durability.rs).
+    /// `route`: a key of the script's partition (WAIT goes to its node).
     async fn confirmed_write(
         &self,
         script: &redis::ScriptInvocation<'_>,
+        route: &str,
     ) -> Result<Vec<Vec<u8>>, DomainError> {
         let mut conn = self.conn()?;
         let Some(waiter) = &self.durability else {
             return script.invoke_async(&mut conn).await.map_err(write_error);
         };
-        let wait = waiter.command(&mut conn, &self.keys.epoch).await?;
+        let wait = waiter.command(&mut conn, route).await?;
         let mut pipe = redis::pipe();
         pipe.invoke_script(script).add_command(wait);
         let no_script = |e: &redis::RedisError| {
@@ -74,12 +76,24 @@ impl RedisStore {
         new: NewApproval,
         max_open: usize,
     ) -> Result<Created, DomainError> {
+        // Checked at start; when Redis was not up then, before the first
+        // write. A failed check is the script's to report (it fails too).
+        if let Ok(Some(why)) = self.layout_mismatch().await {
+            return Err(DomainError::Unavailable(why));
+        }
         let now = self.now();
         let requester = new.requester.as_str().to_string();
+        // The partition the id names (`Store::place`).
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Err(DomainError::Internal(format!(
+                "approval id {id} names no partition of {}",
+                self.parts.len()
+            )));
+        };
         let idem = new
             .idempotency_key
             .as_ref()
-            .map(|k| self.keys.idempotency(&requester, k.as_str()));
+            .map(|k| keys.idempotency(&requester, k.as_str()));
         let ttl = now
             .until(now.plus(new.timeout.get()))
             .saturating_add(self.retention.final_approvals)
@@ -90,6 +104,11 @@ impl RedisStore {
                 .saturating_sub(self.retention.max_timeout.as_millis() as u64),
         ));
         let timeout_ms = new.timeout.get().as_millis() as u64;
+        let trace = new
+            .trace
+            .as_ref()
+            .map(|t| t.to_stored())
+            .unwrap_or_default();
         let mut approval = new.into_approval_with_id(id, now);
         let policy = &approval.policy;
         let expiry_reason = match policy.expiry_reason() {
@@ -109,27 +128,29 @@ impl RedisStore {
             .confirmed_write(
                 self.scripts
                     .create
-                    .key(self.keys.approval(approval.id.as_str()))
-                    .key(idem.clone().unwrap_or_else(|| self.keys.no_idempotency()))
-                    .key(&self.keys.pending)
-                    .key(&self.keys.index)
-                    .key(&self.keys.events)
-                    .key(&self.keys.open)
-                    .key(&self.keys.reminders)
+                    .key(keys.approval(approval.id.as_str()))
+                    .key(idem.clone().unwrap_or_else(|| keys.no_idempotency()))
+                    .key(&keys.pending)
+                    .key(&keys.index)
+                    .key(&keys.events)
+                    .key(&keys.open)
+                    .key(&keys.reminders)
                     .arg(approval.id.as_str())
                     .arg(&body)
                     .arg(timeout_ms)
                     .arg(ttl)
                     .arg(&cutoff)
-                    .arg(self.retention.max_events)
+                    .arg(self.log_bound.cap())
                     .arg(if idem.is_some() { "1" } else { "0" })
                     .arg(&requester)
                     .arg(max_open)
                     .arg(&fingerprint)
-                    .arg(self.keys.approval_prefix())
+                    .arg(keys.approval_prefix())
                     .arg(required)
                     .arg(&expiry_reason)
-                    .arg(&reminders),
+                    .arg(&reminders)
+                    .arg(&trace),
+                &keys.epoch,
             )
             .await?;
         match reply.first().map(Vec::as_slice) {
@@ -145,6 +166,7 @@ impl RedisStore {
                     approval.created_at = created;
                     approval.deadline = deadline;
                 }
+                self.appended(0).await;
                 Ok(Created {
                     approval,
                     created: true,
@@ -181,22 +203,31 @@ impl RedisStore {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
         };
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(Finished::NotFound);
+        };
         let reply = self
             .confirmed_write(
                 script
-                    .key(self.keys.approval(id.as_str()))
-                    .key(&self.keys.pending)
-                    .key(&self.keys.events)
-                    .key(&self.keys.open)
+                    .key(keys.approval(id.as_str()))
+                    .key(&keys.pending)
+                    .key(&keys.events)
+                    .key(&keys.open)
                     .arg(id.as_str())
                     .arg(ending.status().as_str())
                     .arg(ending.by())
                     .arg(reason)
                     .arg(self.retention_ms())
-                    .arg(self.retention.max_events)
+                    .arg(self.log_bound.cap())
                     .arg(Approval::EXPIRED_REASON),
+                &keys.epoch,
             )
             .await?;
+        if let Some(b"done" | b"expired" | b"recorded") = reply.first().map(Vec::as_slice) {
+            // The entry holds the reason and the votes (reply field 8).
+            self.appended(reason.len() + reply.get(8).map_or(0, Vec::len))
+                .await;
+        }
         match reply.first().map(Vec::as_slice) {
             Some(b"done") => Ok(Finished::Done(codec::decode_reply(&reply)?)),
             Some(b"expired") => Ok(Finished::Expired(codec::decode_reply(&reply)?)),
@@ -212,22 +243,28 @@ impl RedisStore {
     }
 
     pub(super) async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
         let reply: Vec<Vec<u8>> = self
             .scripts
             .expire
-            .key(self.keys.approval(id.as_str()))
-            .key(&self.keys.pending)
-            .key(&self.keys.events)
-            .key(&self.keys.open)
+            .key(keys.approval(id.as_str()))
+            .key(&keys.pending)
+            .key(&keys.events)
+            .key(&keys.open)
             .arg(id.as_str())
             .arg(self.retention_ms())
-            .arg(self.retention.max_events)
+            .arg(self.log_bound.cap())
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
-            Some(b"expired") => Ok(Some(codec::decode_reply(&reply)?)),
+            Some(b"expired") => {
+                self.appended(0).await;
+                Ok(Some(codec::decode_reply(&reply)?))
+            }
             _ => Ok(None),
         }
     }
@@ -237,20 +274,24 @@ impl RedisStore {
         &self,
         id: &ApprovalId,
     ) -> Result<Option<(u32, Approval)>, DomainError> {
+        let Some(keys) = self.keys_of(id.as_str()) else {
+            return Ok(None);
+        };
         let mut reply: Vec<Vec<u8>> = self
             .scripts
             .remind
-            .key(self.keys.approval(id.as_str()))
-            .key(&self.keys.reminders)
-            .key(&self.keys.events)
+            .key(keys.approval(id.as_str()))
+            .key(&keys.reminders)
+            .key(&keys.events)
             .arg(id.as_str())
-            .arg(self.retention.max_events)
+            .arg(self.log_bound.cap())
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         if reply.first().map(Vec::as_slice) != Some(b"reminded") {
             return Ok(None);
         }
+        self.appended(0).await;
         let n = std::str::from_utf8(&reply.remove(1))
             .ok()
             .and_then(|n| n.parse().ok())

@@ -42,6 +42,10 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_STORE_REFUSES_WRITES: _ClassVar[ErrorReason]
     ERROR_REASON_OUTCOME_UNKNOWN: _ClassVar[ErrorReason]
     ERROR_REASON_ALREADY_VOTED: _ClassVar[ErrorReason]
+    ERROR_REASON_RATE_LIMITED: _ClassVar[ErrorReason]
+    ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS: _ClassVar[ErrorReason]
+    ERROR_REASON_OPEN_APPROVALS_QUOTA: _ClassVar[ErrorReason]
+    ERROR_REASON_WATCHER_CAP: _ClassVar[ErrorReason]
 
 class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +60,7 @@ class ErrorMetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_METADATA_KEY_CAUSE: _ClassVar[ErrorMetadataKey]
     ERROR_METADATA_KEY_VOTER: _ClassVar[ErrorMetadataKey]
     ERROR_METADATA_KEY_DECISION: _ClassVar[ErrorMetadataKey]
+    ERROR_METADATA_KEY_SCOPE: _ClassVar[ErrorMetadataKey]
 APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
 APPROVAL_STATUS_PENDING: ApprovalStatus
 APPROVAL_STATUS_APPROVED: ApprovalStatus
@@ -75,6 +80,10 @@ ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
 ERROR_REASON_STORE_REFUSES_WRITES: ErrorReason
 ERROR_REASON_OUTCOME_UNKNOWN: ErrorReason
 ERROR_REASON_ALREADY_VOTED: ErrorReason
+ERROR_REASON_RATE_LIMITED: ErrorReason
+ERROR_REASON_TOO_MANY_INVALID_CREDENTIALS: ErrorReason
+ERROR_REASON_OPEN_APPROVALS_QUOTA: ErrorReason
+ERROR_REASON_WATCHER_CAP: ErrorReason
 ERROR_METADATA_KEY_UNSPECIFIED: ErrorMetadataKey
 ERROR_METADATA_KEY_ID: ErrorMetadataKey
 ERROR_METADATA_KEY_STATUS: ErrorMetadataKey
@@ -86,6 +95,7 @@ ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST: ErrorMetadataKey
 ERROR_METADATA_KEY_CAUSE: ErrorMetadataKey
 ERROR_METADATA_KEY_VOTER: ErrorMetadataKey
 ERROR_METADATA_KEY_DECISION: ErrorMetadataKey
+ERROR_METADATA_KEY_SCOPE: ErrorMetadataKey
 
 class Vote(_message.Message):
     __slots__ = ("voter", "decision", "reason", "voted_at")

@@ -114,7 +114,7 @@ impl From<Error> for ToolError {
                 "approvald did not answer in time: {message}. Do not perform the gated action; \
                  try again in a minute."
             ),
-            Error::ResourceExhausted { message } => format!(
+            Error::LimitReached { message, .. } | Error::ResourceExhausted { message } => format!(
                 "approvald refused for now: {message}. A limit was reached: wait a little, or \
                  cancel approvals you no longer need, then try again."
             ),

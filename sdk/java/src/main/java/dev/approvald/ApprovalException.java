@@ -51,9 +51,17 @@ public class ApprovalException extends RuntimeException {
     switch (code) {
       case FAILED_PRECONDITION:
         ErrorInfo info = detail(details, ErrorInfo.class);
-        if (info != null
-            && info.getReason().equals(reason(ErrorReason.ERROR_REASON_ALREADY_FINAL))) {
+        if (info == null) {
+          break;
+        }
+        if (info.getReason().equals(reason(ErrorReason.ERROR_REASON_ALREADY_FINAL))) {
           return new AlreadyDecidedException(message, info.getMetadataMap(), e);
+        }
+        if (info.getReason().equals(reason(ErrorReason.ERROR_REASON_ALREADY_VOTED))) {
+          return new AlreadyVotedException(message, info.getMetadataMap(), e);
+        }
+        if (info.getReason().equals(reason(ErrorReason.ERROR_REASON_CONTEXT_DIGEST_MISMATCH))) {
+          return new ContextChangedException(message, info.getMetadataMap(), e);
         }
         break;
       case INVALID_ARGUMENT:
@@ -125,6 +133,60 @@ public class ApprovalException extends RuntimeException {
     /** RFC 3339. */
     public String decidedAt() {
       return decidedAt;
+    }
+  }
+
+  /**
+   * This voter already voted otherwise on the pending approval (FAILED_PRECONDITION, reason
+   * ALREADY_VOTED): a vote cannot be changed or cast twice; nothing changed.
+   */
+  public static final class AlreadyVotedException extends ApprovalException {
+    private static final long serialVersionUID = 1L;
+    private final String voter;
+    private final String decision;
+
+    AlreadyVotedException(String message, Map<String, String> metadata, Throwable cause) {
+      super(Status.Code.FAILED_PRECONDITION, message, cause);
+      voter = metadata.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_VOTER), "");
+      decision = metadata.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_DECISION), "");
+    }
+
+    public String voter() {
+      return voter;
+    }
+
+    /** The vote already cast: "approve" or "reject". */
+    public String decision() {
+      return decision;
+    }
+  }
+
+  /**
+   * The expected context digest given to {@code respond} is not the approval's
+   * (FAILED_PRECONDITION, reason CONTEXT_DIGEST_MISMATCH): nothing changed.
+   */
+  public static final class ContextChangedException extends ApprovalException {
+    private static final long serialVersionUID = 1L;
+    private final String contextDigest;
+    private final String expectedContextDigest;
+
+    ContextChangedException(String message, Map<String, String> metadata, Throwable cause) {
+      super(Status.Code.FAILED_PRECONDITION, message, cause);
+      contextDigest =
+          metadata.getOrDefault(key(ErrorMetadataKey.ERROR_METADATA_KEY_CONTEXT_DIGEST), "");
+      expectedContextDigest =
+          metadata.getOrDefault(
+              key(ErrorMetadataKey.ERROR_METADATA_KEY_EXPECTED_CONTEXT_DIGEST), "");
+    }
+
+    /** The approval's digest. */
+    public String contextDigest() {
+      return contextDigest;
+    }
+
+    /** The one sent. */
+    public String expectedContextDigest() {
+      return expectedContextDigest;
     }
   }
 

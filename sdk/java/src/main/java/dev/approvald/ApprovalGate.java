@@ -146,16 +146,32 @@ public final class ApprovalGate implements AutoCloseable {
   }
 
   /**
-   * Records a human decision. The first decision wins: a conflicting one throws {@link
-   * ApprovalException.AlreadyDecidedException} naming the winner; an identical retry succeeds.
+   * Records a human vote. With one required approval (the default) the first decision wins: a
+   * conflicting one throws {@link ApprovalException.AlreadyDecidedException} naming the winner;
+   * an identical retry succeeds. Under a policy needing several approvals the approval stays
+   * PENDING (its votes growing) until {@code required_approvals} distinct voters approved; one
+   * reject ends it. A voter's changed or second vote throws {@link
+   * ApprovalException.AlreadyVotedException}.
    */
   public Approval respond(String id, boolean approve, String responder, String reason) {
+    return respond(id, approve, responder, reason, "");
+  }
+
+  /**
+   * {@link #respond(String, boolean, String, String)}, counted only for the context the human saw:
+   * {@code expectedContextDigest} is the approval's {@code context_digest} as shown. When the
+   * approval's is another, it throws {@link ApprovalException.ContextChangedException} and
+   * nothing changes (empty: no check).
+   */
+  public Approval respond(
+      String id, boolean approve, String responder, String reason, String expectedContextDigest) {
     RespondRequest request =
         RespondRequest.newBuilder()
             .setId(id)
             .setDecision(approve ? DECISION_APPROVE : DECISION_REJECT)
             .setResponder(responder)
             .setReason(reason)
+            .setExpectedContextDigest(expectedContextDigest)
             .build();
     return call(calls -> calls.respond(request).getApproval());
   }

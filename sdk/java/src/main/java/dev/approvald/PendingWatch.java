@@ -10,9 +10,9 @@ import java.util.NoSuchElementException;
 
 /**
  * The events of {@link ApprovalGate#watchPending}: the pending snapshot (ADDED with empty
- * cursors), SYNCED, then live ADDED and RESOLVED events, for as long as it stays open. A lost
- * stream is resumed from the last cursor, on any replica, with no gap and no duplicate. {@code
- * hasNext()} blocks until the next event; close it (from any thread) to stop.
+ * cursors), SYNCED, then live ADDED, UPDATED and RESOLVED events, for as long as it stays open. A
+ * lost stream is resumed from the last cursor, on any replica, with no gap and no duplicate.
+ * {@code hasNext()} blocks until the next event; close it (from any thread) to stop.
  */
 public final class PendingWatch implements Iterator<WatchEvent>, Iterable<WatchEvent>, AutoCloseable {
   private final ApprovalApi api;
@@ -69,7 +69,10 @@ public final class PendingWatch implements Iterator<WatchEvent>, Iterable<WatchE
     }
   }
 
-  /** The next event, or null when the stream was (re)opened without one yet. */
+  /**
+   * The next event, or null when the stream was (re)opened without one yet or sent a kind this SDK
+   * does not know.
+   */
   private WatchEvent fetch() {
     try {
       if (stream == null) {
@@ -114,10 +117,14 @@ public final class PendingWatch implements Iterator<WatchEvent>, Iterable<WatchE
     switch (response.getEventCase()) {
       case ADDED:
         return new WatchEvent(WatchEvent.Kind.ADDED, response.getAdded(), cursor);
+      case UPDATED:
+        return new WatchEvent(WatchEvent.Kind.UPDATED, response.getUpdated(), cursor);
       case RESOLVED:
         return new WatchEvent(WatchEvent.Kind.RESOLVED, response.getResolved(), cursor);
-      default:
+      case SYNCED:
         return new WatchEvent(WatchEvent.Kind.SYNCED, null, cursor);
+      default:
+        return null; // an event kind newer than this SDK: skipped (its cursor is kept)
     }
   }
 

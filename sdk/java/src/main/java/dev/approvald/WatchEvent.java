@@ -6,7 +6,7 @@ import dev.approvald.approval.v1.Approval;
  * One event of {@link ApprovalGate#watchPending}.
  *
  * @param kind what happened
- * @param approval the approval added or resolved; null for SYNCED and RESET
+ * @param approval the approval added, updated or resolved; null for SYNCED and RESET
  * @param cursor resumes right after this event; empty during the snapshot
  */
 public record WatchEvent(Kind kind, Approval approval, String cursor) {
@@ -14,6 +14,8 @@ public record WatchEvent(Kind kind, Approval approval, String cursor) {
   public enum Kind {
     /** A pending approval, from the snapshot or newly created. */
     ADDED,
+    /** A pending approval changed and is still pending: a vote arrived (see its votes). */
+    UPDATED,
     /** A pending approval became final. */
     RESOLVED,
     /** The snapshot is complete; live events follow. */

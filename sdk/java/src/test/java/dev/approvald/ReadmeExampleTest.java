@@ -28,11 +28,42 @@ class ReadmeExampleTest {
   @Test
   @Timeout(value = 120, unit = TimeUnit.SECONDS)
   void theReadmeExampleRunsAndPrintsTheHumansDecision(@TempDir Path dir) throws Exception {
+    String output =
+        runWhileApproving(dir, block("example", "java"), "Deploy", Live.addrA(), "alice");
+    assertEquals("approved: true by alice\n", output);
+  }
+
+  /** The README's votes example, under the README's policy, prints both voters. */
+  @Test
+  @Timeout(value = 120, unit = TimeUnit.SECONDS)
+  void theReadmeVotesExampleRunsUnderTheReadmePolicy(@TempDir Path dir) throws Exception {
+    try (Live.Replica server =
+        PoliciesTest.startWithPolicies(dir.resolve("approvald.toml"), block("policy", "toml"))) {
+      String output =
+          runWhileApproving(
+              dir, block("example: votes", "java"), "TwoPersonDeploy", server.addr, "alice", "bob");
+      assertEquals("approved: true by alice and bob (2 needed)\n", output);
+    }
+  }
+
+  /** The README block after {@code <!-- marker -->}, fenced as {@code lang}. */
+  private static String block(String marker, String lang) throws Exception {
     String readme = Files.readString(Path.of("README.md"));
-    Matcher match = Pattern.compile("(?s)<!-- example -->\n```java\n(.*?)```").matcher(readme);
-    assertEquals(true, match.find(), "README.md has no example");
-    String program = match.group(1).replace("127.0.0.1:50051", Live.addrA());
-    Path source = dir.resolve("Deploy.java");
+    Matcher match =
+        Pattern.compile("(?s)<!-- " + Pattern.quote(marker) + " -->\n```" + lang + "\n(.*?)```")
+            .matcher(readme);
+    assertEquals(true, match.find(), "README.md has no " + marker + " block");
+    return match.group(1);
+  }
+
+  /**
+   * Compiles and runs the example program (class {@code className}) against {@code addr} while
+   * each of {@code voters} approves the deploy:production approval it waits for; its output.
+   */
+  private static String runWhileApproving(
+      Path dir, String example, String className, String addr, String... voters) throws Exception {
+    String program = example.replace("127.0.0.1:50051", addr);
+    Path source = dir.resolve(className + ".java");
     Files.writeString(source, program);
 
     String classpath = System.getProperty("java.class.path");
@@ -45,7 +76,7 @@ class ReadmeExampleTest {
 
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     Process run =
-        new ProcessBuilder(java, "-cp", dir + File.pathSeparator + classpath, "Deploy")
+        new ProcessBuilder(java, "-cp", dir + File.pathSeparator + classpath, className)
             .redirectErrorStream(true)
             .start();
     CompletableFuture<String> output =
@@ -57,7 +88,7 @@ class ReadmeExampleTest {
                 throw new java.io.UncheckedIOException(e);
               }
             });
-    try (ApprovalGate human = Live.gate(Live.addrB(), "java-readme-human")) {
+    try (ApprovalGate human = Live.gate(addr, "java-readme-human")) {
       ListApprovalsRequest filter =
           ListApprovalsRequest.newBuilder()
               .addStatuses(ApprovalStatus.APPROVAL_STATUS_PENDING)
@@ -72,10 +103,13 @@ class ReadmeExampleTest {
                 human.listApprovals(filter).forEach(found::add);
                 return found.isEmpty() ? null : found.get(0);
               });
-      human.respond(pending.getId(), true, "alice", "ok");
+      for (String voter : voters) {
+        human.respond(pending.getId(), true, voter, "ok");
+      }
       assertEquals(true, run.waitFor(60, TimeUnit.SECONDS), "the example did not finish");
-      assertEquals("approved: true by alice\n", output.get(10, TimeUnit.SECONDS));
-      assertEquals(0, run.exitValue());
+      String printed = output.get(10, TimeUnit.SECONDS);
+      assertEquals(0, run.exitValue(), printed);
+      return printed;
     } finally {
       run.destroyForcibly();
     }
