@@ -101,7 +101,17 @@ async fn main() -> ExitCode {
         }
     };
 
-    let app = match Application::build(config).await {
+    // Listen for SIGTERM/SIGINT before starting: one sent while the store
+    // connects is then a clean stop, not a kill by the default action.
+    let mut stop = Box::pin(approvald::shutdown::signal());
+    let built = tokio::select! {
+        built = Application::build(config) => built,
+        _ = &mut stop => {
+            tracing::info!("approvald stopped by a signal while starting");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let app = match built {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("approvald cannot start: {e}");
@@ -110,7 +120,7 @@ async fn main() -> ExitCode {
     };
     let shutdown = app.shutdown_handle();
     tokio::spawn(async move {
-        approvald::shutdown::signal().await;
+        stop.await;
         shutdown.cancel();
     });
     let stopped = app.run_until_stopped().await;
