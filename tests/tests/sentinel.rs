@@ -9,6 +9,8 @@ use approval_tests::*;
 async fn replicas_follow_a_sentinel_failover_and_waiters_get_the_decision() {
     let mut master = RedisServer::start();
     let replica = RedisServer::start_replica_of(master.port);
+    // Its link must be up before WAIT below can count it.
+    replica.wait_in_sync();
     let sentinel = Sentinel::start("approvals", master.port);
     let known = wait_for(PROMPTLY, || async {
         (sentinel.master_port("approvals") == Some(master.port)).then_some(())
