@@ -31,6 +31,7 @@ pub use keys::MAX_PARTITIONS;
 pub use link::BadRedisUrl;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -239,10 +240,18 @@ impl RedisStore {
             false => Vec::new(),
         };
         let mut rows = rows.into_iter();
-        asked
-            .into_iter()
-            .map(|asked| match asked.then(|| rows.next()).flatten() {
-                Some(row) => codec::from_hash(row),
+        ids.iter()
+            .zip(asked)
+            .map(|(id, asked)| match asked.then(|| rows.next()).flatten() {
+                Some(row) => {
+                    // A pending approval read here is mostly a waiter's first
+                    // look: keep its body, so the `resolved` event that wakes
+                    // the waiter needs no read of its own.
+                    if let (Some(body), Some("pending")) = (&row.0, row.1.as_deref()) {
+                        self.bodies.put(id.as_ref(), Arc::from(body.as_slice()));
+                    }
+                    codec::from_hash(row)
+                }
                 None => Ok(None),
             })
             .collect()
