@@ -351,12 +351,7 @@ async fn an_expiry_by_the_reaper_is_a_span_in_the_requesters_trace() {
         })
         .await;
     print_tree(&spans, &trace_id, &parent);
-    let expiry = find(&spans, "approval.expire", &trace_id).expect("found");
-    assert_eq!(
-        expiry.parent_span_id, parent,
-        "a child of the requester's span"
-    );
-    assert_linked_to(expiry, &trace_id, &parent);
+    let expiry = requester_child(&spans, "approval.expire", &trace_id, &parent);
     let attrs = &expiry.attributes;
     assert_eq!(attrs.get("approval.id"), Some(&created.id));
     assert_eq!(
@@ -395,12 +390,7 @@ async fn a_webhook_delivery_is_a_span_in_the_requesters_trace() {
         })
         .await;
     print_tree(&spans, &trace_id, &parent);
-    let delivery = find(&spans, "webhook.deliver", &trace_id).expect("found");
-    assert_eq!(
-        delivery.parent_span_id, parent,
-        "a child of the requester's span"
-    );
-    assert_linked_to(delivery, &trace_id, &parent);
+    let delivery = requester_child(&spans, "webhook.deliver", &trace_id, &parent);
     let attrs = &delivery.attributes;
     assert_eq!(attrs.get("approval.id"), Some(&created.id));
     assert_eq!(
@@ -417,4 +407,22 @@ async fn a_webhook_delivery_is_a_span_in_the_requesters_trace() {
     );
     assert!(!hook.received().is_empty(), "the endpoint got the message");
     assert_not_exported(&spans, &traceparent);
+}
+
+/// The span `name` of trace `trace_id`, asserted to be a child of the
+/// requester's span `parent` and linked to it (what every span without a
+/// trace of its own is: expiry, reminders, webhook deliveries).
+fn requester_child<'s>(
+    spans: &'s [ReceivedSpan],
+    name: &str,
+    trace_id: &str,
+    parent: &str,
+) -> &'s ReceivedSpan {
+    let span = find(spans, name, trace_id).expect("found");
+    assert_eq!(
+        span.parent_span_id, parent,
+        "a child of the requester's span"
+    );
+    assert_linked_to(span, trace_id, parent);
+    span
 }
