@@ -386,6 +386,135 @@ async fn a_confirmed_decision_survives_a_redis_restart() {
     assert_eq!(got.decided_by, "alice");
 }
 
+/// Two replicas on one Redis whose `--default-timeout` differs (300 s on A,
+/// 600 s on B), as during a rolling change of it.
+async fn replicas_with_different_default_timeouts() -> Deployment {
+    let next = std::cell::Cell::new(0);
+    let d = Deployment::start_with(Store::Redis, 2, |c| {
+        c.default_timeout = Duration::from_secs([300, 600][next.get()]);
+        next.set(next.get() + 1);
+    })
+    .await;
+    assert_eq!(next.get(), 2);
+    d
+}
+
+/// The create of `key`, with `timeout` when given.
+fn keyed(key: &str, timeout: Option<Duration>) -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        idempotency_key: key.into(),
+        timeout: timeout.map(millis),
+        ..create_request("deploy:prod")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_a_timeout_reattaches_on_a_replica_with_another_default_timeout() {
+    let d = replicas_with_different_default_timeouts().await;
+    let (mut a, mut b) = (d.a().await, d.b().await);
+    let first = a
+        .create_approval(keyed("run-1", None))
+        .await
+        .unwrap()
+        .into_inner();
+    let made = first.approval.unwrap();
+    assert!(first.created);
+    let again = b
+        .create_approval(keyed("run-1", None))
+        .await
+        .expect("the same request, on a replica with another default")
+        .into_inner();
+    assert!(!again.created);
+    assert_eq!(
+        again.approval.unwrap(),
+        made,
+        "the first replica's deadline holds"
+    );
+    // A timeout given is part of the request: the same one re-attaches on
+    // either replica, another (or none) is another request.
+    let given = Some(Duration::from_secs(120));
+    let first = b
+        .create_approval(keyed("run-2", given))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = a
+        .create_approval(keyed("run-2", given))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.created, again.created), (true, false));
+    assert_eq!(first.approval, again.approval);
+    for (key, other) in [
+        ("run-2", None),
+        ("run-2", Some(Duration::from_secs(121))),
+        ("run-1", Some(Duration::from_secs(300))),
+    ] {
+        let err = a.create_approval(keyed(key, other)).await.expect_err(key);
+        let info = tonic_types::StatusExt::get_details_error_info(&err).expect("ErrorInfo");
+        assert_eq!(
+            info.reason,
+            v1::ErrorReason::IdempotencyKeyReused.reason(),
+            "{key} {other:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_stored_by_the_previous_version_still_reattaches_by_its_key() {
+    // The previous version stored `fp`, a fingerprint of the resolved
+    // timeout (deadline - created), where this one stores `fp2`, of the
+    // timeout as requested. Such a record, written by hand: this version
+    // compares it itself, an absent timeout matching the one it got.
+    let d = replicas_with_different_default_timeouts().await;
+    let (mut a, mut b) = (d.a().await, d.b().await);
+    let made = create_with(&mut a, keyed("old", None)).await;
+    let hash = format!("{}:approval:{}", d.hash_tag(), made.id);
+    let mut conn = d.redis.as_ref().unwrap().connection();
+    let removed: usize = ::redis::cmd("HDEL")
+        .arg(&hash)
+        .arg("fp2")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(removed, 1, "a new record has fp2");
+    // Its value is never read by this version (any 64 hex digits).
+    let () = ::redis::cmd("HSET")
+        .arg(&hash)
+        .arg("fp")
+        .arg("0".repeat(64))
+        .query(&mut conn)
+        .unwrap();
+    for (what, timeout) in [
+        ("no timeout, another default", None),
+        ("the timeout it got", Some(Duration::from_secs(300))),
+    ] {
+        let again = b
+            .create_approval(keyed("old", timeout))
+            .await
+            .expect(what)
+            .into_inner();
+        assert!(!again.created, "{what}");
+        assert_eq!(again.approval.unwrap().id, made.id, "{what}");
+    }
+    let mut other_context = keyed("old", None);
+    other_context.context = Some(context(&[("target", "staging")]));
+    for (what, different) in [
+        (
+            "another timeout",
+            keyed("old", Some(Duration::from_secs(600))),
+        ),
+        ("another context", other_context),
+    ] {
+        let err = b.create_approval(different).await.expect_err(what);
+        let info = tonic_types::StatusExt::get_details_error_info(&err).expect("ErrorInfo");
+        assert_eq!(
+            info.reason,
+            v1::ErrorReason::IdempotencyKeyReused.reason(),
+            "{what}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_open_waiters_and_watchers_ends_within_its_grace() {
     let grace = Duration::from_secs(3);

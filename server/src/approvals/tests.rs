@@ -8,8 +8,9 @@ use futures::StreamExt;
 
 use super::{Approvals, Watch, WatchItem};
 use crate::domain::{
-    AgentId, ApprovalId, ApprovalPolicy, ApprovalType, AuthMethod, Caller, Context, Filter,
-    Identity, Labels, Limits, ListQuery, NewApproval, Policies, Principal, Roles, Timeout,
+    AgentId, ApprovalId, ApprovalPolicy, ApprovalType, AuthMethod, Caller, Context, DomainError,
+    Filter, IdempotencyKey, Identity, Labels, Limits, ListQuery, NewApproval, Policies, Principal,
+    Roles, Timeout,
 };
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -17,22 +18,30 @@ use crate::store::{MemoryStore, Retention};
 
 fn desk() -> (Approvals, Shutdown) {
     let limits = Limits::default();
-    let store = MemoryStore::new(Retention {
+    desk_on(memory_store(&limits), limits)
+}
+
+/// A desk (one replica's use cases) on `store`, with `limits`, started.
+fn desk_on(store: Arc<MemoryStore>, limits: Limits) -> (Approvals, Shutdown) {
+    let (approvals, shutdown) = unstarted_desk(store, limits);
+    approvals.start(Duration::from_secs(60));
+    (approvals, shutdown)
+}
+
+fn memory_store(limits: &Limits) -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new(Retention {
         final_approvals: Duration::from_secs(60),
         max_events: Retention::DEFAULT_MAX_EVENTS,
         max_event_bytes: Retention::DEFAULT_MAX_EVENT_BYTES,
         max_timeout: limits.max_timeout,
-    });
+    }))
+}
+
+/// A desk whose background tasks (event pump, reaper...) are not started.
+fn unstarted_desk(store: Arc<MemoryStore>, limits: Limits) -> (Approvals, Shutdown) {
     let shutdown = Shutdown::new();
     let policies = Arc::new(arc_swap::ArcSwap::from_pointee(Policies::default()));
-    let approvals = Approvals::new(
-        Arc::new(store),
-        limits,
-        policies,
-        Metrics::new(),
-        shutdown.clone(),
-    );
-    approvals.start(Duration::from_secs(60));
+    let approvals = Approvals::new(store, limits, policies, Metrics::new(), shutdown.clone());
     (approvals, shutdown)
 }
 
@@ -122,4 +131,69 @@ async fn with_auth_on_list_and_watch_show_only_what_the_caller_may_see() {
         other => panic!("expected the deploy:staging change, got {other:?}"),
     }
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_key_without_a_timeout_reattaches_on_a_replica_with_another_default_timeout() {
+    let store = memory_store(&Limits::default());
+    let limits = |secs| Limits {
+        default_timeout: Duration::from_secs(secs),
+        ..Limits::default()
+    };
+    let (short, long) = (limits(300), limits(600));
+    let (a, stop_a) = desk_on(store.clone(), short.clone());
+    let (b, stop_b) = desk_on(store, long.clone());
+    let agent = known("agent", &["requester"]);
+    // The request as each replica parses it: its own default fills in.
+    let keyed = |key: &str, timeout: Option<i64>, limits: &Limits| NewApproval {
+        approval_type: ApprovalType::parse("approval_type", "deploy:prod").unwrap(),
+        agent_id: AgentId::parse("agent_id", "agent").unwrap(),
+        requester: agent.principal().unwrap().clone(),
+        context: Context::parse("context", None, limits).unwrap(),
+        labels: Labels::default(),
+        timeout: Timeout::parse(
+            "timeout",
+            timeout.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            limits,
+        )
+        .unwrap(),
+        idempotency_key: IdempotencyKey::parse("idempotency_key", key).unwrap(),
+        policy: ApprovalPolicy::default(),
+        trace: None,
+    };
+    let first = a
+        .create(&agent, keyed("run-1", None, &short), None)
+        .await
+        .unwrap();
+    assert!(first.created);
+    let again = b
+        .create(&agent, keyed("run-1", None, &long), None)
+        .await
+        .expect("the same request, on a desk with another default");
+    assert!(!again.created);
+    assert_eq!(
+        again.approval, first.approval,
+        "the first desk's deadline holds"
+    );
+    // A timeout given is part of the request: the same one re-attaches,
+    // another (or none) is another request.
+    let given = b
+        .create(&agent, keyed("run-2", Some(120), &long), None)
+        .await
+        .unwrap();
+    let again = a
+        .create(&agent, keyed("run-2", Some(120), &short), None)
+        .await
+        .unwrap();
+    assert_eq!((given.created, again.created), (true, false));
+    assert_eq!(given.approval.id, again.approval.id);
+    for (key, timeout) in [("run-2", None), ("run-2", Some(121)), ("run-1", Some(300))] {
+        let refused = a.create(&agent, keyed(key, timeout, &short), None).await;
+        assert!(
+            matches!(refused, Err(DomainError::IdempotencyConflict { .. })),
+            "{key} {timeout:?}: {refused:?}"
+        );
+    }
+    stop_a.cancel();
+    stop_b.cancel();
 }

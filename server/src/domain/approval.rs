@@ -271,12 +271,18 @@ impl Approval {
     }
 
     /// What an idempotency key stands for: the request that created this
-    /// approval (type, agent, context, labels and timeout), as a SHA-256 hex
-    /// digest. A second create with the same requester and key re-attaches
-    /// only when its fingerprint is the same; otherwise the key is being
-    /// reused for a different request. The encoding is deterministic
-    /// (protobuf `Struct` fields and labels are sorted maps).
-    pub fn request_fingerprint(&self) -> String {
+    /// approval (type, agent, context, labels, and `timeout` as the request
+    /// gave it, `None` when it gave none), as a SHA-256 hex digest. A second
+    /// create with the same requester and key re-attaches only when its
+    /// fingerprint is the same; otherwise the key is being reused for a
+    /// different request. The timeout is the requested one, not the
+    /// resolved one: a request without a timeout is the same request on a
+    /// replica whose `--default-timeout` (or type policy) differs, as during
+    /// a rolling change of it. The encoding is deterministic (protobuf
+    /// `Struct` fields and labels are sorted maps; every part is
+    /// length-prefixed, so an absent timeout, an empty part, differs from
+    /// any timeout).
+    pub fn request_fingerprint(&self, timeout: Option<Duration>) -> String {
         use prost::Message;
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -291,14 +297,23 @@ impl Approval {
             part(k.as_bytes());
             part(v.as_bytes());
         }
-        part(
-            &self
-                .deadline
-                .0
-                .saturating_sub(self.created_at.0)
-                .to_be_bytes(),
-        );
+        match timeout {
+            Some(t) => part(&(t.as_millis() as u64).to_be_bytes()),
+            None => part(&[]),
+        }
         hex::encode(h.finalize())
+    }
+
+    /// Whether `request` (with `timeout` as requested) may re-attach to
+    /// this approval when it was stored without a fingerprint of the
+    /// requested timeout (by a version before it): such a record knows only
+    /// its resolved timeout (`deadline - created`), so a request without a
+    /// timeout matches whatever the record got, and one with a timeout must
+    /// match it. Every other part must match as in `request_fingerprint`.
+    pub fn legacy_record_matches(&self, request: &Approval, timeout: Option<Duration>) -> bool {
+        let resolved = self.created_at.until(self.deadline);
+        self.request_fingerprint(Some(resolved))
+            == request.request_fingerprint(Some(timeout.unwrap_or(resolved)))
     }
 
     /// An upper bound of this approval's size in a response message, in

@@ -306,13 +306,22 @@ impl Labels {
 }
 
 /// How long an approval stays open: > 0 and at most the configured maximum.
+/// It remembers whether the request gave it or the server's default filled
+/// it in: an idempotency key stands for the request as sent
+/// (`Approval::request_fingerprint`), and replicas may differ in defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeout(Duration);
+pub struct Timeout {
+    value: Duration,
+    requested: bool,
+}
 
 impl Timeout {
     pub fn parse(field: &str, raw: Option<prost_types::Duration>, limits: &Limits) -> Result<Self> {
         let Some(d) = raw else {
-            return Ok(Self(limits.default_timeout));
+            return Ok(Self {
+                value: limits.default_timeout,
+                requested: false,
+            });
         };
         if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
             return Err(DomainError::invalid(
@@ -340,11 +349,20 @@ impl Timeout {
                 ),
             ));
         }
-        Ok(Self(value))
+        Ok(Self {
+            value,
+            requested: true,
+        })
     }
 
     pub fn get(self) -> Duration {
-        self.0
+        self.value
+    }
+
+    /// The timeout the request gave (`None`: it gave none, the default
+    /// applies).
+    pub fn as_requested(self) -> Option<Duration> {
+        self.requested.then_some(self.value)
     }
 }
 

@@ -45,6 +45,9 @@ struct State {
     pending: BTreeSet<(Millis, ApprovalId)>,
     /// (requester, idempotency key) -> id.
     idempotency: HashMap<(String, String), ApprovalId>,
+    /// The request fingerprint of each approval made with an idempotency
+    /// key (`Approval::request_fingerprint`), forgotten with it.
+    fingerprints: HashMap<ApprovalId, String>,
     /// Pending approvals per requester (absent when none).
     open: HashMap<String, usize>,
     /// Pending approvals with a reminder to come: (when, id), and how many
@@ -110,6 +113,7 @@ impl MemoryStore {
             }
             state.forget_at.pop_first();
             state.traces.remove(&id);
+            state.fingerprints.remove(&id);
             if let Some(a) = state.approvals.remove(&id) {
                 if !a.idempotency_key.is_empty() {
                     state
@@ -170,14 +174,16 @@ impl Store for MemoryStore {
             });
         }
         let trace = new.trace.clone();
+        let requested = new.timeout.as_requested();
         let approval = new.into_approval_with_id(id, now);
+        let fingerprint = approval.request_fingerprint(requested);
         if let Some(key) = &key {
             if let Some(existing) = state
                 .idempotency
                 .get(key)
                 .and_then(|id| state.approvals.get(id))
             {
-                if existing.request_fingerprint() != approval.request_fingerprint() {
+                if state.fingerprints.get(&existing.id) != Some(&fingerprint) {
                     return Err(super::key_reused(existing.clone()));
                 }
                 return Ok(Created {
@@ -193,6 +199,7 @@ impl Store for MemoryStore {
         *state.open.entry(approval.requester.clone()).or_default() += 1;
         if let Some(key) = key {
             state.idempotency.insert(key, approval.id.clone());
+            state.fingerprints.insert(approval.id.clone(), fingerprint);
         }
         state
             .approvals

@@ -60,7 +60,8 @@ impl Retention {
 pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// Creates the approval, or returns the one with the same requester and
     /// idempotency key when it was created by the same request (same
-    /// `Approval::request_fingerprint`); fails with `IdempotencyConflict`
+    /// `Approval::request_fingerprint`, of the timeout as requested); fails
+    /// with `IdempotencyConflict`
     /// when the key belongs to a different request. Appends an `added` event
     /// when it creates. Fails with `OpenQuota` when the requester
     /// already has `max_open` pending approvals.

@@ -180,13 +180,28 @@ fn a_timeout_is_the_default_when_absent_and_otherwise_from_1ms_to_the_maximum() 
         ..Limits::default()
     };
     let accepted = [
-        ("absent", None, Duration::from_secs(300)),
-        ("1 ms", duration(0, 1_000_000), Duration::from_millis(1)),
-        ("the maximum", duration(3600, 0), Duration::from_secs(3600)),
+        ("absent", None, Duration::from_secs(300), false),
+        (
+            "1 ms",
+            duration(0, 1_000_000),
+            Duration::from_millis(1),
+            true,
+        ),
+        (
+            "the maximum",
+            duration(3600, 0),
+            Duration::from_secs(3600),
+            true,
+        ),
     ];
-    for (name, raw, want) in accepted {
+    for (name, raw, want, requested) in accepted {
         let t = Timeout::parse("timeout", raw, &limits).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(t.get(), want, "{name}");
+        assert_eq!(
+            t.as_requested(),
+            requested.then_some(want),
+            "{name}: as requested"
+        );
     }
     let refused = [
         ("zero", duration(0, 0)),

@@ -9,7 +9,8 @@
 -- deadline plus retention), ARGV[5] lowest id still within retention,
 -- ARGV[6] maxlen, ARGV[7] '1' when an idempotency key is used,
 -- ARGV[8] requester, ARGV[9] the most pending approvals it may hold,
--- ARGV[10] the request's fingerprint, ARGV[11] the approval key prefix
+-- ARGV[10] the request's fingerprint (of the timeout as requested; stored
+-- as 'fp2'), ARGV[11] the approval key prefix
 -- (KEYS[1] without the id), ARGV[12] distinct approvals needed (its policy's),
 -- ARGV[13] its expiry reason when not the default ('' otherwise),
 -- ARGV[14] reminder offsets (ms after creation, comma-separated, '' for none).
@@ -22,16 +23,21 @@
 -- Times come from Redis's own clock (TIME), the one clock of every replica:
 -- created = now, deadline = now + timeout (ms since the epoch).
 -- Returns { 'created', created, deadline }; { 'exists', body, status, by,
--- reason, at, created, deadline, votes } when
+-- reason, at, created, deadline, votes, fp2 } when
 -- this id exists already (a retry of this very call) or the key belongs to
 -- an approval made by the same request (same fingerprint); the same shape
 -- with 'conflict' when the key belongs to a different request; { 'quota' }
 -- when the requester holds ARGV[9] pending approvals already.
+-- Fingerprints: 'fp2' is of the timeout as requested. Records of older
+-- versions have 'fp' (of the resolved timeout) or none: this script does
+-- not judge them, it answers 'exists' with an empty fp2 and the replica
+-- compares (tolerantly). Old replicas find no 'fp' on new records and
+-- compare in Rust too, as they do for records older than 'fp'.
 -- The approval's fields in reply order, then its request fingerprint.
-local FIELDS = { 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline', 'votes', 'fp' }
+local FIELDS = { 'body', 'status', 'by', 'reason', 'at', 'created', 'deadline', 'votes', 'fp2' }
 local function found(outcome, f)
   return { outcome, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
-    f[7] or '', f[8] or '' }
+    f[7] or '', f[8] or '', f[9] or '' }
 end
 -- The time index is the first thing a create writes, in the same script as
 -- the hash, and it keeps an id at least as long as the hash lives: an id
@@ -70,7 +76,7 @@ if ARGV[7] == '1' then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 end
 local fields = { 'body', ARGV[2], 'status', 'pending', 'created', created,
-  'deadline', deadline, 'requester', ARGV[8], 'fp', ARGV[10] }
+  'deadline', deadline, 'requester', ARGV[8], 'fp2', ARGV[10] }
 local function field(name, value)
   fields[#fields + 1] = name
   fields[#fields + 1] = value

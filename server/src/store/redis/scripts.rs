@@ -109,6 +109,7 @@ impl RedisStore {
             .as_ref()
             .map(|t| t.to_stored())
             .unwrap_or_default();
+        let requested = new.timeout.as_requested();
         let mut approval = new.into_approval_with_id(id, now);
         let policy = &approval.policy;
         let expiry_reason = match policy.expiry_reason() {
@@ -122,7 +123,7 @@ impl RedisStore {
             .collect::<Vec<_>>()
             .join(",");
         let required = policy.required_approvals.max(1);
-        let fingerprint = approval.request_fingerprint();
+        let fingerprint = approval.request_fingerprint(requested);
         let body = codec::encode_body(&approval);
         let reply = self
             .confirmed_write(
@@ -176,8 +177,12 @@ impl RedisStore {
                 let existing = codec::decode_reply(&reply)?;
                 // This very id: an earlier attempt of this call landed.
                 let created = existing.id == approval.id;
-                // Records written before fingerprints were stored: compare here.
-                if !created && existing.request_fingerprint() != fingerprint {
+                // create.lua compared the fingerprint when the record has
+                // one of the requested timeout (reply field 9); records of
+                // older versions (none, or one of the resolved timeout) are
+                // compared here, tolerant of an absent timeout.
+                let compared = reply.get(9).is_some_and(|fp| !fp.is_empty());
+                if !created && !compared && !existing.legacy_record_matches(&approval, requested) {
                     return Err(store::key_reused(existing));
                 }
                 Ok(Created {
