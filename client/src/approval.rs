@@ -75,26 +75,47 @@ pub struct Vote {
     /// The authenticated principal (without authentication: the
     /// self-declared responder name).
     pub voter: String,
-    /// `approve` or `reject`.
-    pub decision: VoteDecision,
+    /// `approve` or `reject` (the wire's name for the field: `decision`).
+    pub decision: Verdict,
     pub reason: String,
     #[serde(serialize_with = "rfc3339")]
     pub voted_at: SystemTime,
 }
 
-/// A vote's answer.
+/// A human's answer: what [`ApprovalClient::respond`] sends and what a
+/// [`Vote`] holds. Not to be confused with a [`Decision`], how an approval
+/// ended. (The wire calls this answer `decision`: the proto enum
+/// `v1::Decision`.)
+///
+/// [`ApprovalClient::respond`]: crate::ApprovalClient::respond
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum VoteDecision {
+pub enum Verdict {
+    /// Go ahead.
     Approve,
+    /// Do not.
     Reject,
 }
 
-impl fmt::Display for VoteDecision {
+/// The former name of [`Verdict`] (a vote's answer).
+#[deprecated(note = "renamed to Verdict: one name for approve/reject")]
+pub type VoteDecision = Verdict;
+
+impl Verdict {
+    /// As the wire carries it.
+    pub(crate) fn to_proto(self) -> v1::Decision {
+        match self {
+            Verdict::Approve => v1::Decision::Approve,
+            Verdict::Reject => v1::Decision::Reject,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            VoteDecision::Approve => "approve",
-            VoteDecision::Reject => "reject",
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
         })
     }
 }
@@ -188,8 +209,8 @@ impl TryFrom<v1::Approval> for Approval {
             .into_iter()
             .map(|v| {
                 let decision = match v1::Decision::try_from(v.decision) {
-                    Ok(v1::Decision::Approve) => VoteDecision::Approve,
-                    Ok(v1::Decision::Reject) => VoteDecision::Reject,
+                    Ok(v1::Decision::Approve) => Verdict::Approve,
+                    Ok(v1::Decision::Reject) => Verdict::Reject,
                     _ => {
                         return Err(Error::Protocol(format!(
                             "approval {} has a vote with unknown decision {}",
@@ -302,8 +323,10 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The end of an approval: how, who, why and when. Go ahead only when
-/// [`Decision::is_approved`] says so.
+/// The end of an approval: how, who, why and when (what
+/// `request_approval` and `await_decision` return; a human's approve or
+/// reject is a [`Verdict`]). Go ahead only when [`Decision::is_approved`]
+/// says so.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
     /// How it ended.

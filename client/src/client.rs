@@ -10,7 +10,7 @@ use crate::approval::required;
 use crate::connect::GrpcClient;
 use crate::list::{ApprovalStream, ListFilter, Page};
 use crate::watch::{WatchFilter, WatchStream};
-use crate::{v1, wait, Approval, ApprovalRequest, ClientBuilder, Decision, Error, Result};
+use crate::{v1, wait, Approval, ApprovalRequest, ClientBuilder, Decision, Error, Result, Verdict};
 
 /// A client of `approvald`. Cheap to clone (clones share one connection);
 /// every method takes `&self`, so one client serves many tasks at once.
@@ -47,15 +47,6 @@ impl std::fmt::Debug for ApprovalClient {
             .field("responder", &self.responder)
             .finish_non_exhaustive()
     }
-}
-
-/// A human decision, for [`ApprovalClient::respond`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Go ahead.
-    Approve,
-    /// Do not.
-    Reject,
 }
 
 /// What [`ApprovalClient::create`] returns.
@@ -296,13 +287,9 @@ impl ApprovalClient {
         reason: impl Into<String>,
         expected_context_digest: &str,
     ) -> Result<Approval> {
-        let decision = match verdict {
-            Verdict::Approve => v1::Decision::Approve,
-            Verdict::Reject => v1::Decision::Reject,
-        };
         let wire = v1::RespondRequest {
             id: id.to_string(),
-            decision: decision as i32,
+            decision: verdict.to_proto() as i32,
             reason: reason.into(),
             responder: self.responder.to_string(),
             expected_context_digest: expected_context_digest.to_string(),

@@ -48,8 +48,10 @@ mod wait;
 mod watch;
 mod webhooks;
 
-pub use approval::{Approval, Decision, OnTimeout, Outcome, Vote, VoteDecision};
-pub use client::{ApprovalClient, Created, Verdict};
+#[allow(deprecated)]
+pub use approval::VoteDecision;
+pub use approval::{Approval, Decision, OnTimeout, Outcome, Verdict, Vote};
+pub use client::{ApprovalClient, Created};
 pub use connect::{is_traceparent, BearerToken, ClientBuilder, GrpcClient};
 pub use error::{Error, Limit};
 pub use list::{ApprovalStream, ListFilter, Page};

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use approval_api::v1::ErrorReason;
 
-use crate::domain::{Decision, OnTimeout, Status};
+use crate::domain::{OnTimeout, Status, Verdict};
 use crate::shutdown::Shutdown;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -201,9 +201,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn vote(&self, decision: Decision) {
+    pub fn vote(&self, verdict: Verdict) {
         self.votes
-            .get_or_create(&vec![("decision", decision.name())])
+            .get_or_create(&vec![("decision", verdict.name())])
             .inc();
     }
 

@@ -242,11 +242,6 @@ impl RedisCluster {
     fn slots(&self) -> Option<Vec<SlotRange>> {
         self.running_ports().into_iter().find_map(slots_seen_by)
     }
-
-    /// A plain connection to one node (for INFO, WAIT, inspection).
-    pub fn node_connection(&self, port: u16) -> redis::Connection {
-        connection(port)
-    }
 }
 
 impl Drop for RedisCluster {

@@ -246,7 +246,7 @@ async fn approvals_spread_over_partitions_and_are_found_by_id_alone(store: Store
         assert_eq!(&got.id, id);
     }
     let ending = Ending::Decided {
-        decision: approvald::domain::Decision::Approve,
+        verdict: approvald::domain::Verdict::Approve,
         by: "alice".into(),
         reason: String::new(),
     };

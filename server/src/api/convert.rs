@@ -5,79 +5,26 @@
 use approval_api::{v1, CreateFields};
 
 use crate::domain::{
-    AgentId, Approval, ApprovalId, ApprovalPolicy, ApprovalType, Context, Decision, DomainError,
-    Filter, IdempotencyKey, Labels, Limits, ListQuery, Millis, NewApproval, OnTimeout, PageToken,
-    Policies, Position, Principal, Status, Timeout, TypePattern, Voter,
+    AgentId, Approval, ApprovalId, ApprovalType, Context, DomainError, Filter, IdempotencyKey,
+    Labels, Limits, ListQuery, Millis, NewApproval, PageToken, Policies, Position, Principal,
+    Status, Timeout, TypePattern, Verdict,
 };
 
-pub fn decision_to_proto(d: Decision) -> v1::Decision {
+pub fn verdict_to_proto(d: Verdict) -> v1::Decision {
     match d {
-        Decision::Approve => v1::Decision::Approve,
-        Decision::Reject => v1::Decision::Reject,
-    }
-}
-
-pub fn on_timeout_to_proto(o: OnTimeout) -> v1::OnTimeout {
-    match o {
-        OnTimeout::Reject => v1::OnTimeout::Reject,
-        OnTimeout::Approve => v1::OnTimeout::Approve,
-    }
-}
-
-/// The copied policy as the wire shows it.
-pub fn policy_to_proto(p: &ApprovalPolicy) -> v1::ApprovalPolicy {
-    v1::ApprovalPolicy {
-        name: p.name.clone(),
-        voters: p.voters.iter().map(Voter::to_string).collect(),
-        allow_requester_vote: p.allow_requester_vote,
-        remind_after: p
-            .remind_after
-            .iter()
-            .map(|d| prost_types::Duration {
-                seconds: d.as_secs() as i64,
-                nanos: d.subsec_nanos() as i32,
-            })
-            .collect(),
-    }
-}
-
-/// The policy from its wire form (written by this service: a bad entry is
-/// dropped rather than refused).
-pub fn policy_from_proto(
-    p: Option<v1::ApprovalPolicy>,
-    required_approvals: u32,
-    on_timeout: i32,
-) -> ApprovalPolicy {
-    let p = p.unwrap_or_default();
-    ApprovalPolicy {
-        name: p.name,
-        required_approvals: required_approvals.max(1),
-        voters: p
-            .voters
-            .iter()
-            .filter_map(|v| Voter::parse("voters", v).ok())
-            .collect(),
-        allow_requester_vote: p.allow_requester_vote,
-        on_timeout: match v1::OnTimeout::try_from(on_timeout) {
-            Ok(v1::OnTimeout::Approve) => OnTimeout::Approve,
-            _ => OnTimeout::Reject,
-        },
-        remind_after: p
-            .remind_after
-            .iter()
-            .map(|d| std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
-            .collect(),
+        Verdict::Approve => v1::Decision::Approve,
+        Verdict::Reject => v1::Decision::Reject,
     }
 }
 
 pub fn approval_to_proto(a: Approval) -> v1::Approval {
-    let policy = policy_to_proto(&a.policy);
+    let policy = a.policy.to_proto();
     let votes = a
         .votes
         .into_iter()
         .map(|v| v1::Vote {
             voter: v.voter,
-            decision: decision_to_proto(v.decision) as i32,
+            decision: verdict_to_proto(v.verdict) as i32,
             reason: v.reason,
             voted_at: Some(v.at.to_timestamp()),
         })
@@ -107,7 +54,7 @@ pub fn approval_to_proto(a: Approval) -> v1::Approval {
         decided_at,
         votes,
         required_approvals: a.policy.required_approvals,
-        on_timeout: on_timeout_to_proto(a.policy.on_timeout) as i32,
+        on_timeout: a.policy.on_timeout.to_proto() as i32,
         policy: Some(policy),
     }
 }
@@ -121,10 +68,10 @@ fn status_from_proto(field: &str, raw: i32) -> Result<Status, DomainError> {
     })
 }
 
-pub fn decision_from_proto(raw: i32) -> Result<Decision, DomainError> {
+pub fn verdict_from_proto(raw: i32) -> Result<Verdict, DomainError> {
     match v1::Decision::try_from(raw) {
-        Ok(v1::Decision::Approve) => Ok(Decision::Approve),
-        Ok(v1::Decision::Reject) => Ok(Decision::Reject),
+        Ok(v1::Decision::Approve) => Ok(Verdict::Approve),
+        Ok(v1::Decision::Reject) => Ok(Verdict::Reject),
         _ => Err(DomainError::invalid(
             "decision",
             "is required: DECISION_APPROVE or DECISION_REJECT",

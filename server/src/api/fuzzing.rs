@@ -24,7 +24,7 @@ pub fn validate_request_bytes(data: &[u8]) {
     }
     if let Ok(r) = v1::RespondRequest::decode(data) {
         let _ = convert::id_from_proto(&r.id);
-        let _ = convert::decision_from_proto(r.decision);
+        let _ = convert::verdict_from_proto(r.decision);
         if Reason::parse("reason", &r.reason, &limits).is_ok() {
             assert!(r.reason.len() <= limits.max_reason_bytes);
         }

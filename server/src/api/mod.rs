@@ -198,7 +198,7 @@ impl ApprovalService for ApprovalApi {
         let caller = self.admit(&request)?;
         let r = request.into_inner();
         let id = id_from_proto(&r.id)?;
-        let decision = convert::decision_from_proto(r.decision)?;
+        let verdict = convert::verdict_from_proto(r.decision)?;
         let responder = match caller.principal() {
             Some(p) => p.clone(),
             None => Principal::parse("responder", &r.responder)?,
@@ -214,7 +214,7 @@ impl ApprovalService for ApprovalApi {
                 &caller,
                 &id,
                 Answer {
-                    decision,
+                    verdict,
                     responder,
                     reason,
                     expected_digest,

@@ -25,8 +25,8 @@ const IN_FLIGHT: usize = 4;
 /// Reads queued while every batch slot is taken.
 const QUEUE: usize = 4 * BATCH;
 
-type Answer = Result<Option<Approval>, DomainError>;
-type Read = (ApprovalId, oneshot::Sender<Answer>);
+type Found = Result<Option<Approval>, DomainError>;
+type Read = (ApprovalId, oneshot::Sender<Found>);
 
 #[derive(Clone)]
 pub(super) struct Looks {
@@ -42,7 +42,7 @@ impl Looks {
     }
 
     /// The approval as the store has it now (`None`: gone).
-    pub(super) async fn get(&self, id: &ApprovalId) -> Answer {
+    pub(super) async fn get(&self, id: &ApprovalId) -> Found {
         let (answer, answered) = oneshot::channel();
         let gone = || DomainError::Unavailable("this replica's store reader has stopped".into());
         self.queue

@@ -34,10 +34,9 @@ use tokio::sync::{broadcast, watch as latest};
 use tokio::time::Instant;
 
 use crate::audit;
-use crate::config_file::SharedPolicies;
 use crate::domain::{
-    Approval, ApprovalId, Caller, ContextDigest, Decision, DomainError, Ending, Finished, Limits,
-    ListQuery, NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status, TraceContext,
+    Approval, ApprovalId, Caller, ContextDigest, DomainError, Ending, Finished, Limits, ListQuery,
+    NewApproval, OnTimeout, Page, Policies, Principal, Reason, Status, TraceContext, Verdict,
 };
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::readiness::Readiness;
@@ -59,9 +58,13 @@ const SETTLE_RETRY: Duration = Duration::from_millis(200);
 /// What a write attempt cut short by the call's deadline says.
 const CUT_SHORT: &str = "the store had not answered by the call's deadline";
 
+/// The policies in force, swapped whole when the configuration file is
+/// re-read (`config_file`); read by every create.
+pub type SharedPolicies = Arc<arc_swap::ArcSwap<Policies>>;
+
 /// A human's answer to one approval, as `Respond` carries it.
 pub struct Answer {
-    pub decision: Decision,
+    pub verdict: Verdict,
     pub responder: Principal,
     pub reason: Reason,
     /// The context digest the responder saw, when their client sent it.
@@ -385,7 +388,7 @@ impl Approvals {
         call_deadline: Option<Instant>,
     ) -> Result<Approval, DomainError> {
         let Answer {
-            decision,
+            verdict,
             responder,
             reason,
             expected_digest,
@@ -408,7 +411,7 @@ impl Approvals {
             }
         }
         let ending = Ending::Decided {
-            decision,
+            verdict,
             by: responder.into_string(),
             reason: reason.into_string(),
         };
@@ -456,16 +459,16 @@ impl Approvals {
             .await?;
         match finished {
             Finished::Done(a) => {
-                if let Ending::Decided { decision, .. } = &ending {
-                    self.inner.metrics.vote(*decision);
+                if let Ending::Decided { verdict, .. } = &ending {
+                    self.inner.metrics.vote(*verdict);
                 }
                 self.inner.metrics.finished(a.status);
                 audit::record(a.status.as_str(), &a, ending.by(), caller);
                 Ok(a)
             }
             Finished::Voted(a) => {
-                if let Ending::Decided { decision, .. } = &ending {
-                    self.inner.metrics.vote(*decision);
+                if let Ending::Decided { verdict, .. } = &ending {
+                    self.inner.metrics.vote(*verdict);
                 }
                 audit::record("voted", &a, ending.by(), caller);
                 Ok(a)
@@ -477,7 +480,7 @@ impl Approvals {
                 Some(v) => Err(DomainError::VoteChanged {
                     id: a.id.clone(),
                     voter: v.voter.clone(),
-                    previous: v.decision,
+                    previous: v.verdict,
                     at: v.at,
                     required: a.policy.required_approvals,
                 }),

@@ -1,24 +1,26 @@
-//! The configuration file (TOML), as written by operators: its
-//! authentication sections, parsed into an `Authenticator` by
-//! `Authenticator::from_file` (every error names the key), and the
-//! sections other modules own (`[[policies]]`: `config_file`).
+//! The authentication sections of the configuration file (TOML), as
+//! written by operators: `[[tokens]]`, `[jwt]`, `[certificates]`, parsed
+//! into an `Authenticator` by `Authenticator::from_file` (every error names
+//! the key). The file as a whole (these and the sections other modules
+//! own) is `config_file`'s.
 
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The authentication sections of one file.
+#[derive(Debug, Default)]
 pub struct AuthFile {
     /// Bearer tokens, stored as SHA-256 digests (`approvald hash-token`).
-    #[serde(default)]
     pub tokens: Vec<TokenEntry>,
     pub jwt: Option<JwtSection>,
     pub certificates: Option<CertificateSection>,
-    /// Rules per approval type (`config_file::PolicyEntry`).
-    #[serde(default)]
-    pub policies: Vec<toml::Spanned<crate::config_file::PolicyEntry>>,
-    /// Webhook endpoints (read by `crate::webhooks`).
-    #[serde(default)]
-    pub webhooks: Vec<crate::webhooks::WebhookEntry>,
+}
+
+impl AuthFile {
+    /// True when the file has an authentication section (authentication
+    /// is on).
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.jwt.is_none() && self.certificates.is_none()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,7 @@ use tonic::{Request, Status};
 
 use crate::domain::{AuthMethod, Caller, DomainError, Identity, Principal, Roles};
 
-pub use config::AuthFile;
+pub use config::{AuthFile, CertificateSection, JwtSection, TokenEntry};
 pub use refusals::Refusals;
 use sessions::Sessions;
 pub use sessions::{Credentials, Revocable, Revocation};

@@ -17,10 +17,36 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::{AuthFile, AuthHandle, Authenticator};
+use serde::Deserialize;
+
+use crate::approvals::SharedPolicies;
+use crate::auth::{
+    AuthFile, AuthHandle, Authenticator, CertificateSection, JwtSection, TokenEntry,
+};
 use crate::domain::{DomainError, Policies};
+use crate::webhooks::WebhookEntry;
 
 pub use policies::PolicyEntry;
+
+/// The file as written: every section, so that an unknown key anywhere is
+/// an error. Each section is read by its owner: authentication by `auth`,
+/// `[[policies]]` here, `[[webhooks]]` by `webhooks` (which reads the
+/// file again on its own: `Endpoints::load`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSections {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+    jwt: Option<JwtSection>,
+    certificates: Option<CertificateSection>,
+    #[serde(default)]
+    policies: Vec<toml::Spanned<PolicyEntry>>,
+    /// Parsed here for its errors (key, line, column) with the rest of the
+    /// file; `webhooks` builds its endpoints from the file itself.
+    #[serde(default)]
+    #[allow(dead_code)]
+    webhooks: Vec<WebhookEntry>,
+}
 
 /// What is wrong with a configuration file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +108,7 @@ impl Loaded {
     /// Parses and checks `text`; relative paths inside it are relative to
     /// `base`. `max_timeout` is the server's --max-timeout.
     pub fn parse(text: &str, base: &Path, max_timeout: Duration) -> Result<Self, FileError> {
-        let file: AuthFile = toml::from_str(text).map_err(|e| FileError {
+        let file: FileSections = toml::from_str(text).map_err(|e| FileError {
             span: e.span(),
             message: e.message().trim_end().to_string(),
         })?;
@@ -105,10 +131,14 @@ impl Loaded {
                 message: e.to_string(),
             }
         })?;
-        let has_auth = !file.tokens.is_empty() || file.jwt.is_some() || file.certificates.is_some();
-        let auth = match has_auth {
-            true => Some(Authenticator::from_file(file, base).map_err(FileError::whole)?),
-            false => None,
+        let sections = AuthFile {
+            tokens: file.tokens,
+            jwt: file.jwt,
+            certificates: file.certificates,
+        };
+        let auth = match sections.is_empty() {
+            false => Some(Authenticator::from_file(sections, base).map_err(FileError::whole)?),
+            true => None,
         };
         Ok(Self { auth, policies })
     }
@@ -122,9 +152,6 @@ impl Loaded {
         Self::parse(&text, &base, max_timeout).map_err(|e| e.render(path, &text))
     }
 }
-
-/// The policies in force, swapped whole on reload; read by every create.
-pub type SharedPolicies = Arc<ArcSwap<Policies>>;
 
 /// The file in force: its authentication (if it has any) and policies.
 #[derive(Clone)]

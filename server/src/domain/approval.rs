@@ -57,33 +57,36 @@ impl Millis {
     }
 }
 
-/// A human's answer.
+/// A human's answer: approve or reject. One word, one thing: a `Verdict`
+/// is this answer (server and clients; the wire's enum `Decision` and the
+/// fields named `decision` carry it), while a client's `Decision` is how an
+/// approval ended (the result of `RequestApproval`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Verdict {
     Approve,
     Reject,
 }
 
-impl Decision {
+impl Verdict {
     pub fn status(self) -> Status {
         match self {
-            Decision::Approve => Status::Approved,
-            Decision::Reject => Status::Rejected,
+            Verdict::Approve => Status::Approved,
+            Verdict::Reject => Status::Rejected,
         }
     }
 
     /// The stored name (votes in Redis, the audit log).
     pub fn name(self) -> &'static str {
         match self {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "approve" => Some(Decision::Approve),
-            "reject" => Some(Decision::Reject),
+            "approve" => Some(Verdict::Approve),
+            "reject" => Some(Verdict::Reject),
             _ => None,
         }
     }
@@ -93,7 +96,7 @@ impl Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vote {
     pub voter: String,
-    pub decision: Decision,
+    pub verdict: Verdict,
     pub reason: String,
     pub at: Millis,
 }
@@ -154,7 +157,7 @@ impl Approval {
     pub fn approvals(&self) -> u32 {
         self.votes
             .iter()
-            .filter(|v| v.decision == Decision::Approve)
+            .filter(|v| v.verdict == Verdict::Approve)
             .count() as u32
     }
 
@@ -176,15 +179,15 @@ impl Approval {
         if self.vote_of(&vote.voter).is_some() {
             return Finished::AlreadyVoted(self.clone());
         }
-        let decision = vote.decision;
+        let verdict = vote.verdict;
         let (by, reason) = (vote.voter.clone(), vote.reason.clone());
         self.votes.push(Vote { at: now, ..vote });
-        let complete = decision == Decision::Reject
-            || self.approvals() >= self.policy.required_approvals.max(1);
+        let complete =
+            verdict == Verdict::Reject || self.approvals() >= self.policy.required_approvals.max(1);
         if !complete {
             return Finished::Voted(self.clone());
         }
-        self.status = decision.status();
+        self.status = verdict.status();
         self.resolution = Some(Resolution {
             decided_by: by,
             reason,
@@ -247,13 +250,13 @@ impl Approval {
         }
         let (status, by, reason) = match ending {
             Ending::Decided {
-                decision,
+                verdict,
                 by,
                 reason,
             } => {
                 let vote = Vote {
                     voter: by.clone(),
-                    decision: *decision,
+                    verdict: *verdict,
                     reason: reason.clone(),
                     at: now,
                 };
@@ -368,7 +371,7 @@ impl Approval {
 #[derive(Clone, Debug)]
 pub enum Ending {
     Decided {
-        decision: Decision,
+        verdict: Verdict,
         by: String,
         reason: String,
     },
@@ -381,7 +384,7 @@ pub enum Ending {
 impl Ending {
     pub fn status(&self) -> Status {
         match self {
-            Ending::Decided { decision, .. } => decision.status(),
+            Ending::Decided { verdict, .. } => verdict.status(),
             Ending::Cancelled { .. } => Status::Cancelled,
         }
     }
@@ -396,9 +399,9 @@ impl Ending {
     /// the same voter, or the same ending by the same person (a retry of
     /// the call that made it), answered with OK.
     pub fn is_repeat_of(&self, approval: &Approval) -> bool {
-        if let Ending::Decided { decision, by, .. } = self {
+        if let Ending::Decided { verdict, by, .. } = self {
             if let Some(v) = approval.vote_of(by) {
-                return v.decision == *decision;
+                return v.verdict == *verdict;
             }
         }
         approval.status == self.status()
@@ -502,10 +505,10 @@ mod vote_rules {
         a
     }
 
-    fn vote(voter: &str, decision: Decision) -> Vote {
+    fn vote(voter: &str, verdict: Verdict) -> Vote {
         Vote {
             voter: voter.into(),
-            decision,
+            verdict,
             reason: format!("{voter} says so"),
             at: Millis(0),
         }
@@ -515,11 +518,11 @@ mod vote_rules {
     fn m_distinct_approvals_approve_and_the_last_voter_decides() {
         let mut a = pending(2);
         assert!(matches!(
-            a.cast(vote("alice", Decision::Approve), Millis(2_000)),
+            a.cast(vote("alice", Verdict::Approve), Millis(2_000)),
             Finished::Voted(_)
         ));
         assert_eq!(a.status, Status::Pending);
-        let Finished::Done(done) = a.cast(vote("bob", Decision::Approve), Millis(3_000)) else {
+        let Finished::Done(done) = a.cast(vote("bob", Verdict::Approve), Millis(3_000)) else {
             panic!("the second approval completes it")
         };
         assert_eq!(done.status, Status::Approved);
@@ -535,8 +538,8 @@ mod vote_rules {
     #[test]
     fn one_reject_vetoes_after_an_approval() {
         let mut a = pending(3);
-        a.cast(vote("alice", Decision::Approve), Millis(2_000));
-        let Finished::Done(done) = a.cast(vote("carol", Decision::Reject), Millis(2_500)) else {
+        a.cast(vote("alice", Verdict::Approve), Millis(2_000));
+        let Finished::Done(done) = a.cast(vote("carol", Verdict::Reject), Millis(2_500)) else {
             panic!("a reject ends it")
         };
         assert_eq!(done.status, Status::Rejected);
@@ -547,8 +550,8 @@ mod vote_rules {
     #[test]
     fn the_same_voter_twice_changes_nothing_and_counts_once() {
         let mut a = pending(2);
-        a.cast(vote("alice", Decision::Approve), Millis(2_000));
-        for again in [Decision::Approve, Decision::Reject] {
+        a.cast(vote("alice", Verdict::Approve), Millis(2_000));
+        for again in [Verdict::Approve, Verdict::Reject] {
             let Finished::AlreadyVoted(same) = a.cast(vote("alice", again), Millis(2_100)) else {
                 panic!("a second vote by alice is not recorded")
             };
@@ -556,12 +559,12 @@ mod vote_rules {
             assert_eq!(same.votes.len(), 1);
         }
         let retry = Ending::Decided {
-            decision: Decision::Approve,
+            verdict: Verdict::Approve,
             by: "alice".into(),
             reason: String::new(),
         };
         let changed = Ending::Decided {
-            decision: Decision::Reject,
+            verdict: Verdict::Reject,
             by: "alice".into(),
             reason: String::new(),
         };
@@ -572,9 +575,9 @@ mod vote_rules {
     #[test]
     fn a_vote_on_a_final_approval_is_not_recorded() {
         let mut a = pending(1);
-        a.cast(vote("alice", Decision::Approve), Millis(2_000));
+        a.cast(vote("alice", Verdict::Approve), Millis(2_000));
         assert!(matches!(
-            a.cast(vote("bob", Decision::Approve), Millis(2_100)),
+            a.cast(vote("bob", Verdict::Approve), Millis(2_100)),
             Finished::AlreadyFinal(_)
         ));
         assert_eq!(a.votes.len(), 1);
@@ -584,7 +587,7 @@ mod vote_rules {
     fn a_vote_after_the_deadline_expires_it_and_the_policy_says_what_the_gate_returns() {
         let mut a = pending(2);
         a.policy.on_timeout = super::super::OnTimeout::Approve;
-        let Finished::Expired(e) = a.cast(vote("alice", Decision::Approve), Millis(10_000)) else {
+        let Finished::Expired(e) = a.cast(vote("alice", Verdict::Approve), Millis(10_000)) else {
             panic!("past the deadline")
         };
         assert_eq!(e.status, Status::Expired);

@@ -23,7 +23,7 @@ pub enum DomainError {
     VoteChanged {
         id: ApprovalId,
         voter: String,
-        previous: super::Decision,
+        previous: super::Verdict,
         at: super::Millis,
         required: u32,
     },

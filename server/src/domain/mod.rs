@@ -14,7 +14,7 @@ mod trace;
 
 pub use access::{AuthMethod, Caller, Identity, Roles};
 pub use approval::{
-    Approval, Decision, Ending, Finished, Millis, NewApproval, Resolution, Status, Vote,
+    Approval, Ending, Finished, Millis, NewApproval, Resolution, Status, Verdict, Vote,
 };
 pub use digest::{struct_to_json as context_json, ContextDigest};
 pub use error::{DomainError, Limit};

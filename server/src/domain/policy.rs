@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use approval_api::v1;
+
 use super::{DomainError, Principal, TypePattern};
 
 /// The most approvals a policy may require (votes on one approval are
@@ -42,6 +44,14 @@ impl OnTimeout {
         match self {
             Self::Reject => "reject",
             Self::Approve => "approve",
+        }
+    }
+
+    /// Its wire form (the API's, and the Redis store's stored body).
+    pub fn to_proto(self) -> v1::OnTimeout {
+        match self {
+            Self::Reject => v1::OnTimeout::Reject,
+            Self::Approve => v1::OnTimeout::Approve,
         }
     }
 }
@@ -109,6 +119,53 @@ impl ApprovalPolicy {
         match self.name.is_empty() {
             true => "the default policy".to_string(),
             false => format!("policy {:?}", self.name),
+        }
+    }
+
+    /// The copied policy as the wire shows it (the API, and the Redis
+    /// store's stored body, which is the wire's `Approval`).
+    pub fn to_proto(&self) -> v1::ApprovalPolicy {
+        v1::ApprovalPolicy {
+            name: self.name.clone(),
+            voters: self.voters.iter().map(Voter::to_string).collect(),
+            allow_requester_vote: self.allow_requester_vote,
+            remind_after: self
+                .remind_after
+                .iter()
+                .map(|d| prost_types::Duration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                })
+                .collect(),
+        }
+    }
+
+    /// The policy from its stored wire form (written by this service: a
+    /// bad entry is dropped rather than refused).
+    pub fn from_stored_proto(
+        p: Option<v1::ApprovalPolicy>,
+        required_approvals: u32,
+        on_timeout: i32,
+    ) -> Self {
+        let p = p.unwrap_or_default();
+        Self {
+            name: p.name,
+            required_approvals: required_approvals.max(1),
+            voters: p
+                .voters
+                .iter()
+                .filter_map(|v| Voter::parse("voters", v).ok())
+                .collect(),
+            allow_requester_vote: p.allow_requester_vote,
+            on_timeout: match v1::OnTimeout::try_from(on_timeout) {
+                Ok(v1::OnTimeout::Approve) => OnTimeout::Approve,
+                _ => OnTimeout::Reject,
+            },
+            remind_after: p
+                .remind_after
+                .iter()
+                .map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+                .collect(),
         }
     }
 

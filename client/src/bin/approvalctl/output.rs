@@ -43,7 +43,7 @@ pub fn approval(a: &Approval, output: Output) {
                     "{} of {} needed",
                     a.votes
                         .iter()
-                        .filter(|v| v.decision == approval_client::VoteDecision::Approve)
+                        .filter(|v| v.decision == approval_client::Verdict::Approve)
                         .count(),
                     a.required_approvals
                 ),
@@ -95,7 +95,7 @@ pub fn sentence(a: &Approval) -> String {
         let approvals = a
             .votes
             .iter()
-            .filter(|v| v.decision == approval_client::VoteDecision::Approve)
+            .filter(|v| v.decision == approval_client::Verdict::Approve)
             .count();
         text.push_str(&format!(
             " ({approvals} of {} approvals)",

@@ -2,11 +2,11 @@
 //! cancellation or its deadline, and a final one never changes.
 
 use super::{deadline, pending};
-use crate::domain::{Approval, Decision, Ending, Finished, Millis, Status};
+use crate::domain::{Approval, Ending, Finished, Millis, Status, Verdict};
 
 fn approve(by: &str) -> Ending {
     Ending::Decided {
-        decision: Decision::Approve,
+        verdict: Verdict::Approve,
         by: by.into(),
         reason: "looks good".into(),
     }
@@ -14,7 +14,7 @@ fn approve(by: &str) -> Ending {
 
 fn reject(by: &str) -> Ending {
     Ending::Decided {
-        decision: Decision::Reject,
+        verdict: Verdict::Reject,
         by: by.into(),
         reason: "not now".into(),
     }
@@ -119,11 +119,11 @@ fn a_retry_is_the_same_outcome_by_the_same_person_and_nothing_else() {
         (
             "same decision, other reason",
             {
-                let Ending::Decided { decision, by, .. } = approve("alice") else {
+                let Ending::Decided { verdict, by, .. } = approve("alice") else {
                     unreachable!()
                 };
                 Ending::Decided {
-                    decision,
+                    verdict,
                     by,
                     reason: "another reason".into(),
                 }

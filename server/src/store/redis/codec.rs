@@ -12,16 +12,16 @@ use prost::Message;
 use redis::streams::StreamId;
 use redis::Value;
 
-use crate::api::convert::{on_timeout_to_proto, policy_from_proto, policy_to_proto};
 use crate::domain::{
-    Approval, ApprovalId, ContextDigest, Cursor, Decision, Detail, DomainError, Epoch, Event,
-    EventKind, Millis, Resolution, Status, Vote,
+    Approval, ApprovalId, ApprovalPolicy, ContextDigest, Cursor, Detail, DomainError, Epoch, Event,
+    EventKind, Millis, Resolution, Status, Verdict, Vote,
 };
 
 /// One vote as decide.lua stores it (a JSON array in the `votes` field).
 #[derive(serde::Deserialize)]
 struct StoredVote {
     voter: String,
+    /// `approve` or `reject` (`Verdict::name`).
     decision: String,
     #[serde(default)]
     reason: String,
@@ -39,7 +39,7 @@ fn decode_votes(raw: &str) -> Result<Vec<Vote>, DomainError> {
         .into_iter()
         .map(|v| {
             Ok(Vote {
-                decision: Decision::from_name(&v.decision).ok_or_else(|| {
+                verdict: Verdict::from_name(&v.decision).ok_or_else(|| {
                     DomainError::Internal(format!("unknown decision {:?} in Redis", v.decision))
                 })?,
                 voter: v.voter,
@@ -65,8 +65,8 @@ pub fn encode_body(a: &Approval) -> Vec<u8> {
         created_at: Some(Millis::to_timestamp(a.created_at)),
         deadline: Some(Millis::to_timestamp(a.deadline)),
         required_approvals: a.policy.required_approvals,
-        on_timeout: on_timeout_to_proto(a.policy.on_timeout) as i32,
-        policy: Some(policy_to_proto(&a.policy)),
+        on_timeout: a.policy.on_timeout.to_proto() as i32,
+        policy: Some(a.policy.to_proto()),
         ..Default::default()
     }
     .encode_to_vec()
@@ -101,7 +101,7 @@ pub fn decode(body: &[u8], state: StateFields) -> Result<Approval, DomainError> 
     });
     let context = p.context.unwrap_or_default();
     let votes = decode_votes(&state.votes)?;
-    let policy = policy_from_proto(p.policy, p.required_approvals, p.on_timeout);
+    let policy = ApprovalPolicy::from_stored_proto(p.policy, p.required_approvals, p.on_timeout);
     Ok(Approval {
         id: ApprovalId::trusted(p.id),
         approval_type: p.approval_type,
@@ -206,7 +206,8 @@ pub fn complete(summary: &mut Approval, body: &[u8]) -> Result<(), DomainError> 
     summary.requester = p.requester;
     summary.labels = p.labels.into_iter().collect();
     summary.idempotency_key = p.idempotency_key;
-    summary.policy = policy_from_proto(p.policy, p.required_approvals, p.on_timeout);
+    summary.policy =
+        ApprovalPolicy::from_stored_proto(p.policy, p.required_approvals, p.on_timeout);
     Ok(())
 }
 
