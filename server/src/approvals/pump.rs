@@ -64,6 +64,15 @@ impl EventPump {
         let Some(mut pump) = Self::start(approvals).await else {
             return;
         };
+        // Watchers and waiters that began before the pump found the log's
+        // head may hold an older position: what was written in between was
+        // never fed to them. Watchers behind it read the store; waiters
+        // look again.
+        let inner = &pump.approvals.inner;
+        let _ = inner.feed.send(Feed::Gap {
+            resumed_at: pump.position,
+        });
+        inner.resync.send_modify(|g| *g += 1);
         pump.counted_through = pump.refresh_pending_count().await;
         loop {
             let read = tokio::select! {

@@ -197,3 +197,50 @@ async fn a_key_without_a_timeout_reattaches_on_a_replica_with_another_default_ti
     stop_a.cancel();
     stop_b.cancel();
 }
+
+#[tokio::test]
+async fn a_watch_and_a_waiter_from_before_the_event_pump_started_miss_nothing_written_meanwhile() {
+    // The pump starts at the log's head as it finds it. A watcher (or a
+    // waiter) that opened earlier holds an older position: what was
+    // written in between was never fed to it, and must still reach it.
+    let limits = Limits::default();
+    let (approvals, shutdown) = unstarted_desk(memory_store(&limits), limits);
+    let agent = known("agent", &["requester"]);
+    let mut watch = approvals
+        .watch(&Caller::Open, Filter::default(), None)
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut watch).await, WatchItem::Synced(_)));
+    // The watcher has read the (empty) log and follows the feed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let awaited = create(&approvals, &agent, "deploy:prod").await;
+    let waiter = tokio::spawn({
+        let (approvals, id) = (approvals.clone(), awaited.clone());
+        async move { approvals.wait_final(&Caller::Open, &id, None).await }
+    });
+    // The waiter has had its first look (pending) before the decision.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = super::Answer {
+        verdict: crate::domain::Verdict::Approve,
+        responder: Principal::parse("responder", "alice").unwrap(),
+        reason: crate::domain::Reason::parse("reason", "ok", &Limits::default()).unwrap(),
+        expected_digest: None,
+    };
+    approvals
+        .respond(&Caller::Open, &awaited, answer, None)
+        .await
+        .unwrap();
+    approvals.start(Duration::from_secs(60));
+
+    match next(&mut watch).await {
+        WatchItem::Change(e) => assert_eq!(e.approval.id, awaited, "its creation"),
+        other => panic!("expected the creation written before the pump started, got {other:?}"),
+    }
+    let decided = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiter wakes within 30 s (not at the deadline, 300 s)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status, crate::domain::Status::Approved);
+    shutdown.cancel();
+}
