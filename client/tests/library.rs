@@ -133,10 +133,8 @@ async fn rejected_expired_and_cancelled_requests_are_told_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_survives_its_server_restarting_mid_wait_and_then_gets_the_decision() {
-    let redis = RedisServer::start();
-    let prefix = format!("client-{}", uuid::Uuid::now_v7().simple());
-    let port = free_port();
-    let mut first = replica_on(port, &redis, &prefix).await;
+    let address = OneAddress::new();
+    let mut first = address.replica().await;
     let agent = ApprovalClient::connect(first.endpoint())
         .await
         .expect("connect");
@@ -164,7 +162,7 @@ async fn a_request_survives_its_server_restarting_mid_wait_and_then_gets_the_dec
     first.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "the caller never sees the blip");
-    let second = replica_on(port, &redis, &prefix).await;
+    let second = address.replica().await;
     let human = client(&second, "alice").await;
     human
         .approve(&a.id, "after the restart")
@@ -278,12 +276,49 @@ async fn list_streams_every_page_newest_first() {
     assert!(first.next_page_token.is_some());
 }
 
+/// A Redis of the test's own, and one address on it where a replica can
+/// be stopped and another take its place.
+struct OneAddress {
+    redis: RedisServer,
+    prefix: String,
+    port: u16,
+}
+
+impl OneAddress {
+    fn new() -> Self {
+        Self {
+            redis: RedisServer::start(),
+            prefix: format!("client-{}", uuid::Uuid::now_v7().simple()),
+            port: free_port(),
+        }
+    }
+
+    /// A replica at the address.
+    async fn replica(&self) -> approval_tests::Replica {
+        replica_on(self.port, &self.redis, &self.prefix).await
+    }
+}
+
+/// Creates an approval of `approval_type` and checks that the watch shows
+/// it next.
+async fn create_seen(
+    c: &ApprovalClient,
+    events: &mut WatchStream,
+    approval_type: &str,
+) -> approval_client::Approval {
+    let created = c
+        .create(ApprovalRequest::new(approval_type))
+        .await
+        .expect("create")
+        .approval;
+    assert!(matches!(next(events).await, WatchEvent::Added(a) if a.id == created.id));
+    created
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() {
-    let redis = RedisServer::start();
-    let prefix = format!("client-{}", uuid::Uuid::now_v7().simple());
-    let port = free_port();
-    let mut first = replica_on(port, &redis, &prefix).await;
+    let address = OneAddress::new();
+    let mut first = address.replica().await;
     let c = client(&first, "alice").await;
     let before = c
         .create(ApprovalRequest::new("watch:a"))
@@ -300,12 +335,7 @@ async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() 
     assert_eq!(next(&mut events).await, WatchEvent::Added(before.clone()));
     assert_eq!(next(&mut events).await, WatchEvent::Synced);
 
-    let live = c
-        .create(ApprovalRequest::new("watch:b"))
-        .await
-        .expect("create")
-        .approval;
-    assert!(matches!(next(&mut events).await, WatchEvent::Added(a) if a.id == live.id));
+    create_seen(&c, &mut events, "watch:b").await;
 
     // The replica goes away; while none is up, a decision is made
     // elsewhere (here: by the next replica before the watcher is back).
@@ -314,7 +344,7 @@ async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() 
         WatchEvent::Reconnecting { .. } => {}
         other => panic!("expected Reconnecting, got {other:?}"),
     }
-    let second = replica_on(port, &redis, &prefix).await;
+    let second = address.replica().await;
     let human = client(&second, "alice").await;
     human.approve(&before.id, "ok").await.expect("approve");
     human
@@ -350,27 +380,20 @@ async fn watch_resumes_after_its_server_restarts_with_no_gap_and_no_duplicate() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_whose_cursor_was_trimmed_away_resets_and_resyncs() {
-    let redis = RedisServer::start();
-    let prefix = format!("client-{}", uuid::Uuid::now_v7().simple());
-    let port = free_port();
-    let mut first = replica_on(port, &redis, &prefix).await;
+    let address = OneAddress::new();
+    let mut first = address.replica().await;
     let c = client(&first, "alice").await;
     let mut events = c.watch_pending(WatchFilter::default().approval_type("trim"));
     assert_eq!(next(&mut events).await, WatchEvent::Synced);
-    let kept = c
-        .create(ApprovalRequest::new("trim"))
-        .await
-        .expect("create")
-        .approval;
-    assert!(matches!(next(&mut events).await, WatchEvent::Added(a) if a.id == kept.id));
+    let kept = create_seen(&c, &mut events, "trim").await;
 
     // The watcher's replica goes away; meanwhile another one, whose event log
     // keeps 3 events, writes 160 (Redis trims by whole nodes of 100), so
     // the watcher's cursor is gone when its address answers again.
     first.stop().await;
     let mut config = approvald::Config::for_tests();
-    config.redis_url = Some(redis.url());
-    config.redis_prefix = prefix.clone();
+    config.redis_url = Some(address.redis.url());
+    config.redis_prefix = address.prefix.clone();
     config.event_log_cap = 3;
     let small = approval_tests::Replica::start(config).await;
     let busy = client(&small, "alice").await;
@@ -382,7 +405,7 @@ async fn a_watch_whose_cursor_was_trimmed_away_resets_and_resyncs() {
             .approval;
         busy.cancel(&a.id, "churn").await.expect("cancel");
     }
-    let _back = replica_on(port, &redis, &prefix).await;
+    let _back = address.replica().await;
 
     // A visible Reset, then the fresh snapshot: the one pending approval.
     let mut after = Vec::new();

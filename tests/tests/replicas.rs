@@ -408,6 +408,17 @@ fn keyed(key: &str, timeout: Option<Duration>) -> v1::CreateApprovalRequest {
     }
 }
 
+/// Fails unless `result` is the refusal of a key used for another request.
+fn assert_key_reused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, what: &str) {
+    let err = result.expect_err(what);
+    let info = tonic_types::StatusExt::get_details_error_info(&err).expect("ErrorInfo");
+    assert_eq!(
+        info.reason,
+        v1::ErrorReason::IdempotencyKeyReused.reason(),
+        "{what}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_without_a_timeout_reattaches_on_a_replica_with_another_default_timeout() {
     let d = replicas_with_different_default_timeouts().await;
@@ -450,13 +461,8 @@ async fn a_key_without_a_timeout_reattaches_on_a_replica_with_another_default_ti
         ("run-2", Some(Duration::from_secs(121))),
         ("run-1", Some(Duration::from_secs(300))),
     ] {
-        let err = a.create_approval(keyed(key, other)).await.expect_err(key);
-        let info = tonic_types::StatusExt::get_details_error_info(&err).expect("ErrorInfo");
-        assert_eq!(
-            info.reason,
-            v1::ErrorReason::IdempotencyKeyReused.reason(),
-            "{key} {other:?}"
-        );
+        let refused = a.create_approval(keyed(key, other)).await;
+        assert_key_reused(refused, &format!("{key} {other:?}"));
     }
 }
 
@@ -505,13 +511,7 @@ async fn an_approval_stored_by_the_previous_version_still_reattaches_by_its_key(
         ),
         ("another context", other_context),
     ] {
-        let err = b.create_approval(different).await.expect_err(what);
-        let info = tonic_types::StatusExt::get_details_error_info(&err).expect("ErrorInfo");
-        assert_eq!(
-            info.reason,
-            v1::ErrorReason::IdempotencyKeyReused.reason(),
-            "{what}"
-        );
+        assert_key_reused(b.create_approval(different).await, what);
     }
 }
 
