@@ -14,7 +14,7 @@ pub mod webhooks;
 
 pub use approval_testkit::*;
 pub use cluster::RedisCluster;
-pub use watch::{next_event, spawn_await, synced_watch, SyncedWatch};
+pub use watch::{next_event, resumed_watch, spawn_await, synced_watch, SyncedWatch};
 
 use approval_client::v1;
 use approval_client::ApprovalServiceClient;

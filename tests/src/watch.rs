@@ -61,6 +61,22 @@ pub async fn synced_watch(
     }
 }
 
+/// Opens a watch resumed after `cursor`: no snapshot, the changes after it
+/// come first. Fails the test if the service refuses it.
+pub async fn resumed_watch(
+    client: &mut Client,
+    cursor: &str,
+) -> tonic::Streaming<v1::WatchPendingResponse> {
+    client
+        .watch_pending(v1::WatchPendingRequest {
+            cursor: cursor.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("the resumed watch opens")
+        .into_inner()
+}
+
 /// The next event of a watch stream, failing the test if none comes promptly.
 pub async fn next_event(
     stream: &mut tonic::Streaming<v1::WatchPendingResponse>,

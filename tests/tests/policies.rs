@@ -330,14 +330,7 @@ async fn updated_events(store: Store) {
     assert!(!updated.cursor.is_empty());
 
     // Resuming from the `added` cursor replays the update, on either replica.
-    let mut resumed = a
-        .watch_pending(v1::WatchPendingRequest {
-            cursor: added.cursor.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut resumed = resumed_watch(&mut a, &added.cursor).await;
     let replayed = next_event(&mut resumed).await;
     assert_eq!(replayed, updated);
 }

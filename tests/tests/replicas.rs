@@ -651,14 +651,7 @@ async fn watchers_and_waiters_on_another_replica_get_the_whole_context_live_and_
         "the waiter's answer too"
     );
     // Resumed from before both events: read from the log, completed too.
-    let mut resumed = b
-        .watch_pending(v1::WatchPendingRequest {
-            cursor: start,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut resumed = resumed_watch(&mut b, &start).await;
     let added = event_approval(next_event(&mut resumed).await, true);
     assert_eq!(
         added.context, sent,
@@ -749,14 +742,7 @@ async fn an_event_whose_approval_record_is_gone_still_reaches_a_watcher() {
         .arg(format!("{}:approval:{}", d.hash_tag(), created.id))
         .query(&mut conn)
         .unwrap();
-    let mut resumed = a
-        .watch_pending(v1::WatchPendingRequest {
-            cursor: start,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut resumed = resumed_watch(&mut a, &start).await;
     // What the entries hold: the id, status, times and decision; the
     // context, type and labels are gone with the record.
     let added = event_approval(next_event(&mut resumed).await, true);

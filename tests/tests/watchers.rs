@@ -163,14 +163,7 @@ async fn a_watcher_that_reads_nothing_is_ended_with_unavailable_and_resumes_from
     skips_nothing(&created, &received).unwrap();
     // Resuming from the last cursor received gives exactly the rest.
     let mut client = connect(port).await;
-    let mut resumed = client
-        .watch_pending(v1::WatchPendingRequest {
-            cursor,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut resumed = resumed_watch(&mut client, &cursor).await;
     let mut rest = Vec::new();
     while received.len() + rest.len() < 150 {
         if let Some(Event::Added(a)) = next_event(&mut resumed).await.event {
