@@ -12,8 +12,8 @@ pub mod webhooks;
 
 use std::pin::Pin;
 
-use approval_api::v1;
 use approval_api::v1::approval_service_server::ApprovalService;
+use approval_api::{v1, CreateFields};
 use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
@@ -22,8 +22,8 @@ use tonic::{Request, Response, Status};
 use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
-    Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Position, Principal, Reason,
-    TraceContext,
+    Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, NewApproval, Position,
+    Principal, Reason, TraceContext,
 };
 
 pub use rate::RateLimit;
@@ -60,6 +60,24 @@ impl ApprovalApi {
         }
         Ok(caller)
     }
+
+    /// The approval a `RequestApproval` or `CreateApproval` call asks for,
+    /// with the trace it was asked in.
+    fn new_approval<R: Into<CreateFields>>(
+        &self,
+        request: Request<R>,
+        caller: &Caller,
+    ) -> Result<NewApproval, DomainError> {
+        let trace = trace_of_call(&request);
+        let mut new = new_approval_from_proto(
+            request.into_inner(),
+            caller.principal().cloned(),
+            self.approvals.limits(),
+            &self.approvals.policies(),
+        )?;
+        new.trace = trace;
+        Ok(new)
+    }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
@@ -88,14 +106,7 @@ impl ApprovalService for ApprovalApi {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
-        let trace = trace_of_call(&request);
-        let mut new = new_approval_from_proto(
-            request.into_inner(),
-            caller.principal().cloned(),
-            self.approvals.limits(),
-            &self.approvals.policies(),
-        )?;
-        new.trace = trace;
+        let new = self.new_approval(request, &caller)?;
         let wait = self.approvals.request(
             &caller,
             new,
@@ -116,14 +127,7 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<v1::CreateApprovalResponse>, Status> {
         let call_deadline = deadline::of(&request);
         let caller = self.admit(&request)?;
-        let trace = trace_of_call(&request);
-        let mut new = new_approval_from_proto(
-            request.into_inner(),
-            caller.principal().cloned(),
-            self.approvals.limits(),
-            &self.approvals.policies(),
-        )?;
-        new.trace = trace;
+        let new = self.new_approval(request, &caller)?;
         let created = self.approvals.create(&caller, new, call_deadline).await?;
         crate::telemetry::record_approval(&created.approval);
         Ok(Response::new(v1::CreateApprovalResponse {
