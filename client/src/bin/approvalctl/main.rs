@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use approval_client::{ApprovalClient, ClientBuilder, Verdict};
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, Global, Responder};
+use crate::cli::{Cli, Command, ExpectDigest, Global, Responder};
 use crate::exit::{Exit, Failure};
 
 /// Where the server is when nothing says otherwise.
@@ -80,39 +80,14 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             let client = connect(&cli.global, None).await?;
             commands::watch::run(&client, args, out).await
         }
-        Command::Approve(args) => {
-            let client = connect(
-                &cli.global,
-                Some(responder(args.responder, cli.global.token.is_some())?),
-            )
-            .await?;
-            let digest = args.digest.expect_digest.unwrap_or_default();
-            commands::respond::run(
-                &client,
-                &args.id,
-                Verdict::Approve,
-                args.reason,
-                &digest,
-                out,
-            )
-            .await
+        // Two commands for their own flags (a reject needs a reason).
+        Command::Approve(a) => {
+            let vote = (a.id, a.reason, a.responder, a.digest);
+            respond(&cli.global, Verdict::Approve, vote).await
         }
-        Command::Reject(args) => {
-            let client = connect(
-                &cli.global,
-                Some(responder(args.responder, cli.global.token.is_some())?),
-            )
-            .await?;
-            let digest = args.digest.expect_digest.unwrap_or_default();
-            commands::respond::run(
-                &client,
-                &args.id,
-                Verdict::Reject,
-                args.reason,
-                &digest,
-                out,
-            )
-            .await
+        Command::Reject(a) => {
+            let vote = (a.id, a.reason, a.responder, a.digest);
+            respond(&cli.global, Verdict::Reject, vote).await
         }
         Command::Get(args) => {
             let client = connect(&cli.global, None).await?;
@@ -135,6 +110,18 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
 }
 
 /// A client for the global flags (server, token, TLS files).
+/// `approve` and `reject`: the vote (id, reason, who, the digest to
+/// expect), cast as the responder the flags name.
+async fn respond(
+    global: &Global,
+    verdict: Verdict,
+    (id, reason, who, digest): (String, String, Responder, ExpectDigest),
+) -> Result<Exit, Failure> {
+    let client = connect(global, Some(responder(who, global.token.is_some())?)).await?;
+    let digest = digest.expect_digest.unwrap_or_default();
+    commands::respond::run(&client, &id, verdict, reason, &digest, global.output).await
+}
+
 async fn connect(global: &Global, responder: Option<String>) -> Result<ApprovalClient, Failure> {
     Ok(builder(global, responder)?.connect().await?)
 }
