@@ -83,6 +83,15 @@ fn skips_nothing(created: &[Vec<String>], received: &[String]) -> Result<(), Str
     Ok(())
 }
 
+/// A watch of everything, synced, over a connection with small HTTP/2
+/// windows: a watcher that stops reading is soon behind.
+async fn slow_watch(port: u16) -> tonic::Streaming<v1::WatchPendingResponse> {
+    let mut slow = small_window_client(port).await;
+    synced_watch(&mut slow, v1::WatchPendingRequest::default())
+        .await
+        .stream
+}
+
 async fn a_connected_watcher_whose_position_is_trimmed_ends_with_out_of_range_and_skips_nothing(
     store: Store,
 ) {
@@ -93,10 +102,7 @@ async fn a_connected_watcher_whose_position_is_trimmed_ends_with_out_of_range_an
     })
     .await;
     let port = d.replicas[0].port;
-    let mut slow = small_window_client(port).await;
-    let mut watch = synced_watch(&mut slow, v1::WatchPendingRequest::default())
-        .await
-        .stream;
+    let mut watch = slow_watch(port).await;
     // The watcher stops reading: these fill its windows and buffers...
     let mut created = create_many(port, 1, 120, 8 * 1024).await;
     // ...and these go by while it is behind, far past the log's cap and
@@ -141,10 +147,7 @@ async fn a_watcher_that_reads_nothing_is_ended_with_unavailable_and_resumes_from
     })
     .await;
     let port = d.replicas[0].port;
-    let mut slow = small_window_client(port).await;
-    let mut watch = synced_watch(&mut slow, v1::WatchPendingRequest::default())
-        .await
-        .stream;
+    let mut watch = slow_watch(port).await;
     let created = create_many(port, 1, 150, 8 * 1024).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (received, cursor, ended) = drain(&mut watch, PROMPTLY).await;
