@@ -20,6 +20,30 @@ fn start(args: &[&str]) -> (ServerProcess, String) {
     (process, listen.addr())
 }
 
+/// A client of the API at `addr` (`host:port`).
+async fn client(addr: &str) -> ApprovalServiceClient<tonic::transport::Channel> {
+    ApprovalServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+/// The smallest create: an approval of type `deploy`.
+fn deploy() -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        approval_type: "deploy".into(),
+        ..Default::default()
+    }
+}
+
+/// `message` with `token` as its bearer credentials.
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
 #[tokio::test]
 async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigterm() {
     let (mut p, listen) = start(&[]);
@@ -27,14 +51,9 @@ async fn with_no_redis_url_it_runs_on_the_memory_store_says_so_and_stops_on_sigt
     assert!(store_line.contains("in-memory"), "{store_line}");
     p.line_with("listening");
 
-    let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
-        .await
-        .unwrap();
+    let mut client = client(&listen).await;
     let created = client
-        .create_approval(v1::CreateApprovalRequest {
-            approval_type: "deploy".into(),
-            ..Default::default()
-        })
+        .create_approval(deploy())
         .await
         .unwrap()
         .into_inner()
@@ -112,14 +131,9 @@ async fn it_refuses_a_network_address_without_auth_unless_told_insecure() {
     let warning = p.line_with("authentication is OFF");
     assert!(warning.contains("UNAUTHENTICATED"), "{warning}");
     p.line_with("listening");
-    let mut client = ApprovalServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    let mut client = client(&format!("127.0.0.1:{port}")).await;
     let created = client
-        .create_approval(v1::CreateApprovalRequest {
-            approval_type: "deploy".into(),
-            ..Default::default()
-        })
+        .create_approval(deploy())
         .await
         .expect("an unauthenticated call is served");
     assert_eq!(
@@ -332,17 +346,10 @@ async fn sighup_reloads_the_auth_file_and_a_broken_one_keeps_the_old() {
     let create = |token: &'static str| {
         let listen = listen.clone();
         async move {
-            let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
+            client(&listen)
                 .await
-                .unwrap();
-            let mut request = tonic::Request::new(v1::CreateApprovalRequest {
-                approval_type: "deploy".into(),
-                ..Default::default()
-            });
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            client.create_approval(request).await
+                .create_approval(bearer(token, deploy()))
+                .await
         }
     };
     assert!(create("token-one").await.is_ok());
@@ -431,16 +438,7 @@ async fn the_audit_log_records_every_outcome_with_who_ended_it() {
         audit.to_str().unwrap(),
     ]);
     p.line_with("listening");
-    let mut client = ApprovalServiceClient::connect(format!("http://{listen}"))
-        .await
-        .unwrap();
-    fn as_<T>(token: &str, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request
-    }
+    let mut client = client(&listen).await;
     let create = async |timeout_secs: i64| {
         let request = v1::CreateApprovalRequest {
             approval_type: "deploy".into(),
@@ -452,7 +450,7 @@ async fn the_audit_log_records_every_outcome_with_who_ended_it() {
         };
         client
             .clone()
-            .create_approval(as_("agent-token", request))
+            .create_approval(bearer("agent-token", request))
             .await
             .unwrap()
             .into_inner()
@@ -476,7 +474,7 @@ async fn the_audit_log_records_every_outcome_with_who_ended_it() {
             ..Default::default()
         };
         client
-            .respond(as_("alice-token", respond))
+            .respond(bearer("alice-token", respond))
             .await
             .expect("alice decides");
     }
@@ -485,7 +483,7 @@ async fn the_audit_log_records_every_outcome_with_who_ended_it() {
         reason: "no longer needed".into(),
     };
     client
-        .cancel_approval(as_("agent-token", cancel))
+        .cancel_approval(bearer("agent-token", cancel))
         .await
         .expect("the requester cancels");
 
@@ -554,16 +552,11 @@ async fn invalid_credential_floods_are_refused_per_peer_and_summarised_in_the_au
     );
     let listen = ports.addr();
     p.line_with("listening");
-    let client = ApprovalServiceClient::connect(format!("http://{listen}"))
-        .await
-        .unwrap();
+    let client = client(&listen).await;
     let call = |token: String| {
         let mut client = client.clone();
         async move {
-            let mut request = tonic::Request::new(v1::GetApprovalRequest::default());
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let request = bearer(&token, v1::GetApprovalRequest::default());
             client.get_approval(request).await.unwrap_err().code()
         }
     };
