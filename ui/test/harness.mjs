@@ -116,6 +116,25 @@ export async function loadSdk() {
   return sdk;
 }
 
+/**
+ * Two approvald replicas on one Redis (with `args` besides), an agent's
+ * client ("deployer") and a human's, both of A, and the browser.
+ */
+export async function twoReplicas({ args = [] } = {}) {
+  const sdk = await loadSdk();
+  const redis = await startRedis();
+  const [a, b] = await Promise.all([startApprovald({ redis, args }), startApprovald({ redis, args })]);
+  const agent = sdk.createWebClient(a.url, { agentId: "deployer" });
+  const human = sdk.createWebClient(a.url);
+  return { sdk, redis, a, b, agent, human, browser: await launch() };
+}
+
+/** Waits until the page's live connection is up. */
+export const live = (page) => page.locator("#conn", { hasText: "Live" }).waitFor();
+
+/** The list item of approval `id`. */
+export const item = (page, id) => page.locator(`#list .item[data-id="${id}"]`);
+
 export async function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

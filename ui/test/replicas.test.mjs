@@ -2,26 +2,19 @@
 // connected to B, agents talk to A.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { launch, loadSdk, openPage, screenshot, seriousA11yIssues, startApprovald, startRedis, stopAll, until } from "./harness.mjs";
+import { item, live, openPage, screenshot, seriousA11yIssues, startApprovald, stopAll, twoReplicas, until } from "./harness.mjs";
 
 describe("inbox on two replicas sharing Redis", () => {
   let redis, a, b, browser, sdk, agent, human;
 
   before(async () => {
-    sdk = await loadSdk();
-    redis = await startRedis();
-    [a, b] = await Promise.all([startApprovald({ redis }), startApprovald({ redis })]);
-    agent = sdk.createWebClient(a.url, { agentId: "deployer" });
-    human = sdk.createWebClient(a.url);
-    browser = await launch();
+    ({ sdk, redis, a, b, agent, human, browser } = await twoReplicas());
   });
   after(async () => {
     await browser?.close();
     await stopAll();
   });
 
-  const live = (page) => page.locator("#conn", { hasText: "Live" }).waitFor();
-  const item = (page, id) => page.locator(`#list .item[data-id="${id}"]`);
 
   test("an approval requested on replica A appears within 1 s on B, and a keyboard approval with a reason releases the agent", async () => {
     const page = await openPage(browser, `${b.url}/`);

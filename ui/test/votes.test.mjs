@@ -10,7 +10,7 @@ import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ROOT, launch, loadSdk, openPage, screenshot, seriousA11yIssues, startApprovald, startRedis, stopAll } from "./harness.mjs";
+import { ROOT, item, live, openPage, screenshot, seriousA11yIssues, stopAll, twoReplicas } from "./harness.mjs";
 
 const POLICIES = `
 [[policies]]
@@ -26,23 +26,15 @@ describe("inbox with policies: votes and on_timeout", () => {
   let redis, a, b, browser, sdk, agent, human;
 
   before(async () => {
-    sdk = await loadSdk();
-    redis = await startRedis();
     const config = join(mkdtempSync(join(tmpdir(), "inbox-policies-")), "config.toml");
     writeFileSync(config, POLICIES);
-    const args = ["--config", config];
-    [a, b] = await Promise.all([startApprovald({ redis, args }), startApprovald({ redis, args })]);
-    agent = sdk.createWebClient(a.url, { agentId: "deployer" });
-    human = sdk.createWebClient(a.url);
-    browser = await launch();
+    ({ sdk, redis, a, b, agent, human, browser } = await twoReplicas({ args: ["--config", config] }));
   });
   after(async () => {
     await browser?.close();
     await stopAll();
   });
 
-  const live = (page) => page.locator("#conn", { hasText: "Live" }).waitFor();
-  const item = (page, id) => page.locator(`#list .item[data-id="${id}"]`);
   /** Records every element removed from the page's #list from now on. */
   const watchRemovals = (page) =>
     page.evaluate(() => {
