@@ -202,7 +202,15 @@ impl Bench {
         let log = self.work.join(format!("{prefix}-{name}.log"));
         let mut args = self.approvald_args.clone();
         args.extend(flags.iter().map(|f| f.to_string()));
-        Replica::start(&self.approvald, &self.redis.url(), prefix, &args, &log, None).await
+        Replica::start(
+            &self.approvald,
+            &self.redis.url(),
+            prefix,
+            &args,
+            &log,
+            None,
+        )
+        .await
     }
 
     /// Starts one replica, with authentication on when `auth` is given.

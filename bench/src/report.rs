@@ -466,7 +466,11 @@ fn fanout(s: &mut String, r: &Results) {
         );
     }
     for f in r.fanout.iter().skip(1) {
-        let _ = writeln!(s, "\nCPU while creating, {} watchers: {}.", f.watchers, f.cpu);
+        let _ = writeln!(
+            s,
+            "\nCPU while creating, {} watchers: {}.",
+            f.watchers, f.cpu
+        );
     }
     let _ = writeln!(s);
 }

@@ -492,11 +492,17 @@ async fn many_watchers_of_different_principals_each_see_only_what_their_principa
             .collect();
         may_see.insert(token, listed);
     }
-    assert_eq!(may_see["tok-root"].len(), created.len(), "an admin sees all");
+    assert_eq!(
+        may_see["tok-root"].len(),
+        created.len(),
+        "an admin sees all"
+    );
     assert!(may_see["tok-nobody"].is_empty());
     assert_eq!(may_see["tok-agent-a"].len(), 2, "a requester sees its own");
     assert!(
-        may_see.values().any(|ids| !ids.is_empty() && ids.len() < created.len()),
+        may_see
+            .values()
+            .any(|ids| !ids.is_empty() && ids.len() < created.len()),
         "some principal sees a part only"
     );
 

@@ -167,12 +167,7 @@ struct Shared<E> {
 
 impl<E> SharedEncodings<E> {
     /// `event` encoded by `encode`, or by whichever watcher encoded it first.
-    pub fn encoded(
-        &self,
-        event: &Arc<E>,
-        epoch: Epoch,
-        encode: impl FnOnce() -> Bytes,
-    ) -> Bytes {
+    pub fn encoded(&self, event: &Arc<E>, epoch: Epoch, encode: impl FnOnce() -> Bytes) -> Bytes {
         let slot = {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             let found = recent
@@ -194,8 +189,7 @@ impl<E> SharedEncodings<E> {
                         .filter_map(|s| s.encoded.get())
                         .map(Bytes::len)
                         .sum();
-                    while recent.len() > SHARED_EVENTS
-                        || (recent.len() > 1 && bytes > SHARED_BYTES)
+                    while recent.len() > SHARED_EVENTS || (recent.len() > 1 && bytes > SHARED_BYTES)
                     {
                         if let Some(gone) = recent.pop_front() {
                             bytes -= gone.encoded.get().map_or(0, Bytes::len);
@@ -269,7 +263,11 @@ mod tests {
         assert!(shared.len() <= SHARED_EVENTS);
         let kept: usize = {
             let recent = shared.recent.lock().unwrap();
-            recent.iter().filter_map(|s| s.encoded.get()).map(Bytes::len).sum()
+            recent
+                .iter()
+                .filter_map(|s| s.encoded.get())
+                .map(Bytes::len)
+                .sum()
         };
         assert!(kept <= SHARED_BYTES + big.len(), "kept {kept} bytes");
         // Events gone are forgotten when the next one comes.
