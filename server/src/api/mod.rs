@@ -132,6 +132,41 @@ impl ApprovalApi {
     }
 }
 
+impl ApprovalApi {
+    /// `AwaitApproval`: what the wait needs is taken from the request at
+    /// once (the request is not kept), and the returned future is the wait.
+    /// `routes::ApprovalRoutes` parks it as it is, without tonic's handler
+    /// around it.
+    pub fn await_call(
+        &self,
+        request: Request<v1::AwaitApprovalRequest>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Response<v1::AwaitApprovalResponse>, Status>>
+            + Send
+            + 'static,
+        Status,
+    > {
+        let call_deadline = deadline::of(&request);
+        let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
+        let id = id_from_proto(&request.into_inner().id)?;
+        let approvals = self.approvals.clone();
+        Ok(async move {
+            // Boxed: its store read is not part of what stays parked.
+            Box::pin(approvals.link_to_requester(&id)).await;
+            // Boxed: passed on by value, it would be stored twice in
+            // what stays parked.
+            let wait = Box::pin(approvals.wait_final(&caller, &id, call_deadline));
+            let done = unless_revoked(revocation, wait).await?;
+            let (approval, approved) = final_answer(done);
+            Ok(Response::new(v1::AwaitApprovalResponse {
+                approval: Some(approval),
+                approved,
+            }))
+        })
+    }
+}
+
 /// A message's encoding, as tonic would write it.
 fn encode(message: &impl Message) -> Bytes {
     Bytes::from(message.encode_to_vec())
@@ -169,12 +204,14 @@ impl ApprovalService for ApprovalApi {
             &self.approvals.policies(),
         )?;
         new.trace = trace;
-        let wait = self.approvals.request(
+        // Boxed: passed on by value, it would be stored twice in what
+        // stays parked while the call waits.
+        let wait = Box::pin(self.approvals.request(
             &caller,
             new,
             call_deadline,
             crate::telemetry::record_approval,
-        );
+        ));
         let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::RequestApprovalResponse {
@@ -209,20 +246,7 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::AwaitApprovalRequest>,
     ) -> Result<Response<v1::AwaitApprovalResponse>, Status> {
-        let call_deadline = deadline::of(&request);
-        let caller = self.admit(&request)?;
-        let revocation = revocation(&request);
-        // Consumed here: its headers and extensions are not kept for as long
-        // as the call waits.
-        let id = id_from_proto(&request.into_inner().id)?;
-        self.approvals.link_to_requester(&id).await;
-        let wait = self.approvals.wait_final(&caller, &id, call_deadline);
-        let done = unless_revoked(revocation, wait).await?;
-        let (approval, approved) = final_answer(done);
-        Ok(Response::new(v1::AwaitApprovalResponse {
-            approval: Some(approval),
-            approved,
-        }))
+        self.await_call(request)?.await
     }
 
     type WatchPendingStream = WatchStream;

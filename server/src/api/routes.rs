@@ -1,7 +1,14 @@
-//! The routes of `approval.v1.ApprovalService`. `WatchPending` is served
-//! here, its messages encoded before tonic sees them, so that a live change
-//! sent to many watchers is converted and encoded once, not once per
-//! watcher; every other method goes to tonic's generated service.
+//! The routes of `approval.v1.ApprovalService`. Two methods are served here
+//! rather than by tonic's generated service, each for what it costs at scale:
+//!
+//! - `WatchPending`: its messages are encoded before tonic sees them, so that
+//!   a live change sent to many watchers is converted and encoded once, not
+//!   once per watcher;
+//! - `AwaitApproval`: what stays parked while a call waits is the wait
+//!   alone, not tonic's generated handler, whose future keeps room for the
+//!   whole request-decoding state for as long as the call lasts.
+//!
+//! Every other method goes to the generated service.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,16 +20,19 @@ use approval_api::v1;
 use approval_api::v1::approval_service_server::ApprovalServiceServer;
 use prost::bytes::{BufMut, Bytes};
 use prost::Message;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codec::{
+    Codec, EncodeBody, EncodeBuf, Encoder, SingleMessageCompressionOverride, Streaming,
+};
 use tonic::codegen::{Body as HttpBody, BoxFuture, BoxStream, StdError};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstDecoder;
+use tonic_prost::{ProstDecoder, ProstEncoder};
 
 use super::ApprovalApi;
 use crate::domain::{Epoch, Event};
 
 const WATCH_PENDING: &str = "/approval.v1.ApprovalService/WatchPending";
+const AWAIT_APPROVAL: &str = "/approval.v1.ApprovalService/AwaitApproval";
 
 /// `ApprovalService` with `WatchPending` sending shared, pre-encoded messages.
 #[derive(Clone)]
@@ -70,8 +80,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != WATCH_PENDING {
-            return self.generated.call(request);
+        match request.uri().path() {
+            WATCH_PENDING => {}
+            AWAIT_APPROVAL => {
+                return await_approval(
+                    self.api.clone(),
+                    request,
+                    self.max_decoding_message_size,
+                    self.max_encoding_message_size,
+                )
+            }
+            _ => return self.generated.call(request),
         }
         let watch = WatchPendingEncoded(self.api.clone());
         let mut grpc = Grpc::new(EncodedCodec::<v1::WatchPendingRequest>::default())
@@ -81,6 +100,98 @@ where
             );
         Box::pin(async move { Ok(grpc.server_streaming(watch, request).await) })
     }
+}
+
+/// `AwaitApproval`: the request is read in a future of its own, freed
+/// before the wait; what stays parked is this future, holding the wait
+/// (`ApprovalApi::await_call`) and nothing of the request. Built outside the
+/// `async` block on purpose: what a block captures keeps its room for as
+/// long as the block lives.
+fn await_approval<B>(
+    api: Arc<ApprovalApi>,
+    request: http::Request<B>,
+    max_decoding_message_size: usize,
+    max_encoding_message_size: usize,
+) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+where
+    B: HttpBody + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let read = Box::pin(read_unary::<v1::AwaitApprovalRequest, B>(
+        request,
+        max_decoding_message_size,
+    ));
+    Box::pin(async move {
+        let mut read = read;
+        let request = (&mut read).await;
+        drop(read);
+        let answer = match request.and_then(|request| api.await_call(request)) {
+            Ok(wait) => wait.await,
+            Err(status) => Err(status),
+        };
+        Ok(unary_response(answer, max_encoding_message_size))
+    })
+}
+
+/// The one message of a unary call, read as tonic's `Grpc::unary` reads it:
+/// no compression accepted, the size bounded.
+async fn read_unary<M, B>(request: http::Request<B>, max_size: usize) -> Result<Request<M>, Status>
+where
+    M: Message + Default + Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    if let Some(encoding) = request.headers().get("grpc-encoding") {
+        if encoding != "identity" {
+            return Err(Status::unimplemented(format!(
+                "Content is compressed with `{}` which isn't supported",
+                encoding.to_str().unwrap_or("?")
+            )));
+        }
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut stream =
+        Streaming::new_request(ProstDecoder::<M>::default(), body, None, Some(max_size));
+    let message = stream
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("Missing request message."))?;
+    if let Some(trailers) = stream.trailers().await? {
+        parts.headers.extend(trailers.into_headers());
+    }
+    Ok(Request::from_http(http::Request::from_parts(
+        parts, message,
+    )))
+}
+
+/// The HTTP response of a unary call, as tonic's `Grpc::unary` makes it.
+fn unary_response<M>(
+    answer: Result<Response<M>, Status>,
+    max_size: usize,
+) -> http::Response<tonic::body::Body>
+where
+    M: Message + Send + 'static,
+{
+    let response = match answer {
+        Ok(response) => response,
+        Err(status) => return status.into_http(),
+    };
+    let (metadata, message, extensions) = response.into_parts();
+    let mut http = http::Response::new(());
+    *http.headers_mut() = metadata.into_headers();
+    http.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    *http.extensions_mut() = extensions;
+    let body = EncodeBody::new_server(
+        ProstEncoder::<M>::default(),
+        tokio_stream::once(Ok(message)),
+        None,
+        SingleMessageCompressionOverride::default(),
+        Some(max_size),
+    );
+    http.map(|()| tonic::body::Body::new(body))
 }
 
 /// `WatchPending`, answering with encoded `WatchPendingResponse`s.
@@ -275,5 +386,50 @@ mod tests {
         let last = event(100);
         shared.encoded(&last, Epoch(1), || Bytes::from_static(b"y"));
         assert_eq!(shared.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod parked {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::RateLimit;
+    use crate::approvals::Approvals;
+    use crate::domain::{Limits, Policies};
+    use crate::metrics::Metrics;
+    use crate::shutdown::Shutdown;
+    use crate::store::{MemoryStore, Retention};
+
+    fn api() -> ApprovalApi {
+        let limits = Limits::default();
+        let store = MemoryStore::new(Retention {
+            final_approvals: Duration::from_secs(60),
+            max_events: Retention::DEFAULT_MAX_EVENTS,
+            max_event_bytes: Retention::DEFAULT_MAX_EVENT_BYTES,
+            max_timeout: limits.max_timeout,
+        });
+        let policies = Arc::new(arc_swap::ArcSwap::from_pointee(Policies::default()));
+        let approvals = Approvals::new(
+            Arc::new(store),
+            limits,
+            policies,
+            Metrics::new(),
+            Shutdown::new(),
+        );
+        ApprovalApi::new(approvals, RateLimit::new(100, 100))
+    }
+
+    /// What an idle `AwaitApproval` keeps besides the wait itself (boxed
+    /// apart): the wait was stored twice (passed on by value) and the
+    /// request beside it, about 1.8 KB per waiting call.
+    #[tokio::test]
+    async fn a_waiting_await_approval_call_holds_its_wait_once_and_not_its_request() {
+        let request = Request::new(v1::AwaitApprovalRequest {
+            id: "019ad3f0-0000-7000-8000-000000000000".into(),
+        });
+        let wait = api().await_call(request).expect("a valid request");
+        let parked = std::mem::size_of_val(&wait);
+        assert!(parked <= 512, "{parked} bytes parked beside the wait");
     }
 }
