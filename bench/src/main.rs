@@ -103,8 +103,8 @@ pub struct Sizes {
     pub idle_window: Duration,
     /// `AwaitApproval` calls started in one instant.
     pub herd_waiters: Vec<usize>,
-    pub watchers: usize,
-    pub fanout_approvals: usize,
+    /// (watchers, approvals) for each fan-out run.
+    pub fanout: Vec<(usize, usize)>,
     pub snapshot_pending: usize,
     pub snapshot_runs: usize,
     pub listing_page: usize,
@@ -130,8 +130,7 @@ impl Sizes {
             idle_waiters: vec![10_000, 100_000],
             idle_window: Duration::from_secs(10),
             herd_waiters: vec![50_000],
-            watchers: 1_000,
-            fanout_approvals: 200,
+            fanout: vec![(1_000, 200), (10_000, 50)],
             snapshot_pending: 100_000,
             snapshot_runs: 3,
             listing_page: 100,
@@ -156,8 +155,7 @@ impl Sizes {
             idle_waiters: vec![500],
             idle_window: Duration::from_secs(1),
             herd_waiters: vec![500],
-            watchers: 20,
-            fanout_approvals: 10,
+            fanout: vec![(20, 10), (200, 3)],
             snapshot_pending: 500,
             snapshot_runs: 1,
             listing_page: 20,
@@ -197,6 +195,27 @@ impl Bench {
     /// Starts one approvald replica on the shared Redis under `prefix`.
     pub async fn replica(&self, prefix: &str, name: &str) -> BenchResult<Replica> {
         self.replica_with(prefix, name, None).await
+    }
+
+    /// Starts one replica with `flags` beside the bench's usual ones.
+    pub async fn replica_with_flags(
+        &self,
+        prefix: &str,
+        name: &str,
+        flags: &[&str],
+    ) -> BenchResult<Replica> {
+        let log = self.work.join(format!("{prefix}-{name}.log"));
+        let mut args = self.approvald_args.clone();
+        args.extend(flags.iter().map(|f| f.to_string()));
+        Replica::start(
+            &self.approvald,
+            &self.redis.url(),
+            prefix,
+            &args,
+            &log,
+            None,
+        )
+        .await
     }
 
     /// Starts one replica, with authentication on when `auth` is given.
@@ -375,7 +394,7 @@ async fn run(args: Args) -> BenchResult<()> {
         results.herd = scenarios::herd::run(&bench).await?;
     }
     if wanted("fanout") {
-        results.fanout = Some(scenarios::fanout::run(&bench).await?);
+        results.fanout = scenarios::fanout::run(&bench).await?;
     }
     if wanted("snapshot") {
         results.snapshot = Some(scenarios::snapshot::run(&bench).await?);

@@ -27,7 +27,7 @@ pub struct Results {
     pub lifecycle: Vec<LifecycleRow>,
     pub idle: Vec<IdleRow>,
     pub herd: Vec<HerdRow>,
-    pub fanout: Option<FanoutRow>,
+    pub fanout: Vec<FanoutRow>,
     pub snapshot: Option<SnapshotRow>,
     pub listing: Option<Listing>,
 }
@@ -48,7 +48,7 @@ impl Results {
             lifecycle: Vec::new(),
             idle: Vec::new(),
             herd: Vec::new(),
-            fanout: None,
+            fanout: Vec::new(),
             snapshot: None,
             listing: None,
         }
@@ -246,7 +246,7 @@ fn targets(s: &mut String, r: &Results) {
             h.attached == h.calls && h.failures() == 0,
         );
     }
-    if let Some(f) = &r.fanout {
+    if let Some(f) = r.fanout.iter().find(|f| f.watchers == 1_000) {
         row(
             &format!("watch fan-out to {} watchers: p99 <= 10 ms", f.watchers),
             format!(
@@ -498,22 +498,45 @@ fn idle(s: &mut String, r: &Results) {
 }
 
 fn fanout(s: &mut String, r: &Results) {
-    let Some(f) = &r.fanout else { return };
+    let Some(first) = r.fanout.first() else {
+        return;
+    };
     let _ = writeln!(
         s,
         "## Watch fan-out\n\n\
-         {} `WatchPending` streams on replica A (50 per connection); {} approvals created one at a \
-         time on replica B. Latency from just before `CreateApproval` is sent to a watcher \
-         receiving the `added` event: per delivery, and until every watcher has it. CPU while \
-         creating: {}.\n",
-        f.watchers, f.approvals, f.cpu
+         W `WatchPending` streams on replica A (50 per connection; `--max-watchers` raised to W); \
+         approvals created one at a time on replica B, each once every watcher has the previous \
+         one. Latency from just before `CreateApproval` is sent to a watcher receiving the `added` \
+         event: per delivery, and until every watcher has it. CPU while creating, {} watchers: {}.\n",
+        first.watchers, first.cpu
     );
     let _ = writeln!(
         s,
-        "| | n | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"
+        "| watchers | approvals | | n | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|---|---|"
     );
-    let _ = writeln!(s, "| each delivery | {} |", f.each.cells());
-    let _ = writeln!(s, "| every watcher has it | {} |", f.every.cells());
+    for f in &r.fanout {
+        let _ = writeln!(
+            s,
+            "| {} | {} | each delivery | {} |",
+            f.watchers,
+            f.approvals,
+            f.each.cells()
+        );
+        let _ = writeln!(
+            s,
+            "| {} | {} | every watcher has it | {} |",
+            f.watchers,
+            f.approvals,
+            f.every.cells()
+        );
+    }
+    for f in r.fanout.iter().skip(1) {
+        let _ = writeln!(
+            s,
+            "\nCPU while creating, {} watchers: {}.",
+            f.watchers, f.cpu
+        );
+    }
     let _ = writeln!(s);
 }
 

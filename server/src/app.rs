@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use approval_api::v1::approval_service_server::ApprovalServiceServer;
 use approval_api::v1::webhook_service_server::WebhookServiceServer;
 use approval_api::v1::FILE_DESCRIPTOR_SET;
 use http::header::HeaderName;
@@ -19,7 +18,7 @@ use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::webhooks::WebhookApi;
-use crate::api::{ApprovalApi, RateLimit};
+use crate::api::{ApprovalApi, ApprovalRoutes, RateLimit};
 use crate::approvals::Approvals;
 use crate::auth::{Authenticate, Refusals};
 use crate::config::Config;
@@ -298,9 +297,11 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let rate = RateLimit::new(config.rate_limit, config.rate_limit_burst);
-        let api = ApprovalServiceServer::new(ApprovalApi::new(approvals.clone(), rate))
-            .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes.max(4 * 1024 * 1024));
+        let api = ApprovalRoutes::new(
+            ApprovalApi::new(approvals.clone(), rate),
+            config.max_message_bytes,
+            config.max_message_bytes.max(4 * 1024 * 1024),
+        );
         let auth_on = auth.is_some();
         let refusals = Arc::new(Refusals::new(config.auth_failures_per_minute));
         let refusals_task = auth_on.then(|| {

@@ -438,6 +438,107 @@ async fn a_principal_sees_only_what_it_requested_or_may_decide() {
     );
 }
 
+/// Live changes are encoded once per replica and the bytes shared by every
+/// watcher that gets them: each watcher must still get only its own
+/// principal's share. Several watchers per principal, on one replica; the
+/// changes made through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_of_different_principals_each_see_only_what_their_principal_may_see() {
+    let (d, _dir) = secured(Store::Redis, |_| {}).await;
+    let mut a = d.a().await;
+    let mut b = d.b().await;
+    let principals = [
+        "tok-agent-a",
+        "tok-agent-b",
+        "tok-alice",
+        "tok-bob",
+        "tok-root",
+        "tok-nobody",
+        "tok-dev",
+    ];
+    const PER_PRINCIPAL: usize = 4;
+    let mut watchers = Vec::new();
+    for token in principals {
+        for _ in 0..PER_PRINCIPAL {
+            let request = as_(token, v1::WatchPendingRequest::default());
+            let watch = synced_watch(&mut a, request).await.expect_empty();
+            watchers.push((token, watch));
+        }
+    }
+
+    let created = [
+        create_as(&mut b, "tok-agent-a", "deploy:prod").await,
+        create_as(&mut b, "tok-agent-a", "db:drop").await,
+        create_as(&mut b, "tok-agent-b", "deploy:staging").await,
+        create_as(&mut b, "tok-agent-b", "dev:sandbox").await,
+        create_as(&mut b, "tok-dev", "dev:tooling").await,
+    ];
+    // One resolved: its `resolved` event goes to those who saw it added.
+    b.respond(as_("tok-alice", reject(&created[2].id, "alice")))
+        .await
+        .expect("alice decides deploy:*");
+
+    // What each principal may see, as listing shows it.
+    let mut may_see = std::collections::HashMap::new();
+    for token in principals {
+        let listed: Vec<String> = b
+            .list_approvals(as_(token, v1::ListApprovalsRequest::default()))
+            .await
+            .expect("list")
+            .into_inner()
+            .approvals
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
+        may_see.insert(token, listed);
+    }
+    assert_eq!(
+        may_see["tok-root"].len(),
+        created.len(),
+        "an admin sees all"
+    );
+    assert!(may_see["tok-nobody"].is_empty());
+    assert_eq!(may_see["tok-agent-a"].len(), 2, "a requester sees its own");
+    assert!(
+        may_see
+            .values()
+            .any(|ids| !ids.is_empty() && ids.len() < created.len()),
+        "some principal sees a part only"
+    );
+
+    let ids: Vec<String> = created.iter().map(|x| x.id.clone()).collect();
+    let mut readers = tokio::task::JoinSet::new();
+    for (token, mut watch) in watchers {
+        let listed = may_see[token].clone();
+        let ids = ids.clone();
+        readers.spawn(async move {
+            // In creation order: `added` for each it may see, then
+            // `resolved` for the rejected one if it may see it.
+            let mut expected: Vec<(&str, String)> = Vec::new();
+            for id in ids.iter().filter(|id| listed.contains(id)) {
+                expected.push(("added", id.clone()));
+            }
+            if listed.contains(&ids[2]) {
+                expected.push(("resolved", ids[2].clone()));
+            }
+            let mut got = Vec::new();
+            for _ in 0..expected.len() {
+                got.push(match next_event(&mut watch).await.event {
+                    Some(v1::watch_pending_response::Event::Added(x)) => ("added", x.id),
+                    Some(v1::watch_pending_response::Event::Resolved(x)) => ("resolved", x.id),
+                    other => panic!("{token}: unexpected {other:?}"),
+                });
+            }
+            assert_eq!(got, expected, "{token}: exactly what it may see, in order");
+            let more = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+            assert!(more.is_err(), "{token}: nothing more, got {more:?}");
+        });
+    }
+    while let Some(read) = readers.join_next().await {
+        read.expect("every watcher saw its share");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_requester_or_an_admin_may_cancel() {
     let (d, _dir) = secured(Store::Redis, |_| {}).await;

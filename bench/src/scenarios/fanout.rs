@@ -1,5 +1,6 @@
-//! Watch fan-out: W WatchPending streams open on replica A; approvals created
-//! one at a time on replica B. For each approval: the latency from just
+//! Watch fan-out: W WatchPending streams open on replica A (its watcher cap
+//! raised to W); approvals created one at a time on replica B. Run once per
+//! size (fresh replicas each). For each approval: the latency from just
 //! before CreateApproval is sent to each watcher receiving its `added` event,
 //! and to the last of the W watchers having it ("every watcher"). The next
 //! approval is created only once every watcher has the previous one.
@@ -29,12 +30,21 @@ pub struct FanoutRow {
     pub cpu: String,
 }
 
-pub async fn run(b: &Bench) -> BenchResult<FanoutRow> {
-    let watchers = b.sizes.watchers;
-    let approvals = b.sizes.fanout_approvals;
+pub async fn run(b: &Bench) -> BenchResult<Vec<FanoutRow>> {
+    let mut rows = Vec::new();
+    for &(watchers, approvals) in &b.sizes.fanout {
+        rows.push(run_one(b, watchers, approvals).await?);
+    }
+    Ok(rows)
+}
+
+async fn run_one(b: &Bench, watchers: usize, approvals: usize) -> BenchResult<FanoutRow> {
     eprintln!("\n== watch fan-out: {watchers} WatchPending streams on A, {approvals} approvals created on B");
     let prefix = b.prefix("fanout");
-    let a = b.replica(&prefix, "a").await?;
+    let cap = watchers.to_string();
+    let a = b
+        .replica_with_flags(&prefix, "a", &["--max-watchers", &cap])
+        .await?;
     let creator_replica = b.replica(&prefix, "b").await?;
     let mut creator = creator_replica.client().await?;
 
@@ -73,7 +83,8 @@ pub async fn run(b: &Bench) -> BenchResult<FanoutRow> {
             }
         });
     }
-    within("every watcher synced", Duration::from_secs(60), async {
+    let open_limit = Duration::from_secs(60 + watchers as u64 / 100);
+    within("every watcher synced", open_limit, async {
         for _ in 0..watchers {
             ready.recv().await.ok_or("a watcher ended before synced")?;
         }

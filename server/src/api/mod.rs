@@ -7,6 +7,7 @@ pub mod decode;
 pub mod exhausted;
 pub mod fuzzing;
 mod rate;
+pub mod routes;
 mod status;
 pub mod webhooks;
 
@@ -15,6 +16,8 @@ use std::pin::Pin;
 use approval_api::v1::approval_service_server::ApprovalService;
 use approval_api::{v1, CreateFields};
 use futures::Stream;
+use prost::bytes::Bytes;
+use prost::Message;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -27,6 +30,8 @@ use crate::domain::{
 };
 
 pub use rate::RateLimit;
+pub use routes::ApprovalRoutes;
+use routes::SharedEncodings;
 
 use convert::{approval_to_proto, id_from_proto, new_approval_from_proto};
 
@@ -35,6 +40,7 @@ use convert::{approval_to_proto, id_from_proto, new_approval_from_proto};
 pub struct ApprovalApi {
     approvals: Approvals,
     rate: std::sync::Arc<RateLimit>,
+    encodings: std::sync::Arc<SharedEncodings>,
 }
 
 impl ApprovalApi {
@@ -42,6 +48,7 @@ impl ApprovalApi {
         Self {
             approvals,
             rate: std::sync::Arc::new(rate),
+            encodings: Default::default(),
         }
     }
 
@@ -82,6 +89,107 @@ impl ApprovalApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send>>;
 
+impl ApprovalApi {
+    /// `WatchPending` with each message encoded: the live changes every
+    /// watcher of this replica gets are encoded once for all of them
+    /// (`routes::SharedEncodings`), the rest once for their watcher.
+    pub async fn watch_pending_encoded(
+        &self,
+        request: Request<v1::WatchPendingRequest>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>>, Status> {
+        let shared = self.encodings.clone();
+        self.open_watch(request, move |item, epoch| match item {
+            WatchItem::Change(e) => shared.encoded(&e, epoch, || {
+                encode(&watch_item_to_proto(WatchItem::Change(e.clone()), epoch))
+            }),
+            item => encode(&watch_item_to_proto(item, epoch)),
+        })
+        .await
+    }
+
+    /// Opens a watch for the request and sends its items as `to_message`
+    /// makes them, ended when the caller's credentials are revoked.
+    async fn open_watch<M, F>(
+        &self,
+        request: Request<v1::WatchPendingRequest>,
+        to_message: F,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>>, Status>
+    where
+        M: Send + 'static,
+        F: Fn(WatchItem, Epoch) -> M + Send + 'static,
+    {
+        let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
+        // Who the server says the caller is: a page cannot tell from a static token.
+        let principal = caller
+            .principal()
+            .and_then(|p| MetadataValue::try_from(p.as_str()).ok());
+        let r = request.into_inner();
+        let filter = convert::filter_from_proto(
+            &r.approval_types,
+            &r.agent_id,
+            r.labels,
+            self.approvals.limits(),
+        )?;
+        let cursor = convert::cursor_from_proto(&r.cursor)?;
+        let watch = self.approvals.watch(&caller, filter, cursor).await?;
+        let epoch = watch.epoch;
+        let stream = watch
+            .items
+            .map(move |item| item.map(|i| to_message(i, epoch)).map_err(Status::from));
+        let mut response = Response::new(match revocation {
+            None => Box::pin(stream) as Pin<Box<dyn Stream<Item = _> + Send>>,
+            Some(revocation) => Box::pin(end_when_revoked(stream, revocation)),
+        });
+        if let Some(principal) = principal {
+            response
+                .metadata_mut()
+                .insert(approval_api::PRINCIPAL_METADATA, principal);
+        }
+        Ok(response)
+    }
+}
+
+impl ApprovalApi {
+    /// `AwaitApproval`: what the wait needs is taken from the request at
+    /// once (the request is not kept), and the returned future is the wait.
+    /// `routes::ApprovalRoutes` parks it as it is, without tonic's handler
+    /// around it.
+    pub fn await_call(
+        &self,
+        request: Request<v1::AwaitApprovalRequest>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Response<v1::AwaitApprovalResponse>, Status>>
+            + Send
+            + 'static,
+        Status,
+    > {
+        let call_deadline = deadline::of(&request);
+        let caller = self.admit(&request)?;
+        let revocation = revocation(&request);
+        let id = id_from_proto(&request.into_inner().id)?;
+        let approvals = self.approvals.clone();
+        Ok(async move {
+            // Boxed: its store read is not part of what stays parked.
+            Box::pin(approvals.link_to_requester(&id)).await;
+            // Boxed: passed on by value, it would be stored twice in
+            // what stays parked.
+            let wait = Box::pin(approvals.wait_final(&caller, &id, call_deadline));
+            let done = unless_revoked(revocation, wait).await?;
+            let (approval, approved) = final_answer(done);
+            Ok(Response::new(v1::AwaitApprovalResponse {
+                approval: Some(approval),
+                approved,
+            }))
+        })
+    }
+}
+
+/// A message's encoding, as tonic would write it.
+fn encode(message: &impl Message) -> Bytes {
+    Bytes::from(message.encode_to_vec())
+}
+
 /// The W3C trace context the call carried, kept with the approval it
 /// creates (validated and bounded: the headers are the network's).
 fn trace_of_call<T>(request: &Request<T>) -> Option<TraceContext> {
@@ -107,12 +215,14 @@ impl ApprovalService for ApprovalApi {
         let caller = self.admit(&request)?;
         let revocation = revocation(&request);
         let new = self.new_approval(request, &caller)?;
-        let wait = self.approvals.request(
+        // Boxed: passed on by value, it would be stored twice in what
+        // stays parked while the call waits.
+        let wait = Box::pin(self.approvals.request(
             &caller,
             new,
             call_deadline,
             crate::telemetry::record_approval,
-        );
+        ));
         let done = unless_revoked(revocation, wait).await?;
         let (approval, approved) = final_answer(done);
         Ok(Response::new(v1::RequestApprovalResponse {
@@ -140,58 +250,18 @@ impl ApprovalService for ApprovalApi {
         &self,
         request: Request<v1::AwaitApprovalRequest>,
     ) -> Result<Response<v1::AwaitApprovalResponse>, Status> {
-        let call_deadline = deadline::of(&request);
-        let caller = self.admit(&request)?;
-        let revocation = revocation(&request);
-        // Consumed here: its headers and extensions are not kept for as long
-        // as the call waits.
-        let id = id_from_proto(&request.into_inner().id)?;
-        self.approvals.link_to_requester(&id).await;
-        let wait = self.approvals.wait_final(&caller, &id, call_deadline);
-        let done = unless_revoked(revocation, wait).await?;
-        let (approval, approved) = final_answer(done);
-        Ok(Response::new(v1::AwaitApprovalResponse {
-            approval: Some(approval),
-            approved,
-        }))
+        self.await_call(request)?.await
     }
 
     type WatchPendingStream = WatchStream;
 
+    /// Served by `routes::ApprovalRoutes` (`watch_pending_encoded`); this
+    /// path gives the same messages, each converted for its watcher.
     async fn watch_pending(
         &self,
         request: Request<v1::WatchPendingRequest>,
     ) -> Result<Response<Self::WatchPendingStream>, Status> {
-        let caller = self.admit(&request)?;
-        let revocation = revocation(&request);
-        // Who the server says the caller is: a page cannot tell from a static token.
-        let principal = caller
-            .principal()
-            .and_then(|p| MetadataValue::try_from(p.as_str()).ok());
-        let r = request.into_inner();
-        let filter = convert::filter_from_proto(
-            &r.approval_types,
-            &r.agent_id,
-            r.labels,
-            self.approvals.limits(),
-        )?;
-        let cursor = convert::cursor_from_proto(&r.cursor)?;
-        let watch = self.approvals.watch(&caller, filter, cursor).await?;
-        let epoch = watch.epoch;
-        let stream = watch.items.map(move |item| {
-            item.map(|i| watch_item_to_proto(i, epoch))
-                .map_err(Status::from)
-        });
-        let mut response = Response::new(match revocation {
-            None => Box::pin(stream) as Self::WatchPendingStream,
-            Some(revocation) => Box::pin(end_when_revoked(stream, revocation)),
-        });
-        if let Some(principal) = principal {
-            response
-                .metadata_mut()
-                .insert(approval_api::PRINCIPAL_METADATA, principal);
-        }
-        Ok(response)
+        self.open_watch(request, watch_item_to_proto).await
     }
 
     async fn respond(
@@ -305,12 +375,13 @@ async fn unless_revoked<T>(
 
 /// `stream`, ended with the revocation's status when the watcher's
 /// credentials are revoked.
-fn end_when_revoked<S>(
+fn end_when_revoked<S, M>(
     stream: S,
     revocation: Revocation,
-) -> impl Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send
+) -> impl Stream<Item = Result<M, Status>> + Send
 where
-    S: Stream<Item = Result<v1::WatchPendingResponse, Status>> + Send + Unpin,
+    S: Stream<Item = Result<M, Status>> + Send + Unpin,
+    M: Send,
 {
     futures::stream::unfold(Some((stream, revocation)), |state| async move {
         let (mut stream, mut revocation) = state?;
