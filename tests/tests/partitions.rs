@@ -4,14 +4,15 @@
 //! store places each approval in a partition its id names, routes reads and
 //! writes by the id alone, and merges listing and the reaper's queue.
 //!
-//! The service itself serves one partition yet (the event log is not merged
-//! across partitions), so the multi-partition tests drive the Redis store
-//! directly, on a real `redis-server` and on the real Cluster fixture.
+//! The layout tests drive the Redis store directly; the service tests run
+//! two replicas with three partitions (a watch resumed by cursor, waiters,
+//! webhooks), on a real `redis-server` and on the real Cluster fixture.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use approval_client::v1;
 use approval_tests::*;
 use approvald::domain::{
     AgentId, ApprovalId, ApprovalPolicy, ApprovalType, Caller, Context, Ending, Finished, Labels,
@@ -349,18 +350,241 @@ async fn the_reaper_sees_deadlines_of_every_partition_earliest_first() {
     assert!(parts.len() > 1, "{parts:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_refuses_more_than_one_partition_until_it_merges_their_event_logs() {
-    let redis = RedisServer::start();
-    let mut config = approvald::Config::for_tests();
-    config.redis_url = Some(redis.url());
-    config.redis_partitions = 3;
-    let refused = approvald::Application::build(config)
-        .await
-        .err()
-        .expect("refused");
+// ---- the service over three partitions -------------------------------------
+
+/// Two replicas on `store`, with three partitions.
+async fn three_partitions(store: Store) -> Deployment {
+    Deployment::start_with(store, 2, |c| c.redis_partitions = 3).await
+}
+
+/// A creation that lands in partition `k` of three: without auth the
+/// requester is the agent id, and `requester-k` hashes to partition `k`
+/// (FNV-1a, pinned in the server's unit tests).
+fn in_partition(k: usize, approval_type: &str) -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        agent_id: format!("requester-{k}"),
+        ..create_request(approval_type)
+    }
+}
+
+async fn create_in_partition(client: &mut Client, k: usize, approval_type: &str) -> v1::Approval {
+    let created = create_with(client, in_partition(k, approval_type)).await;
     assert!(
-        refused.to_string().contains("--redis-partitions 3"),
-        "{refused}"
+        created.id.ends_with(&format!("{k:02x}")),
+        "{} is not in partition {k}",
+        created.id
     );
+    created
+}
+
+/// "added ID", "resolved ID"... for comparing streams.
+fn describe(e: &v1::WatchPendingResponse) -> String {
+    use v1::watch_pending_response::Event;
+    match &e.event {
+        Some(Event::Added(a)) => format!("added {}", a.id),
+        Some(Event::Resolved(a)) => format!("resolved {}", a.id),
+        Some(Event::Updated(a)) => format!("updated {}", a.id),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(store: Store) {
+    let d = three_partitions(store).await;
+    let mut a = d.a().await;
+    // Pending in every partition before the watch opens: the snapshot.
+    let mut early = Vec::new();
+    for k in 0..3 {
+        early.push(create_in_partition(&mut a, k, "w").await.id);
+    }
+    let watch = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    let snapshot: Vec<String> = watch.snapshot.iter().map(|x| x.id.clone()).collect();
+    assert_eq!(snapshot, early, "every partition's pending, oldest first");
+    assert_eq!(
+        watch.cursor.split('.').next().unwrap().split(',').count(),
+        3,
+        "one position per partition: {}",
+        watch.cursor
+    );
+    let mut stream = watch.stream;
+
+    // Live: a change in every partition; the watcher takes two of them.
+    let mut made = Vec::new();
+    let mut later = Vec::new();
+    for (k, id) in early.iter().enumerate() {
+        a.respond(approve(id, "human")).await.unwrap();
+        made.push(format!("resolved {id}"));
+        let x = create_in_partition(&mut a, k, "w").await;
+        made.push(format!("added {}", x.id));
+        later.push(x.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..2 {
+        let e = next_event(&mut stream).await;
+        seen.push(describe(&e));
+        cursor = e.cursor;
+    }
+    drop(stream);
+
+    // While away: more changes in every partition.
+    for (k, id) in later.iter().enumerate() {
+        a.respond(approve(id, "human")).await.unwrap();
+        made.push(format!("resolved {id}"));
+        let y = create_in_partition(&mut a, k, "w").await;
+        made.push(format!("added {}", y.id));
+    }
+
+    // Resumed on the other replica: every event after the two seen, once.
+    let mut b = d.b().await;
+    let mut resumed = b
+        .watch_pending(v1::WatchPendingRequest {
+            cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected: Vec<String> = made.into_iter().filter(|m| !seen.contains(m)).collect();
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        got.push(describe(&next_event(&mut resumed).await));
+    }
+    // Within a partition, its log's order: an approval's resolution comes
+    // before the next approval created after it there.
+    for (id, next) in early.iter().zip(&later) {
+        let (r, n) = (format!("resolved {id}"), format!("added {next}"));
+        if let (Some(r), Some(n)) = (
+            got.iter().position(|g| *g == r),
+            got.iter().position(|g| *g == n),
+        ) {
+            assert!(r < n, "partition order lost: {got:?}");
+        }
+    }
+    // Then live, nothing repeated: the next event is a new one.
+    let z = create_in_partition(&mut a, 1, "w").await;
+    assert_eq!(
+        describe(&next_event(&mut resumed).await),
+        format!("added {}", z.id)
+    );
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once_on_redis() {
+    a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once_on_cluster() {
+    a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(Store::Cluster).await;
+}
+
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition(store: Store) {
+    let d = three_partitions(store).await;
+    let mut a = d.a().await;
+    let (on_a, on_b) = (d.a().await, d.b().await);
+    let mut waits = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let x = create_in_partition(&mut a, k, "wait").await;
+        waits.push(spawn_await(&on_a, &x.id));
+        waits.push(spawn_await(&on_b, &x.id));
+        ids.push(x.id);
+    }
+    until_waiting(&d.replicas[0], 3).await;
+    until_waiting(&d.replicas[1], 3).await;
+    // Decided on B: the waiters of A learn it from B's writes to each log.
+    let mut b = d.b().await;
+    for id in &ids {
+        b.respond(approve(id, "human")).await.unwrap();
+    }
+    for wait in waits {
+        let answer = tokio::time::timeout(PROMPTLY, wait)
+            .await
+            .expect("the waiter wakes")
+            .expect("the task")
+            .expect("await")
+            .into_inner();
+        assert!(answer.approved);
+        let approval = answer.approval.unwrap();
+        assert!(ids.contains(&approval.id));
+        assert_eq!(approval.decided_by, "human");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition_on_redis() {
+    waiters_on_two_replicas_wake_for_approvals_in_every_partition(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition_on_cluster() {
+    waiters_on_two_replicas_wake_for_approvals_in_every_partition(Store::Cluster).await;
+}
+
+async fn webhooks_fire_for_approvals_in_every_partition(store: Store) {
+    use approval_tests::webhooks::{config_file, endpoint, until_received, Answer, Receiver};
+    let receiver = Receiver::start(Answer::Ok).await;
+    let file = config_file(&endpoint("all", &receiver, ""));
+    // The fixture's file turns auth on: tokens of requesters that land in
+    // partitions 0, 1 and 2 (`requester-k`) are added to it.
+    let mut toml = std::fs::read_to_string(&file).unwrap();
+    for k in 0..3 {
+        toml += &format!(
+            "\n[[tokens]]\nprincipal = \"requester-{k}\"\nroles = [\"requester\"]\nsha256 = {:?}\n",
+            approvald::auth::hash_token(&format!("tok-requester-{k}"))
+        );
+    }
+    std::fs::write(&file, toml).unwrap();
+    let d = Deployment::start_with(store, 2, |c| {
+        c.redis_partitions = 3;
+        c.auth_config = Some(file.clone());
+    })
+    .await;
+    let mut a = d.a().await;
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let created = a
+            .create_approval(approval_tests::webhooks::as_(
+                &format!("tok-requester-{k}"),
+                create_request("hook:deploy"),
+            ))
+            .await
+            .expect("create")
+            .into_inner()
+            .approval
+            .unwrap();
+        assert!(created.id.ends_with(&format!("{k:02x}")), "{}", created.id);
+        ids.push(created.id);
+    }
+    let want = |got: &[approval_tests::webhooks::Received]| {
+        ids.iter().all(|id| {
+            got.iter()
+                .any(|r| r.json()["data"]["approval"]["id"] == id.as_str())
+        })
+    };
+    assert!(
+        until_received(&receiver, Duration::from_secs(20), want).await,
+        "not every partition's approval.created went out: {:?}",
+        receiver.received()
+    );
+    // One message per event: webhook ids of different partitions' events
+    // never collide (their logs' positions may).
+    let got = receiver.received();
+    let mut webhook_ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    webhook_ids.sort();
+    webhook_ids.dedup();
+    assert_eq!(webhook_ids.len(), 3, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fire_for_approvals_in_every_partition_on_redis() {
+    webhooks_fire_for_approvals_in_every_partition(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fire_for_approvals_in_every_partition_on_cluster() {
+    webhooks_fire_for_approvals_in_every_partition(Store::Cluster).await;
 }
