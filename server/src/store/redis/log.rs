@@ -264,13 +264,14 @@ impl RedisStore {
                 ids.push(id.clone());
             }
         }
-        let reads = missing
-            .iter()
-            .filter(|(_, ids)| !ids.is_empty())
-            .map(|(pipe, ids)| async move {
-                let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
-                Ok::<_, DomainError>((ids, read))
-            });
+        let reads =
+            missing
+                .iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(pipe, ids)| async move {
+                    let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
+                    Ok::<_, DomainError>((ids, read))
+                });
         for (ids, read) in futures::future::try_join_all(reads).await? {
             for (id, body) in ids.iter().zip(read) {
                 let body: Option<Arc<[u8]>> = body.map(Into::into);
