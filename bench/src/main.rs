@@ -91,6 +91,9 @@ pub struct Sizes {
     pub decision: Vec<(usize, usize)>,
     /// The same with authentication on (a token per agent).
     pub decision_auth: Vec<(usize, usize)>,
+    /// The same with `--redis-wait-replicas 1` (one Redis replica):
+    /// what the durability knob costs.
+    pub decision_durable: Vec<(usize, usize)>,
     pub lifecycle_concurrency: Vec<usize>,
     /// Agents in the lifecycle run with authentication on.
     pub lifecycle_auth: Vec<usize>,
@@ -119,11 +122,12 @@ impl Sizes {
             floor_calls: 20_000,
             decision: vec![(1, 200), (1_000, 1), (10_000, 1)],
             decision_auth: vec![(1_000, 1)],
+            decision_durable: vec![(1_000, 1)],
             lifecycle_concurrency: vec![16, 64, 256],
             lifecycle_auth: vec![64],
             lifecycle_warmup: Duration::from_secs(2),
             lifecycle_window: Duration::from_secs(10),
-            idle_waiters: vec![10_000, 50_000],
+            idle_waiters: vec![10_000, 100_000],
             idle_window: Duration::from_secs(10),
             herd_waiters: vec![50_000],
             watchers: 1_000,
@@ -144,6 +148,7 @@ impl Sizes {
             floor_calls: 200,
             decision: vec![(1, 5), (100, 1)],
             decision_auth: vec![(100, 1)],
+            decision_durable: vec![(100, 1)],
             lifecycle_concurrency: vec![8],
             lifecycle_auth: vec![8],
             lifecycle_warmup: Duration::ZERO,
@@ -201,12 +206,24 @@ impl Bench {
         name: &str,
         auth: Option<&Auth>,
     ) -> BenchResult<Replica> {
+        self.replica_with_args(prefix, name, auth, &[]).await
+    }
+
+    /// Starts one replica with `extra` flags after the bench's own.
+    pub async fn replica_with_args(
+        &self,
+        prefix: &str,
+        name: &str,
+        auth: Option<&Auth>,
+        extra: &[String],
+    ) -> BenchResult<Replica> {
         let log = self.work.join(format!("{prefix}-{name}.log"));
+        let args: Vec<String> = self.approvald_args.iter().chain(extra).cloned().collect();
         Replica::start(
             &self.approvald,
             &self.redis.url(),
             prefix,
-            &self.approvald_args,
+            &args,
             &log,
             auth,
         )

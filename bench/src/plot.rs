@@ -54,7 +54,7 @@ pub fn decision_latency(r: &Results, path: &Path) -> BenchResult<()> {
         let name = format!(
             "approvald, {} waiters{}",
             d.waiters,
-            if d.auth { ", authentication on" } else { "" }
+            d.setting().replace('`', "")
         );
         series.push((name, curve(&d.latencies), ours[i % ours.len()]));
     }

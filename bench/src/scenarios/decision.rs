@@ -4,14 +4,16 @@
 //! moment the waiter's AwaitApproval call returns its answer. The next
 //! decision is sent only after that, so decisions never queue behind each
 //! other. The same runs once more with authentication on: a token per agent
-//! (each agent on its own connection), the human with an approver token.
+//! (each agent on its own connection), the human with an approver token, and
+//! once with `--redis-wait-replicas 1` (a Redis replica started for it): a
+//! decision is confirmed only once that replica has it.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::{approve, create_many, start_waiters, within};
-use crate::procs::Bearer;
+use crate::procs::{Bearer, RedisServer};
 use crate::stats::Latencies;
 use crate::{Bench, BenchResult};
 
@@ -27,27 +29,79 @@ pub struct DecisionRow {
     pub waiters: usize,
     /// Whether approvald ran with authentication on (tokens).
     pub auth: bool,
+    /// `--redis-wait-replicas` (0: Redis's asynchronous replication).
+    pub wait_replicas: u32,
     pub latencies: Latencies,
     pub cpu: String,
 }
 
+impl DecisionRow {
+    /// Defaults: no authentication, no WAIT.
+    pub fn is_plain(&self) -> bool {
+        !self.auth && self.wait_replicas == 0
+    }
+
+    /// What sets this run apart from the plain one, for labels.
+    pub fn setting(&self) -> String {
+        let mut s = String::new();
+        if self.auth {
+            s.push_str(", authentication on");
+        }
+        if self.wait_replicas > 0 {
+            s.push_str(&format!(
+                ", `--redis-wait-replicas {}` (WAIT)",
+                self.wait_replicas
+            ));
+        }
+        s
+    }
+}
+
 pub async fn run(b: &Bench) -> BenchResult<Vec<DecisionRow>> {
     let mut rows = Vec::new();
-    let runs = b.sizes.decision.iter().map(|&size| (size, false));
-    let runs = runs.chain(b.sizes.decision_auth.iter().map(|&size| (size, true)));
-    for ((waiters, rounds), auth) in runs {
+    let runs = b.sizes.decision.iter().map(|&size| (size, false, 0));
+    let runs = runs.chain(b.sizes.decision_auth.iter().map(|&size| (size, true, 0)));
+    let runs = runs.chain(
+        b.sizes
+            .decision_durable
+            .iter()
+            .map(|&size| (size, false, 1)),
+    );
+    // The WAIT runs need a Redis replica; the bench's own when it has one.
+    let mut own_replica = None;
+    for ((waiters, rounds), auth, wait) in runs {
+        if wait > b.redis_replicas.len() as u32 && own_replica.is_none() {
+            own_replica = Some(RedisServer::start_replica_of(&b.work, b.redis.port()).await?);
+        }
+        let mut row = DecisionRow {
+            waiters,
+            auth,
+            wait_replicas: wait.max(b.redis_replicas.len() as u32),
+            latencies: Latencies::default(),
+            cpu: String::new(),
+        };
         eprintln!(
             "\n== decision latency: {waiters} waiters on A, decisions on B, {rounds} round(s){}",
-            if auth { ", authentication on" } else { "" }
+            row.setting()
         );
-        let row = one(b, waiters, rounds, auth).await?;
+        one(b, &mut row, rounds).await?;
         eprintln!("{}  [{}]", row.latencies.summary(), row.cpu);
         rows.push(row);
     }
+    drop(own_replica);
     Ok(rows)
 }
 
-async fn one(b: &Bench, waiters: usize, rounds: usize, auth: bool) -> BenchResult<DecisionRow> {
+async fn one(b: &Bench, row: &mut DecisionRow, rounds: usize) -> BenchResult<()> {
+    let (waiters, auth) = (row.waiters, row.auth);
+    let extra = if row.wait_replicas as usize > b.redis_replicas.len() {
+        vec![
+            "--redis-wait-replicas".to_string(),
+            row.wait_replicas.to_string(),
+        ]
+    } else {
+        Vec::new()
+    };
     let prefix = b.prefix("decision");
     let (clients, mut responder, a, r);
     if auth {
@@ -65,13 +119,12 @@ async fn one(b: &Bench, waiters: usize, rounds: usize, auth: bool) -> BenchResul
         clients = agents;
         responder = r.client_as(tokens.bearer(HUMAN)?).await?;
     } else {
-        a = b.replica(&prefix, "a").await?;
-        r = b.replica(&prefix, "b").await?;
+        a = b.replica_with_args(&prefix, "a", None, &extra).await?;
+        r = b.replica_with_args(&prefix, "b", None, &extra).await?;
         clients = a.clients(waiters.div_ceil(WAITERS_PER_CONNECTION)).await?;
         responder = r.client_as(Bearer::default()).await?;
     }
-    let mut latencies = Latencies::default();
-    let mut cpu = String::new();
+    let latencies = &mut row.latencies;
     for _ in 0..rounds {
         let ids = create_many(&clients, waiters, 64, "bench:decision").await?;
         let (tx, mut answered) = mpsc::unbounded_channel();
@@ -94,13 +147,8 @@ async fn one(b: &Bench, waiters: usize, rounds: usize, auth: bool) -> BenchResul
                 Err(s) => return Err(format!("AwaitApproval failed: {s}").into()),
             }
         }
-        cpu = window.finish();
+        row.cpu = window.finish();
         drop(calls);
     }
-    Ok(DecisionRow {
-        waiters,
-        auth,
-        latencies,
-        cpu,
-    })
+    Ok(())
 }
