@@ -588,3 +588,152 @@ async fn webhooks_fire_for_approvals_in_every_partition_on_redis() {
 async fn webhooks_fire_for_approvals_in_every_partition_on_cluster() {
     webhooks_fire_for_approvals_in_every_partition(Store::Cluster).await;
 }
+
+// ---- a measurement ----------------------------------------------------------
+
+/// One primary's counters (INFO): commands run, bytes in and out, CPU.
+#[derive(Clone, Copy, Default)]
+struct NodeCounters {
+    commands: u64,
+    bytes: u64,
+    cpu_ms: f64,
+}
+
+fn node_counters(port: u16) -> NodeCounters {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("everything")
+        .query(&mut conn)
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let commands = info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    NodeCounters {
+        commands,
+        bytes: (field("total_net_input_bytes") + field("total_net_output_bytes")) as u64,
+        cpu_ms: 1000.0 * (field("used_cpu_sys") + field("used_cpu_user")),
+    }
+}
+
+fn primaries(cluster: &RedisCluster) -> Vec<u16> {
+    let url = cluster.url();
+    let mut ports: Vec<u16> = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .filter_map(|n| n.rsplit(':').next()?.parse().ok())
+        .filter(|&port| {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .unwrap();
+            info.contains("role:master")
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// Redis commands, bytes and CPU per lifecycle (create, then approve; two
+/// approvald replicas, a watcher on each) on each primary of a
+/// three-primary Cluster, with one and with three partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn measure_redis_work_per_lifecycle_per_primary_with_one_and_three_partitions() {
+    const LIFECYCLES: usize = 2_000;
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .expect("the cluster starts"),
+    );
+    let nodes = primaries(&cluster);
+    assert_eq!(nodes.len(), 3);
+    println!("| partitions | primary | commands per lifecycle | bytes per lifecycle | CPU ms per 1,000 lifecycles | share of the commands |");
+    println!("|---|---|---|---|---|---|");
+    for partitions in [1, 3] {
+        // Three partitions on three primaries (the tags of a random prefix
+        // land on three distinct primaries about 2 times in 9: draw again).
+        let d = loop {
+            let d = Deployment::start_on_cluster(cluster.clone(), 2, |c| {
+                c.redis_partitions = partitions
+            })
+            .await;
+            let on: BTreeSet<u16> = (0..partitions)
+                .map(|k| match k {
+                    0 => d.hash_tag(),
+                    k => format!("{{{}:{k}}}", d.prefix),
+                })
+                .map(|tag| cluster.shard_of(&tag).primary)
+                .collect();
+            if on.len() == partitions {
+                break d;
+            }
+        };
+        let (mut a, mut b) = (d.a().await, d.b().await);
+        let _watch_a = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+        let _watch_b = synced_watch(&mut b, v1::WatchPendingRequest::default()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before: Vec<NodeCounters> = nodes.iter().map(|&p| node_counters(p)).collect();
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let (mut a, mut b) = (a.clone(), b.clone());
+                tokio::spawn(async move {
+                    for i in (t..LIFECYCLES).step_by(16) {
+                        let created = create_with(
+                            &mut a,
+                            v1::CreateApprovalRequest {
+                                agent_id: format!("requester-{}", i % 30),
+                                ..create_request("measure")
+                            },
+                        )
+                        .await;
+                        b.respond(approve(&created.id, "human")).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let after: Vec<NodeCounters> = nodes.iter().map(|&p| node_counters(p)).collect();
+        let total: u64 = after
+            .iter()
+            .zip(&before)
+            .map(|(x, y)| x.commands - y.commands)
+            .sum();
+        for ((port, x), y) in nodes.iter().zip(&after).zip(&before) {
+            let n = LIFECYCLES as f64;
+            let commands = (x.commands - y.commands) as f64;
+            println!(
+                "| {partitions} | :{port} | {:.1} | {:.0} | {:.0} | {:.0}% |",
+                commands / n,
+                (x.bytes - y.bytes) as f64 / n,
+                (x.cpu_ms - y.cpu_ms) / n * 1000.0,
+                100.0 * commands / total.max(1) as f64,
+            );
+        }
+        println!(
+            "| {partitions} | all | {:.1} | | | ({LIFECYCLES} lifecycles in {seconds:.1} s) |",
+            total as f64 / LIFECYCLES as f64
+        );
+    }
+}
