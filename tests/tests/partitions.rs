@@ -481,6 +481,41 @@ async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once_o
     a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(Store::Cluster).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_naming_another_number_of_logs_is_refused_naming_the_field() {
+    let d = three_partitions(Store::Redis).await;
+    let mut a = d.a().await;
+    let synced = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    let (positions, epoch) = synced.cursor.split_once('.').unwrap();
+    // The cursor of one log (as a one-partition service gives), and of four.
+    let first = positions.split(',').next().unwrap();
+    for cursor in [
+        format!("{first}.{epoch}"),
+        format!("{positions},{first}.{epoch}"),
+    ] {
+        let refused = a
+            .watch_pending(v1::WatchPendingRequest {
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "{cursor}: {refused:?}"
+        );
+        assert!(refused.message().contains("cursor"), "{refused:?}");
+    }
+    // The cursor it gave is taken.
+    a.watch_pending(v1::WatchPendingRequest {
+        cursor: synced.cursor,
+        ..Default::default()
+    })
+    .await
+    .expect("its own cursor resumes");
+}
+
 async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition(store: Store) {
     let d = three_partitions(store).await;
     let mut a = d.a().await;
