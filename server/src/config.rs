@@ -156,10 +156,14 @@ pub struct Config {
     pub redis_prefix: String,
 
     /// How many hash tags (`{PREFIX}`, `{PREFIX:1}`...) approvals spread
-    /// over; each is a partition with its own keys, placed on a Cluster slot
-    /// of its own. Recorded in Redis at first start: a replica started with
-    /// another count on the same data refuses to start. 1: the layout of
-    /// versions before partitions. Only 1 is served yet (see README).
+    /// over (1 to 64); each is a partition with its own keys, pending index
+    /// and event log, placed on a Cluster slot of its own, so a Redis
+    /// Cluster spreads the load over its primaries. A requester's approvals
+    /// all go to one partition (by a hash of its name); every replica reads
+    /// every partition's log. Recorded in Redis at first start: a replica
+    /// started with another count on the same data refuses to start (the
+    /// message says how to migrate). 1: the layout of versions before
+    /// partitions. Event log bounds apply to each partition's log.
     #[arg(long, env = "APPROVALD_REDIS_PARTITIONS", default_value_t = 1)]
     pub redis_partitions: usize,
 
@@ -436,13 +440,10 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}']) {
             return Err("--redis-prefix must be non-empty and contain no braces".into());
         }
-        if self.redis_partitions != 1 {
-            // The store routes approvals, lists and reaps over partitions;
-            // the event log (pump, WatchPending, webhooks) reads one log:
-            // until it merges them, more than one would lose events.
+        let max_partitions = crate::domain::Frontier::MAX_PARTITIONS;
+        if !(1..=max_partitions).contains(&self.redis_partitions) {
             return Err(format!(
-                "--redis-partitions {}: only 1 is supported yet (the event log is not \
-                 merged across partitions)",
+                "--redis-partitions {}: must be between 1 and {max_partitions}",
                 self.redis_partitions
             ));
         }

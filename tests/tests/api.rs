@@ -12,7 +12,10 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 /// Declares `async fn $name(d: Deployment)` once and runs it on every
-/// store: memory, one Redis server, and a Redis Cluster.
+/// store: memory, one Redis server, and a Redis Cluster; on Redis and the
+/// Cluster also with three partitions (`--redis-partitions 3`: the suite's
+/// requester, `agent-7`, lands in partition 2, so every cursor names three
+/// logs and the approvals live outside partition 0).
 macro_rules! on_both_stores {
     ($(async fn $name:ident($d:ident: Deployment) $body:block)*) => {
         mod memory {
@@ -27,8 +30,34 @@ macro_rules! on_both_stores {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(approval_tests::Deployment::start(approval_tests::Store::Cluster).await).await })*
         }
+        mod redis_3_partitions {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::three_partitions(approval_tests::Store::Redis).await).await })*
+        }
+        mod cluster_3_partitions {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::three_partitions(approval_tests::Store::Cluster).await).await })*
+        }
         $(async fn $name($d: Deployment) $body)*
     };
+}
+
+async fn three_partitions(store: Store) -> Deployment {
+    Deployment::start_with(store, 2, |c| c.redis_partitions = 3).await
+}
+
+/// A cursor of the service's shape (one position per partition's log) far
+/// ahead of its logs.
+async fn cursor_from_the_future(client: &mut Client) -> String {
+    let synced = synced_watch(client, v1::WatchPendingRequest::default())
+        .await
+        .cursor;
+    let positions = synced.split('.').next().unwrap_or_default();
+    positions
+        .split(',')
+        .map(|_| "99999999999999-0")
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn wait_pending(client: &mut Client, approval_type: &str) -> v1::Approval {
@@ -585,7 +614,8 @@ on_both_stores! {
         let err = a.watch_pending(v1::WatchPendingRequest { cursor: "yesterday".into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert_eq!(field_of(&err), "cursor");
-        let err = a.watch_pending(v1::WatchPendingRequest { cursor: "99999999999999-0".into(), ..Default::default() }).await.unwrap_err();
+        let cursor = cursor_from_the_future(&mut a).await;
+        let err = a.watch_pending(v1::WatchPendingRequest { cursor, ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     }
 
@@ -742,7 +772,8 @@ on_both_stores! {
     async fn a_cursor_from_the_future_is_told_it_is_ahead_of_the_event_log(d: Deployment) {
         let mut a = d.a().await;
         create(&mut a, "now").await;
-        let err = a.watch_pending(v1::WatchPendingRequest { cursor: "99999999999999-0".into(), ..Default::default() }).await.unwrap_err();
+        let cursor = cursor_from_the_future(&mut a).await;
+        let err = a.watch_pending(v1::WatchPendingRequest { cursor, ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
         assert!(err.message().contains("ahead of the event log"), "{}", err.message());
         assert!(!err.message().contains("older"), "{}", err.message());

@@ -6,6 +6,11 @@
 //!
 //! The replicas run with `--redis-wait-replicas 1`, so a decision confirmed
 //! just before the primary is killed is on the replica that takes over.
+//!
+//! Once with one partition, once with three (`--redis-partitions 3`): then
+//! the shard failed over holds partition 2 (where the suite's requester,
+//! `agent-7`, lands), while each replica's pump reads three logs, usually
+//! on three shards.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,6 +106,15 @@ fn spawn_watcher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_and_watchers_live_through_a_manual_failover_and_a_killed_primary() {
+    live_through_failovers(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_partitions_waiters_and_watchers_live_through_a_failover_of_one() {
+    live_through_failovers(3).await;
+}
+
+async fn live_through_failovers(partitions: usize) {
     let cluster = Arc::new(
         tokio::task::spawn_blocking(RedisCluster::start)
             .await
@@ -109,9 +123,14 @@ async fn waiters_and_watchers_live_through_a_manual_failover_and_a_killed_primar
     let d = Deployment::start_on_cluster(cluster.clone(), 2, |c| {
         c.redis_wait_replicas = 1;
         c.redis_wait_timeout = Duration::from_millis(500);
+        c.redis_partitions = partitions;
     })
     .await;
-    let tag = d.hash_tag();
+    // The hash tag of the partition the approvals below live in.
+    let tag = match partitions {
+        1 => d.hash_tag(),
+        _ => format!("{{{}:2}}", d.prefix),
+    };
     let mut a = d.a().await;
     let b = d.b().await;
 
@@ -121,6 +140,9 @@ async fn waiters_and_watchers_live_through_a_manual_failover_and_a_killed_primar
     let mut ids = Vec::new();
     for _ in 0..8 {
         ids.push(create(&mut a, "failover").await.id);
+    }
+    if partitions == 3 {
+        assert!(ids.iter().all(|id| id.ends_with("02")), "{ids:?}");
     }
     // Half the waiters on each replica.
     let waiters: Vec<_> = ids

@@ -4,14 +4,15 @@
 //! store places each approval in a partition its id names, routes reads and
 //! writes by the id alone, and merges listing and the reaper's queue.
 //!
-//! The service itself serves one partition yet (the event log is not merged
-//! across partitions), so the multi-partition tests drive the Redis store
-//! directly, on a real `redis-server` and on the real Cluster fixture.
+//! The layout tests drive the Redis store directly; the service tests run
+//! two replicas with three partitions (a watch resumed by cursor, waiters,
+//! webhooks), on a real `redis-server` and on the real Cluster fixture.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use approval_client::v1;
 use approval_tests::*;
 use approvald::domain::{
     AgentId, ApprovalId, ApprovalPolicy, ApprovalType, Caller, Context, Ending, Finished, Labels,
@@ -349,18 +350,425 @@ async fn the_reaper_sees_deadlines_of_every_partition_earliest_first() {
     assert!(parts.len() > 1, "{parts:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_refuses_more_than_one_partition_until_it_merges_their_event_logs() {
-    let redis = RedisServer::start();
-    let mut config = approvald::Config::for_tests();
-    config.redis_url = Some(redis.url());
-    config.redis_partitions = 3;
-    let refused = approvald::Application::build(config)
-        .await
-        .err()
-        .expect("refused");
+// ---- the service over three partitions -------------------------------------
+
+/// Two replicas on `store`, with three partitions.
+async fn three_partitions(store: Store) -> Deployment {
+    Deployment::start_with(store, 2, |c| c.redis_partitions = 3).await
+}
+
+/// A creation that lands in partition `k` of three: without auth the
+/// requester is the agent id, and `requester-k` hashes to partition `k`
+/// (FNV-1a, pinned in the server's unit tests).
+fn in_partition(k: usize, approval_type: &str) -> v1::CreateApprovalRequest {
+    v1::CreateApprovalRequest {
+        agent_id: format!("requester-{k}"),
+        ..create_request(approval_type)
+    }
+}
+
+async fn create_in_partition(client: &mut Client, k: usize, approval_type: &str) -> v1::Approval {
+    let created = create_with(client, in_partition(k, approval_type)).await;
     assert!(
-        refused.to_string().contains("--redis-partitions 3"),
-        "{refused}"
+        created.id.ends_with(&format!("{k:02x}")),
+        "{} is not in partition {k}",
+        created.id
     );
+    created
+}
+
+/// "added ID", "resolved ID"... for comparing streams.
+fn describe(e: &v1::WatchPendingResponse) -> String {
+    use v1::watch_pending_response::Event;
+    match &e.event {
+        Some(Event::Added(a)) => format!("added {}", a.id),
+        Some(Event::Resolved(a)) => format!("resolved {}", a.id),
+        Some(Event::Updated(a)) => format!("updated {}", a.id),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(store: Store) {
+    let d = three_partitions(store).await;
+    let mut a = d.a().await;
+    // Pending in every partition before the watch opens: the snapshot.
+    let mut early = Vec::new();
+    for k in 0..3 {
+        early.push(create_in_partition(&mut a, k, "w").await.id);
+    }
+    let watch = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    let snapshot: Vec<String> = watch.snapshot.iter().map(|x| x.id.clone()).collect();
+    assert_eq!(snapshot, early, "every partition's pending, oldest first");
+    assert_eq!(
+        watch.cursor.split('.').next().unwrap().split(',').count(),
+        3,
+        "one position per partition: {}",
+        watch.cursor
+    );
+    let mut stream = watch.stream;
+
+    // Live: a change in every partition; the watcher takes two of them.
+    let mut made = Vec::new();
+    let mut later = Vec::new();
+    for (k, id) in early.iter().enumerate() {
+        a.respond(approve(id, "human")).await.unwrap();
+        made.push(format!("resolved {id}"));
+        let x = create_in_partition(&mut a, k, "w").await;
+        made.push(format!("added {}", x.id));
+        later.push(x.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..2 {
+        let e = next_event(&mut stream).await;
+        seen.push(describe(&e));
+        cursor = e.cursor;
+    }
+    drop(stream);
+
+    // While away: more changes in every partition.
+    for (k, id) in later.iter().enumerate() {
+        a.respond(approve(id, "human")).await.unwrap();
+        made.push(format!("resolved {id}"));
+        let y = create_in_partition(&mut a, k, "w").await;
+        made.push(format!("added {}", y.id));
+    }
+
+    // Resumed on the other replica: every event after the two seen, once.
+    let mut b = d.b().await;
+    let mut resumed = b
+        .watch_pending(v1::WatchPendingRequest {
+            cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected: Vec<String> = made.into_iter().filter(|m| !seen.contains(m)).collect();
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        got.push(describe(&next_event(&mut resumed).await));
+    }
+    // Within a partition, its log's order: an approval's resolution comes
+    // before the next approval created after it there.
+    for (id, next) in early.iter().zip(&later) {
+        let (r, n) = (format!("resolved {id}"), format!("added {next}"));
+        if let (Some(r), Some(n)) = (
+            got.iter().position(|g| *g == r),
+            got.iter().position(|g| *g == n),
+        ) {
+            assert!(r < n, "partition order lost: {got:?}");
+        }
+    }
+    // Then live, nothing repeated: the next event is a new one.
+    let z = create_in_partition(&mut a, 1, "w").await;
+    assert_eq!(
+        describe(&next_event(&mut resumed).await),
+        format!("added {}", z.id)
+    );
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once_on_redis() {
+    a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once_on_cluster() {
+    a_watch_over_three_partitions_resumed_by_cursor_sees_every_event_once(Store::Cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_naming_another_number_of_logs_is_refused_naming_the_field() {
+    let d = three_partitions(Store::Redis).await;
+    let mut a = d.a().await;
+    let synced = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+    let (positions, epoch) = synced.cursor.split_once('.').unwrap();
+    // The cursor of one log (as a one-partition service gives), and of four.
+    let first = positions.split(',').next().unwrap();
+    for cursor in [
+        format!("{first}.{epoch}"),
+        format!("{positions},{first}.{epoch}"),
+    ] {
+        let refused = a
+            .watch_pending(v1::WatchPendingRequest {
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "{cursor}: {refused:?}"
+        );
+        assert!(refused.message().contains("cursor"), "{refused:?}");
+    }
+    // The cursor it gave is taken.
+    a.watch_pending(v1::WatchPendingRequest {
+        cursor: synced.cursor,
+        ..Default::default()
+    })
+    .await
+    .expect("its own cursor resumes");
+}
+
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition(store: Store) {
+    let d = three_partitions(store).await;
+    let mut a = d.a().await;
+    let (on_a, on_b) = (d.a().await, d.b().await);
+    let mut waits = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let x = create_in_partition(&mut a, k, "wait").await;
+        waits.push(spawn_await(&on_a, &x.id));
+        waits.push(spawn_await(&on_b, &x.id));
+        ids.push(x.id);
+    }
+    until_waiting(&d.replicas[0], 3).await;
+    until_waiting(&d.replicas[1], 3).await;
+    // Decided on B: the waiters of A learn it from B's writes to each log.
+    let mut b = d.b().await;
+    for id in &ids {
+        b.respond(approve(id, "human")).await.unwrap();
+    }
+    for wait in waits {
+        let answer = tokio::time::timeout(PROMPTLY, wait)
+            .await
+            .expect("the waiter wakes")
+            .expect("the task")
+            .expect("await")
+            .into_inner();
+        assert!(answer.approved);
+        let approval = answer.approval.unwrap();
+        assert!(ids.contains(&approval.id));
+        assert_eq!(approval.decided_by, "human");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition_on_redis() {
+    waiters_on_two_replicas_wake_for_approvals_in_every_partition(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_two_replicas_wake_for_approvals_in_every_partition_on_cluster() {
+    waiters_on_two_replicas_wake_for_approvals_in_every_partition(Store::Cluster).await;
+}
+
+async fn webhooks_fire_for_approvals_in_every_partition(store: Store) {
+    use approval_tests::webhooks::{config_file, endpoint, until_received, Answer, Receiver};
+    let receiver = Receiver::start(Answer::Ok).await;
+    let file = config_file(&endpoint("all", &receiver, ""));
+    // The fixture's file turns auth on: tokens of requesters that land in
+    // partitions 0, 1 and 2 (`requester-k`) are added to it.
+    let mut toml = std::fs::read_to_string(&file).unwrap();
+    for k in 0..3 {
+        toml += &format!(
+            "\n[[tokens]]\nprincipal = \"requester-{k}\"\nroles = [\"requester\"]\nsha256 = {:?}\n",
+            approvald::auth::hash_token(&format!("tok-requester-{k}"))
+        );
+    }
+    std::fs::write(&file, toml).unwrap();
+    let d = Deployment::start_with(store, 2, |c| {
+        c.redis_partitions = 3;
+        c.auth_config = Some(file.clone());
+    })
+    .await;
+    let mut a = d.a().await;
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let created = a
+            .create_approval(approval_tests::webhooks::as_(
+                &format!("tok-requester-{k}"),
+                create_request("hook:deploy"),
+            ))
+            .await
+            .expect("create")
+            .into_inner()
+            .approval
+            .unwrap();
+        assert!(created.id.ends_with(&format!("{k:02x}")), "{}", created.id);
+        ids.push(created.id);
+    }
+    let want = |got: &[approval_tests::webhooks::Received]| {
+        ids.iter().all(|id| {
+            got.iter()
+                .any(|r| r.json()["data"]["approval"]["id"] == id.as_str())
+        })
+    };
+    assert!(
+        until_received(&receiver, Duration::from_secs(20), want).await,
+        "not every partition's approval.created went out: {:?}",
+        receiver.received()
+    );
+    // One message per event: webhook ids of different partitions' events
+    // never collide (their logs' positions may).
+    let got = receiver.received();
+    let mut webhook_ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    webhook_ids.sort();
+    webhook_ids.dedup();
+    assert_eq!(webhook_ids.len(), 3, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fire_for_approvals_in_every_partition_on_redis() {
+    webhooks_fire_for_approvals_in_every_partition(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fire_for_approvals_in_every_partition_on_cluster() {
+    webhooks_fire_for_approvals_in_every_partition(Store::Cluster).await;
+}
+
+// ---- a measurement ----------------------------------------------------------
+
+/// One primary's counters (INFO): commands run, bytes in and out, CPU.
+#[derive(Clone, Copy, Default)]
+struct NodeCounters {
+    commands: u64,
+    bytes: u64,
+    cpu_ms: f64,
+}
+
+fn node_counters(port: u16) -> NodeCounters {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("everything")
+        .query(&mut conn)
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let commands = info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    NodeCounters {
+        commands,
+        bytes: (field("total_net_input_bytes") + field("total_net_output_bytes")) as u64,
+        cpu_ms: 1000.0 * (field("used_cpu_sys") + field("used_cpu_user")),
+    }
+}
+
+fn primaries(cluster: &RedisCluster) -> Vec<u16> {
+    let url = cluster.url();
+    let mut ports: Vec<u16> = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .filter_map(|n| n.rsplit(':').next()?.parse().ok())
+        .filter(|&port| {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .unwrap();
+            info.contains("role:master")
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// Redis commands, bytes and CPU per lifecycle (create, then approve; two
+/// approvald replicas, a watcher on each) on each primary of a
+/// three-primary Cluster, with one and with three partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn measure_redis_work_per_lifecycle_per_primary_with_one_and_three_partitions() {
+    const LIFECYCLES: usize = 2_000;
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .expect("the cluster starts"),
+    );
+    let nodes = primaries(&cluster);
+    assert_eq!(nodes.len(), 3);
+    println!("| partitions | primary | commands per lifecycle | bytes per lifecycle | CPU ms per 1,000 lifecycles | share of the commands |");
+    println!("|---|---|---|---|---|---|");
+    for partitions in [1, 3] {
+        // Three partitions on three primaries (the tags of a random prefix
+        // land on three distinct primaries about 2 times in 9: draw again).
+        let d = loop {
+            let d = Deployment::start_on_cluster(cluster.clone(), 2, |c| {
+                c.redis_partitions = partitions
+            })
+            .await;
+            let on: BTreeSet<u16> = (0..partitions)
+                .map(|k| match k {
+                    0 => d.hash_tag(),
+                    k => format!("{{{}:{k}}}", d.prefix),
+                })
+                .map(|tag| cluster.shard_of(&tag).primary)
+                .collect();
+            if on.len() == partitions {
+                break d;
+            }
+        };
+        let (mut a, mut b) = (d.a().await, d.b().await);
+        let _watch_a = synced_watch(&mut a, v1::WatchPendingRequest::default()).await;
+        let _watch_b = synced_watch(&mut b, v1::WatchPendingRequest::default()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before: Vec<NodeCounters> = nodes.iter().map(|&p| node_counters(p)).collect();
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let (mut a, mut b) = (a.clone(), b.clone());
+                tokio::spawn(async move {
+                    for i in (t..LIFECYCLES).step_by(16) {
+                        let created = create_with(
+                            &mut a,
+                            v1::CreateApprovalRequest {
+                                agent_id: format!("requester-{}", i % 30),
+                                ..create_request("measure")
+                            },
+                        )
+                        .await;
+                        b.respond(approve(&created.id, "human")).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let after: Vec<NodeCounters> = nodes.iter().map(|&p| node_counters(p)).collect();
+        let total: u64 = after
+            .iter()
+            .zip(&before)
+            .map(|(x, y)| x.commands - y.commands)
+            .sum();
+        for ((port, x), y) in nodes.iter().zip(&after).zip(&before) {
+            let n = LIFECYCLES as f64;
+            let commands = (x.commands - y.commands) as f64;
+            println!(
+                "| {partitions} | :{port} | {:.1} | {:.0} | {:.0} | {:.0}% |",
+                commands / n,
+                (x.bytes - y.bytes) as f64 / n,
+                (x.cpu_ms - y.cpu_ms) / n * 1000.0,
+                100.0 * commands / total.max(1) as f64,
+            );
+        }
+        println!(
+            "| {partitions} | all | {:.1} | | | ({LIFECYCLES} lifecycles in {seconds:.1} s) |",
+            total as f64 / LIFECYCLES as f64
+        );
+    }
 }

@@ -25,8 +25,8 @@ use tonic::{Request, Response, Status};
 use crate::approvals::{Answer, Approvals, WatchItem};
 use crate::auth::{Revocable, Revocation};
 use crate::domain::{
-    Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, NewApproval, Position,
-    Principal, Reason, TraceContext,
+    Approval, Caller, ContextDigest, DomainError, Epoch, EventKind, Frontier, NewApproval,
+    Position, Principal, Reason, TraceContext,
 };
 
 pub use rate::RateLimit;
@@ -395,7 +395,7 @@ where
 
 fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingResponse {
     use v1::watch_pending_response::Event;
-    let cursor = |at| {
+    let cursor = |at: Frontier| {
         Position {
             at,
             epoch: Some(epoch),
@@ -414,7 +414,7 @@ fn watch_item_to_proto(item: WatchItem, epoch: Epoch) -> v1::WatchPendingRespons
                 // were one to come, it is a change of a pending approval.
                 EventKind::Updated | EventKind::Reminder(_) => Event::Updated(approval),
             };
-            (cursor(e.cursor), event)
+            (cursor(e.resume.clone()), event)
         }
     };
     v1::WatchPendingResponse {

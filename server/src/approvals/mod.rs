@@ -5,9 +5,9 @@
 //! - `watch`: `WatchPending`, a snapshot then live changes;
 //! - `looks`: the reads of waiting calls, batched (a crowd of waiters at
 //!   once makes a few pipelined reads, not one round trip each);
-//! - `pump`: the `EventPump` reads the store's event log (blocking read, no
-//!   polling), wakes local waiters on `resolved` events and feeds local
-//!   watchers;
+//! - `pump`: the `EventPump` reads the store's event logs (one per
+//!   partition, a blocking read each, no polling), wakes local waiters on
+//!   `resolved` events and feeds local watchers;
 //! - `reaper`: sleeps until the earliest pending deadline and expires what
 //!   is due; every replica runs one, the store makes each expiry happen once;
 //! - `reminders`: sleeps until the earliest reminder is due and writes it (a

@@ -2,7 +2,12 @@
 //!
 //! A watcher's producer task reads the snapshot from the store a page at a
 //! time, then follows the pump's feed (`pump::Feed`), falling back to the
-//! store's log whenever the feed cannot be trusted to be complete. Items go
+//! store's logs whenever the feed cannot be trusted to be complete. Its
+//! position is a `Frontier` (one position per partition's log): changes
+//! of one partition come in their log's order, changes of different
+//! partitions in no set order; each change's cursor is the watcher's
+//! frontier right after it, so a resume gets every later event of every
+//! partition once. Items go
 //! through a queue bounded in bytes (`watch_queue`); a watcher that stops
 //! reading is ended with `WatcherBehind`, never buffered without bound.
 
@@ -14,7 +19,7 @@ use tokio::sync::broadcast;
 use super::pump::Feed;
 use super::Approvals;
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Epoch, Event, EventKind, Filter,
+    Approval, ApprovalId, Caller, Detail, DomainError, Epoch, Event, EventKind, Filter, Frontier,
     Limits, Position,
 };
 use crate::metrics::GaugeGuard;
@@ -31,8 +36,9 @@ pub enum WatchItem {
     /// A pending approval of the snapshot (no cursor).
     Pending(Box<Approval>),
     /// The snapshot is complete as of this position.
-    Synced(Cursor),
-    /// A live change, shared by every watcher that gets it.
+    Synced(Frontier),
+    /// A live change, shared by every watcher that gets it (its cursor:
+    /// `Event::resume`).
     Change(Arc<Event>),
 }
 
@@ -48,8 +54,8 @@ type WatchSender = watch_queue::Sender<Result<WatchItem, DomainError>>;
 /// What a watch starts from.
 enum Start {
     /// No cursor: the ids pending at a position, and that position.
-    Snapshot(Vec<ApprovalId>, Cursor),
-    Resume(Cursor),
+    Snapshot(Vec<ApprovalId>, Frontier),
+    Resume(Frontier),
 }
 
 /// What an open watcher holds until its response stream is dropped: its
@@ -85,7 +91,20 @@ impl Approvals {
                 if p.epoch.is_some_and(|e| e != epoch) {
                     return Err(DomainError::HistoryChanged);
                 }
-                self.note(self.store().check_cursor(p.at).await)?;
+                let partitions = self.store().partitions();
+                if p.at.partitions() != partitions {
+                    return Err(DomainError::invalid(
+                        "cursor",
+                        format!(
+                            "names positions in {} event log(s), but this service has {partitions}: \
+                             not a cursor this service returned",
+                            p.at.partitions()
+                        ),
+                    ));
+                }
+                for (part, at) in p.at.iter() {
+                    self.note(self.store().check_cursor(part, at).await)?;
+                }
                 Start::Resume(p.at)
             }
             None => {
@@ -110,7 +129,7 @@ impl Approvals {
                 Start::Resume(at) => at,
                 Start::Snapshot(ids, at) => {
                     if !this
-                        .send_snapshot(&caller, &filter, ids, at, &tx, &mut skipped)
+                        .send_snapshot(&caller, &filter, ids, at.clone(), &tx, &mut skipped)
                         .await
                     {
                         return;
@@ -136,7 +155,7 @@ impl Approvals {
         caller: &Caller,
         filter: &Filter,
         ids: Vec<ApprovalId>,
-        at: Cursor,
+        at: Frontier,
         tx: &WatchSender,
         skipped: &mut HashSet<ApprovalId>,
     ) -> bool {
@@ -175,7 +194,7 @@ impl Approvals {
         &self,
         caller: &Caller,
         filter: Filter,
-        mut position: Cursor,
+        mut position: Frontier,
         mut feed: broadcast::Receiver<Feed>,
         tx: &WatchSender,
         mut skipped: HashSet<ApprovalId>,
@@ -195,7 +214,7 @@ impl Approvals {
         'catch_up: loop {
             // Everything the store has after `position`...
             loop {
-                let events = match self.read_after(position, self.page_len()).await {
+                let events = match self.read_after(&position, self.page_len()).await {
                     Ok(events) => events,
                     Err(e) => {
                         self.end(tx, e).await;
@@ -205,19 +224,17 @@ impl Approvals {
                 if events.is_empty() {
                     break;
                 }
-                for e in events {
+                for mut e in events {
+                    position.advance(e.partition, e.cursor);
                     if wanted(&e) {
                         let bytes = e.approval.wire_bytes();
-                        let cursor = e.cursor;
+                        e.resume = position.clone();
                         if !self
                             .deliver(tx, WatchItem::Change(Arc::new(e)), bytes)
                             .await
                         {
                             return;
                         }
-                        position = cursor;
-                    } else {
-                        position = e.cursor;
                     }
                 }
             }
@@ -231,8 +248,14 @@ impl Approvals {
                     }
                     received = feed.recv() => received,
                 };
+                // Every event up to an event's `resume` came before it in
+                // the feed (the pump's frontiers only grow) or was read
+                // from the store before (its events, up to when this
+                // watcher subscribed, are covered by the reads above).
                 match received {
-                    Ok(Feed::Event(e)) if e.cursor <= position => {}
+                    Ok(Feed::Event(e)) if e.cursor <= position.get(e.partition) => {
+                        position.advance_to(&e.resume);
+                    }
                     Ok(Feed::Event(e)) => {
                         let e = match self.completed(e).await {
                             Ok(e) => e,
@@ -241,17 +264,28 @@ impl Approvals {
                                 return;
                             }
                         };
+                        position.advance_to(&e.resume);
                         if wanted(&e) {
+                            // Ahead of the pump in another log (read from
+                            // the store): this watcher's own cursor.
+                            let e = match position == e.resume {
+                                true => e,
+                                false => Arc::new(Event {
+                                    resume: position.clone(),
+                                    ..Event::clone(&e)
+                                }),
+                            };
                             let bytes = e.approval.wire_bytes();
-                            if !self.deliver(tx, WatchItem::Change(e.clone()), bytes).await {
+                            if !self.deliver(tx, WatchItem::Change(e), bytes).await {
                                 return;
                             }
                         }
-                        position = e.cursor;
                     }
                     // The pump lost events: read them from the store, or
                     // find that they are gone.
-                    Ok(Feed::Gap { resumed_at }) if position < resumed_at => continue 'catch_up,
+                    Ok(Feed::Gap { part, resumed_at }) if position.get(part) < resumed_at => {
+                        continue 'catch_up
+                    }
                     Ok(Feed::Gap { .. }) => {}
                     Ok(Feed::HistoryChanged) => {
                         self.inner.metrics.watchers_ended("history_changed");
@@ -287,20 +321,35 @@ impl Approvals {
         Ok(Arc::new(e))
     }
 
-    /// Events after `position` (with their approvals, read in one round
-    /// trip), or `CursorExpired` if some were trimmed.
-    async fn read_after(&self, position: Cursor, limit: usize) -> Result<Vec<Event>, DomainError> {
-        let mut events = self.note(self.store().read_events(position, limit, None).await)?;
-        self.note(self.store().complete_events(&mut events, &shown).await)?;
-        // Read first, then check: trimming only ever removes the oldest
-        // events, so if nothing after `position` is trimmed now, nothing was
-        // when the read ran, and `events` starts right after `position`.
-        if let Err(e) = self.note(self.store().check_cursor(position).await) {
-            if let DomainError::CursorExpired(_) = e {
-                self.inner.metrics.watchers_ended("events_trimmed");
+    /// Up to `limit` events after `position`, taken from the partitions'
+    /// logs in turn (with their approvals, read in one round trip), or
+    /// `CursorExpired` if some were trimmed. None: nothing after `position`
+    /// in any log.
+    async fn read_after(
+        &self,
+        position: &Frontier,
+        limit: usize,
+    ) -> Result<Vec<Event>, DomainError> {
+        let mut events = Vec::new();
+        for (part, at) in position.iter() {
+            if events.len() >= limit {
+                break;
             }
-            return Err(e);
+            let read = self
+                .store()
+                .read_events(part, at, limit - events.len(), None);
+            events.extend(self.note(read.await)?);
+            // Read first, then check: trimming only ever removes the oldest
+            // events, so if nothing after `at` is trimmed now, nothing was
+            // when the read ran, and the events start right after `at`.
+            if let Err(e) = self.note(self.store().check_cursor(part, at).await) {
+                if let DomainError::CursorExpired(_) = e {
+                    self.inner.metrics.watchers_ended("events_trimmed");
+                }
+                return Err(e);
+            }
         }
+        self.note(self.store().complete_events(&mut events, &shown).await)?;
         Ok(events)
     }
 

@@ -18,7 +18,7 @@ pub use approval::{
 };
 pub use digest::{struct_to_json as context_json, ContextDigest};
 pub use error::{DomainError, Limit};
-pub use event::{Cursor, Detail, Epoch, Event, EventKind, Position};
+pub use event::{Cursor, Detail, Epoch, Event, EventKind, Frontier, Position};
 pub use fields::{
     AgentId, ApprovalId, ApprovalType, Context, Filter, IdempotencyKey, Labels, ListQuery, Page,
     PageToken, Principal, Reason, Timeout, TypePattern,

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::{Created, Retention, Store};
 use crate::domain::{
     Approval, ApprovalId, Caller, Cursor, Detail, DomainError, Ending, Epoch, Event, EventKind,
-    Finished, ListQuery, Millis, NewApproval, Page, PageToken, TraceContext,
+    Finished, Frontier, ListQuery, Millis, NewApproval, Page, PageToken, TraceContext,
 };
 
 #[derive(Clone)]
@@ -91,6 +91,8 @@ impl MemoryStore {
         state.last = cursor;
         state.events.push_back(Event {
             cursor,
+            partition: 0,
+            resume: Frontier::single(cursor),
             kind,
             approval: approval.clone(),
             // Events hold the approval itself here: no byte issue in one
@@ -314,11 +316,11 @@ impl Store for MemoryStore {
         Ok(self.state().pending.first().map(|(d, _)| *d))
     }
 
-    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Frontier), DomainError> {
         let state = self.state();
         let mut ids: Vec<ApprovalId> = state.pending.iter().map(|(_, id)| id.clone()).collect();
         ids.sort();
-        Ok((ids, state.last))
+        Ok((ids, Frontier::single(state.last)))
     }
 
     async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError> {
@@ -337,7 +339,8 @@ impl Store for MemoryStore {
         Ok(self.inner.epoch)
     }
 
-    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
+    // One partition: `part` is 0.
+    async fn pending_count(&self, _part: usize) -> Result<(u64, Cursor), DomainError> {
         let state = self.state();
         Ok((state.pending.len() as u64, state.last))
     }
@@ -372,12 +375,13 @@ impl Store for MemoryStore {
         Ok(Page { approvals, next })
     }
 
-    async fn head(&self) -> Result<Cursor, DomainError> {
+    async fn head(&self, _part: usize) -> Result<Cursor, DomainError> {
         Ok(self.state().last)
     }
 
     async fn read_events(
         &self,
+        _part: usize,
         after: Cursor,
         limit: usize,
         block: Option<Duration>,
@@ -403,7 +407,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
+    async fn check_cursor(&self, _part: usize, cursor: Cursor) -> Result<(), DomainError> {
         let state = self.state();
         if cursor > state.last {
             return Err(DomainError::CursorAhead {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Limit,
-    Limits, ListQuery, Millis, NewApproval, Page, TraceContext,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Frontier,
+    Limit, Limits, ListQuery, Millis, NewApproval, Page, TraceContext,
 };
 
 pub use self::memory::MemoryStore;
@@ -84,6 +84,14 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         id
     }
 
+    /// How many partitions (event logs) the store has: events of partition
+    /// `k` are read from log `k` (`read_events`), each in order, with no
+    /// order between logs. One unless the Redis store has
+    /// `--redis-partitions` N > 1.
+    fn partitions(&self) -> usize {
+        1
+    }
+
     /// Checks that the store's data is laid out as this replica expects
     /// (Redis: the partition count), recording the layout on first use.
     /// `Ok(Some(why))`: it is not, and this replica must not start.
@@ -151,9 +159,10 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     async fn next_reminder(&self) -> Result<Option<Millis>, DomainError>;
 
     /// The ids of every pending approval, oldest first, and the newest
-    /// event that set reflects (read together, atomically). Ids only: a
-    /// snapshot reads the approvals themselves page by page (`get_many`).
-    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError>;
+    /// event of each partition's log that set reflects (each partition's
+    /// ids and position read together, atomically). Ids only: a snapshot
+    /// reads the approvals themselves page by page (`get_many`).
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Frontier), DomainError>;
 
     /// The approvals with these ids, in the same order (`None`: gone).
     async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError>;
@@ -166,22 +175,25 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// found the history rewound); returns the epoch now recorded.
     async fn renew_epoch(&self, seen: Epoch) -> Result<Epoch, DomainError>;
 
-    /// How many approvals are pending, and the newest event that count
-    /// reflects (read together, atomically).
-    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError>;
+    /// How many approvals of partition `part` are pending, and the newest
+    /// event of its log that count reflects (read together, atomically).
+    async fn pending_count(&self, part: usize) -> Result<(u64, Cursor), DomainError>;
 
     /// A page of the approvals that `caller` may see and `query` matches
     /// (`caller.may_see(a) && query.matches(a)`), newest first.
     async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError>;
 
-    /// The position of the newest event (`Cursor::START` when there is none).
-    async fn head(&self) -> Result<Cursor, DomainError>;
+    /// The position of the newest event of partition `part`'s log
+    /// (`Cursor::START` when there is none).
+    async fn head(&self, part: usize) -> Result<Cursor, DomainError>;
 
-    /// Events after `after`, oldest first, at most `limit`. With `block`, waits
-    /// up to that long for one to arrive when there is none yet. Fails with
-    /// `CursorExpired` when events after `after` were already trimmed.
+    /// Events of partition `part`'s log after `after`, oldest first, at
+    /// most `limit`. With `block`, waits up to that long for one to arrive
+    /// when there is none yet (a blocking read holds a connection of its
+    /// own per partition: one caller per partition at a time).
     async fn read_events(
         &self,
+        part: usize,
         after: Cursor,
         limit: usize,
         block: Option<Duration>,
@@ -200,10 +212,10 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Succeeds when events after `cursor` are all still in the log; fails
-    /// with `CursorExpired` when some were trimmed, or the cursor is not from
-    /// this log (ahead of it).
-    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError>;
+    /// Succeeds when events after `cursor` are all still in partition
+    /// `part`'s log; fails with `CursorExpired` when some were trimmed, or
+    /// `CursorAhead` when the cursor is not from this log (ahead of it).
+    async fn check_cursor(&self, part: usize, cursor: Cursor) -> Result<(), DomainError>;
 
     /// Cheap check, for readiness: the store answers and accepts writes
     /// (`WritesRefused` when it answers but refuses them).

@@ -51,9 +51,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The webhook id of `event`'s message to `endpoint`.
-    pub fn id_for(event: Cursor, endpoint: &str) -> String {
-        format!("msg_{}_{}_{endpoint}", event.ms, event.seq)
+    /// The webhook id of the message to `endpoint` of the event at
+    /// `event` in partition `part`'s log (partition 0's ids are those of
+    /// before partitions).
+    pub fn id_for(part: usize, event: Cursor, endpoint: &str) -> String {
+        match part {
+            0 => format!("msg_{}_{}_{endpoint}", event.ms, event.seq),
+            k => format!("msg_{}_{}_p{k}_{endpoint}", event.ms, event.seq),
+        }
     }
 
     /// A dead letter sent again: no failed attempts, a new retry horizon.
@@ -93,22 +98,34 @@ pub struct OutboxSizes {
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Events after the last planned one that no live replica is planning,
-    /// claimed by `consumer` (this replica), oldest first. With `block`,
-    /// waits up to that long when there are none. The first call starts
+    /// Events of partition `part`'s log after the last planned one that
+    /// no live replica is planning, claimed by `consumer` (this replica),
+    /// oldest first. With `block`, waits up to that long when there are
+    /// none (one caller per partition at a time). The first call starts
     /// from the newest event: what happened before webhooks were on is not
     /// sent.
     async fn unplanned_events(
         &self,
+        part: usize,
         consumer: &str,
         limit: usize,
         block: Duration,
     ) -> Result<Vec<Event>, DomainError>;
 
-    /// Atomically: queues `deliveries` (due at once) and marks `event`
-    /// planned. Deliveries over `MAX_QUEUED` go to the dead letters with
+    /// Queues `deliveries` (due at once) and marks the event at `event` in
+    /// partition `part`'s log planned: atomically for partition 0's events
+    /// (the queue's partition); for another partition's, the mark follows
+    /// the queueing, so a replica dying between the two leaves the event to
+    /// be planned again (deliveries still queued are not queued twice; one
+    /// already sent may be sent again, with the same `webhook-id`: at least
+    /// once). Deliveries over `MAX_QUEUED` go to the dead letters with
     /// their `last_error` saying so.
-    async fn plan(&self, event: Cursor, deliveries: &[Delivery]) -> Result<(), DomainError>;
+    async fn plan(
+        &self,
+        part: usize,
+        event: Cursor,
+        deliveries: &[Delivery],
+    ) -> Result<(), DomainError>;
 
     /// Up to `limit` deliveries due now, each leased to the caller for
     /// `lease`: past it, another replica may take it.

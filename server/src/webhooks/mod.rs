@@ -123,16 +123,17 @@ impl Webhooks {
         self.inner.endpoints.borrow().clone()
     }
 
-    /// Starts the planner, the sender and (with a file) the reloader.
+    /// Starts the planners (one per partition of the event log), the
+    /// sender and (with a file) the reloader.
     pub fn start(&self, reload_every: Option<Duration>) -> Vec<tokio::task::JoinHandle<()>> {
         let n = self.endpoints().list.len();
         if n > 0 {
             tracing::info!(endpoints = n, "webhooks on");
         }
-        let mut tasks = vec![
-            tokio::spawn(self.clone().run_planner()),
-            tokio::spawn(self.clone().run_sender()),
-        ];
+        let mut tasks: Vec<_> = (0..self.store().partitions())
+            .map(|part| tokio::spawn(self.clone().run_planner(part)))
+            .collect();
+        tasks.push(tokio::spawn(self.clone().run_sender()));
         if let Some(path) = self.inner.path.clone() {
             tasks.push(tokio::spawn(self.clone().run_reload(path, reload_every)));
         }
@@ -187,7 +188,8 @@ impl Webhooks {
 
     // ---- planning --------------------------------------------------------
 
-    async fn run_planner(self) {
+    /// Plans the events of partition `part`'s log.
+    async fn run_planner(self, part: usize) {
         let mut config = self.inner.endpoints.subscribe();
         loop {
             if !self.until_configured(&mut config).await {
@@ -195,7 +197,7 @@ impl Webhooks {
             }
             let read = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
-                read = self.store().unplanned_events(&self.inner.consumer, PLAN_BATCH, PLAN_BLOCK) => read,
+                read = self.store().unplanned_events(part, &self.inner.consumer, PLAN_BATCH, PLAN_BLOCK) => read,
             };
             let mut events = match read {
                 Ok(events) => events,
@@ -226,7 +228,7 @@ impl Webhooks {
             let endpoints = self.endpoints();
             for event in events {
                 let deliveries = self.deliveries_for(&endpoints, &event);
-                if let Err(e) = self.store().plan(event.cursor, &deliveries).await {
+                if let Err(e) = self.store().plan(part, event.cursor, &deliveries).await {
                     // The event stays claimed: planned later (takeover).
                     tracing::warn!(error = %e, cursor = %event.cursor, "webhooks: cannot queue deliveries; retrying later");
                     break;
@@ -255,7 +257,7 @@ impl Webhooks {
             .filter(|ep| ep.wants(kind, &event.approval.approval_type))
             .filter_map(|ep| match event::render(ep, kind, event) {
                 Ok(body) => Some(Delivery {
-                    id: Delivery::id_for(event.cursor, &ep.name),
+                    id: Delivery::id_for(event.partition, event.cursor, &ep.name),
                     endpoint: ep.name.clone(),
                     event: kind.name().to_string(),
                     approval_id: event.approval.id.to_string(),

@@ -75,23 +75,29 @@ impl MemoryStore {
 impl Outbox for MemoryStore {
     async fn unplanned_events(
         &self,
+        _part: usize,
         _consumer: &str,
         limit: usize,
         block: Duration,
     ) -> Result<Vec<Event>, DomainError> {
         let head = self.state().last;
         let after = *self.outbox().planned.get_or_insert(head);
-        if self.check_cursor(after).await.is_err() {
+        if self.check_cursor(0, after).await.is_err() {
             tracing::warn!(
                 "webhook planning fell behind the event log's cap: some events were trimmed unsent"
             );
             self.outbox().planned = Some(head);
             return Ok(Vec::new());
         }
-        self.read_events(after, limit, Some(block)).await
+        self.read_events(0, after, limit, Some(block)).await
     }
 
-    async fn plan(&self, event: Cursor, deliveries: &[Delivery]) -> Result<(), DomainError> {
+    async fn plan(
+        &self,
+        _part: usize,
+        event: Cursor,
+        deliveries: &[Delivery],
+    ) -> Result<(), DomainError> {
         let now = self.now();
         let mut o = self.outbox();
         for d in deliveries {

@@ -14,7 +14,7 @@ use redis::Value;
 
 use crate::domain::{
     Approval, ApprovalId, ApprovalPolicy, ContextDigest, Cursor, Detail, DomainError, Epoch, Event,
-    EventKind, Millis, Resolution, Status, Verdict, Vote,
+    EventKind, Frontier, Millis, Resolution, Status, Verdict, Vote,
 };
 
 /// One vote as decide.lua stores it (a JSON array in the `votes` field).
@@ -265,8 +265,12 @@ pub fn parse_cursor(id: &str) -> Result<Cursor, DomainError> {
     id.parse()
         .map_err(|_| DomainError::Internal(format!("unexpected stream id {id:?}")))
 }
-/// Events from stream entries.
-pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
+/// Events from the entries of partition `part`'s log (of `partitions`).
+pub fn events(
+    entries: Vec<StreamId>,
+    part: usize,
+    partitions: usize,
+) -> Result<Vec<Event>, DomainError> {
     entries
         .into_iter()
         .map(|entry| {
@@ -286,8 +290,13 @@ pub fn events(entries: Vec<StreamId>) -> Result<Vec<Event>, DomainError> {
                 _ => EventKind::Resolved,
             };
             let (approval, detail) = decode_entry(&entry.map)?;
+            let cursor = parse_cursor(&entry.id)?;
+            let mut resume = Frontier::start(partitions);
+            resume.advance(part, cursor);
             Ok(Event {
-                cursor: parse_cursor(&entry.id)?,
+                cursor,
+                partition: part,
+                resume,
                 kind,
                 approval,
                 detail,

@@ -22,7 +22,11 @@
 //! Partitions (`--redis-partitions N`): partition 0 is the tag `{p}` above,
 //! byte for byte; partition `k` (1..N) has the same keys under `{p:k}`, so
 //! each partition hashes to a slot of its own. An approval's id names its
-//! partition (`partition_of`). One more key records the layout:
+//! partition (`partition_of`). Each partition's `events` is its own log
+//! (with its own consumer group `webhooks`) and `writable` its own probe;
+//! `epoch` and the `hooks:*` keys are used in partition 0 only (one
+//! history, one delivery queue for the namespace). One more key records
+//! the layout:
 //!
 //! | key           | type   | bound                                       |
 //! |---------------|--------|---------------------------------------------|
@@ -42,7 +46,7 @@ pub(super) struct Keys {
 
 /// The most partitions a namespace may have (the id names its partition
 /// in its last byte).
-pub const MAX_PARTITIONS: usize = 64;
+pub const MAX_PARTITIONS: usize = crate::domain::Frontier::MAX_PARTITIONS;
 
 /// The key recording how many partitions a namespace's data is laid out in.
 pub(super) fn layout_key(prefix: &str) -> String {

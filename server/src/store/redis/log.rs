@@ -1,6 +1,15 @@
-//! The event log: a Redis stream. Reading it (a page at a time, or the
-//! pump's blocking read on a connection of its own), its bounds (XINFO),
-//! cursors into it, and the epoch of its history.
+//! The event logs: one Redis stream per partition, each in its partition's
+//! hash tag (a script appends to the log of the approval it changes, in the
+//! same Cluster slot). Reading them (a page at a time, or the pump's
+//! blocking read, one per partition, each on a connection of its own: a
+//! multi-stream XREAD works within one slot only), their bounds (XINFO),
+//! cursors into them, and the epoch of their history.
+//!
+//! The epoch is one for the namespace, kept in partition 0 (`{p}:epoch`):
+//! a resume cursor names one history, whatever the partitions. A partition
+//! whose log rewinds (its node restored or wiped alone) is found by the
+//! pump's history check (that log's head before the pump's position in
+//! it), which draws a new epoch for all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,17 +20,21 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use super::codec;
 use super::RedisStore;
-use crate::domain::{ApprovalId, Cursor, Detail, DomainError, Epoch, Event};
+use crate::domain::{ApprovalId, Cursor, Detail, DomainError, Epoch, Event, Frontier};
 use crate::store;
 
 impl RedisStore {
     async fn blocking_read(
         &self,
+        part: usize,
         after: Cursor,
         limit: usize,
         block: Duration,
     ) -> Result<Vec<Event>, DomainError> {
-        let mut slot = self.blocking.lock().await;
+        let (Some(keys), Some(slot)) = (self.parts.get(part), self.blocking.get(part)) else {
+            return Ok(Vec::new());
+        };
+        let mut slot = slot.lock().await;
         if slot.is_none() {
             *slot = Some(self.link.blocking_conn().await?);
         }
@@ -36,7 +49,7 @@ impl RedisStore {
         let read = tokio::time::timeout(
             block + self.timeout + Duration::from_secs(1),
             conn.xread_options::<_, _, Option<StreamReadReply>>(
-                &[&self.keys.events],
+                &[&keys.events],
                 &[&after],
                 &options,
             ),
@@ -58,14 +71,23 @@ impl RedisStore {
         let entries = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default();
-        codec::events(entries)
+        codec::events(entries, part, self.parts.len())
     }
 
-    /// What the event stream still holds: `None` when it does not exist.
-    async fn stream_bounds(&self) -> Result<Option<StreamBounds>, DomainError> {
+    /// The event log of partition `part`.
+    fn log_of(&self, part: usize) -> Result<&str, DomainError> {
+        self.parts
+            .get(part)
+            .map(|k| k.events.as_str())
+            .ok_or_else(|| DomainError::Internal(format!("no partition {part}")))
+    }
+
+    /// What partition `part`'s log still holds: `None` when it does not
+    /// exist.
+    async fn stream_bounds(&self, part: usize) -> Result<Option<StreamBounds>, DomainError> {
         let info: Result<Value, RedisError> = redis::cmd("XINFO")
             .arg("STREAM")
-            .arg(&self.keys.events)
+            .arg(self.log_of(part)?)
             .query_async(&mut self.conn()?)
             .await;
         let info = match info {
@@ -108,21 +130,27 @@ impl RedisStore {
         }))
     }
 
-    pub(super) async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
-        let (ids, last): (Vec<String>, StreamRangeReply) = redis::pipe()
-            .atomic()
-            .zrange(&self.keys.pending, 0, -1)
-            .xrevrange_count(&self.keys.events, "+", "-", 1)
-            .query_async(&mut self.conn()?)
-            .await?;
-        let at = match last.ids.first() {
-            Some(entry) => codec::parse_cursor(&entry.id)?,
-            None => Cursor::START,
-        };
+    /// Each partition's pending ids with its log's position, read together
+    /// (one transaction per partition: one slot each).
+    pub(super) async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Frontier), DomainError> {
+        let mut conn = self.conn()?;
+        let mut all = Vec::new();
+        let mut frontier = Frontier::start(self.parts.len());
+        for (part, keys) in self.parts.iter().enumerate() {
+            let (ids, last): (Vec<String>, StreamRangeReply) = redis::pipe()
+                .atomic()
+                .zrange(&keys.pending, 0, -1)
+                .xrevrange_count(&keys.events, "+", "-", 1)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(entry) = last.ids.first() {
+                frontier.advance(part, codec::parse_cursor(&entry.id)?);
+            }
+            all.extend(ids.into_iter().map(ApprovalId::trusted));
+        }
         // UUIDv7 text sorts by creation time.
-        let mut ids: Vec<ApprovalId> = ids.into_iter().map(ApprovalId::trusted).collect();
-        ids.sort();
-        Ok((ids, at))
+        all.sort();
+        Ok((all, frontier))
     }
 
     pub(super) async fn epoch(&self) -> Result<Epoch, DomainError> {
@@ -153,11 +181,14 @@ impl RedisStore {
         codec::parse_epoch(&recorded)
     }
 
-    pub(super) async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
+    pub(super) async fn pending_count(&self, part: usize) -> Result<(u64, Cursor), DomainError> {
+        let Some(keys) = self.parts.get(part) else {
+            return Ok((0, Cursor::START));
+        };
         let (count, last): (u64, StreamRangeReply) = redis::pipe()
             .atomic()
-            .zcard(&self.keys.pending)
-            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .zcard(&keys.pending)
+            .xrevrange_count(&keys.events, "+", "-", 1)
             .query_async(&mut self.conn()?)
             .await?;
         let at = match last.ids.first() {
@@ -167,15 +198,15 @@ impl RedisStore {
         Ok((count, at))
     }
 
-    pub(super) async fn head(&self) -> Result<Cursor, DomainError> {
+    pub(super) async fn head(&self, part: usize) -> Result<Cursor, DomainError> {
         let last: StreamRangeReply = self
             .conn()?
-            .xrevrange_count(&self.keys.events, "+", "-", 1)
+            .xrevrange_count(self.log_of(part)?, "+", "-", 1)
             .await?;
         match last.ids.first() {
             Some(entry) => codec::parse_cursor(&entry.id),
             None => Ok(self
-                .stream_bounds()
+                .stream_bounds(part)
                 .await?
                 .map_or(Cursor::START, |b| b.last)),
         }
@@ -183,18 +214,19 @@ impl RedisStore {
 
     pub(super) async fn read_events(
         &self,
+        part: usize,
         after: Cursor,
         limit: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Event>, DomainError> {
         if let Some(block) = block {
-            return self.blocking_read(after, limit, block).await;
+            return self.blocking_read(part, after, limit, block).await;
         }
         let reply: StreamRangeReply = self
             .conn()?
-            .xrange_count(&self.keys.events, format!("({after}"), "+", limit)
+            .xrange_count(self.log_of(part)?, format!("({after}"), "+", limit)
             .await?;
-        codec::events(reply.ids)
+        codec::events(reply.ids, part, self.parts.len())
     }
 
     /// Reads the bodies of the `Summary` events `wanted` picks, pipelined:
@@ -219,24 +251,34 @@ impl RedisStore {
                 bodies.insert(id.to_string(), self.bodies.get(id));
             }
         }
-        // (An id of no partition of this namespace has no record to read.)
-        let missing: Vec<(String, String)> = bodies
-            .iter()
-            .filter(|(_, body)| body.is_none())
-            .filter_map(|(id, _)| Some((id.clone(), self.keys_of(id)?.approval(id))))
+        // One pipeline per partition (a Cluster takes a pipeline to one slot
+        // only), sent together. (An id of no partition of this namespace
+        // has no record to read.)
+        let mut missing: Vec<(redis::Pipeline, Vec<String>)> = (0..self.parts.len())
+            .map(|_| (redis::pipe(), Vec::new()))
             .collect();
-        if !missing.is_empty() {
-            let mut pipe = redis::pipe();
-            for (_, key) in &missing {
-                pipe.hget(key, "body");
+        for (id, _) in bodies.iter().filter(|(_, body)| body.is_none()) {
+            if let Some((part, keys)) = self.partition_of(id) {
+                let (pipe, ids) = &mut missing[part];
+                pipe.hget(keys.approval(id), "body");
+                ids.push(id.clone());
             }
-            let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
-            for ((id, _), body) in missing.into_iter().zip(read) {
+        }
+        let reads =
+            missing
+                .iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(pipe, ids)| async move {
+                    let read: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()?).await?;
+                    Ok::<_, DomainError>((ids, read))
+                });
+        for (ids, read) in futures::future::try_join_all(reads).await? {
+            for (id, body) in ids.iter().zip(read) {
                 let body: Option<Arc<[u8]>> = body.map(Into::into);
                 if let Some(body) = &body {
-                    self.bodies.put(&id, body.clone());
+                    self.bodies.put(id, body.clone());
                 }
-                bodies.insert(id, body);
+                bodies.insert(id.clone(), body);
             }
         }
         for i in todo {
@@ -253,8 +295,12 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
-        let Some(bounds) = self.stream_bounds().await? else {
+    pub(super) async fn check_cursor(
+        &self,
+        part: usize,
+        cursor: Cursor,
+    ) -> Result<(), DomainError> {
+        let Some(bounds) = self.stream_bounds(part).await? else {
             // No log at all: only "before everything" is a position in it.
             return match cursor == Cursor::START {
                 true => Ok(()),

@@ -12,6 +12,11 @@
 //! cap before they can pass the bound; when a measure finds the log over
 //! its share, it trims right away. Each measure is two cheap commands on
 //! one key (`MEMORY USAGE` adds up the sizes of the stream's nodes).
+//!
+//! With partitions, each partition's log has its own bound (both flags
+//! apply to each log: N partitions hold up to N times the bytes and
+//! entries), measured and trimmed apart: each log lives on its own
+//! Cluster node, whose memory is what the bound protects.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -105,38 +110,44 @@ impl LogBound {
 }
 
 impl RedisStore {
-    /// After a write that appended an event: measures the log when due and
-    /// trims it when over its bound. Best effort: a failure leaves the last
-    /// cap in force (and the count bound always holds).
-    pub(super) async fn appended(&self, extra: usize) {
-        let bound = &self.log_bound;
+    /// After a write that appended an event to partition `part`'s log:
+    /// measures that log when due and trims it when over its bound. Best
+    /// effort: a failure leaves the last cap in force (and the count bound
+    /// always holds).
+    pub(super) async fn appended(&self, part: usize, extra: usize) {
+        let Some(bound) = self.log_bounds.get(part) else {
+            return;
+        };
         if !bound.note(extra) || bound.measuring.swap(true, Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.measure_log().await {
+        if let Err(e) = self.measure_log(part, bound).await {
             tracing::debug!(error = %e, "cannot measure the event log; keeping its last cap");
         }
         bound.measuring.store(false, Ordering::Release);
     }
 
-    async fn measure_log(&self) -> Result<(), DomainError> {
+    async fn measure_log(&self, part: usize, bound: &LogBound) -> Result<(), DomainError> {
+        let Some(keys) = self.parts.get(part) else {
+            return Ok(());
+        };
         let mut conn = self.conn()?;
         let (bytes, len): (Option<usize>, usize) = redis::pipe()
             .cmd("MEMORY")
             .arg("USAGE")
-            .arg(&self.keys.events)
+            .arg(&keys.events)
             // Every node: sampling a few misjudges a log whose entries
             // differ in size. Still cheap: a node is a listpack that knows
             // its size, and 64 MiB of log is about 16,000 nodes.
             .arg("SAMPLES")
             .arg(0)
-            .xlen(&self.keys.events)
+            .xlen(&keys.events)
             .query_async(&mut conn)
             .await?;
-        let (cap, trim) = self.log_bound.measured(bytes.unwrap_or(0), len);
+        let (cap, trim) = bound.measured(bytes.unwrap_or(0), len);
         if trim {
             let _: usize = redis::cmd("XTRIM")
-                .arg(&self.keys.events)
+                .arg(&keys.events)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(cap)

@@ -40,8 +40,8 @@ use tokio::sync::Mutex;
 
 use super::{Created, Retention, Store};
 use crate::domain::{
-    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, ListQuery,
-    Millis, NewApproval, Page, TraceContext,
+    Approval, ApprovalId, Caller, Cursor, DomainError, Ending, Epoch, Event, Finished, Frontier,
+    ListQuery, Millis, NewApproval, Page, TraceContext,
 };
 use codec::{HashFields, HASH_FIELDS};
 use keys::Keys;
@@ -71,10 +71,11 @@ const LATE_READS_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct RedisStore {
     link: link::Link,
-    /// Only `read_events` with `block` uses it: XREAD BLOCK holds a connection
-    /// for as long as it waits, so it gets one of its own with no response
-    /// timeout (the event pump is the only caller).
-    blocking: Mutex<Option<link::Conn>>,
+    /// Only `read_events` with `block` uses them, one per partition: XREAD
+    /// BLOCK holds a connection for as long as it waits, so each log's read
+    /// gets one of its own with no response timeout (the event pump is the
+    /// only caller).
+    blocking: Vec<Mutex<Option<link::Conn>>>,
     /// Partition 0's keys (the event log, epoch, probe and outbox keys).
     keys: Keys,
     /// Every partition's keys, partition 0 first.
@@ -90,7 +91,8 @@ pub struct RedisStore {
     offset_ms: AtomicI64,
     clock_skew_ms: i64,
     outbox: outbox::OutboxLink,
-    log_bound: log_bound::LogBound,
+    /// Each partition's log's bound in bytes, partition 0 first.
+    log_bounds: Vec<log_bound::LogBound>,
     /// Bodies read lately, for completing events.
     bodies: body_cache::BodyCache,
 }
@@ -102,21 +104,25 @@ impl RedisStore {
         let link = link::Link::open(&options.url, options.timeout)?;
         let partitions = options.partitions.clamp(1, MAX_PARTITIONS);
         let keys = Keys::new(&options.prefix, 0);
-        let parts = (0..partitions)
+        let parts: Vec<Keys> = (0..partitions)
             .map(|k| Keys::new(&options.prefix, k))
             .collect();
         Ok(Self {
-            parts,
             layout_key: keys::layout_key(&options.prefix),
             layout_checked: AtomicBool::new(false),
             link,
-            blocking: Mutex::new(None),
-            outbox: outbox::OutboxLink::new(&keys),
+            blocking: (0..partitions).map(|_| Mutex::new(None)).collect(),
+            outbox: outbox::OutboxLink::new(&keys, &parts),
+            parts,
             keys,
-            log_bound: log_bound::LogBound::new(
-                options.retention.max_events,
-                options.retention.max_event_bytes,
-            ),
+            log_bounds: (0..partitions)
+                .map(|_| {
+                    log_bound::LogBound::new(
+                        options.retention.max_events,
+                        options.retention.max_event_bytes,
+                    )
+                })
+                .collect(),
             bodies: body_cache::BodyCache::default(),
             retention: options.retention,
             timeout: options.timeout,
@@ -134,7 +140,18 @@ impl RedisStore {
     /// The keys of the partition the approval with this id lives in;
     /// `None` when the id names no partition of this namespace.
     fn keys_of(&self, id: &str) -> Option<&Keys> {
-        self.parts.get(keys::partition_of(id, self.parts.len())?)
+        self.partition_of(id).map(|(_, keys)| keys)
+    }
+
+    /// The partition the approval with this id lives in, and its keys.
+    fn partition_of(&self, id: &str) -> Option<(usize, &Keys)> {
+        let part = keys::partition_of(id, self.parts.len())?;
+        Some((part, self.parts.get(part)?))
+    }
+
+    /// How many entries partition `part`'s log keeps now (`XADD MAXLEN ~`).
+    fn cap_of(&self, part: usize) -> usize {
+        self.log_bounds.get(part).map_or(1, |b| b.cap())
     }
 
     /// Compares the layout recorded in Redis with this store's partition
@@ -216,33 +233,43 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        let mut asked = Vec::with_capacity(ids.len());
-        for id in ids {
-            let keys = self.keys_of(id.as_ref());
-            asked.push(keys.is_some());
-            if let Some(keys) = keys {
+        // One pipeline per partition: a Cluster takes a pipeline to one
+        // slot only. They go out together.
+        let mut groups: Vec<(redis::Pipeline, Vec<usize>)> = (0..self.parts.len())
+            .map(|_| (redis::pipe(), Vec::new()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some((part, keys)) = self.partition_of(id.as_ref()) {
+                let (pipe, members) = &mut groups[part];
                 pipe.cmd("HMGET")
                     .arg(keys.approval(id.as_ref()))
                     .arg(&HASH_FIELDS[..]);
+                members.push(i);
             }
         }
         let started = tokio::time::Instant::now();
-        let rows: Vec<HashFields> = match asked.iter().any(|a| *a) {
-            true => loop {
-                match pipe.query_async(&mut self.conn()?).await {
-                    Err(e) if e.is_timeout() && started.elapsed() < patience => {
-                        tracing::debug!(ids = ids.len(), "a read timed out: asking again");
+        let reads = groups
+            .iter()
+            .filter(|(_, members)| !members.is_empty())
+            .map(|(pipe, members)| async move {
+                loop {
+                    match pipe.query_async::<Vec<HashFields>>(&mut self.conn()?).await {
+                        Err(e) if e.is_timeout() && started.elapsed() < patience => {
+                            tracing::debug!(ids = members.len(), "a read timed out: asking again");
+                        }
+                        rows => break Ok::<_, DomainError>((members, rows?)),
                     }
-                    rows => break rows?,
                 }
-            },
-            false => Vec::new(),
-        };
-        let mut rows = rows.into_iter();
+            });
+        let mut rows: Vec<Option<HashFields>> = (0..ids.len()).map(|_| None).collect();
+        for (members, got) in futures::future::try_join_all(reads).await? {
+            for (&i, row) in members.iter().zip(got) {
+                rows[i] = Some(row);
+            }
+        }
         ids.iter()
-            .zip(asked)
-            .map(|(id, asked)| match asked.then(|| rows.next()).flatten() {
+            .zip(rows)
+            .map(|(id, row)| match row {
                 Some(row) => {
                     // A pending approval read here is mostly a waiter's first
                     // look: keep its body, so the `resolved` event that wakes
@@ -325,6 +352,10 @@ impl Store for RedisStore {
         RedisStore::create(self, id, new, max_open).await
     }
 
+    fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
     fn place(&self, id: ApprovalId, requester: &str) -> ApprovalId {
         if self.parts.len() <= 1 {
             return id;
@@ -381,7 +412,7 @@ impl Store for RedisStore {
         self.first_in(|k| &k.reminders).await
     }
 
-    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Cursor), DomainError> {
+    async fn pending_ids(&self) -> Result<(Vec<ApprovalId>, Frontier), DomainError> {
         RedisStore::pending_ids(self).await
     }
 
@@ -398,16 +429,16 @@ impl Store for RedisStore {
         RedisStore::renew_epoch(self, seen).await
     }
 
-    async fn pending_count(&self) -> Result<(u64, Cursor), DomainError> {
-        RedisStore::pending_count(self).await
+    async fn pending_count(&self, part: usize) -> Result<(u64, Cursor), DomainError> {
+        RedisStore::pending_count(self, part).await
     }
 
     async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page, DomainError> {
         RedisStore::list(self, caller, query).await
     }
 
-    async fn head(&self) -> Result<Cursor, DomainError> {
-        RedisStore::head(self).await
+    async fn head(&self, part: usize) -> Result<Cursor, DomainError> {
+        RedisStore::head(self, part).await
     }
 
     async fn complete_events(
@@ -420,15 +451,16 @@ impl Store for RedisStore {
 
     async fn read_events(
         &self,
+        part: usize,
         after: Cursor,
         limit: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Event>, DomainError> {
-        RedisStore::read_events(self, after, limit, block).await
+        RedisStore::read_events(self, part, after, limit, block).await
     }
 
-    async fn check_cursor(&self, cursor: Cursor) -> Result<(), DomainError> {
-        RedisStore::check_cursor(self, cursor).await
+    async fn check_cursor(&self, part: usize, cursor: Cursor) -> Result<(), DomainError> {
+        RedisStore::check_cursor(self, part, cursor).await
     }
 
     async fn ping(&self) -> Result<(), DomainError> {

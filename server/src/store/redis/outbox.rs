@@ -1,7 +1,9 @@
 //! The webhook outbox in Redis (see `store::outbox` for the two steps).
 //!
-//! Keys (`keys.rs`): the event stream's consumer group `webhooks` (its
-//! pending entries: events claimed, not yet planned); `hooks:due` (zset:
+//! Keys (`keys.rs`): each partition's event stream's consumer group
+//! `webhooks` (its pending entries: events claimed, not yet planned; a
+//! replica plans each partition's log apart, a blocking group read each);
+//! in partition 0 only (one queue for the namespace): `hooks:due` (zset:
 //! queued deliveries by due time or lease end) and `hooks:queued` (hash: the
 //! same deliveries, JSON), capped at `MAX_QUEUED`; `hooks:dead` (hash: dead
 //! letters, JSON) and `hooks:dead_order` (zset: the same by when they died),
@@ -37,12 +39,18 @@ const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 const COMMON: &str = include_str!("outbox/common.lua");
 
-/// This replica's side of the outbox: scripts, and the connection its
-/// blocking reads hold.
+/// This replica's side of the outbox: scripts, and each partition's
+/// consumer group.
 pub(super) struct OutboxLink {
     keys: [String; 4],
-    events: String,
     scripts: OutboxScripts,
+    /// Partition 0's first.
+    groups: Vec<GroupLink>,
+}
+
+/// This replica's side of one partition's consumer group.
+struct GroupLink {
+    events: String,
     /// XREADGROUP BLOCK holds a connection while it waits: its own, with no
     /// response timeout (as the event pump's).
     blocking: Mutex<Option<super::link::Conn>>,
@@ -60,11 +68,21 @@ struct OutboxScripts {
 }
 
 impl OutboxLink {
-    pub(super) fn new(keys: &super::keys::Keys) -> Self {
+    /// `keys`: partition 0's (the queue's); `parts`: every partition's.
+    pub(super) fn new(keys: &super::keys::Keys, parts: &[super::keys::Keys]) -> Self {
         let script = |body: &str| Script::new(&format!("#!lua\n{COMMON}\n{body}"));
         Self {
             keys: keys.outbox(),
-            events: keys.events.clone(),
+            groups: parts
+                .iter()
+                .map(|p| GroupLink {
+                    events: p.events.clone(),
+                    blocking: Mutex::new(None),
+                    group_ready: AtomicBool::new(false),
+                    last_takeover: Mutex::new(None),
+                    last_forget: Mutex::new(None),
+                })
+                .collect(),
             scripts: OutboxScripts {
                 plan: script(include_str!("outbox/plan.lua")),
                 take_due: script(include_str!("outbox/take_due.lua")),
@@ -72,11 +90,13 @@ impl OutboxLink {
                 bury: script(include_str!("outbox/bury.lua")),
                 revive: script(include_str!("outbox/revive.lua")),
             },
-            blocking: Mutex::new(None),
-            group_ready: AtomicBool::new(false),
-            last_takeover: Mutex::new(None),
-            last_forget: Mutex::new(None),
         }
+    }
+
+    fn group(&self, part: usize) -> Result<&GroupLink, DomainError> {
+        self.groups
+            .get(part)
+            .ok_or_else(|| DomainError::Internal(format!("no partition {part}")))
     }
 
     fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
@@ -107,10 +127,10 @@ impl RedisStore {
         &self.outbox
     }
 
-    /// Creates the consumer group, starting at the newest event, unless it
-    /// exists (then it goes on where the replicas left it).
-    async fn ensure_group(&self) -> Result<(), DomainError> {
-        let o = self.outbox();
+    /// Creates partition `part`'s consumer group, starting at the newest
+    /// event, unless it exists (then it goes on where the replicas left it).
+    async fn ensure_group(&self, part: usize) -> Result<(), DomainError> {
+        let o = self.outbox().group(part)?;
         if o.group_ready.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -129,8 +149,13 @@ impl RedisStore {
 
     /// Events another replica claimed and left unplanned for `STALE_CLAIM`
     /// (it died), now claimed by `consumer`; checked every `TAKEOVER_EVERY`.
-    async fn take_over(&self, consumer: &str, limit: usize) -> Result<Vec<Event>, DomainError> {
-        let o = self.outbox();
+    async fn take_over(
+        &self,
+        part: usize,
+        consumer: &str,
+        limit: usize,
+    ) -> Result<Vec<Event>, DomainError> {
+        let o = self.outbox().group(part)?;
         {
             let mut last = o.last_takeover.lock().await;
             if last.is_some_and(|t| t.elapsed() < TAKEOVER_EVERY) {
@@ -161,20 +186,19 @@ impl RedisStore {
                 .xack(&o.events, GROUP, &reply.deleted_ids)
                 .await;
         }
-        self.forget_gone_consumers(consumer).await;
+        self.forget_gone_consumers(o, consumer).await;
         if !reply.claimed.is_empty() {
             tracing::info!(
                 events = reply.claimed.len(),
                 "taking over webhook planning of events another replica claimed and left"
             );
         }
-        super::codec::events(reply.claimed)
+        super::codec::events(reply.claimed, part, self.parts.len())
     }
 
     /// Deletes consumers idle past `FORGET_CONSUMER_AFTER` that hold no
     /// claimed event (replicas long gone). Best effort.
-    async fn forget_gone_consumers(&self, me: &str) {
-        let o = self.outbox();
+    async fn forget_gone_consumers(&self, o: &GroupLink, me: &str) {
         {
             let mut last = o.last_forget.lock().await;
             if last.is_some_and(|t| t.elapsed() < FORGET_EVERY) {
@@ -201,11 +225,12 @@ impl RedisStore {
 
     async fn read_group(
         &self,
+        part: usize,
         consumer: &str,
         limit: usize,
         block: Duration,
     ) -> Result<Vec<Event>, DomainError> {
-        let o = self.outbox();
+        let o = self.outbox().group(part)?;
         let mut slot = o.blocking.lock().await;
         if slot.is_none() {
             *slot = Some(self.link.blocking_conn().await?);
@@ -243,7 +268,7 @@ impl RedisStore {
         let entries = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default();
-        super::codec::events(entries)
+        super::codec::events(entries, part, self.parts.len())
     }
 }
 
@@ -251,25 +276,38 @@ impl RedisStore {
 impl Outbox for RedisStore {
     async fn unplanned_events(
         &self,
+        part: usize,
         consumer: &str,
         limit: usize,
         block: Duration,
     ) -> Result<Vec<Event>, DomainError> {
-        self.ensure_group().await?;
-        let taken = self.take_over(consumer, limit).await?;
+        self.ensure_group(part).await?;
+        let taken = self.take_over(part, consumer, limit).await?;
         if !taken.is_empty() {
             return Ok(taken);
         }
-        self.read_group(consumer, limit, block).await
+        self.read_group(part, consumer, limit, block).await
     }
 
-    async fn plan(&self, event: Cursor, deliveries: &[Delivery]) -> Result<(), DomainError> {
+    async fn plan(
+        &self,
+        part: usize,
+        event: Cursor,
+        deliveries: &[Delivery],
+    ) -> Result<(), DomainError> {
         let o = self.outbox();
+        let log = &o.group(part)?.events;
         let mut invocation = o.invocation(&o.scripts.plan);
+        // Partition 0's events are marked planned in the same script (same
+        // slot); another partition's log is in another slot: marked after.
         invocation
-            .key(&o.events)
+            .key(&o.group(0)?.events)
             .arg(GROUP)
-            .arg(event.to_string())
+            .arg(if part == 0 {
+                event.to_string()
+            } else {
+                String::new()
+            })
             .arg(MAX_QUEUED)
             .arg(MAX_DEAD);
         let now = self.now();
@@ -280,6 +318,9 @@ impl Outbox for RedisStore {
                 .arg(to_json(&d.refused_as_full(now)));
         }
         let _queued: u64 = invocation.invoke_async(&mut self.conn()?).await?;
+        if part != 0 {
+            let _: u64 = self.conn()?.xack(log, GROUP, &[event.to_string()]).await?;
+        }
         Ok(())
     }
 

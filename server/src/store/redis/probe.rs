@@ -14,14 +14,18 @@ const WRITABLE_PROBE_TTL_MS: u64 = 60_000;
 impl RedisStore {
     pub(super) async fn ping(&self) -> Result<(), DomainError> {
         self.link.check().await?;
-        // One small write (with a TTL): refused exactly when approvals would be.
-        let _: () = redis::cmd("SET")
-            .arg(&self.keys.writable)
-            .arg(1)
-            .arg("PX")
-            .arg(WRITABLE_PROBE_TTL_MS)
-            .query_async(&mut self.conn()?)
-            .await?;
+        // One small write (with a TTL) per partition (each may be on a
+        // shard of its own): refused exactly when approvals would be.
+        let mut conn = self.conn()?;
+        for keys in &self.parts {
+            let _: () = redis::cmd("SET")
+                .arg(&keys.writable)
+                .arg(1)
+                .arg("PX")
+                .arg(WRITABLE_PROBE_TTL_MS)
+                .query_async(&mut conn)
+                .await?;
+        }
         if let Some(waiter) = &self.durability {
             // Once, at the first health check: say which promise holds.
             waiter.detect(&mut self.conn()?, &self.keys.epoch).await?;

@@ -84,7 +84,7 @@ impl RedisStore {
         let now = self.now();
         let requester = new.requester.as_str().to_string();
         // The partition the id names (`Store::place`).
-        let Some(keys) = self.keys_of(id.as_str()) else {
+        let Some((part, keys)) = self.partition_of(id.as_str()) else {
             return Err(DomainError::Internal(format!(
                 "approval id {id} names no partition of {}",
                 self.parts.len()
@@ -141,7 +141,7 @@ impl RedisStore {
                     .arg(timeout_ms)
                     .arg(ttl)
                     .arg(&cutoff)
-                    .arg(self.log_bound.cap())
+                    .arg(self.cap_of(part))
                     .arg(if idem.is_some() { "1" } else { "0" })
                     .arg(&requester)
                     .arg(max_open)
@@ -167,7 +167,7 @@ impl RedisStore {
                     approval.created_at = created;
                     approval.deadline = deadline;
                 }
-                self.appended(0).await;
+                self.appended(part, 0).await;
                 Ok(Created {
                     approval,
                     created: true,
@@ -208,7 +208,7 @@ impl RedisStore {
             Ending::Decided { reason, .. } => (&self.scripts.decide, reason),
             Ending::Cancelled { reason, .. } => (&self.scripts.cancel, reason),
         };
-        let Some(keys) = self.keys_of(id.as_str()) else {
+        let Some((part, keys)) = self.partition_of(id.as_str()) else {
             return Ok(Finished::NotFound);
         };
         let reply = self
@@ -223,14 +223,14 @@ impl RedisStore {
                     .arg(ending.by())
                     .arg(reason)
                     .arg(self.retention_ms())
-                    .arg(self.log_bound.cap())
+                    .arg(self.cap_of(part))
                     .arg(Approval::EXPIRED_REASON),
                 &keys.epoch,
             )
             .await?;
         if let Some(b"done" | b"expired" | b"recorded") = reply.first().map(Vec::as_slice) {
             // The entry holds the reason and the votes (reply field 8).
-            self.appended(reason.len() + reply.get(8).map_or(0, Vec::len))
+            self.appended(part, reason.len() + reply.get(8).map_or(0, Vec::len))
                 .await;
         }
         match reply.first().map(Vec::as_slice) {
@@ -248,7 +248,7 @@ impl RedisStore {
     }
 
     pub(super) async fn expire(&self, id: &ApprovalId) -> Result<Option<Approval>, DomainError> {
-        let Some(keys) = self.keys_of(id.as_str()) else {
+        let Some((part, keys)) = self.partition_of(id.as_str()) else {
             return Ok(None);
         };
         let reply: Vec<Vec<u8>> = self
@@ -260,14 +260,14 @@ impl RedisStore {
             .key(&keys.open)
             .arg(id.as_str())
             .arg(self.retention_ms())
-            .arg(self.log_bound.cap())
+            .arg(self.cap_of(part))
             .arg(Approval::EXPIRED_REASON)
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         match reply.first().map(Vec::as_slice) {
             Some(b"expired") => {
-                self.appended(0).await;
+                self.appended(part, 0).await;
                 Ok(Some(codec::decode_reply(&reply)?))
             }
             _ => Ok(None),
@@ -279,7 +279,7 @@ impl RedisStore {
         &self,
         id: &ApprovalId,
     ) -> Result<Option<(u32, Approval)>, DomainError> {
-        let Some(keys) = self.keys_of(id.as_str()) else {
+        let Some((part, keys)) = self.partition_of(id.as_str()) else {
             return Ok(None);
         };
         let mut reply: Vec<Vec<u8>> = self
@@ -289,14 +289,14 @@ impl RedisStore {
             .key(&keys.reminders)
             .key(&keys.events)
             .arg(id.as_str())
-            .arg(self.log_bound.cap())
+            .arg(self.cap_of(part))
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(write_error)?;
         if reply.first().map(Vec::as_slice) != Some(b"reminded") {
             return Ok(None);
         }
-        self.appended(0).await;
+        self.appended(part, 0).await;
         let n = std::str::from_utf8(&reply.remove(1))
             .ok()
             .and_then(|n| n.parse().ok())

@@ -2,7 +2,9 @@
 -- (XACK in the consumer group), in one step: a replica dying before it
 -- leaves the event to another, never half planned.
 -- KEYS: the outbox keys (common.lua), then KEYS[5] the event stream.
--- ARGV: group, event id, max queued, max dead, then per delivery three:
+-- ARGV: group, event id ('' for an event of another partition's log, which
+--   the caller marks planned itself: another slot), max queued, max dead,
+--   then per delivery three:
 --   id, delivery JSON, dead letter JSON (kept instead when the queue is full).
 -- A delivery already queued or dead (the event planned before) is skipped.
 -- Returns how many deliveries were queued.
@@ -21,5 +23,7 @@ for i = 5, #ARGV, 3 do
     end
   end
 end
-redis.call('XACK', KEYS[5], ARGV[1], ARGV[2])
+if ARGV[2] ~= '' then
+  redis.call('XACK', KEYS[5], ARGV[1], ARGV[2])
+end
 return queued
