@@ -197,27 +197,6 @@ impl Bench {
         self.replica_with(prefix, name, None).await
     }
 
-    /// Starts one replica with `flags` beside the bench's usual ones.
-    pub async fn replica_with_flags(
-        &self,
-        prefix: &str,
-        name: &str,
-        flags: &[&str],
-    ) -> BenchResult<Replica> {
-        let log = self.work.join(format!("{prefix}-{name}.log"));
-        let mut args = self.approvald_args.clone();
-        args.extend(flags.iter().map(|f| f.to_string()));
-        Replica::start(
-            &self.approvald,
-            &self.redis.url(),
-            prefix,
-            &args,
-            &log,
-            None,
-        )
-        .await
-    }
-
     /// Starts one replica, with authentication on when `auth` is given.
     pub async fn replica_with(
         &self,

@@ -41,10 +41,8 @@ pub async fn run(b: &Bench) -> BenchResult<Vec<FanoutRow>> {
 async fn run_one(b: &Bench, watchers: usize, approvals: usize) -> BenchResult<FanoutRow> {
     eprintln!("\n== watch fan-out: {watchers} WatchPending streams on A, {approvals} approvals created on B");
     let prefix = b.prefix("fanout");
-    let cap = watchers.to_string();
-    let a = b
-        .replica_with_flags(&prefix, "a", &["--max-watchers", &cap])
-        .await?;
+    let flags = ["--max-watchers".to_string(), watchers.to_string()];
+    let a = b.replica_with_args(&prefix, "a", None, &flags).await?;
     let creator_replica = b.replica(&prefix, "b").await?;
     let mut creator = creator_replica.client().await?;
 
