@@ -6,7 +6,7 @@
 //! as with the shared cluster in a `static`), the pipe closes and the
 //! watchdog stops its node. Nothing outlives the tests.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,8 +34,11 @@ impl Node {
         let _ = Command::new("kill")
             .args(["-KILL", &self.pid.to_string()])
             .status();
-        // The watchdog reads its pipe until it closes: close it.
-        self.lifeline = None;
+        // The watchdog reads its pipe until it closes: keep the node's
+        // data (it may be restarted), close it.
+        if let Some(mut lifeline) = self.lifeline.take() {
+            let _ = lifeline.write_all(b"keep\n");
+        }
         let _ = self.watchdog.wait();
     }
 }
@@ -274,9 +277,18 @@ fn launch(dir: &std::path::Path, port: u16, bus_port: u16) -> Node {
     std::fs::create_dir_all(&node_dir).expect("create node dir");
     // The watchdog: start the node, say its pid, wait for the pipe from the
     // test process to close (it ends with that process), stop the node.
+    // Unless told to keep them (a node stopped to be restarted), it then
+    // removes the node's folder, and the last node's watchdog the
+    // cluster's: a cluster shared in a static is never dropped.
     let mut watchdog = Command::new("sh")
         .arg("-c")
-        .arg(r#"redis-server "$@" >/dev/null 2>&1 & echo $!; read _; kill -9 $! 2>/dev/null"#)
+        .arg(
+            r#"redis-server "$@" >/dev/null 2>&1 & echo $!; read what; kill -9 $! 2>/dev/null; wait
+               if [ "$what" != keep ]; then rm -rf "$NODE_DIR"; rmdir "$CLUSTER_DIR" 2>/dev/null; fi
+               true"#,
+        )
+        .env("NODE_DIR", &node_dir)
+        .env("CLUSTER_DIR", dir)
         .arg("sh")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         // The bus port defaults to port + 10000, which does not exist for

@@ -2,7 +2,7 @@
 //! veto, who may vote, what a deadline means, per-type timeouts, reminders,
 //! and reloading. Real Redis with several replicas, and the memory store.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use approval_client::v1;
@@ -10,9 +10,8 @@ use approval_tests::*;
 use tonic::{Code, Request};
 
 /// A fresh folder holding `config.toml` with `text`.
-fn config_dir(text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("approvald-policy-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn config_dir(text: &str) -> ScratchDir {
+    let dir = ScratchDir::new("approvald-policy");
     std::fs::write(dir.join("config.toml"), text).unwrap();
     dir
 }
@@ -40,7 +39,7 @@ default_timeout = "400ms"
 
 /// A deployment (with `replicas` on Redis) reading `text` as its
 /// configuration file, re-read every 100 ms when it changes.
-async fn deployment(store: Store, replicas: usize, text: &str) -> (Deployment, PathBuf) {
+async fn deployment(store: Store, replicas: usize, text: &str) -> (Deployment, ScratchDir) {
     let dir = config_dir(text);
     let file = dir.join("config.toml");
     let d = Deployment::start_with(store, replicas, |c| {

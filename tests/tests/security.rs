@@ -35,9 +35,8 @@ const TOKENS: &[(&str, &str, &str)] = &[
 
 /// Writes an authentication file (tokens, JWT, certificates, a policy that
 /// lets `dev:*` requesters approve their own) into a fresh folder.
-fn auth_dir(extra: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("approvald-auth-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn auth_dir(extra: &str) -> ScratchDir {
+    let dir = ScratchDir::new("approvald-auth");
     std::fs::write(dir.join("auth.toml"), auth_toml(TOKENS, extra)).unwrap();
     dir
 }
@@ -82,7 +81,7 @@ allow_self_approval = true
     toml
 }
 
-async fn secured(store: Store, tweak: impl Fn(&mut approvald::Config)) -> (Deployment, PathBuf) {
+async fn secured(store: Store, tweak: impl Fn(&mut approvald::Config)) -> (Deployment, ScratchDir) {
     let dir = auth_dir("");
     let file = dir.join("auth.toml");
     let d = Deployment::start_with(store, 2, |c| {

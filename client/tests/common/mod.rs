@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use approval_client::{Approval, ApprovalClient, ListFilter, Status};
 pub use approval_tests::free_port;
-use approval_tests::{wait_for, Deployment, RedisServer, Replica, Store, PROMPTLY};
+use approval_tests::{wait_for, Deployment, RedisServer, Replica, ScratchDir, Store, PROMPTLY};
 use approvald::Config;
 use futures::TryStreamExt;
 
@@ -74,9 +74,8 @@ pub fn unknown_id() -> String {
 
 /// Two replicas on one Redis reading a configuration file with these
 /// policies (written to a fresh folder, returned too).
-pub async fn deployment_with_policies(policies: &str) -> (Deployment, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("approvalctl-policy-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
+pub async fn deployment_with_policies(policies: &str) -> (Deployment, ScratchDir) {
+    let dir = ScratchDir::new("approvalctl-policy");
     let file = dir.join("config.toml");
     std::fs::write(&file, policies).expect("write the configuration file");
     let d = Deployment::start_with(Store::Redis, 2, |c| {
