@@ -283,6 +283,65 @@ async fn approvals_spread_over_partitions_and_are_found_by_id_alone_on_cluster()
     approvals_spread_over_partitions_and_are_found_by_id_alone(Store::Cluster).await;
 }
 
+/// What a snapshot sizes its pages by: about the size of each approval
+/// once read, 0 for one that is gone, in every partition.
+async fn the_size_of_approvals_is_known_without_reading_them(store: Store) {
+    let (url, _redis) = url_of(store);
+    let s = store_at(&url, &namespace(), 3);
+    let limits = Limits::default();
+    let mut ids = Vec::new();
+    for (i, context_bytes) in [0usize, 1_000, 30_000, 60_000]
+        .into_iter()
+        .cycle()
+        .take(12)
+        .enumerate()
+    {
+        let requester = format!("requester-{i}");
+        let mut new = new_approval(&requester, None);
+        let text = "x".repeat(context_bytes);
+        let context = prost_types::Struct {
+            fields: [(
+                "text".to_string(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(text)),
+                },
+            )]
+            .into(),
+        };
+        new.context = Context::parse("context", Some(context), &limits).unwrap();
+        let id = s.place(ApprovalId::generate_at(s.now()), &requester);
+        s.create(id.clone(), new, 100).await.expect("create");
+        ids.push(id);
+    }
+    ids.push(ApprovalId::generate_at(s.now()));
+    let sizes = s.sizes(&ids).await.expect("sizes");
+    let read = s.get_many(&ids).await.expect("read");
+    assert_eq!(sizes.len(), ids.len());
+    for (size, approval) in sizes.iter().zip(&read) {
+        match approval {
+            Some(a) => {
+                let wire = a.wire_bytes();
+                assert!(
+                    size.abs_diff(wire) <= 512,
+                    "{}: sized {size} bytes, takes {wire}",
+                    a.id
+                );
+            }
+            None => assert_eq!(*size, 0, "a gone approval takes no room"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_of_approvals_is_known_without_reading_them_on_redis() {
+    the_size_of_approvals_is_known_without_reading_them(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_of_approvals_is_known_without_reading_them_on_cluster() {
+    the_size_of_approvals_is_known_without_reading_them(Store::Cluster).await;
+}
+
 async fn listing_merges_partitions_newest_first_page_by_page(store: Store) {
     let (url, _redis) = url_of(store);
     let prefix = namespace();

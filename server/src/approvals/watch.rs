@@ -144,8 +144,13 @@ impl Approvals {
     }
 
     /// The snapshot: the approvals pending at `at` that `caller` may see
-    /// and that match `filter`, oldest first, then `synced` at `at`. Read a page at a time as the
-    /// client takes them, so a watcher holds ids, never the whole set.
+    /// and that match `filter`, oldest first, then `synced` at `at`. Read a
+    /// page at a time as the client takes them, so a watcher holds ids,
+    /// never the whole set: the store says how large the next approvals
+    /// are (`Store::sizes`, a window of ids at a time), and a page is as
+    /// many as fit in `Limits::WATCHER_PAGE_BYTES` (at least one). Pages
+    /// sized for the largest context allowed instead would be a few
+    /// approvals each: one round trip per few approvals.
     ///
     /// An approval pending at `at` may be final by the time its page is
     /// read: it is left out and noted in `skipped`, so that its `resolved`
@@ -159,31 +164,52 @@ impl Approvals {
         tx: &WatchSender,
         skipped: &mut HashSet<ApprovalId>,
     ) -> bool {
-        for page in ids.chunks(self.page_len()) {
-            let approvals = match self.note(self.store().get_many(page).await) {
-                Ok(approvals) => approvals,
+        for window in ids.chunks(SIZES_WINDOW) {
+            let sizes = match self.note(self.store().sizes(window).await) {
+                Ok(sizes) => sizes,
                 Err(e) => return self.end(tx, e).await,
             };
-            for (id, approval) in page.iter().zip(approvals) {
-                match approval {
-                    Some(a) if !a.is_final() => {
-                        if caller.may_see(&a) && filter.matches(&a) {
-                            let bytes = a.wire_bytes();
-                            if !self
-                                .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
-                                .await
-                            {
-                                return false;
-                            }
-                        }
-                    }
-                    _ => {
-                        skipped.insert(id.clone());
-                    }
+            for page in pages(window, &sizes, Limits::WATCHER_PAGE_BYTES) {
+                if !self.send_page(caller, filter, page, tx, skipped).await {
+                    return false;
                 }
             }
         }
         self.deliver(tx, WatchItem::Synced(at), 0).await
+    }
+
+    /// Reads one page of the snapshot and queues what the caller may see.
+    async fn send_page(
+        &self,
+        caller: &Caller,
+        filter: &Filter,
+        page: &[ApprovalId],
+        tx: &WatchSender,
+        skipped: &mut HashSet<ApprovalId>,
+    ) -> bool {
+        let approvals = match self.note(self.store().get_many(page).await) {
+            Ok(approvals) => approvals,
+            Err(e) => return self.end(tx, e).await,
+        };
+        for (id, approval) in page.iter().zip(approvals) {
+            match approval {
+                Some(a) if !a.is_final() => {
+                    if caller.may_see(&a) && filter.matches(&a) {
+                        let bytes = a.wire_bytes();
+                        if !self
+                            .deliver(tx, WatchItem::Pending(Box::new(a)), bytes)
+                            .await
+                        {
+                            return false;
+                        }
+                    }
+                }
+                _ => {
+                    skipped.insert(id.clone());
+                }
+            }
+        }
+        true
     }
 
     /// Live part of a watch: events after `position`, from the local feed,
@@ -381,5 +407,69 @@ impl Approvals {
         // Zero bytes: a final status always fits.
         let _ = tx.send(Err(e), 0).await;
         false
+    }
+}
+
+/// How many ids of a snapshot have their sizes asked at once.
+const SIZES_WINDOW: usize = 1024;
+
+/// `ids` cut into pages of consecutive ids whose `sizes` add up to at most
+/// `budget` bytes (a page holds at least one id, however large).
+fn pages<'a>(
+    ids: &'a [ApprovalId],
+    sizes: &'a [usize],
+    budget: usize,
+) -> impl Iterator<Item = &'a [ApprovalId]> + 'a {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= ids.len() {
+            return None;
+        }
+        let mut end = start + 1;
+        let mut bytes = sizes[start];
+        while end < ids.len() && bytes + sizes[end] <= budget {
+            bytes += sizes[end];
+            end += 1;
+        }
+        let page = &ids[start..end];
+        start = end;
+        Some(page)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<ApprovalId> {
+        (0..n)
+            .map(|i| ApprovalId::generate_at(crate::domain::Millis(i as u64)))
+            .collect()
+    }
+
+    fn cut(sizes: &[usize], budget: usize) -> Vec<usize> {
+        let ids = ids(sizes.len());
+        let pages: Vec<&[ApprovalId]> = pages(&ids, sizes, budget).collect();
+        // In order, each id once.
+        assert_eq!(pages.concat(), ids);
+        pages.iter().map(|p| p.len()).collect()
+    }
+
+    #[test]
+    fn a_snapshot_page_holds_as_many_approvals_as_fit_in_the_budget() {
+        assert_eq!(cut(&[100; 10], 1000), vec![10]);
+        assert_eq!(cut(&[100; 10], 250), vec![2, 2, 2, 2, 2]);
+        assert_eq!(cut(&[600, 300, 200, 900, 50], 1000), vec![2, 1, 2]);
+    }
+
+    #[test]
+    fn an_approval_larger_than_the_budget_is_a_page_of_its_own() {
+        assert_eq!(cut(&[10, 5000, 10], 1000), vec![1, 1, 1]);
+        assert_eq!(cut(&[], 1000), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn gone_approvals_take_no_room() {
+        assert_eq!(cut(&[0, 0, 500, 0, 500, 0], 1000), vec![6]);
     }
 }

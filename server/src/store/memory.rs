@@ -331,6 +331,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn sizes(&self, ids: &[ApprovalId]) -> Result<Vec<usize>, DomainError> {
+        let state = self.state();
+        Ok(ids
+            .iter()
+            .map(|id| state.approvals.get(id).map_or(0, Approval::wire_bytes))
+            .collect())
+    }
+
     async fn epoch(&self) -> Result<Epoch, DomainError> {
         Ok(self.inner.epoch)
     }

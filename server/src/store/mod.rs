@@ -167,6 +167,11 @@ pub trait Store: outbox::Outbox + Send + Sync + 'static {
     /// The approvals with these ids, in the same order (`None`: gone).
     async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError>;
 
+    /// About how many bytes each of these approvals takes once read, in
+    /// the same order (0: gone), without reading them: a snapshot sizes
+    /// its pages by it (`Approval::wire_bytes` is the measure).
+    async fn sizes(&self, ids: &[ApprovalId]) -> Result<Vec<usize>, DomainError>;
+
     /// The epoch of the event log's history, drawn and recorded when the
     /// store has none (first start, or its data was wiped).
     async fn epoch(&self) -> Result<Epoch, DomainError>;

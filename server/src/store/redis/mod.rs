@@ -220,6 +220,44 @@ impl RedisStore {
         self.fetch_within(ids, Duration::ZERO).await
     }
 
+    /// The length of each approval's `body` and `votes` (what its size
+    /// grows with; the other fields are short and bounded), plus what
+    /// `Approval::wire_bytes` adds for them; 0 for a gone approval. One
+    /// pipeline per partition, out together, as `fetch_within`.
+    async fn sizes(&self, ids: &[ApprovalId]) -> Result<Vec<usize>, DomainError> {
+        /// What the id, type, names, times and status add, about.
+        const SMALL_FIELDS: usize = 256;
+        let mut groups: Vec<(redis::Pipeline, Vec<usize>)> = (0..self.parts.len())
+            .map(|_| (redis::pipe(), Vec::new()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some((part, keys)) = self.partition_of(id.as_str()) {
+                let (pipe, members) = &mut groups[part];
+                let key = keys.approval(id.as_str());
+                pipe.cmd("HSTRLEN").arg(&key).arg("body");
+                pipe.cmd("HSTRLEN").arg(&key).arg("votes");
+                members.push(i);
+            }
+        }
+        let reads = groups
+            .iter()
+            .filter(|(_, members)| !members.is_empty())
+            .map(|(pipe, members)| async move {
+                let lengths: Vec<usize> = pipe.query_async(&mut self.conn()?).await?;
+                Ok::<_, DomainError>((members, lengths))
+            });
+        let mut sizes = vec![0; ids.len()];
+        for (members, lengths) in futures::future::try_join_all(reads).await? {
+            for (&i, pair) in members.iter().zip(lengths.chunks(2)) {
+                // No body: the approval is gone.
+                if pair[0] > 0 {
+                    sizes[i] = pair.iter().sum::<usize>() + SMALL_FIELDS;
+                }
+            }
+        }
+        Ok(sizes)
+    }
+
     /// `fetch`, asked again while its answer times out, for up to `patience`
     /// (a read is safe to repeat). A crowd of calls at once (a replica
     /// restart brings every waiter back in one instant) can keep this
@@ -419,6 +457,10 @@ impl Store for RedisStore {
     async fn get_many(&self, ids: &[ApprovalId]) -> Result<Vec<Option<Approval>>, DomainError> {
         let ids: Vec<&str> = ids.iter().map(ApprovalId::as_str).collect();
         self.fetch_within(&ids, LATE_READS_WITHIN).await
+    }
+
+    async fn sizes(&self, ids: &[ApprovalId]) -> Result<Vec<usize>, DomainError> {
+        RedisStore::sizes(self, ids).await
     }
 
     async fn epoch(&self) -> Result<Epoch, DomainError> {
