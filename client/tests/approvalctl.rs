@@ -981,7 +981,7 @@ async fn webhooks_failed_lists_dead_letters_and_retry_sends_one_again() {
         "retry_for = \"2s\"\nevents = [\"approval.created\"]",
     ));
     let d = Deployment::start_with(approval_tests::Store::Redis, 2, |c| {
-        c.auth_config = Some(file.clone())
+        c.auth_config = Some(file.to_path_buf())
     })
     .await;
     let server = d.replicas[0].endpoint();

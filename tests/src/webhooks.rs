@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use crate::ScratchDir;
 
 /// A Standard Webhooks secret for tests (the specification's example).
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -187,12 +189,32 @@ pub const AGENT: &str = "tok-hook-agent";
 pub const HUMAN: &str = "tok-hook-human";
 pub const ADMIN: &str = "tok-hook-admin";
 
+/// A configuration file in a folder of its own, removed with the folder
+/// when dropped: keep it for as long as a replica reads it. Derefs to the
+/// file's path.
+pub struct ConfigFile {
+    _dir: ScratchDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for ConfigFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ConfigFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A folder with a configuration file (`approvald.toml`: the tokens above
 /// and `webhooks`, TOML `[[webhooks]]` tables) and the secret file
 /// `whsec` (holding `SECRET`), for `--auth-config`.
-pub fn config_file(webhooks: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("approvald-hooks-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).expect("config folder");
+pub fn config_file(webhooks: &str) -> ConfigFile {
+    let dir = ScratchDir::new("approvald-hooks");
     std::fs::write(dir.join("whsec"), format!("{SECRET}\n")).expect("secret file");
     let mut toml = String::new();
     for (token, principal, roles) in [
@@ -206,9 +228,9 @@ pub fn config_file(webhooks: &str) -> PathBuf {
         );
     }
     toml += webhooks;
-    let file = dir.join("approvald.toml");
-    std::fs::write(&file, toml).expect("config file");
-    file
+    let path = dir.join("approvald.toml");
+    std::fs::write(&path, toml).expect("config file");
+    ConfigFile { _dir: dir, path }
 }
 
 /// A `[[webhooks]]` table for a receiver (standard format, signed with

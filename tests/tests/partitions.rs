@@ -634,7 +634,7 @@ async fn webhooks_fire_for_approvals_in_every_partition(store: Store) {
     std::fs::write(&file, toml).unwrap();
     let d = Deployment::start_with(store, 2, |c| {
         c.redis_partitions = 3;
-        c.auth_config = Some(file.clone());
+        c.auth_config = Some(file.to_path_buf());
     })
     .await;
     let mut a = d.a().await;

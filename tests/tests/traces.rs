@@ -370,8 +370,10 @@ async fn a_webhook_delivery_is_a_span_in_the_requesters_trace() {
     let collector = collector();
     let hook = Receiver::start(Answer::Ok).await;
     let file = config_file(&endpoint("audit", &hook, ""));
-    let deployment =
-        Deployment::start_with(Store::Redis, 2, |c| c.auth_config = Some(file.clone())).await;
+    let deployment = Deployment::start_with(Store::Redis, 2, |c| {
+        c.auth_config = Some(file.to_path_buf())
+    })
+    .await;
     let mut a = deployment.a().await;
     let (trace_id, parent, traceparent) = new_trace();
     let created = a

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use approval_client::v1;
 use approval_tests::webhooks::{
-    as_, config_file, endpoint, until_received, Answer, Receiver, ADMIN, AGENT, HUMAN, SECRET,
+    as_, config_file, endpoint, until_received, Answer, ConfigFile, Receiver, ADMIN, AGENT, HUMAN,
+    SECRET,
 };
 use approval_tests::{
     approve, create_request, metrics_text, reject, status, ApprovaldProcess, Client, Deployment,
@@ -27,9 +28,12 @@ async fn decide(client: &mut Client, request: v1::RespondRequest) {
     client.respond(as_(HUMAN, request)).await.expect("respond");
 }
 
-async fn deployment(store: Store, webhooks: &str) -> Deployment {
+/// Two replicas reading a configuration file with `webhooks` (kept with
+/// them: the replicas re-read it).
+async fn deployment(store: Store, webhooks: &str) -> (Deployment, ConfigFile) {
     let file = config_file(webhooks);
-    Deployment::start_with(store, 2, |c| c.auth_config = Some(file.clone())).await
+    let d = Deployment::start_with(store, 2, |c| c.auth_config = Some(file.to_path_buf())).await;
+    (d, file)
 }
 
 fn ids_of(received: &[approval_tests::webhooks::Received]) -> Vec<String> {
@@ -43,7 +47,7 @@ fn ids_of(received: &[approval_tests::webhooks::Received]) -> Vec<String> {
 async fn the_memory_store_sends_each_event_to_the_endpoints_that_want_it() {
     let all = Receiver::start(Answer::Ok).await;
     let filtered = Receiver::start(Answer::Ok).await;
-    let d = deployment(
+    let (d, _config) = deployment(
         Store::Memory,
         &(endpoint("all", &all, "")
             + &endpoint(
@@ -99,7 +103,7 @@ approval_types = ["hook:other*"]"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_exactly_one_success_per_webhook_id() {
     let receiver = Receiver::start(Answer::FailFirst(2)).await;
-    let d = deployment(Store::Redis, &endpoint("flaky", &receiver, "")).await;
+    let (d, _config) = deployment(Store::Redis, &endpoint("flaky", &receiver, "")).await;
     let (mut a, mut b) = (d.a().await, d.b().await);
     let approvals = 4;
     for _ in 0..approvals {
@@ -192,7 +196,7 @@ async fn a_replica_killed_mid_delivery_leaves_the_delivery_to_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_does_not_slow_decisions() {
     let receiver = Receiver::start(Answer::Never).await;
-    let d = deployment(
+    let (d, _config) = deployment(
         Store::Redis,
         &endpoint("black-hole", &receiver, "timeout = \"60s\""),
     )
@@ -234,7 +238,7 @@ async fn a_receiver_that_never_answers_does_not_slow_decisions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_failing_past_its_retry_horizon_becomes_a_dead_letter() {
     let receiver = Receiver::start(Answer::Fail).await;
-    let d = deployment(
+    let (d, _config) = deployment(
         Store::Redis,
         &endpoint(
             "down",
@@ -288,7 +292,7 @@ async fn a_delivery_failing_past_its_retry_horizon_becomes_a_dead_letter() {
 async fn signatures_verify_with_pythons_standard_webhooks_library() {
     let python = std::env::var("APPROVALD_WEBHOOK_PYTHON").unwrap_or_else(|_| "python3".into());
     let receiver = Receiver::start(Answer::Ok).await;
-    let d = deployment(Store::Memory, &endpoint("signed", &receiver, "")).await;
+    let (d, _config) = deployment(Store::Memory, &endpoint("signed", &receiver, "")).await;
     let mut a = d.a().await;
     let created = create_as(&mut a, "hook:deploy").await;
     decide(&mut a, approve(&created.id, "human")).await;
@@ -360,7 +364,7 @@ async fn a_slack_endpoint_gets_a_message_with_the_context_and_an_inbox_link_on_r
 
 async fn slack_message(store: Store) {
     let slack = Receiver::start(Answer::Ok).await;
-    let d = deployment(
+    let (d, _config) = deployment(
         store,
         &format!(
             "[[webhooks]]\nname = \"slack\"\nurl = {:?}\nformat = \"slack\"\ninbox_url = \"https://approvals.example.com/\"\n",
@@ -412,7 +416,7 @@ async fn a_changed_config_file_changes_the_endpoints_and_a_broken_one_changes_no
     let second = Receiver::start(Answer::Ok).await;
     let file = config_file(&endpoint("first", &first, ""));
     let d = Deployment::start_with(Store::Memory, 1, |c| {
-        c.auth_config = Some(file.clone());
+        c.auth_config = Some(file.to_path_buf());
         c.auth_reload_interval = Duration::from_millis(100);
     })
     .await;
