@@ -220,6 +220,28 @@ impl RedisStore {
         self.fetch_within(ids, Duration::ZERO).await
     }
 
+    /// One pipeline per partition (a Cluster takes a pipeline to one slot
+    /// only), each with what `add` asks of the approvals of `ids` in that
+    /// partition, by their hash's key, and the indexes in `ids` of those
+    /// approvals. Ids of no partition of this namespace are left out.
+    fn pipelines_by_partition(
+        &self,
+        ids: &[impl AsRef<str>],
+        add: impl Fn(&mut redis::Pipeline, &str),
+    ) -> Vec<(redis::Pipeline, Vec<usize>)> {
+        let mut groups: Vec<(redis::Pipeline, Vec<usize>)> = (0..self.parts.len())
+            .map(|_| (redis::pipe(), Vec::new()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some((part, keys)) = self.partition_of(id.as_ref()) {
+                let (pipe, members) = &mut groups[part];
+                add(pipe, &keys.approval(id.as_ref()));
+                members.push(i);
+            }
+        }
+        groups
+    }
+
     /// The length of each approval's `body` and `votes` (what its size
     /// grows with; the other fields are short and bounded), plus what
     /// `Approval::wire_bytes` adds for them; 0 for a gone approval. One
@@ -227,18 +249,11 @@ impl RedisStore {
     async fn sizes(&self, ids: &[ApprovalId]) -> Result<Vec<usize>, DomainError> {
         /// What the id, type, names, times and status add, about.
         const SMALL_FIELDS: usize = 256;
-        let mut groups: Vec<(redis::Pipeline, Vec<usize>)> = (0..self.parts.len())
-            .map(|_| (redis::pipe(), Vec::new()))
-            .collect();
-        for (i, id) in ids.iter().enumerate() {
-            if let Some((part, keys)) = self.partition_of(id.as_str()) {
-                let (pipe, members) = &mut groups[part];
-                let key = keys.approval(id.as_str());
-                pipe.cmd("HSTRLEN").arg(&key).arg("body");
-                pipe.cmd("HSTRLEN").arg(&key).arg("votes");
-                members.push(i);
-            }
-        }
+        let names: Vec<&str> = ids.iter().map(ApprovalId::as_str).collect();
+        let groups = self.pipelines_by_partition(&names, |pipe, key| {
+            pipe.cmd("HSTRLEN").arg(key).arg("body");
+            pipe.cmd("HSTRLEN").arg(key).arg("votes");
+        });
         let reads = groups
             .iter()
             .filter(|(_, members)| !members.is_empty())
@@ -271,20 +286,9 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // One pipeline per partition: a Cluster takes a pipeline to one
-        // slot only. They go out together.
-        let mut groups: Vec<(redis::Pipeline, Vec<usize>)> = (0..self.parts.len())
-            .map(|_| (redis::pipe(), Vec::new()))
-            .collect();
-        for (i, id) in ids.iter().enumerate() {
-            if let Some((part, keys)) = self.partition_of(id.as_ref()) {
-                let (pipe, members) = &mut groups[part];
-                pipe.cmd("HMGET")
-                    .arg(keys.approval(id.as_ref()))
-                    .arg(&HASH_FIELDS[..]);
-                members.push(i);
-            }
-        }
+        let groups = self.pipelines_by_partition(ids, |pipe, key| {
+            pipe.cmd("HMGET").arg(key).arg(&HASH_FIELDS[..]);
+        });
         let started = tokio::time::Instant::now();
         let reads = groups
             .iter()
