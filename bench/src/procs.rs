@@ -200,6 +200,13 @@ impl RedisServer {
     }
 }
 
+/// How one start of a replica went.
+enum Started {
+    Serving(Replica),
+    /// It exited at once: a port picked for it was bound by then.
+    PortTaken,
+}
+
 /// One `approvald` process (release build) on the shared Redis.
 pub struct Replica {
     pub port: u16,
@@ -211,7 +218,9 @@ pub struct Replica {
 impl Replica {
     /// Starts a replica with `extra` flags; with `auth`, authentication is
     /// on (that token file, the per-principal rate limit raised to
-    /// `AUTH_RATE_LIMIT`).
+    /// `AUTH_RATE_LIMIT`). A replica that finds its port taken (another
+    /// process bound it after the port was picked) is started again on
+    /// other ports, up to three times.
     pub async fn start(
         bin: &Path,
         redis_url: &str,
@@ -220,6 +229,30 @@ impl Replica {
         log: &Path,
         auth: Option<&Auth>,
     ) -> BenchResult<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(bin, redis_url, prefix, extra, log, auth).await? {
+                Started::Serving(replica) => return Ok(replica),
+                Started::PortTaken if attempt < 3 => attempt += 1,
+                Started::PortTaken => {
+                    return Err(format!(
+                        "approvald found its port taken {attempt} times (log: {})",
+                        log.display()
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+
+    async fn try_start(
+        bin: &Path,
+        redis_url: &str,
+        prefix: &str,
+        extra: &[String],
+        log: &Path,
+        auth: Option<&Auth>,
+    ) -> BenchResult<Started> {
         let listen = Listen::free();
         let log_file = fs::File::create(log)?;
         let mut command = Command::new(bin);
@@ -248,7 +281,7 @@ impl Replica {
             .stderr(log_file)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let replica = Self {
+        let mut replica = Self {
             port: listen.port,
             metrics_port: listen.metrics_port,
             pid: child.id(),
@@ -256,15 +289,31 @@ impl Replica {
         };
         let endpoint = replica.endpoint();
         let limit = Duration::from_secs(15);
-        let up = eventually(limit, || serving(endpoint.clone())).await;
-        if !up {
-            return Err(format!(
-                "approvald did not report SERVING within {limit:?} (log: {})",
-                log.display()
-            )
-            .into());
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = replica.child.try_wait()? {
+                let text = fs::read_to_string(log).unwrap_or_default();
+                if text.contains("Address already in use") {
+                    return Ok(Started::PortTaken);
+                }
+                return Err(format!(
+                    "approvald exited before serving ({status}; log: {})",
+                    log.display()
+                )
+                .into());
+            }
+            if serving(endpoint.clone()).await {
+                return Ok(Started::Serving(replica));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "approvald did not report SERVING within {limit:?} (log: {})",
+                    log.display()
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(replica)
     }
 
     pub fn endpoint(&self) -> String {
