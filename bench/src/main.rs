@@ -66,6 +66,10 @@ struct Args {
     /// (e.g. 1x200,1000x1).
     #[arg(long, value_delimiter = ',', value_parser = waiters_by_rounds)]
     decision: Vec<(usize, usize)>,
+    /// Override the lifecycle scenario's agent counts (comma-separated; the
+    /// run with authentication on keeps its own).
+    #[arg(long, value_delimiter = ',')]
+    lifecycle: Vec<usize>,
     /// Give the bench's Redis this many replicas (`replicaof`) and run
     /// approvald with --redis-wait-replicas so many: the cost of the
     /// durability knob.
@@ -304,6 +308,9 @@ async fn run(args: Args) -> BenchResult<()> {
     }
     if !args.decision.is_empty() {
         sizes.decision = args.decision.clone();
+    }
+    if !args.lifecycle.is_empty() {
+        sizes.lifecycle_concurrency = args.lifecycle.clone();
     }
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let approvald = match &args.approvald {
