@@ -200,13 +200,6 @@ impl RedisServer {
     }
 }
 
-/// How one start of a replica went.
-enum Started {
-    Serving(Replica),
-    /// It exited at once: a port picked for it was bound by then.
-    PortTaken,
-}
-
 /// One `approvald` process (release build) on the shared Redis.
 pub struct Replica {
     pub port: u16,
@@ -229,72 +222,64 @@ impl Replica {
         log: &Path,
         auth: Option<&Auth>,
     ) -> BenchResult<Self> {
-        let mut attempt = 1;
-        loop {
-            match Self::try_start(bin, redis_url, prefix, extra, log, auth).await? {
-                Started::Serving(replica) => return Ok(replica),
-                Started::PortTaken if attempt < 3 => attempt += 1,
-                Started::PortTaken => {
-                    return Err(format!(
-                        "approvald found its port taken {attempt} times (log: {})",
-                        log.display()
-                    )
-                    .into())
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let listen = Listen::free();
+            let log_file = fs::File::create(log)?;
+            let mut command = Command::new(bin);
+            // Only our flags: no APPROVALD_* from the caller's environment.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("APPROVALD_") {
+                    command.env_remove(key);
                 }
             }
-        }
-    }
-
-    async fn try_start(
-        bin: &Path,
-        redis_url: &str,
-        prefix: &str,
-        extra: &[String],
-        log: &Path,
-        auth: Option<&Auth>,
-    ) -> BenchResult<Started> {
-        let listen = Listen::free();
-        let log_file = fs::File::create(log)?;
-        let mut command = Command::new(bin);
-        // Only our flags: no APPROVALD_* from the caller's environment.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("APPROVALD_") {
-                command.env_remove(key);
+            if let Some(auth) = auth {
+                let limit = AUTH_RATE_LIMIT.to_string();
+                command.arg("--auth-config").arg(&auth.file).args([
+                    "--rate-limit",
+                    &limit,
+                    "--rate-limit-burst",
+                    &limit,
+                ]);
+            }
+            let child = command
+                .args(listen.args_with(&["--redis-url", redis_url, "--redis-prefix", prefix]))
+                .args(["--max-open-per-requester", "1000000"])
+                .args(["--max-connections", "20000"])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            let mut replica = Self {
+                port: listen.port,
+                metrics_port: listen.metrics_port,
+                pid: child.id(),
+                child,
+            };
+            if replica.serving_within(Duration::from_secs(15), log).await? {
+                return Ok(replica);
             }
         }
-        if let Some(auth) = auth {
-            let limit = AUTH_RATE_LIMIT.to_string();
-            command.arg("--auth-config").arg(&auth.file).args([
-                "--rate-limit",
-                &limit,
-                "--rate-limit-burst",
-                &limit,
-            ]);
-        }
-        let child = command
-            .args(listen.args_with(&["--redis-url", redis_url, "--redis-prefix", prefix]))
-            .args(["--max-open-per-requester", "1000000"])
-            .args(["--max-connections", "20000"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut replica = Self {
-            port: listen.port,
-            metrics_port: listen.metrics_port,
-            pid: child.id(),
-            child,
-        };
-        let endpoint = replica.endpoint();
-        let limit = Duration::from_secs(15);
+        Err(format!(
+            "approvald found its port taken {ATTEMPTS} times (log: {})",
+            log.display()
+        )
+        .into())
+    }
+
+    /// Waits until the replica reports SERVING (true), or until it exits
+    /// because a port picked for it was bound by then (false); any other
+    /// exit, or no SERVING within `limit`, is an error naming its log.
+    async fn serving_within(&mut self, limit: Duration, log: &Path) -> BenchResult<bool> {
+        let endpoint = self.endpoint();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(status) = replica.child.try_wait()? {
+            if let Some(status) = self.child.try_wait()? {
                 let text = fs::read_to_string(log).unwrap_or_default();
                 if text.contains("Address already in use") {
-                    return Ok(Started::PortTaken);
+                    return Ok(false);
                 }
                 return Err(format!(
                     "approvald exited before serving ({status}; log: {})",
@@ -303,7 +288,7 @@ impl Replica {
                 .into());
             }
             if serving(endpoint.clone()).await {
-                return Ok(Started::Serving(replica));
+                return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
